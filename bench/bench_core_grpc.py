@@ -1,0 +1,218 @@
+"""gRPC aio unary echo: bare server against clue's interceptor stack, layer by layer.
+
+Each configuration runs in its own server process, configured the way a service
+would be (``clue.configure`` + ``clue.grpc.server_interceptors()``); spans go
+through the batch processor to a no-op exporter, metrics to a no-op exporter,
+logs as JSON to /dev/null. This process is the client: a closed loop of
+CONCURRENCY calls on one grpc.aio channel for SECONDS per configuration,
+interleaved over ROUNDS rounds. Ratios are throughput against the bare server
+of the same round (median over rounds); the server's CPU time per call is
+reported too (it does not depend on whether client or server is the bottleneck).
+
+    .venv/bin/python bench/bench_core_grpc.py
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _goal import goal
+
+CONCURRENCY = 32
+SECONDS = 2.0
+ROUNDS = 3
+SERVICE = "bench.Echo"
+
+# name: (sampler, clue layers or "official" for the OpenTelemetry interceptor)
+CONFIGS: dict[str, tuple[str, dict[str, bool] | str | None]] = {
+    "bare": ("none", None),
+    "clue_adaptive": ("adaptive", {}),
+    "clue_all_sampled": ("always_on", {}),
+    "tracing_only": ("always_on", {"logging": False, "payloads": False, "metrics": False}),
+    "logging_only": ("always_on", {"tracing": False, "payloads": False, "metrics": False}),
+    "metrics_only": ("always_on", {"tracing": False, "logging": False, "payloads": False}),
+    "official_otel_only": ("always_on", "official"),
+    "official_otel_plus_clue_layers": ("always_on", "official+layers"),
+}
+
+
+# --- server side (one process per configuration) -----------------------------------------
+
+
+def _telemetry(sampler: str) -> None:
+    from opentelemetry.sdk.metrics.export import (
+        AggregationTemporality,
+        MetricExporter,
+        MetricExportResult,
+    )
+    from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+    from opentelemetry.sdk.trace.sampling import ALWAYS_ON
+
+    import clue
+    from clue import log
+
+    class NullSpans(SpanExporter):
+        def export(self, spans: Any) -> SpanExportResult:
+            return SpanExportResult.SUCCESS
+
+    class NullMetrics(MetricExporter):
+        def __init__(self) -> None:
+            super().__init__(preferred_temporality={}, preferred_aggregation={})
+            self._temporality = AggregationTemporality.CUMULATIVE
+
+        def export(self, metrics_data: Any, timeout_millis: float = 0, **kw: Any) -> Any:
+            return MetricExportResult.SUCCESS
+
+        def force_flush(self, timeout_millis: float = 0) -> bool:
+            return True
+
+        def shutdown(self, timeout_millis: float = 0, **kw: Any) -> None:
+            return None
+
+    options: dict[str, Any] = {"span_exporter": NullSpans(), "metric_exporter": NullMetrics()}
+    if sampler == "always_on":
+        options["sampler"] = ALWAYS_ON
+    clue.configure("bench-grpc", "1.0", **options)
+    log.configure(outputs=[log.Output(open(os.devnull, "w"), format="json")])  # noqa: SIM115
+
+
+def _interceptors(layers: dict[str, bool] | str | None) -> list[Any]:
+    if layers is None:
+        return []
+    import clue.grpc
+
+    if isinstance(layers, dict):
+        return clue.grpc.server_interceptors(**layers)
+    from opentelemetry.instrumentation.grpc import aio_server_interceptor
+
+    official = [aio_server_interceptor()]
+    if layers == "official":
+        return official
+    return official + clue.grpc.server_interceptors(tracing=False)
+
+
+async def _serve(name: str) -> None:
+    import grpc
+    import grpc.aio
+    from google.protobuf.wrappers_pb2 import StringValue
+
+    sampler, layers = CONFIGS[name]
+    if sampler != "none":
+        _telemetry(sampler)
+
+    async def echo(request: StringValue, context: Any) -> StringValue:
+        return request
+
+    handler = grpc.unary_unary_rpc_method_handler(
+        echo,
+        request_deserializer=StringValue.FromString,
+        response_serializer=StringValue.SerializeToString,
+    )
+    server = grpc.aio.server(interceptors=_interceptors(layers))
+    server.add_generic_rpc_handlers(
+        [grpc.method_handlers_generic_handler(SERVICE, {"Echo": handler})]
+    )
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    print(f"PORT {port}", flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)  # until EOF
+    await server.stop(None)
+
+
+# --- client side (this process) ------------------------------------------------------------
+
+
+async def _load(port: int, seconds: float) -> int:
+    import grpc.aio
+    from google.protobuf.wrappers_pb2 import StringValue
+
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        call = channel.unary_unary(
+            f"/{SERVICE}/Echo",
+            request_serializer=StringValue.SerializeToString,
+            response_deserializer=StringValue.FromString,
+        )
+        request = StringValue(value="hello, clue")
+        for _ in range(100):  # warm-up: connection, caches, first-call costs
+            await call(request)
+        done = 0
+        deadline = time.perf_counter() + seconds
+
+        async def worker() -> None:
+            nonlocal done
+            while time.perf_counter() < deadline:
+                await call(request)
+                done += 1
+
+        await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
+        return done
+
+
+def _cpu(pid: int) -> float:
+    import psutil
+
+    times = psutil.Process(pid).cpu_times()
+    return float(times.user + times.system)
+
+
+def main(argv: Sequence[str]) -> int:
+    if len(argv) > 2 and argv[1] == "--serve":
+        asyncio.run(_serve(argv[2]))
+        return 0
+    servers: dict[str, tuple[subprocess.Popen[str], int]] = {}
+    try:
+        for name in CONFIGS:
+            proc = subprocess.Popen(
+                [sys.executable, __file__, "--serve", name],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            assert proc.stdout is not None
+            line = proc.stdout.readline()
+            if not line.startswith("PORT "):
+                raise RuntimeError(f"server {name} did not start: {line!r}")
+            servers[name] = (proc, int(line.split()[1]))
+        rps: dict[str, list[float]] = {name: [] for name in CONFIGS}
+        cpu_us: dict[str, list[float]] = {name: [] for name in CONFIGS}
+        for _ in range(ROUNDS):
+            for name, (proc, port) in servers.items():
+                before = _cpu(proc.pid)
+                started = time.perf_counter()
+                calls = asyncio.run(_load(port, SECONDS))
+                elapsed = time.perf_counter() - started
+                rps[name].append(calls / elapsed)
+                cpu_us[name].append((_cpu(proc.pid) - before) / (calls + 100) * 1e6)
+    finally:
+        for proc, _ in servers.values():
+            assert proc.stdin is not None
+            proc.stdin.close()
+            proc.wait(timeout=30)
+
+    bare_cpu = statistics.median(cpu_us["bare"])
+    print(f"{'configuration':34} {'calls/s':>9} {'ratio':>6} {'server CPU/call':>16} {'added':>9}")
+    ratios: dict[str, float] = {}
+    for name in CONFIGS:
+        ratio = statistics.median(r / b for r, b in zip(rps[name], rps["bare"], strict=True))
+        ratios[name] = ratio
+        cpu = statistics.median(cpu_us[name])
+        print(
+            f"{name:34} {statistics.median(rps[name]):9.0f} {ratio:6.2f} "
+            f"{cpu:13.0f} µs {cpu - bare_cpu:+7.0f} µs"
+        )
+    goal("core.grpc_adaptive", ratios["clue_adaptive"], ">=", 0.8)
+    goal("core.grpc_all_sampled", ratios["clue_all_sampled"], ">=", 0.6)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv))

@@ -1,0 +1,140 @@
+"""What the profilers cost a CPU-bound Python workload, measured against itself in the same run.
+
+The workload (pure Python: arithmetic, dicts, strings, small objects) runs in
+the main thread of a process that also has a dozen idle threads, as a
+service does. Runs alternate between "profiler off" and "profiler on", and
+each side keeps its best time, so that noise from the machine cancels out.
+Times are the process's CPU time (all threads, the profiler's included), not
+wall time: on a shared, overloaded machine wall time mostly measures the
+neighbours, while CPU time is what the profiler really costs.
+
+* CPU: `clue.debug.pprof.CPUSampler` at 100 Hz, as ``/debug/pprof/profile``
+  runs it; the goal is a slowdown of at most 3%.
+* heap: `clue.debug.pprof.HeapRecorder` (tracemalloc with 16 frames), as
+  ``/debug/pprof/heap`` runs it by default, and with 1 frame; tracemalloc
+  hooks every allocation, so it is documented as a ratio (target: 3x).
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parent.parent))
+
+from _goal import goal  # noqa: E402
+
+from clue.debug.pprof import CPUSampler, HeapRecorder  # noqa: E402
+
+ROUNDS = 9
+
+
+class Item:
+    __slots__ = ("price", "sku")
+
+    def __init__(self, sku: str, price: int) -> None:
+        self.sku = sku
+        self.price = price
+
+
+def checkout_workload(orders: int = 30_000) -> int:
+    """Builds carts, prices them, indexes them by key: the kind of work a handler does."""
+    index: dict[str, int] = {}
+    total = 0
+    for n in range(orders):
+        cart = [Item(f"sku-{(n * 7 + k) % 97}", (n * k) % 1000 + 1) for k in range(8)]
+        amount = sum(item.price for item in cart)
+        discount = amount * 3 // 100 if amount > 4000 else 0
+        key = f"{n % 512}:{cart[0].sku}"
+        index[key] = index.get(key, 0) + amount - discount
+        total += amount - discount
+    return total + len(index)
+
+
+def timed(run: Callable[[], object]) -> float:
+    start = time.process_time()
+    run()
+    return time.process_time() - start
+
+
+def compare(
+    start: Callable[[], object], stop: Callable[[object], None], rounds: int = ROUNDS
+) -> tuple[float, float]:
+    """Best time without and with the profiler, runs interleaved."""
+    plain: list[float] = []
+    profiled: list[float] = []
+    for _ in range(rounds):
+        plain.append(timed(checkout_workload))
+        handle = start()
+        profiled.append(timed(checkout_workload))
+        stop(handle)
+    return min(plain), min(profiled)
+
+
+def cpu_start() -> CPUSampler:
+    sampler = CPUSampler(hz=100)
+    sampler.start()
+    return sampler
+
+
+def cpu_stop(handle: object) -> None:
+    assert isinstance(handle, CPUSampler)
+    profile = handle.stop()
+    assert profile.samples and profile.samples[0].stack[-1].function in (
+        "checkout_workload",
+        "checkout_workload.<locals>.<genexpr>",
+        "checkout_workload.<locals>.<listcomp>",
+        "Item.__init__",
+    ), profile.samples[0]
+    CPU_TICKS.append(profile.ticks / (profile.duration_ns / 1e9))
+
+
+def heap_start(frames: int = 16) -> HeapRecorder:
+    recorder = HeapRecorder(frames=frames)
+    recorder.start()
+    return recorder
+
+
+def heap_stop(handle: object) -> None:
+    assert isinstance(handle, HeapRecorder)
+    handle.stop()
+
+
+CPU_TICKS: list[float] = []
+
+
+def main() -> None:
+    stop_idle = threading.Event()
+    idle = [threading.Thread(target=stop_idle.wait, daemon=True) for _ in range(12)]
+    for thread in idle:
+        thread.start()
+    checkout_workload()  # warm up
+    try:
+        plain, profiled = compare(cpu_start, cpu_stop)
+        rate = sum(CPU_TICKS) / len(CPU_TICKS)
+        print(
+            f"cpu profiler: workload {plain * 1000:.1f} ms, {profiled * 1000:.1f} ms while "
+            f"sampling at {rate:.0f} Hz (best of {ROUNDS}, 12 idle threads)"
+        )
+        goal("ops.cpu_profiler_overhead", (profiled / plain - 1) * 100, "<=", 3, "%")
+        plain, shallow = compare(lambda: heap_start(1), heap_stop, rounds=3)
+        print(
+            f"heap profiler, frames=1: workload {plain * 1000:.1f} ms, {shallow * 1000:.1f} ms "
+            f"under tracemalloc ({shallow / plain:.1f}x, best of 3)"
+        )
+        plain, traced = compare(heap_start, heap_stop, rounds=3)
+        print(
+            f"heap profiler, frames=16 (default): workload {plain * 1000:.1f} ms, "
+            f"{traced * 1000:.1f} ms under tracemalloc (best of 3)"
+        )
+        goal("ops.heap_profiler_slowdown", traced / plain, "<=", 3, "x")
+    finally:
+        stop_idle.set()
+
+
+if __name__ == "__main__":
+    main()

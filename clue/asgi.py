@@ -1,0 +1,275 @@
+"""ASGI middleware: tracing, request log scope, access line, debug payloads, HTTP metrics.
+
+Wrap any ASGI application (Starlette, FastAPI, ...)::
+
+    app = clue.asgi.ClueMiddleware(app)
+
+or, with Starlette, ``Starlette(middleware=[Middleware(ClueMiddleware)])``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import metrics, propagate, trace
+from opentelemetry.metrics import MeterProvider
+from opentelemetry.trace import SpanKind, Status, StatusCode, TracerProvider
+from opentelemetry.util.types import AttributeValue
+
+from clue import log
+from clue._payload import body_payload
+from clue._request_id import HEADER, new_request_id
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+DEFAULT_SKIP_PATHS = ("/healthz", "/livez", "/readyz", "/metrics")
+REQUEST_ID_HEADER = HEADER.encode()
+# Buckets in seconds recommended by the HTTP semantic conventions.
+_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
+
+
+class ClueMiddleware:
+    """Observe every HTTP request of an ASGI app.
+
+    Per request: a SERVER span continuing the caller's trace (``traceparent``)
+    named ``"GET /route"`` with the HTTP semantic-convention attributes; a log
+    request scope with method, path, peer and request id (``X-Request-ID``
+    honoured or minted, and returned in the response); one unbuffered
+    ``request`` line with status, route and duration (``log_requests``); a
+    buffer flush when the status is 500 or more; request and response bodies
+    logged at debug level when debug is on (text and JSON only, masked,
+    truncated); and the ``http.server.request.duration`` histogram. Paths in
+    ``skip_paths`` (health probes, metrics) are passed through untouched.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        log_requests: bool = True,
+        skip_paths: Iterable[str] = DEFAULT_SKIP_PATHS,
+        log_payloads: bool = True,
+        tracer_provider: TracerProvider | None = None,
+        meter_provider: MeterProvider | None = None,
+    ) -> None:
+        self.app = app
+        self._log_requests = log_requests
+        self._skip = frozenset(skip_paths)
+        self._log_payloads = log_payloads
+        self._tracer = trace.get_tracer("clue.asgi", tracer_provider=tracer_provider)
+        meter = metrics.get_meter("clue.asgi", meter_provider=meter_provider)
+        self._duration = meter.create_histogram(
+            "http.server.request.duration",
+            unit="s",
+            description="Duration of HTTP server requests",
+            explicit_bucket_boundaries_advisory=_BUCKETS,
+        )
+        self._attributes: dict[tuple[str, str | None, int, str], dict[str, AttributeValue]] = {}
+        self._propagator: Any = None
+        self._fields: frozenset[bytes] = frozenset()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in self._skip:
+            await self.app(scope, receive, send)
+            return
+        await _Request(self, scope).run(receive, send)
+
+    def propagation_fields(self) -> frozenset[bytes]:
+        """Header names the global propagator reads, as ASGI header names."""
+        propagator = propagate.get_global_textmap()
+        if propagator is not self._propagator:
+            self._fields = frozenset(f.lower().encode("latin-1") for f in propagator.fields)
+            self._propagator = propagator
+        return self._fields
+
+    def record(self, method: str, route: str | None, status: int, scheme: str, s: float) -> None:
+        key = (method, route, status, scheme)
+        attributes = self._attributes.get(key)
+        if attributes is None:
+            attributes = {
+                "http.request.method": method,
+                "http.response.status_code": status,
+                "url.scheme": scheme,
+            }
+            if route:
+                attributes["http.route"] = route
+            if len(self._attributes) < 10_000:
+                self._attributes[key] = attributes
+        self._duration.record(s, attributes)
+
+
+class _Request:
+    """The observation of one HTTP request."""
+
+    __slots__ = (
+        "content_type",
+        "debug",
+        "middleware",
+        "request_body",
+        "request_id",
+        "response_body",
+        "response_type",
+        "scope",
+        "status",
+    )
+
+    def __init__(self, middleware: ClueMiddleware, scope: Scope) -> None:
+        self.middleware = middleware
+        self.scope = scope
+        self.status = 500
+        self.request_id = ""
+        self.content_type = ""
+        self.response_type = ""
+        self.debug = middleware._log_payloads and log.debug_enabled()
+        self.request_body = bytearray()
+        self.response_body = bytearray()
+
+    async def run(self, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        scope, middleware = self.scope, self.middleware
+        method: str = scope["method"]
+        fields = middleware.propagation_fields()
+        carrier: dict[str, str] = {}
+        for name, value in scope["headers"]:
+            if name == REQUEST_ID_HEADER:
+                self.request_id = value.decode("latin-1")
+            elif name == b"content-type":
+                self.content_type = value.decode("latin-1")
+            elif name in fields:
+                carrier[name.decode("latin-1")] = value.decode("latin-1")
+        self.request_id = self.request_id or new_request_id()
+        parent = propagate.extract(carrier) if carrier else None
+        span = middleware._tracer.start_span(method, context=parent, kind=SpanKind.SERVER)
+        if span.is_recording():
+            _set_request_attributes(span, scope, method)
+        token = otel_context.attach(trace.set_span_in_context(span, parent))
+        client = scope.get("client")
+        peer = f"{client[0]}:{client[1]}" if client else ""
+        error: BaseException | None = None
+        try:
+            with log.request_scope(
+                method=method, path=scope["path"], peer=peer, request_id=self.request_id
+            ):
+                try:
+                    await middleware.app(scope, self._receive(receive), self._send(send))
+                except BaseException as exc:
+                    error = exc
+                    log.error("unhandled exception", exc=exc, traceback=True)
+                    raise
+                finally:
+                    self._finish(span, method, started, error)
+        finally:
+            otel_context.detach(token)
+
+    def _receive(self, receive: Receive) -> Receive:
+        if not self.debug:
+            return receive
+
+        async def receive_and_keep() -> Message:
+            message = await receive()
+            if message["type"] == "http.request":
+                _keep(self.request_body, message.get("body", b""))
+            return message
+
+        return receive_and_keep
+
+    def _send(self, send: Send) -> Send:
+        request_id = self.request_id.encode("latin-1")
+
+        async def send_with_request_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                self.status = message["status"]
+                headers = [*message.get("headers", ()), (REQUEST_ID_HEADER, request_id)]
+                message = {**message, "headers": headers}
+                if self.debug:
+                    for name, value in headers:
+                        if name.lower() == b"content-type":
+                            self.response_type = value.decode("latin-1")
+            elif self.debug and message["type"] == "http.response.body":
+                _keep(self.response_body, message.get("body", b""))
+            await send(message)
+
+        return send_with_request_id
+
+    def _finish(
+        self, span: trace.Span, method: str, started: float, error: BaseException | None
+    ) -> None:
+        middleware, status = self.middleware, self.status
+        route = _route(self.scope)
+        if status >= 500 and error is None:
+            log.flush()
+        if self.debug:
+            self._log_payloads()
+        elapsed = time.perf_counter() - started
+        if middleware._log_requests:
+            log.print(
+                "request",
+                status=status,
+                route=route or "",
+                duration_ms=round(elapsed * 1000.0, 3),
+            )
+        if span.is_recording():
+            if route:
+                span.update_name(f"{method} {route}")
+                span.set_attribute("http.route", route)
+            span.set_attribute("http.response.status_code", status)
+            if status >= 500:
+                span.set_status(Status(StatusCode.ERROR, str(status)))
+            if error is not None:
+                span.record_exception(error)
+        span.end()
+        middleware.record(method, route, status, self.scope.get("scheme", "http"), elapsed)
+
+    def _log_payloads(self) -> None:
+        body = body_payload(bytes(self.request_body), self.content_type)
+        if body:
+            log.debug("request payload", payload=body)
+        body = body_payload(bytes(self.response_body), self.response_type)
+        if body:
+            log.debug("response payload", payload=body)
+
+
+_MAX_KEPT = 64 * 1024
+
+
+def _keep(buffer: bytearray, chunk: bytes) -> None:
+    """Keep the first bytes of a body for payload logging (logs truncate further)."""
+    room = _MAX_KEPT - len(buffer)
+    if room > 0:
+        buffer += chunk[:room]
+
+
+def _route(scope: Scope) -> str | None:
+    """The matched route template (Starlette puts the route object in the scope)."""
+    route = scope.get("route")
+    if isinstance(route, str):
+        return route
+    path_format = getattr(route, "path_format", None)
+    if isinstance(path_format, str):
+        return str(scope.get("root_path", "")) + path_format
+    return None
+
+
+def _set_request_attributes(span: trace.Span, scope: Scope, method: str) -> None:
+    span.set_attribute("http.request.method", method)
+    span.set_attribute("url.path", scope["path"])
+    span.set_attribute("url.scheme", scope.get("scheme", "http"))
+    query = scope.get("query_string")
+    if query:
+        span.set_attribute("url.query", query.decode("latin-1"))
+    client = scope.get("client")
+    if client:
+        span.set_attribute("client.address", client[0])
+        span.set_attribute("network.peer.port", client[1])
+    server = scope.get("server")
+    if server:
+        span.set_attribute("server.address", server[0])
+        if server[1] is not None:
+            span.set_attribute("server.port", server[1])

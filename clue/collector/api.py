@@ -1,0 +1,143 @@
+"""The JSON API under ``/api/``: the data behind the UI, for scripts as well."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from clue.collector import queries, series
+from clue.collector.params import BadParameter, Params, parse_trace_id
+from clue.collector.store import Store
+
+TIME = {"start", "end", "lookback"}
+TRACE_SEARCH = TIME | {
+    "service",
+    "operation",
+    "min_duration",
+    "max_duration",
+    "errors",
+    "attr",
+    "limit",
+}
+LOG_SEARCH = TIME | {"service", "severity", "q", "trace_id", "limit"}
+
+
+class NotFound(LookupError):
+    """The requested trace or metric is not stored (answered with 404)."""
+
+
+def trace_filter(p: Params) -> queries.TraceFilter:
+    """A :class:`queries.TraceFilter` from validated search parameters."""
+    start, end = p.time_range()
+    return queries.TraceFilter(
+        service=p.text("service"),
+        operation=p.text("operation"),
+        min_duration_ns=p.duration_ns("min_duration"),
+        max_duration_ns=p.duration_ns("max_duration"),
+        errors_only=p.flag("errors"),
+        start_ns=start,
+        end_ns=end,
+        attributes=p.attributes("attr"),
+        limit=p.integer("limit", 20, 1, 1000),
+    )
+
+
+def log_search(store: Store, p: Params) -> list[dict[str, Any]]:
+    """Logs matching validated log-search parameters, newest first."""
+    start, end = p.time_range()
+    return queries.logs(
+        store,
+        service=p.text("service"),
+        min_severity=p.severity("severity"),
+        text=p.text("q"),
+        trace_id=p.trace_id("trace_id"),
+        start_ns=start,
+        end_ns=end,
+        limit=p.integer("limit", 100, 1, 10_000),
+    )
+
+
+def get_trace(store: Store, raw_id: str) -> dict[str, Any]:
+    found = queries.trace(store, parse_trace_id(raw_id))
+    if found is None:
+        raise NotFound(f"trace {raw_id} not found (never received, or evicted by retention)")
+    return found
+
+
+def get_series(store: Store, name: str, p: Params) -> dict[str, Any]:
+    start, end = p.time_range()
+    found = series.series(store, name, service=p.text("service"), start_ns=start, end_ns=end)
+    if found is None:
+        raise NotFound(f"no points of metric {name!r} for this selection")
+    return found
+
+
+Handler = Callable[[Request], Any]
+
+
+def _json(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+    """Run *handler* off the event loop; map validation errors to 400 and misses to 404."""
+
+    async def endpoint(request: Request) -> Response:
+        try:
+            return JSONResponse(await run_in_threadpool(handler, request))
+        except BadParameter as exc:
+            return JSONResponse({"error": str(exc)}, 400)
+        except NotFound as exc:
+            return JSONResponse({"error": str(exc)}, 404)
+
+    return endpoint
+
+
+def routes(store: Store, status: Callable[[], dict[str, Any]]) -> list[Route]:
+    """Starlette routes of the JSON API."""
+
+    def services(request: Request) -> Any:
+        Params(request.query_params, set())
+        return {"services": queries.services(store)}
+
+    def traces(request: Request) -> Any:
+        return {
+            "traces": queries.search_traces(
+                store, trace_filter(Params(request.query_params, TRACE_SEARCH))
+            )
+        }
+
+    def one_trace(request: Request) -> Any:
+        Params(request.query_params, set())
+        return get_trace(store, request.path_params["trace_id"])
+
+    def logs(request: Request) -> Any:
+        return {"logs": log_search(store, Params(request.query_params, LOG_SEARCH))}
+
+    def deps(request: Request) -> Any:
+        start, _ = Params(request.query_params, {"lookback", "start"}).time_range()
+        return queries.dependencies(store, start)
+
+    def metrics(request: Request) -> Any:
+        p = Params(request.query_params, {"service"})
+        return {"metrics": series.metric_list(store, p.text("service"))}
+
+    def metric_series(request: Request) -> Any:
+        p = Params(request.query_params, TIME | {"service"})
+        return get_series(store, request.path_params["name"], p)
+
+    def get_status(request: Request) -> Any:
+        Params(request.query_params, set())
+        return status()
+
+    return [
+        Route("/api/services", _json(services)),
+        Route("/api/traces", _json(traces)),
+        Route("/api/traces/{trace_id}", _json(one_trace)),
+        Route("/api/logs", _json(logs)),
+        Route("/api/dependencies", _json(deps)),
+        Route("/api/metrics", _json(metrics)),
+        Route("/api/metrics/{name}/series", _json(metric_series)),
+        Route("/api/status", _json(get_status)),
+    ]

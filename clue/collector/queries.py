@@ -1,0 +1,302 @@
+"""Read side of the store: the answers behind every /api endpoint and UI page.
+
+Every function returns plain JSON-able data; the JSON API serializes it as it
+is and the HTML pages render it, so both always show the same thing.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from clue.collector.store import Store
+
+Json = dict[str, Any]
+KINDS = ["unspecified", "internal", "server", "client", "producer", "consumer"]
+STATUS = ["unset", "ok", "error"]
+
+
+@dataclass
+class TraceFilter:
+    """What a trace search asks for; a trace matches if one of its spans matches all."""
+
+    service: str | None = None
+    operation: str | None = None
+    min_duration_ns: int | None = None
+    max_duration_ns: int | None = None
+    errors_only: bool = False
+    start_ns: int | None = None
+    end_ns: int | None = None
+    attributes: list[tuple[str, str]] = field(default_factory=list)
+    limit: int = 20
+
+
+def services(store: Store) -> list[Json]:
+    """Every service seen (spans, logs or metrics), with the span names it reported."""
+    ops: dict[str, list[str]] = {}
+    for row in store.query("SELECT service, name FROM operations ORDER BY service, name"):
+        ops.setdefault(row["service"], []).append(row["name"])
+    for row in store.query("SELECT DISTINCT service FROM resources"):
+        ops.setdefault(row["service"], [])
+    return [{"name": name, "operations": ops[name]} for name in sorted(ops)]
+
+
+def _where(f: TraceFilter) -> tuple[str, list[Any]]:
+    clauses: list[str] = []
+    args: list[Any] = []
+    for column, value in (("service", f.service), ("name", f.operation)):
+        if value is not None:
+            clauses.append(f"{column} = ?")
+            args.append(value)
+    if f.min_duration_ns is not None:
+        clauses.append("duration_ns >= ?")
+        args.append(f.min_duration_ns)
+    if f.max_duration_ns is not None:
+        clauses.append("duration_ns <= ?")
+        args.append(f.max_duration_ns)
+    if f.errors_only:
+        clauses.append("status = 2")
+    if f.start_ns is not None:
+        clauses.append("start_ns >= ?")
+        args.append(f.start_ns)
+    if f.end_ns is not None:
+        clauses.append("start_ns <= ?")
+        args.append(f.end_ns)
+    for key, value in f.attributes:
+        clauses.append("CAST(json_extract(attributes, ?) AS TEXT) = ?")
+        args += [f"$.{json.dumps(key)}", _attribute_text(value)]
+    return " AND ".join(clauses) or "1", args
+
+
+def _attribute_text(value: str) -> str:
+    """Booleans are stored as JSON true/false, which SQLite reads back as 1/0."""
+    return {"true": "1", "false": "0"}.get(value, value)
+
+
+def search_traces(store: Store, f: TraceFilter) -> list[Json]:
+    """Summaries of the most recent traces matching *f*, newest first."""
+    where, args = _where(f)
+    ids = store.first(
+        f"SELECT trace_id FROM spans WHERE {where} ORDER BY start_ns DESC", args, f.limit
+    )
+    if not ids:
+        return []
+    rows = store.query(
+        "SELECT trace_id, span_id, parent_id, service, name, start_ns, duration_ns, status "
+        f"FROM spans WHERE trace_id IN ({','.join('?' * len(ids))})",
+        ids,
+    )
+    by_trace: dict[str, list[Any]] = {}
+    for row in rows:
+        by_trace.setdefault(row["trace_id"], []).append(row)
+    return [_summary(trace_id, by_trace[trace_id]) for trace_id in ids if trace_id in by_trace]
+
+
+def _summary(trace_id: str, spans: list[Any]) -> Json:
+    span_ids = {s["span_id"] for s in spans}
+    roots = [s for s in spans if s["parent_id"] not in span_ids] or spans
+    root = min(roots, key=lambda s: (s["parent_id"] != "", s["start_ns"]))
+    start = min(s["start_ns"] for s in spans)
+    end = max(s["start_ns"] + s["duration_ns"] for s in spans)
+    per_service: dict[str, int] = {}
+    for s in spans:
+        per_service[s["service"]] = per_service.get(s["service"], 0) + 1
+    return {
+        "trace_id": trace_id,
+        "root": {"service": root["service"], "name": root["name"]},
+        "services": [{"name": k, "spans": v} for k, v in sorted(per_service.items())],
+        "span_count": len(spans),
+        "error_count": sum(1 for s in spans if s["status"] == 2),
+        "start_ns": start,
+        "duration_ns": end - start,
+    }
+
+
+def trace(store: Store, trace_id: str) -> Json | None:
+    """One trace: spans in tree order (with depth), resources and the trace's logs."""
+    rows = store.query("SELECT * FROM spans WHERE trace_id = ?", (trace_id,))
+    if not rows:
+        return None
+    keys = sorted({row["resource"] for row in rows})
+    resources = {
+        r["key"]: json.loads(r["attributes"])
+        for r in store.query(
+            f"SELECT key, attributes FROM resources WHERE key IN ({','.join('?' * len(keys))})",
+            keys,
+        )
+    }
+    spans = [_span(row, resources.get(row["resource"], {})) for row in rows]
+    ordered = _tree_order(spans)
+    start = min(s["start_ns"] for s in spans)
+    end = max(s["start_ns"] + s["duration_ns"] for s in spans)
+    return {
+        "trace_id": trace_id,
+        "start_ns": start,
+        "duration_ns": end - start,
+        "services": sorted({s["service"] for s in spans}),
+        "span_count": len(spans),
+        "error_count": sum(1 for s in spans if s["status"]["code"] == "error"),
+        "spans": ordered,
+        "logs": logs(store, trace_id=trace_id, limit=10_000, newest_first=False),
+    }
+
+
+def _span(row: Any, resource: Json) -> Json:
+    return {
+        "span_id": row["span_id"],
+        "parent_id": row["parent_id"],
+        "service": row["service"],
+        "name": row["name"],
+        "kind": KINDS[row["kind"]] if 0 <= row["kind"] < len(KINDS) else str(row["kind"]),
+        "start_ns": row["start_ns"],
+        "duration_ns": row["duration_ns"],
+        "status": {
+            "code": STATUS[row["status"]] if 0 <= row["status"] < 3 else str(row["status"]),
+            "message": row["status_message"],
+        },
+        "attributes": json.loads(row["attributes"]),
+        "events": json.loads(row["events"]) if row["events"] != "[]" else [],
+        "links": json.loads(row["links"]) if row["links"] != "[]" else [],
+        "scope": row["scope"],
+        "resource": resource,
+    }
+
+
+def _tree_order(spans: list[Json]) -> list[Json]:
+    """Depth-first order, children by start time; orphans start their own subtree."""
+    ids = {s["span_id"] for s in spans}
+    children: dict[str, list[Json]] = {}
+    roots = []
+    for s in sorted(spans, key=lambda s: s["start_ns"]):
+        if s["parent_id"] and s["parent_id"] in ids and s["parent_id"] != s["span_id"]:
+            children.setdefault(s["parent_id"], []).append(s)
+        else:
+            roots.append(s)
+    ordered: list[Json] = []
+    seen: set[str] = set()
+    stack = [(root, 0) for root in reversed(roots)]
+    while stack:
+        span, depth = stack.pop()
+        if span["span_id"] in seen:
+            continue
+        seen.add(span["span_id"])
+        span["depth"] = depth
+        ordered.append(span)
+        stack += [(child, depth + 1) for child in reversed(children.get(span["span_id"], []))]
+    ordered += [s for s in spans if s["span_id"] not in seen]  # cycles: shown flat at the end
+    return ordered
+
+
+def logs(
+    store: Store,
+    *,
+    service: str | None = None,
+    min_severity: int | None = None,
+    text: str | None = None,
+    trace_id: str | None = None,
+    start_ns: int | None = None,
+    end_ns: int | None = None,
+    limit: int = 100,
+    newest_first: bool = True,
+) -> list[Json]:
+    """Log records matching every given filter."""
+    clauses: list[str] = []
+    args: list[Any] = []
+    if service is not None:
+        clauses.append("service = ?")
+        args.append(service)
+    if min_severity is not None:
+        clauses.append("severity >= ?")
+        args.append(min_severity)
+    if text is not None:
+        clauses.append("(instr(lower(body), ?) > 0 OR instr(lower(attributes), ?) > 0)")
+        args += [text.lower(), text.lower()]
+    if trace_id is not None:
+        clauses.append("trace_id = ?")
+        args.append(trace_id)
+    if start_ns is not None:
+        clauses.append("time_ns >= ?")
+        args.append(start_ns)
+    if end_ns is not None:
+        clauses.append("time_ns <= ?")
+        args.append(end_ns)
+    order = "DESC" if newest_first else "ASC"
+    rows = store.query(
+        "SELECT time_ns, service, severity, severity_text, body, attributes, trace_id, span_id "
+        f"FROM logs WHERE {' AND '.join(clauses) or '1'} ORDER BY time_ns {order}, rowid {order} "
+        "LIMIT ?",
+        [*args, limit],
+    )
+    return [
+        {
+            "time_ns": row["time_ns"],
+            "service": row["service"],
+            "severity": row["severity"],
+            "severity_text": row["severity_text"] or severity_name(row["severity"]),
+            "body": row["body"],
+            "attributes": json.loads(row["attributes"]),
+            "trace_id": row["trace_id"],
+            "span_id": row["span_id"],
+        }
+        for row in rows
+    ]
+
+
+def severity_name(number: int) -> str:
+    """OTLP severity number to its short name (``INFO``, ``WARN2``...)."""
+    if not 1 <= number <= 24:
+        return "UNSPECIFIED"
+    names = ["TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL"]
+    base, step = divmod(number - 1, 4)
+    return names[base] + (str(step + 1) if step else "")
+
+
+def dependencies(store: Store, start_ns: int | None = None) -> Json:
+    """Service map: services with request/error rates and the calls between them.
+
+    A request of a service is a span entering it (a root span, or one whose
+    parent belongs to another service); an edge A → B counts spans of B whose
+    parent span is in A. Rates are per second over the stored time window.
+    """
+    since = start_ns if start_ns is not None else 0
+    rows = store.query(
+        "SELECT c.service AS child, p.service AS parent, count(*) AS calls, "
+        "sum(c.status = 2) AS errors, min(c.start_ns) AS first, max(c.start_ns) AS last "
+        "FROM spans c LEFT JOIN spans p ON p.trace_id = c.trace_id AND p.span_id = c.parent_id "
+        "WHERE c.start_ns >= ? AND (p.service IS NULL OR p.service != c.service) "
+        "GROUP BY c.service, p.service",
+        (since,),
+    )
+    window = store.query(
+        "SELECT min(start_ns) AS first, max(start_ns + duration_ns) AS last FROM spans "
+        "WHERE start_ns >= ?",
+        (since,),
+    )[0]
+    seconds = max(((window["last"] or 0) - (window["first"] or 0)) / 1e9, 1.0)
+    nodes: dict[str, Json] = {}
+    edges = []
+    for row in rows:
+        node = nodes.setdefault(row["child"], {"service": row["child"], "requests": 0, "errors": 0})
+        node["requests"] += row["calls"]
+        node["errors"] += row["errors"]
+        if row["parent"] is not None:
+            nodes.setdefault(row["parent"], {"service": row["parent"], "requests": 0, "errors": 0})
+            edges.append(
+                {
+                    "parent": row["parent"],
+                    "child": row["child"],
+                    "calls": row["calls"],
+                    "errors": row["errors"],
+                    "call_rate": row["calls"] / seconds,
+                    "error_rate": row["errors"] / seconds,
+                }
+            )
+    for node in nodes.values():
+        node["request_rate"] = node["requests"] / seconds
+        node["error_rate"] = node["errors"] / seconds
+    return {
+        "window_s": seconds,
+        "nodes": sorted(nodes.values(), key=lambda n: n["service"]),
+        "edges": sorted(edges, key=lambda e: (e["parent"], e["child"])),
+    }

@@ -1,0 +1,199 @@
+"""The web UI: server-rendered pages over the same queries as the JSON API."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import jinja2
+from markupsafe import Markup, escape
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import Route
+
+from clue.collector import api, charts, queries, series
+from clue.collector.params import SEVERITIES, BadParameter, Params
+from clue.collector.store import Store
+
+LOOKBACKS = ["5m", "15m", "1h", "6h", "24h", "7d"]
+_env = jinja2.Environment(
+    loader=jinja2.PackageLoader("clue.collector", "templates"),
+    autoescape=True,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+
+
+SERVICE_COLORS = [
+    "#2f6fdb", "#e8590c", "#2b8a3e", "#ae3ec9", "#a0522d", "#0c8599", "#f08c00", "#5f3dc4",
+    "#74b816", "#d6336c", "#1971c2", "#845ef7", "#099268", "#e67700", "#495057", "#a61e4d",
+]  # fmt: skip
+
+
+def service_colors(store: Store) -> dict[str, str]:
+    """A distinct colour per known service, in name order, the same on every page."""
+    names = [row["service"] for row in store.query("SELECT DISTINCT service FROM resources")]
+    return {name: SERVICE_COLORS[i % len(SERVICE_COLORS)] for i, name in enumerate(sorted(names))}
+
+
+@jinja2.pass_context
+def _color(context: Any, name: str) -> str:
+    colors: dict[str, str] = context.get("colors", {})
+    return colors.get(name, SERVICE_COLORS[-2])
+
+
+def duration(ns: float) -> str:
+    """Human duration: ``850µs``, ``12.3ms``, ``1.52s``."""
+    if ns < 1_000:
+        return f"{ns:.0f}ns"
+    if ns < 1_000_000:
+        return f"{ns / 1e3:.3g}µs"
+    if ns < 1_000_000_000:
+        return f"{ns / 1e6:.3g}ms"
+    return f"{ns / 1e9:.3g}s"
+
+
+def clock(ns: int) -> str:
+    """Local wall-clock time with milliseconds."""
+    return datetime.fromtimestamp(ns / 1e9).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+
+
+def rate(per_second: float) -> str:
+    return f"{per_second:.3g}/s"
+
+
+_env.filters.update(duration=duration, clock=clock, color=_color, rate=rate)
+_env.globals.update(lookbacks=LOOKBACKS)
+
+
+def render(template: str, status: int = 200, **context: Any) -> HTMLResponse:
+    return HTMLResponse(_env.get_template(template).render(**context), status)
+
+
+def _page(store: Store, template: str, build: Any) -> Any:
+    """An endpoint rendering *template* with ``build(request)``; bad input is a 400 page."""
+
+    def context_of(request: Request) -> dict[str, Any]:
+        return {"colors": service_colors(store), **build(request)}
+
+    async def endpoint(request: Request) -> Response:
+        try:
+            context = await run_in_threadpool(context_of, request)
+        except BadParameter as exc:
+            return render("error.html", 400, title="Bad request", message=str(exc))
+        except api.NotFound as exc:
+            return render("error.html", 404, title="Not found", message=str(exc))
+        return render(template, **context)
+
+    return endpoint
+
+
+def routes(store: Store) -> list[Route]:
+    """Starlette routes of the HTML pages."""
+
+    def search(request: Request) -> dict[str, Any]:
+        q = request.query_params
+        p = Params(q, api.TRACE_SEARCH)
+        f = api.trace_filter(p)
+        traces = queries.search_traces(store, f)
+        longest = max((t["duration_ns"] for t in traces), default=1) or 1
+        return {
+            "page": "traces",
+            "services": queries.services(store),
+            "form": dict(q),
+            "attrs": [f"{k}={v}" for k, v in f.attributes],
+            "traces": traces,
+            "longest": longest,
+            "searched": bool(q),
+        }
+
+    def trace_page(request: Request) -> dict[str, Any]:
+        Params(request.query_params, set())
+        trace = api.get_trace(store, request.path_params["trace_id"])
+        rows = waterfall_rows(trace, service_colors(store))
+        return {"page": "traces", "trace": trace, "title": _trace_title(trace), "rows": rows}
+
+    def logs_page(request: Request) -> dict[str, Any]:
+        p = Params(request.query_params, api.LOG_SEARCH)
+        return {
+            "page": "logs",
+            "services": queries.services(store),
+            "form": dict(request.query_params),
+            "logs": api.log_search(store, p),
+            "severities": list(SEVERITIES),
+        }
+
+    def map_page(request: Request) -> dict[str, Any]:
+        start, _ = Params(request.query_params, {"lookback"}).time_range()
+        deps = queries.dependencies(store, start)
+        colors = service_colors(store)
+        svg = charts.service_map(deps, lambda name: colors.get(name, SERVICE_COLORS[-2]))
+        return {"page": "map", "deps": deps, "svg": Markup(svg), "form": dict(request.query_params)}
+
+    def metrics_page(request: Request) -> dict[str, Any]:
+        p = Params(request.query_params, {"service"})
+        return {
+            "page": "metrics",
+            "services": queries.services(store),
+            "form": dict(request.query_params),
+            "metrics": series.metric_list(store, p.text("service")),
+        }
+
+    def metric_page(request: Request) -> dict[str, Any]:
+        p = Params(request.query_params, api.TIME | {"service"})
+        data = api.get_series(store, request.path_params["name"], p)
+        return {
+            "page": "metrics",
+            "metric": data,
+            "svg": Markup(charts.line_chart(data["series"], data["unit"])),
+            "legend": [
+                (charts.PALETTE[i % len(charts.PALETTE)], charts.label(s["labels"]))
+                for i, s in enumerate(data["series"])
+            ],
+            "form": dict(request.query_params),
+            "query": request.url.query,
+        }
+
+    return [
+        Route("/", _page(store, "search.html", search)),
+        Route("/trace/{trace_id}", _page(store, "trace.html", trace_page)),
+        Route("/logs", _page(store, "logs.html", logs_page)),
+        Route("/map", _page(store, "map.html", map_page)),
+        Route("/metrics", _page(store, "metrics.html", metrics_page)),
+        Route("/metrics/{name}", _page(store, "metric.html", metric_page)),
+    ]
+
+
+def waterfall_rows(trace: dict[str, Any], colors: dict[str, str]) -> Markup:
+    """The waterfall's span rows (built here rather than in Jinja: a trace may have
+    thousands of spans, and this is the page's hot loop)."""
+    total = trace["duration_ns"] or 1
+    out = []
+    for s in trace["spans"]:
+        left = 100 * (s["start_ns"] - trace["start_ns"]) / total
+        width = max(100 * s["duration_ns"] / total, 0.15)
+        service, name = escape(s["service"]), escape(s["name"])
+        color = colors.get(s["service"], SERVICE_COLORS[-2])
+        failed = s["status"]["code"] == "error"
+        mark = (
+            f'<span class="error-mark" title="{escape(s["status"]["message"])}">✖</span>'
+            if failed
+            else ""
+        )
+        out.append(
+            f'<div class="span-row{" error" if failed else ""}" data-span-id="{s["span_id"]}" '
+            f'tabindex="0"><div class="wf-name" style="padding-left:{6 + s["depth"] * 14}px" '
+            f'title="{service}: {name}"><span class="chip" style="background:{color}"></span>'
+            f'<span class="svc">{service}</span> <span class="op">{name}</span>{mark}</div>'
+            f'<div class="wf-time"><div class="bar" style="left:{left:.3f}%;width:{width:.3f}%;'
+            f'background:{color}"></div><span class="bar-label" '
+            f'style="left:{min(left + width, 88):.3f}%">{duration(s["duration_ns"])}</span>'
+            "</div></div>"
+        )
+    return Markup("\n".join(out))
+
+
+def _trace_title(trace: dict[str, Any]) -> str:
+    root = trace["spans"][0]
+    return f"{root['service']}: {root['name']}"

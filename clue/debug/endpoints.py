@@ -1,0 +1,92 @@
+"""The ``/debug`` endpoint and `routes`, which guards it and mounts ``/debug/pprof``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import BaseRoute, Mount, Route, Router, request_response
+
+from clue import log
+from clue.debug import toggle
+from clue.debug.guard import Guard
+
+
+def routes(
+    *,
+    path: str = "/debug",
+    param: str = "debug-logs",
+    ttl_param: str = "ttl",
+    max_ttl: float = toggle.MAX_TTL,
+    token: str | None = None,
+    allow_from: Iterable[str] = (),
+    pprof: bool = True,
+) -> list[BaseRoute]:
+    """Routes for the debug toggle at ``path`` and the profiler at ``path/pprof/``.
+
+    ``GET|POST path?<param>=on|off[&<ttl_param>=<duration>]`` turns clue.log
+    debug logs on or off for the process (off again after the ttl); without
+    parameters it answers the state. Both are wrapped in a `Guard`: callers
+    must be on loopback or in ``allow_from``, and carry the bearer ``token``
+    (default ``CLUE_ADMIN_TOKEN``) when one is set.
+    """
+    allowed = tuple(allow_from)
+
+    def guard(app: Any) -> Guard:
+        return Guard(app, token=token, allow_from=allowed)
+
+    endpoint = request_response(_toggle_endpoint(param, ttl_param, max_ttl))
+    result: list[BaseRoute] = [Route(path, guard(endpoint), methods=["GET", "POST"], name="debug")]
+    if pprof:
+        from clue.debug.pprof import routes as profiling
+
+        result.append(Mount(path + "/pprof", app=guard(Router(routes=profiling())), name="pprof"))
+    return result
+
+
+def _toggle_endpoint(param: str, ttl_param: str, max_ttl: float) -> Any:
+    async def debug_toggle(request: Request) -> JSONResponse:
+        names = [key for key, _ in request.query_params.multi_items()]
+        unknown = sorted(set(names) - {param, ttl_param})
+        if unknown:
+            return _bad(f"unknown parameter {unknown[0]!r}: use {param}=on|off and {ttl_param}")
+        for name in (param, ttl_param):
+            if names.count(name) > 1:
+                return _bad(f"{name} given more than once")
+        value = request.query_params.get(param)
+        ttl_text = request.query_params.get(ttl_param)
+        if value is None:
+            if ttl_text is not None:
+                return _bad(f"{ttl_param} only goes with {param}=on")
+            return _state(param)
+        if value not in ("on", "off"):
+            return _bad(f'{param} must be "on" or "off", got {value!r}')
+        if ttl_text is not None and value == "off":
+            return _bad(f"{ttl_param} only goes with {param}=on")
+        try:
+            ttl = None if ttl_text is None else toggle.parse_ttl(ttl_text, max_ttl)
+        except ValueError as exc:
+            return _bad(str(exc))
+        if value == "on":
+            toggle.enable(ttl)
+        else:
+            toggle.disable()
+        client = request.client.host if request.client else None
+        log.print("debug logs toggled", debug_logs=value, ttl=ttl, peer=client)
+        return _state(param)
+
+    return debug_toggle
+
+
+def _state(param: str) -> JSONResponse:
+    current = toggle.status()
+    body: dict[str, Any] = {param: "on" if current.on else "off"}
+    if current.expires_in is not None:
+        body["expires_in"] = current.expires_in
+    return JSONResponse(body, headers={"Cache-Control": "no-store"})
+
+
+def _bad(message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=400)

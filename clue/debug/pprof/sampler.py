@@ -1,0 +1,201 @@
+"""The CPU sampler: the stacks of every busy thread, about 100 times a second.
+
+A background thread wakes up every period, reads every thread's current
+Python frame (`sys._current_frames`) and counts each distinct stack. Idle
+threads would drown the busy ones (a service has many threads parked in
+``epoll``, lock waits, sleeps and queue gets), so by default a thread's
+stack is only recorded when
+
+* its CPU time advanced by at least 1% of a period since the previous
+  tick, read from the thread's CPU clock (Linux: one ``clock_gettime`` per
+  thread, nanosecond precise), which leaves out every thread that was
+  blocked (or nearly) for the whole period; and
+* its innermost Python frame is not a known wait point (a selector's
+  ``select``, ``threading`` waits and joins, ``socket.accept``, an idle
+  ``concurrent.futures`` worker), which leaves out threads that only woke
+  up briefly and went back to waiting.
+
+Where per-thread CPU clocks are not available only the second rule applies.
+``include_idle=True`` records every thread on every tick (the CPU time of
+an idle sample is then about zero, so CPU views still show the busy code).
+The sampler's own thread is never recorded.
+"""
+
+from __future__ import annotations
+
+import sys
+import sysconfig
+import threading
+import time
+from dataclasses import dataclass
+from os import path
+from types import FrameType
+
+from clue.debug.pprof.frames import Frame, RawStack, raw_stack, resolve
+
+DEFAULT_HZ = 100.0
+
+_STDLIB = sysconfig.get_paths()["stdlib"]
+IDLE_LEAVES: frozenset[tuple[str, str]] = frozenset(
+    (path.join(_STDLIB, module), function)
+    for module, function in [
+        ("selectors.py", "select"),
+        ("threading.py", "wait"),
+        ("threading.py", "_wait_for_tstate_lock"),
+        ("queue.py", "get"),
+        ("socket.py", "accept"),
+        ("subprocess.py", "_try_wait"),
+        ("concurrent/futures/thread.py", "_worker"),
+    ]
+)
+"""(file, function) of innermost frames that mean "waiting", not "working"."""
+
+
+@dataclass(frozen=True, slots=True)
+class CPUSample:
+    """How often one thread was seen busy in one stack (root first), and its CPU time."""
+
+    thread: str
+    stack: tuple[Frame, ...]
+    count: int
+    cpu_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class CPUProfile:
+    """The result of a sampling run.
+
+    ``cpu_clocks`` tells whether per-thread CPU time was measured; without
+    it each sample's ``cpu_ns`` is one period.
+    """
+
+    samples: list[CPUSample]
+    start_ns: int
+    duration_ns: int
+    period_ns: int
+    ticks: int
+    cpu_clocks: bool
+
+
+def thread_cpu_clock(native_id: int) -> int:
+    """The Linux CPU-time clock id of thread ``native_id`` of this process.
+
+    It is the kernel's encoding of a per-thread scheduler clock; reading a
+    thread that is gone fails with EINVAL instead of reading another one.
+    """
+    return ((~native_id) << 3) | 6
+
+
+def _cpu_clocks_work() -> bool:
+    if not sys.platform.startswith("linux") or threading.current_thread().native_id is None:
+        return False
+    try:
+        time.clock_gettime_ns(thread_cpu_clock(threading.get_native_id()))
+    except OSError:
+        return False
+    return True
+
+
+class CPUSampler:
+    """Samples every thread's stack ``hz`` times a second until `stop`.
+
+    >>> sampler = CPUSampler()
+    >>> sampler.start()
+    >>> ...  # the code to profile runs, in any thread
+    >>> profile = sampler.stop()
+    """
+
+    def __init__(self, hz: float = DEFAULT_HZ, *, include_idle: bool = False) -> None:
+        if not 1 <= hz <= 1000:
+            raise ValueError(f"hz must be between 1 and 1000, got {hz}")
+        self.period_ns = int(1e9 / hz)
+        self._busy_ns = self.period_ns // 100
+        self.include_idle = include_idle
+        self.cpu_clocks = _cpu_clocks_work()
+        self._counts: dict[tuple[str, RawStack], list[int]] = {}
+        self._last_cpu: dict[int, int] = {}
+        self._ticks = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._start_ns = 0
+        self._start_mono = 0
+
+    def start(self) -> None:
+        """Start sampling in a daemon thread; a sampler runs once."""
+        if self._thread is not None:
+            raise RuntimeError("this sampler was already started")
+        self._start_ns = time.time_ns()
+        self._start_mono = time.monotonic_ns()
+        self._thread = threading.Thread(target=self._run, name="clue-cpu-sampler", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> CPUProfile:
+        """Stop sampling and return what was seen (blocks for at most one period)."""
+        if self._thread is None:
+            raise RuntimeError("this sampler was never started")
+        self._stop.set()
+        self._thread.join()
+        duration = time.monotonic_ns() - self._start_mono
+        merged: dict[tuple[str, tuple[Frame, ...]], list[int]] = {}
+        for (thread, stack), (count, cpu) in self._counts.items():
+            total = merged.setdefault((thread, resolve(stack)), [0, 0])
+            total[0] += count
+            total[1] += cpu
+        samples = [CPUSample(t, s, c, ns) for (t, s), (c, ns) in merged.items()]
+        samples.sort(key=lambda sample: (-sample.cpu_ns, -sample.count))
+        return CPUProfile(
+            samples, self._start_ns, duration, self.period_ns, self._ticks, self.cpu_clocks
+        )
+
+    def _run(self) -> None:
+        me = threading.get_ident()
+        period = self.period_ns / 1e9
+        self._tick(me, record=False)  # CPU baselines
+        due = time.monotonic() + period
+        while not self._stop.wait(max(0.0, due - time.monotonic())):
+            self._tick(me, record=True)
+            self._ticks += 1
+            due += period
+            now = time.monotonic()
+            if due < now:  # late (a long GIL wait): skip missed ticks, never burst
+                due = now + period
+
+    def _tick(self, me: int, *, record: bool) -> None:
+        frames = sys._current_frames()
+        threads = {t.ident: t for t in threading.enumerate()}
+        for ident, frame in frames.items():
+            if ident == me:
+                continue
+            thread = threads.get(ident)
+            cpu_ns = self.period_ns
+            if self.cpu_clocks and thread is not None and thread.native_id is not None:
+                advanced = self._advance(thread.native_id)
+                if advanced is None:
+                    continue
+                if advanced < self._busy_ns and not self.include_idle:
+                    continue
+                cpu_ns = advanced
+            if record and (self.include_idle or not _waiting(frame)):
+                name = thread.name if thread is not None else f"thread-{ident}"
+                key = (name, raw_stack(frame))
+                counts = self._counts.get(key)
+                if counts is None:
+                    self._counts[key] = [1, cpu_ns]
+                else:
+                    counts[0] += 1
+                    counts[1] += cpu_ns
+
+    def _advance(self, native_id: int) -> int | None:
+        """CPU nanoseconds the thread used since the last tick (None: first sight or gone)."""
+        try:
+            now = time.clock_gettime_ns(thread_cpu_clock(native_id))
+        except OSError:
+            return None
+        last = self._last_cpu.get(native_id)
+        self._last_cpu[native_id] = now
+        return None if last is None else now - last
+
+
+def _waiting(frame: FrameType) -> bool:
+    code = frame.f_code
+    return (code.co_filename, code.co_name) in IDLE_LEAVES

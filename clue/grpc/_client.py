@@ -1,0 +1,247 @@
+"""Client interceptors: a CLIENT span, the trace context in the metadata, a duration
+metric and a log entry per outgoing call (a warning when it fails)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import grpc
+import grpc.aio
+from opentelemetry import propagate, trace
+from opentelemetry.metrics import MeterProvider
+from opentelemetry.trace import SpanKind, Status, StatusCode, TracerProvider
+
+from clue import log
+from clue.grpc._metrics import Durations
+from clue.grpc._rpc import RpcInfo, error_code, rpc_info
+
+
+class _Observer:
+    """Starts and finishes the observation of outgoing calls (shared by sync and aio)."""
+
+    def __init__(
+        self,
+        tracer_provider: TracerProvider | None = None,
+        meter_provider: MeterProvider | None = None,
+    ) -> None:
+        self._tracer = trace.get_tracer("clue.grpc", tracer_provider=tracer_provider)
+        self._durations = Durations(
+            "rpc.client.duration", "Duration of outbound RPCs", meter_provider
+        )
+
+    def start(self, method: str | bytes, metadata: Any) -> tuple[_Call, list[tuple[str, Any]]]:
+        """A started call and the metadata to send (with the trace context)."""
+        info = rpc_info(method)
+        span = self._tracer.start_span(info.name, kind=SpanKind.CLIENT, attributes=info.attributes)
+        carrier: dict[str, str] = {}
+        propagate.inject(carrier, context=trace.set_span_in_context(span))
+        sent = [*(tuple(item) for item in metadata or ()), *carrier.items()]
+        return _Call(self._durations, info, span, time.perf_counter()), sent
+
+
+class _Call:
+    __slots__ = ("durations", "info", "span", "started")
+
+    def __init__(self, durations: Durations, info: RpcInfo, span: trace.Span, started: float):
+        self.durations = durations
+        self.info = info
+        self.span = span
+        self.started = started
+
+    def finish(self, code: grpc.StatusCode, details: str | None) -> None:
+        self.durations.record(self.info, code, self.started)
+        duration_ms = round((time.perf_counter() - self.started) * 1000.0, 3)
+        if self.span.is_recording():
+            self.span.set_attribute("rpc.grpc.status_code", code.value[0])
+            if code is not grpc.StatusCode.OK:
+                self.span.set_status(Status(StatusCode.ERROR, details or code.name))
+        self.span.end()
+        if code is grpc.StatusCode.OK:
+            log.info("grpc call", method=self.info.full, code=code.name, duration_ms=duration_ms)
+        else:
+            log.warn(
+                "grpc call failed",
+                method=self.info.full,
+                code=code.name,
+                details=details or "",
+                duration_ms=duration_ms,
+            )
+
+
+# --- grpc.aio ---------------------------------------------------------------------------
+
+
+class _AioClientInterceptor:
+    """Shared part of the ``grpc.aio`` interceptors: one per call kind, as grpc.aio
+    files each interceptor under the first kind it implements."""
+
+    def __init__(self, observer: _Observer, pending: set[asyncio.Task[None]]) -> None:
+        self._observer = observer
+        self._pending = pending
+
+    def _details(self, details: Any) -> tuple[_Call, grpc.aio.ClientCallDetails]:
+        call, metadata = self._observer.start(details.method, details.metadata)
+        new = grpc.aio.ClientCallDetails(
+            details.method,
+            details.timeout,
+            grpc.aio.Metadata(*metadata),
+            details.credentials,
+            details.wait_for_ready,
+        )
+        return call, new
+
+    async def _streaming(self, continuation: Any, client_call_details: Any, request: Any) -> Any:
+        call, details = self._details(client_call_details)
+        try:
+            rpc = await continuation(details, request)
+        except BaseException as exc:
+            call.finish(error_code(exc), _details_of(exc))
+            raise
+        task = asyncio.ensure_future(_finish_when_done(call, rpc))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+        return rpc
+
+
+class _AioUnaryUnary(_AioClientInterceptor, grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[type-arg]
+    async def intercept_unary_unary(
+        self, continuation: Any, client_call_details: Any, request: Any
+    ) -> Any:
+        call, details = self._details(client_call_details)
+        try:
+            rpc = await continuation(details, request)
+            await rpc
+        except BaseException as exc:
+            call.finish(error_code(exc), _details_of(exc))
+            raise
+        call.finish(grpc.StatusCode.OK, None)
+        return rpc
+
+
+class _AioUnaryStream(_AioClientInterceptor, grpc.aio.UnaryStreamClientInterceptor):  # type: ignore[type-arg]
+    async def intercept_unary_stream(
+        self, continuation: Any, client_call_details: Any, request: Any
+    ) -> Any:
+        return await self._streaming(continuation, client_call_details, request)
+
+
+class _AioStreamUnary(_AioClientInterceptor, grpc.aio.StreamUnaryClientInterceptor):  # type: ignore[type-arg]
+    async def intercept_stream_unary(
+        self, continuation: Any, client_call_details: Any, request_iterator: Any
+    ) -> Any:
+        return await self._streaming(continuation, client_call_details, request_iterator)
+
+
+class _AioStreamStream(_AioClientInterceptor, grpc.aio.StreamStreamClientInterceptor):  # type: ignore[type-arg]
+    async def intercept_stream_stream(
+        self, continuation: Any, client_call_details: Any, request_iterator: Any
+    ) -> Any:
+        return await self._streaming(continuation, client_call_details, request_iterator)
+
+
+def aio_client_interceptors(
+    tracer_provider: TracerProvider | None = None, meter_provider: MeterProvider | None = None
+) -> list[Any]:
+    """One ``grpc.aio`` interceptor per call kind, sharing their span and metric set-up."""
+    observer = _Observer(tracer_provider, meter_provider)
+    pending: set[asyncio.Task[None]] = set()
+    kinds = (_AioUnaryUnary, _AioUnaryStream, _AioStreamUnary, _AioStreamStream)
+    return [kind(observer, pending) for kind in kinds]
+
+
+async def _finish_when_done(call: _Call, rpc: Any) -> None:
+    try:
+        code = await rpc.code()
+        details = await rpc.details()
+    except asyncio.CancelledError:
+        call.finish(grpc.StatusCode.CANCELLED, "cancelled")
+        raise
+    call.finish(code, details)
+
+
+def _details_of(exc: BaseException) -> str:
+    if isinstance(exc, grpc.RpcError):
+        details = exc.details()
+        if isinstance(details, str):
+            return details
+    return f"{type(exc).__name__}: {exc}"
+
+
+# --- grpc (sync) ------------------------------------------------------------------------
+
+
+class _SyncDetails(NamedTuple):
+    method: str
+    timeout: float | None
+    metadata: Any
+    credentials: Any
+    wait_for_ready: bool | None
+    compression: Any
+
+
+class _SyncCallDetails(_SyncDetails, grpc.ClientCallDetails):
+    """grpc.ClientCallDetails has no constructor: a named tuple implementing it."""
+
+
+class SyncClientInterceptor(
+    grpc.UnaryUnaryClientInterceptor,  # type: ignore[type-arg]
+    grpc.UnaryStreamClientInterceptor,  # type: ignore[type-arg]
+    grpc.StreamUnaryClientInterceptor,  # type: ignore[type-arg]
+    grpc.StreamStreamClientInterceptor,  # type: ignore[type-arg]
+):
+    """Observes every kind of ``grpc`` (sync) call."""
+
+    def __init__(
+        self,
+        tracer_provider: TracerProvider | None = None,
+        meter_provider: MeterProvider | None = None,
+    ) -> None:
+        self._observer = _Observer(tracer_provider, meter_provider)
+
+    def _call(self, continuation: Callable[..., Any], details: Any, request: Any) -> Any:
+        call, metadata = self._observer.start(details.method, details.metadata)
+        new = _SyncCallDetails(
+            details.method,
+            details.timeout,
+            metadata,
+            details.credentials,
+            getattr(details, "wait_for_ready", None),
+            getattr(details, "compression", None),
+        )
+        try:
+            outcome = continuation(new, request)
+        except BaseException as exc:
+            call.finish(error_code(exc), _details_of(exc))
+            raise
+        outcome.add_done_callback(lambda done: _finish_sync(call, done))
+        return outcome
+
+    def intercept_unary_unary(
+        self, continuation: Any, client_call_details: Any, request: Any
+    ) -> Any:
+        return self._call(continuation, client_call_details, request)
+
+    def intercept_unary_stream(
+        self, continuation: Any, client_call_details: Any, request: Any
+    ) -> Any:
+        return self._call(continuation, client_call_details, request)
+
+    def intercept_stream_unary(
+        self, continuation: Any, client_call_details: Any, request_iterator: Any
+    ) -> Any:
+        return self._call(continuation, client_call_details, request_iterator)
+
+    def intercept_stream_stream(
+        self, continuation: Any, client_call_details: Any, request_iterator: Any
+    ) -> Any:
+        return self._call(continuation, client_call_details, request_iterator)
+
+
+def _finish_sync(call: _Call, done: Any) -> None:
+    code = done.code()
+    if not isinstance(code, grpc.StatusCode):
+        code = grpc.StatusCode.UNKNOWN
+    call.finish(code, done.details() if code is not grpc.StatusCode.OK else None)

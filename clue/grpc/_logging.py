@@ -1,0 +1,64 @@
+"""Server logging layers: the request scope with its access line, and debug payloads."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import grpc
+
+from clue import log
+from clue._payload import message_payload
+from clue._request_id import HEADER, new_request_id
+from clue.grpc._rpc import RpcInfo, is_expected, metadata_value, server_code
+
+
+class RequestLog:
+    """Open a request log scope per call; write one unbuffered line with code and duration.
+
+    A non-OK code flushes the scope's buffered entries; an unexpected exception is
+    logged as an error (which flushes too).
+    """
+
+    def __init__(self, *, log_requests: bool = True, quiet_prefixes: tuple[str, ...] = ()) -> None:
+        self._log_requests = log_requests
+        self._quiet = quiet_prefixes
+
+    def enter(self, info: RpcInfo, context: Any, request: Any) -> tuple[Any, float, bool]:
+        metadata = context.invocation_metadata()
+        request_id = metadata_value(metadata, HEADER) or new_request_id()
+        scope = log.request_scope(method=info.full, peer=context.peer(), request_id=request_id)
+        scope.__enter__()
+        quiet = not self._log_requests or info.full.startswith(self._quiet)
+        return scope, time.perf_counter(), quiet
+
+    def exit(
+        self, state: tuple[Any, float, bool], context: Any, response: Any, exc: BaseException | None
+    ) -> None:
+        scope, started, quiet = state
+        try:
+            code = server_code(context, exc)
+            if not is_expected(exc):
+                log.error("unhandled exception", exc=exc, traceback=True)
+            elif code is not grpc.StatusCode.OK:
+                log.flush()
+            if not quiet:
+                duration_ms = round((time.perf_counter() - started) * 1000.0, 3)
+                log.print("request", code=code.name, duration_ms=duration_ms)
+        finally:
+            scope.__exit__(None, None, None)
+
+
+class Payloads:
+    """When debug logs are on, log single request and response messages as JSON."""
+
+    def enter(self, info: RpcInfo, context: Any, request: Any) -> bool:
+        if not log.debug_enabled():
+            return False
+        if request is not None:
+            log.debug("request payload", payload=message_payload(request))
+        return True
+
+    def exit(self, state: bool, context: Any, response: Any, exc: BaseException | None) -> None:
+        if state and response is not None:
+            log.debug("response payload", payload=message_payload(response))

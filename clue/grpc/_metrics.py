@@ -1,0 +1,54 @@
+"""RPC duration histograms (OpenTelemetry RPC semantic conventions, milliseconds)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import grpc
+from opentelemetry import metrics
+from opentelemetry.metrics import MeterProvider
+from opentelemetry.util.types import AttributeValue
+
+from clue.grpc._rpc import RpcInfo, server_code
+
+Attributes = dict[str, AttributeValue]
+
+
+class Durations:
+    """One histogram with the attributes of each (method, status) computed once."""
+
+    def __init__(
+        self, name: str, description: str, meter_provider: MeterProvider | None = None
+    ) -> None:
+        meter = metrics.get_meter("clue.grpc", meter_provider=meter_provider)
+        self._histogram = meter.create_histogram(name, unit="ms", description=description)
+        self._attributes: dict[tuple[str, grpc.StatusCode], Attributes] = {}
+
+    def record(self, info: RpcInfo, code: grpc.StatusCode, started: float) -> None:
+        """Record the time since ``started`` (a ``time.perf_counter()`` reading)."""
+        elapsed_ms = (time.perf_counter() - started) * 1000.0
+        key = (info.full, code)
+        attributes = self._attributes.get(key)
+        if attributes is None:
+            attributes = {**info.attributes, "rpc.grpc.status_code": code.value[0]}
+            self._attributes[key] = attributes
+        self._histogram.record(elapsed_ms, attributes)
+
+
+class ServerMetrics:
+    """Server layer recording ``rpc.server.duration``."""
+
+    def __init__(self, meter_provider: MeterProvider | None = None) -> None:
+        self._durations = Durations(
+            "rpc.server.duration", "Duration of inbound RPCs", meter_provider
+        )
+
+    def enter(self, info: RpcInfo, context: Any, request: Any) -> tuple[RpcInfo, float]:
+        return info, time.perf_counter()
+
+    def exit(
+        self, state: tuple[RpcInfo, float], context: Any, response: Any, exc: BaseException | None
+    ) -> None:
+        info, started = state
+        self._durations.record(info, server_code(context, exc), started)

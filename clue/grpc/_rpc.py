@@ -1,0 +1,98 @@
+"""What every gRPC layer needs to know about one method and one call's outcome."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from opentelemetry.util.types import AttributeValue
+
+# Server span status is ERROR only for these codes (OpenTelemetry RPC semantic conventions).
+SERVER_ERROR_CODES = frozenset(
+    {
+        grpc.StatusCode.UNKNOWN,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.UNIMPLEMENTED,
+        grpc.StatusCode.INTERNAL,
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DATA_LOSS,
+    }
+)
+
+HEALTH_PREFIXES = ("/grpc.health.v1.",)
+
+
+@dataclass(frozen=True, slots=True)
+class RpcInfo:
+    """A gRPC method, parsed once: ``/pkg.Service/Method``."""
+
+    full: str
+    service: str
+    method: str
+    name: str  # span name: ``pkg.Service/Method``
+    attributes: dict[str, AttributeValue]  # rpc.system, rpc.service, rpc.method
+
+
+@functools.lru_cache(maxsize=4096)
+def rpc_info(full_method: str | bytes) -> RpcInfo:
+    """Parse a full method name (grpc may hand it over as bytes)."""
+    full = full_method.decode() if isinstance(full_method, bytes) else full_method
+    name = full.lstrip("/")
+    service, _, method = name.rpartition("/")
+    attributes: dict[str, AttributeValue] = {
+        "rpc.system": "grpc",
+        "rpc.service": service,
+        "rpc.method": method,
+    }
+    return RpcInfo(full, service, method, name, attributes)
+
+
+def is_expected(exc: BaseException | None) -> bool:
+    """Whether an exception is gRPC's own way of ending a call (abort, cancel)."""
+    if exc is None:
+        return True
+    # Sync servers raise a bare Exception() from context.abort; aio raises AbortError.
+    return (
+        type(exc) is Exception
+        or isinstance(exc, grpc.RpcError | asyncio.CancelledError | GeneratorExit)
+        or type(exc).__name__ == "AbortError"
+    )
+
+
+def server_code(context: Any, exc: BaseException | None) -> grpc.StatusCode:
+    """The status a server call ends with, from its context and what it raised."""
+    code = context.code()
+    if isinstance(code, grpc.StatusCode):
+        return code
+    if isinstance(code, int):
+        return _BY_VALUE.get(code, grpc.StatusCode.UNKNOWN)
+    if exc is None:
+        return grpc.StatusCode.OK
+    if isinstance(exc, asyncio.CancelledError | GeneratorExit):
+        return grpc.StatusCode.CANCELLED
+    return grpc.StatusCode.UNKNOWN
+
+
+def error_code(exc: BaseException) -> grpc.StatusCode:
+    """The status of a failed client call."""
+    if isinstance(exc, grpc.RpcError):
+        code = exc.code()
+        if isinstance(code, grpc.StatusCode):
+            return code
+    if isinstance(exc, asyncio.CancelledError):
+        return grpc.StatusCode.CANCELLED
+    return grpc.StatusCode.UNKNOWN
+
+
+def metadata_value(metadata: Any, key: str) -> str | None:
+    """A string value of invocation metadata, or None."""
+    for item in metadata or ():
+        if item[0] == key and isinstance(item[1], str):
+            return item[1]
+    return None
+
+
+_BY_VALUE = {c.value[0]: c for c in grpc.StatusCode}

@@ -1,0 +1,63 @@
+"""Server tracing layer: a lean span per call on the OpenTelemetry API (RPC conventions)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import propagate, trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from clue.grpc._rpc import SERVER_ERROR_CODES, RpcInfo, is_expected, server_code
+
+
+class ServerTracing:
+    """Continue the caller's trace from the metadata and time the call in a SERVER span."""
+
+    def __init__(self, tracer_provider: trace.TracerProvider | None = None) -> None:
+        self._tracer = trace.get_tracer("clue.grpc", tracer_provider=tracer_provider)
+
+    def enter(self, info: RpcInfo, context: Any, request: Any) -> tuple[trace.Span, object]:
+        metadata = context.invocation_metadata()
+        parent = propagate.extract(dict(metadata)) if metadata else None
+        span = self._tracer.start_span(
+            info.name, context=parent, kind=SpanKind.SERVER, attributes=info.attributes
+        )
+        if span.is_recording():
+            _set_peer(span, context.peer())
+        token = otel_context.attach(trace.set_span_in_context(span, parent))
+        return span, token
+
+    def exit(
+        self,
+        state: tuple[trace.Span, object],
+        context: Any,
+        response: Any,
+        exc: BaseException | None,
+    ) -> None:
+        span, token = state
+        try:
+            if span.is_recording():
+                code = server_code(context, exc)
+                span.set_attribute("rpc.grpc.status_code", code.value[0])
+                if code in SERVER_ERROR_CODES:
+                    description = context.details() or (
+                        f"{type(exc).__name__}: {exc}" if exc is not None else code.name
+                    )
+                    span.set_status(Status(StatusCode.ERROR, str(description)))
+                if not is_expected(exc):
+                    span.record_exception(exc)  # type: ignore[arg-type]
+            span.end()
+        finally:
+            otel_context.detach(token)  # type: ignore[arg-type]
+
+
+def _set_peer(span: trace.Span, peer: str) -> None:
+    """``ipv4:127.0.0.1:5000`` / ``ipv6:[::1]:5000`` -> network.peer.address and .port."""
+    kind, _, address = peer.partition(":")
+    if kind not in ("ipv4", "ipv6"):
+        return
+    host, _, port = address.rpartition(":")
+    span.set_attribute("network.peer.address", host.strip("[]"))
+    if port.isdigit():
+        span.set_attribute("network.peer.port", int(port))

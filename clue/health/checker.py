@@ -1,0 +1,174 @@
+"""Checker: ping every dependency concurrently, each within its timeout."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import inspect
+import threading
+import time
+from collections.abc import Callable, Coroutine, Mapping
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.trace import Status, StatusCode
+
+from clue import log
+from clue.health.pinger import Pinger
+
+_tracer = trace.get_tracer("clue.health")
+
+OK = "OK"
+NOT_OK = "NOT OK"
+
+
+@dataclass(frozen=True)
+class Report:
+    """The outcome of one check: each dependency's name and whether it is healthy."""
+
+    healthy: Mapping[str, bool]
+
+    @property
+    def ok(self) -> bool:
+        """True when every dependency is healthy (and when there are none)."""
+        return all(self.healthy.values())
+
+    def status(self) -> dict[str, str]:
+        """``{"<dependency>": "OK" | "NOT OK"}``, as served by ``/healthz``."""
+        return {name: OK if up else NOT_OK for name, up in self.healthy.items()}
+
+
+class Checker:
+    """Pings dependencies concurrently; see `check`.
+
+    ``timeout`` (seconds) bounds each ping unless the pinger has its own
+    ``timeout`` attribute. Names must be unique: they key the report.
+    """
+
+    def __init__(self, *pingers: Pinger, timeout: float = 1.0) -> None:
+        if not timeout > 0:
+            raise ValueError(f"Checker timeout must be > 0 seconds, got {timeout}")
+        names: set[str] = set()
+        for p in pingers:
+            if not isinstance(p, Pinger):
+                raise TypeError(f"{p!r} is not a pinger: it needs a .name and a .ping()")
+            if not p.name or p.name in names:
+                raise ValueError(f"pinger names must be unique and non-empty, got {p.name!r}")
+            names.add(p.name)
+        self.pingers: tuple[Pinger, ...] = pingers
+        self.timeout = timeout
+        self._threads: list[Future[Any] | None] = [None] * len(pingers)
+        self._makes_awaitables = [False] * len(pingers)
+
+    async def check(self, deadline: float | None = None) -> Report:
+        """Ping every dependency at once and report who is healthy.
+
+        Each ping gets its timeout, cut short by ``deadline`` (a
+        `time.monotonic` instant) when given. A ping that raises or does not
+        answer in time is unhealthy: it is logged with the dependency's name
+        and recorded on its span, and never raises out of here. A hanging ping
+        is abandoned at its timeout: cancelled if async; a sync ping's thread
+        is left to finish on its own, and later checks wait on that thread
+        rather than start another, so a hung driver holds one thread at most.
+        """
+        budget = None if deadline is None else deadline - time.monotonic()
+        with _tracer.start_as_current_span("health.check"):
+            results = await asyncio.gather(
+                *(
+                    self._check_one(index, p, self._timeout_for(p, budget))
+                    for index, p in enumerate(self.pingers)
+                )
+            )
+        return Report({p.name: ok for p, ok in zip(self.pingers, results, strict=True)})
+
+    async def aclose(self) -> None:
+        """Close the pingers that hold connections (those with ``aclose()``)."""
+        for p in self.pingers:
+            close = getattr(p, "aclose", None)
+            if close is not None:
+                await close()
+
+    def _timeout_for(self, p: Pinger, budget: float | None) -> float:
+        own = getattr(p, "timeout", None)
+        timeout = own if isinstance(own, int | float) and own > 0 else self.timeout
+        return timeout if budget is None else min(timeout, budget)
+
+    async def _check_one(self, index: int, p: Pinger, timeout: float) -> bool:
+        with _tracer.start_as_current_span(
+            "health.ping",
+            attributes={"clue.health.dependency": p.name, "clue.health.timeout": timeout},
+            record_exception=False,
+            set_status_on_exception=False,
+        ) as span:
+            error = await _within(self._call(index, p), timeout)
+            if error is None:
+                return True
+            span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
+            span.record_exception(error)
+            log.error("health check failed", exc=error, dependency=p.name)
+            return False
+
+    async def _call(self, index: int, p: Pinger) -> None:
+        """Ping: async ones on the loop, plain ones in a thread (one at a time)."""
+        if inspect.iscoroutinefunction(p.ping) or self._makes_awaitables[index]:
+            result = p.ping()
+        else:
+            running = self._threads[index]
+            if running is None or running.done():
+                running = self._threads[index] = _in_thread(p.ping, p.name)
+            result = await asyncio.wrap_future(running)
+            if inspect.isawaitable(result):
+                # A plain function returning awaitables (redis.asyncio's ``client.ping``)
+                # does not block: call it on the loop from now on.
+                self._makes_awaitables[index] = True
+                if inspect.iscoroutine(result) and _started(result):
+                    result = p.ping()  # a concurrent check already awaits that one
+        if inspect.isawaitable(result):
+            await result
+
+
+async def _within(ping: Coroutine[Any, Any, None], timeout: float) -> BaseException | None:
+    """Run ``ping`` for at most ``timeout`` seconds; return its error if any."""
+    if timeout <= 0:
+        ping.close()
+        return TimeoutError("the caller's deadline passed before the ping")
+    task = asyncio.ensure_future(ping)
+    try:
+        done, _ = await asyncio.wait({task}, timeout=timeout)
+    finally:
+        if not task.done():
+            task.cancel()
+            task.add_done_callback(_retrieve)
+    if not done:
+        return TimeoutError(f"no answer within {timeout:g}s")
+    if task.cancelled():
+        return asyncio.CancelledError("the ping was cancelled")
+    return task.exception()
+
+
+def _started(coroutine: Coroutine[Any, Any, Any]) -> bool:
+    return inspect.getcoroutinestate(coroutine) != inspect.CORO_CREATED
+
+
+def _in_thread(fn: Callable[[], Any], name: str) -> Future[Any]:
+    """Run ``fn`` in a new daemon thread, so no pool is exhausted by hung pings."""
+    future: Future[Any] = Future()
+    future.set_running_or_notify_cancel()  # a waiter giving up cannot cancel it
+    context = contextvars.copy_context()
+
+    def run() -> None:
+        try:
+            future.set_result(context.run(fn))
+        except BaseException as exc:
+            future.set_exception(exc)
+
+    threading.Thread(target=run, name=f"clue-health-ping-{name}", daemon=True).start()
+    return future
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    """Mark an abandoned ping's outcome as seen (no 'never retrieved' warnings)."""
+    if not task.cancelled():
+        task.exception()

@@ -1,0 +1,179 @@
+"""grpc.health.v1 servicer backed by a Checker, for Kubernetes gRPC probes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+from collections.abc import AsyncIterator, Iterable, Iterator
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from clue.health.checker import Checker
+
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+SERVICE_UNKNOWN = health_pb2.HealthCheckResponse.SERVICE_UNKNOWN
+
+_MARGIN = 0.05
+"""Seconds kept from the caller's deadline to send the answer in time."""
+
+
+class HealthServicer(health_pb2_grpc.HealthServicer):  # type: ignore[misc]
+    """``grpc.health.v1.Health`` for a ``grpc.aio`` server.
+
+    ``Check`` runs the checker within the caller's deadline and answers
+    SERVING when every dependency is OK, NOT_SERVING otherwise. ``services``
+    names the services it answers for besides "" (the whole server); any
+    other name is NOT_FOUND for Check and SERVICE_UNKNOWN for Watch, as the
+    protocol says. ``Watch`` sends the status now and again whenever it
+    changes, checking every ``watch_interval`` seconds.
+    """
+
+    def __init__(
+        self,
+        checker: Checker | None = None,
+        services: Iterable[str] = (),
+        *,
+        watch_interval: float = 5.0,
+    ) -> None:
+        if not watch_interval > 0:
+            raise ValueError(f"watch_interval must be > 0 seconds, got {watch_interval}")
+        self.checker = checker or Checker()
+        self.services = frozenset(("", *services))
+        self.watch_interval = watch_interval
+        self._shutting_down = False
+        self._wakeups: set[asyncio.Event] = set()
+
+    def add_to_server(self, server: grpc.aio.Server) -> None:
+        """Register this servicer with ``server``."""
+        health_pb2_grpc.add_HealthServicer_to_server(self, server)
+
+    def enter_graceful_shutdown(self) -> None:
+        """Answer NOT_SERVING from now on (and tell watchers), e.g. on SIGTERM."""
+        self._shutting_down = True
+        for wakeup in self._wakeups:
+            wakeup.set()
+
+    async def Check(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        """Answer the current status of ``request.service``."""
+        if request.service not in self.services:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"unknown service {request.service!r}")
+        remaining = context.time_remaining()
+        deadline = None if remaining is None else time.monotonic() + remaining - _MARGIN
+        return health_pb2.HealthCheckResponse(status=await self._status(deadline))
+
+    async def Watch(
+        self, request: Any, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[Any]:
+        """Stream the status of ``request.service``: now, then on every change."""
+        wakeup = asyncio.Event()
+        self._wakeups.add(wakeup)
+        try:
+            last = None
+            while True:
+                if request.service in self.services:
+                    status = await self._status(None)
+                else:
+                    status = SERVICE_UNKNOWN
+                if status != last:
+                    yield health_pb2.HealthCheckResponse(status=status)
+                    last = status
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wakeup.wait(), self.watch_interval)
+                wakeup.clear()
+        finally:
+            self._wakeups.discard(wakeup)
+
+    async def _status(self, deadline: float | None) -> int:
+        """SERVING or NOT_SERVING, from the checker unless shutting down."""
+        if self._shutting_down:
+            return int(NOT_SERVING)
+        report = await self.checker.check(deadline)
+        return int(SERVING if report.ok and not self._shutting_down else NOT_SERVING)
+
+
+class SyncHealthServicer(health_pb2_grpc.HealthServicer):  # type: ignore[misc]
+    """``grpc.health.v1.Health`` for a thread-pool ``grpc.server``.
+
+    Same answers as `HealthServicer`; the checker runs on an event loop of
+    the servicer's own, in a daemon thread, so pingers keep their pooled
+    connections between checks. `close` stops that loop.
+    """
+
+    def __init__(
+        self,
+        checker: Checker | None = None,
+        services: Iterable[str] = (),
+        *,
+        watch_interval: float = 5.0,
+    ) -> None:
+        self._core = HealthServicer(checker, services, watch_interval=watch_interval)
+        self._shutdown = threading.Event()
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def add_to_server(self, server: grpc.Server) -> None:
+        """Register this servicer with ``server``."""
+        health_pb2_grpc.add_HealthServicer_to_server(self, server)
+
+    def enter_graceful_shutdown(self) -> None:
+        """Answer NOT_SERVING from now on (and tell watchers), e.g. on SIGTERM."""
+        self._core.enter_graceful_shutdown()
+        self._shutdown.set()
+
+    def close(self) -> None:
+        """Stop the checker's event loop (a later call starts a new one)."""
+        with self._lock:
+            loop, self._loop = self._loop, None
+        if loop is not None:
+            loop.call_soon_threadsafe(loop.stop)
+
+    def Check(self, request: Any, context: grpc.ServicerContext) -> Any:
+        """Answer the current status of ``request.service``."""
+        if request.service not in self._core.services:
+            context.abort(grpc.StatusCode.NOT_FOUND, f"unknown service {request.service!r}")
+        remaining = context.time_remaining()
+        deadline = None if remaining is None else time.monotonic() + remaining - _MARGIN
+        return health_pb2.HealthCheckResponse(status=self._status(deadline))
+
+    def Watch(self, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+        """Stream the status of ``request.service``: now, then on every change."""
+        last = None
+        while context.is_active():
+            if request.service in self._core.services:
+                status = self._status(None)
+            else:
+                status = SERVICE_UNKNOWN
+            if status != last:
+                yield health_pb2.HealthCheckResponse(status=status)
+                last = status
+            if self._shutdown.is_set():
+                time.sleep(self._core.watch_interval)
+            else:
+                self._shutdown.wait(self._core.watch_interval)
+
+    def _status(self, deadline: float | None) -> int:
+        future = asyncio.run_coroutine_threadsafe(self._core._status(deadline), self._running())
+        return future.result()
+
+    def _running(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self._loop is None:
+                loop = asyncio.new_event_loop()
+                threading.Thread(
+                    target=_run_forever, args=(loop,), name="clue-health-checks", daemon=True
+                ).start()
+                self._loop = loop
+            return self._loop
+
+
+def _run_forever(loop: asyncio.AbstractEventLoop) -> None:
+    asyncio.set_event_loop(loop)
+    try:
+        loop.run_forever()
+    finally:
+        loop.close()

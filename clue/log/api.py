@@ -1,0 +1,109 @@
+"""The logging calls: debug, info, warn, error, fatal and print."""
+
+from __future__ import annotations
+
+import os
+import sys
+from time import time_ns
+from typing import Any
+
+from opentelemetry.context import get_current
+
+from clue.log import pipeline, stdlib
+from clue.log.scopes import FIELDS, SCOPE, route
+from clue.log.state import DEBUG, ERROR, FATAL, INFO, STATE, WARN
+
+
+def _caller(depth: int) -> str:
+    frame = sys._getframe(depth)
+    return f"{os.path.basename(frame.f_code.co_filename)}:{frame.f_lineno}"
+
+
+def _log(level: int, msg: str, kv: dict[str, Any], exc: Any = None, tb: bool = False) -> None:
+    route(
+        (
+            level,
+            msg,
+            kv,
+            time_ns(),
+            FIELDS.get(),
+            get_current(),
+            _caller(3) if STATE.file_line else None,
+            exc,
+            tb,
+        )
+    )
+
+
+def debug(msg: str, /, **kv: Any) -> None:
+    """Log a debug entry: written only while debug is on, never buffered."""
+    if STATE.debug:
+        _log(DEBUG, msg, kv)
+
+
+# info and warn build their entry inline: a buffered call must cost little more than an append.
+
+
+def info(msg: str, /, **kv: Any) -> None:
+    """Log an info entry (buffered inside a request scope)."""
+    file_line = _caller(2) if STATE.file_line else None
+    entry = (INFO, msg, kv, time_ns(), FIELDS.get(), get_current(), file_line, None, False)
+    scope = SCOPE.get()
+    if scope is None or not scope.keep(entry):
+        pipeline.write((entry,))
+
+
+def warn(msg: str, /, **kv: Any) -> None:
+    """Log a warning (buffered inside a request scope)."""
+    file_line = _caller(2) if STATE.file_line else None
+    entry = (WARN, msg, kv, time_ns(), FIELDS.get(), get_current(), file_line, None, False)
+    scope = SCOPE.get()
+    if scope is None or not scope.keep(entry):
+        pipeline.write((entry,))
+
+
+def error(
+    msg: str, /, exc: BaseException | None = None, *, traceback: bool = False, **kv: Any
+) -> None:
+    """Log an error, with ``exc``'s type and message (and traceback if asked).
+
+    Inside a request scope the buffered entries are written first.
+    """
+    _log(ERROR, msg, kv, exc, traceback)
+
+
+def fatal(
+    msg: str, /, exc: BaseException | None = None, *, traceback: bool = False, **kv: Any
+) -> None:
+    """Log at fatal severity, like :func:`error`. It does not exit: that is the caller's call."""
+    _log(FATAL, msg, kv, exc, traceback)
+
+
+def print(msg: str, /, **kv: Any) -> None:
+    """Write an info entry now, never buffered (for access lines and start-up messages)."""
+    pipeline.write(
+        (
+            (
+                INFO,
+                msg,
+                kv,
+                time_ns(),
+                FIELDS.get(),
+                get_current(),
+                _caller(2) if STATE.file_line else None,
+                None,
+                False,
+            ),
+        )
+    )
+
+
+def set_debug(on: bool) -> None:
+    """Turn debug logging on or off for the whole process (on: debug written, nothing buffered)."""
+    STATE.debug = bool(on)
+    stdlib.debug_changed()
+
+
+def debug_enabled() -> bool:
+    """Whether debug logging is on."""
+    return STATE.debug

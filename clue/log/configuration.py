@@ -1,0 +1,93 @@
+"""``configure()``: outputs, formats, debug, limits, redaction, stdlib bridge, OTLP."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from clue.log import stdlib as bridge
+from clue.log.output import Output
+from clue.log.renderers import FORMAT_NAMES, FORMATS, Renderer, format_from_env
+from clue.log.state import DEFAULT_SENSITIVE_KEYS, STATE
+
+if TYPE_CHECKING:
+    from opentelemetry._logs import LoggerProvider
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off", "")
+
+
+def debug_from_env() -> bool | None:
+    """``CLUE_DEBUG`` as a boolean if set; anything but 1/0/true/false/yes/no/on/off is an error."""
+    value = os.environ.get("CLUE_DEBUG")
+    if value is None:
+        return None
+    flag = value.strip().lower()
+    if flag in _TRUE:
+        return True
+    if flag in _FALSE:
+        return False
+    raise ValueError(f"CLUE_DEBUG={value!r} is not a boolean: use 1/true/on or 0/false/off")
+
+
+def _positive(name: str, value: Any) -> int:
+    if type(value) is not int or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return value
+
+
+def configure(
+    *,
+    format: str | Renderer | None = None,
+    outputs: Sequence[Output] | None = None,
+    debug: bool | None = None,
+    max_value_size: int = 1024,
+    buffer_size: int = 1000,
+    sensitive_keys: Iterable[str] | None = None,
+    file_line: bool = False,
+    stdlib: bool = True,
+) -> None:
+    """Set up clue's logging; calling it again replaces the previous set-up.
+
+    ``format`` applies to the outputs that name none (default: one output to
+    stdout). ``CLUE_LOG_FORMAT`` overrides it; with neither, a TTY gets the
+    terminal format and anything else JSON. ``debug=None`` reads ``CLUE_DEBUG``
+    (unset: unchanged). ``sensitive_keys`` replaces the default set (extend
+    ``DEFAULT_SENSITIVE_KEYS`` to keep it); keys match case-insensitively,
+    nested dicts included. ``stdlib`` routes the ``logging`` module through
+    clue. Bad values raise ``ValueError`` naming the setting.
+    """
+    env_format = format_from_env()
+    if format is not None and not callable(format) and format not in FORMATS:
+        raise ValueError(f"format={format!r} is not a log format: use one of {FORMAT_NAMES}")
+    default_format = env_format or format
+    chosen = [Output()] if outputs is None else list(outputs)
+    if not chosen or not all(isinstance(o, Output) for o in chosen):
+        raise ValueError("outputs must be a non-empty sequence of clue.log.Output")
+    resolved = tuple(o.resolved(default_format) for o in chosen)
+    size = _positive("max_value_size", max_value_size)
+    buffer = _positive("buffer_size", buffer_size)
+    if isinstance(sensitive_keys, str):
+        raise ValueError("sensitive_keys must be a collection of key names, not one string")
+    keys = DEFAULT_SENSITIVE_KEYS if sensitive_keys is None else sensitive_keys
+    env_debug = debug_from_env() if debug is None else None
+
+    STATE.outputs = resolved
+    STATE.max_value_size = size
+    STATE.buffer_size = buffer
+    STATE.sensitive_keys = frozenset(str(k).lower() for k in keys)
+    STATE.file_line = bool(file_line)
+    if debug is not None:
+        STATE.debug = bool(debug)
+    elif env_debug is not None:
+        STATE.debug = env_debug
+    if stdlib:
+        bridge.install()
+    else:
+        bridge.uninstall()
+
+
+def set_logger_provider(provider: LoggerProvider | None) -> None:
+    """Also export written entries as OTLP log records through ``provider`` (None: stop)."""
+    STATE.otel_logger = None if provider is None else provider.get_logger("clue.log")

@@ -1,0 +1,55 @@
+"""Export of written entries as OpenTelemetry log records, tied to their span."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from typing import Any
+
+from opentelemetry._logs import Logger, SeverityNumber
+
+from clue.log.state import DEBUG, ERROR, FATAL, INFO, LEVEL_NAMES, WARN, Entry
+
+_SEVERITY = {
+    DEBUG: SeverityNumber.DEBUG,
+    INFO: SeverityNumber.INFO,
+    WARN: SeverityNumber.WARN,
+    ERROR: SeverityNumber.ERROR,
+    FATAL: SeverityNumber.FATAL,
+}
+_SKIPPED = frozenset({"time", "level", "msg", "trace_id", "span_id"})
+_RENAMED = {
+    "error": "exception.message",
+    "error_type": "exception.type",
+    "traceback": "exception.stacktrace",
+    "file": "code.file_line",
+}
+
+
+def _attribute(value: Any) -> Any:
+    if isinstance(value, str | bool | int | float):
+        return value
+    if value is None:
+        return "null"
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+def emit(logger: Logger, entry: Entry, event: dict[str, Any]) -> None:
+    """Emit ``entry`` (its sanitized ``event``) on ``logger``; exporter errors are swallowed."""
+    level, _msg, _kv, ts, _fields, otel_context, _file_line, _exc, _tb = entry
+    attributes = {
+        _RENAMED.get(key, key): _attribute(value)
+        for key, value in event.items()
+        if key not in _SKIPPED
+    }
+    with contextlib.suppress(Exception):  # a broken exporter must never break the code that logs
+        logger.emit(
+            timestamp=ts,
+            observed_timestamp=time.time_ns(),
+            context=otel_context,
+            severity_number=_SEVERITY[level],
+            severity_text=LEVEL_NAMES[level].upper(),
+            body=event["msg"],
+            attributes=attributes,
+        )

@@ -1,0 +1,128 @@
+"""The write path: raw entries become event dicts, lines on every output and OTLP records."""
+
+from __future__ import annotations
+
+import threading
+import time
+import traceback
+from collections.abc import Iterable
+from typing import Any
+
+from opentelemetry.context import Context
+from opentelemetry.trace import get_current_span
+
+from clue.log import otlp
+from clue.log.output import Output
+from clue.log.renderers import Renderer, format_from_env, render_json
+from clue.log.sanitize import clean_event, to_text
+from clue.log.state import ERROR, LEVEL_NAMES, STATE, Entry
+
+_writing = threading.local()  # .depth: nesting of write() calls in this thread
+_second: tuple[int, str] = (-1, "")  # the last second formatted, replaced as a whole
+
+
+def format_time(ns: int) -> str:
+    """RFC 3339 UTC timestamp with microseconds, e.g. ``2026-01-02T03:04:05.123456Z``."""
+    global _second
+    sec, rem = divmod(ns, 1_000_000_000)
+    cached_sec, text = _second
+    if cached_sec != sec:
+        text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
+        _second = (sec, text)
+    return f"{text}.{rem // 1000:06d}Z"
+
+
+def _describe(exc: BaseException, with_traceback: bool) -> dict[str, str]:
+    """``error`` (message), ``error_type`` (class, module-qualified unless built in) and
+    optionally ``traceback`` of ``exc``; never raises."""
+    kind = type(exc)
+    name = (
+        kind.__qualname__
+        if kind.__module__ == "builtins"
+        else f"{kind.__module__}.{kind.__qualname__}"
+    )
+    described = {"error": to_text(exc), "error_type": name}
+    if with_traceback:
+        try:
+            described["traceback"] = "".join(traceback.format_exception(exc)).rstrip()
+        except Exception as failure:
+            described["traceback"] = f"<traceback unavailable: {to_text(failure)}>"
+    return described
+
+
+def event_of(entry: Entry) -> dict[str, Any]:
+    """The sanitized event dict of ``entry``: time, level, msg, fields, kv, error, ids, file."""
+    level, msg, kv, ts, fields, otel_context, file_line, exc, with_traceback = entry
+    event: dict[str, Any] = {"time": format_time(ts), "level": LEVEL_NAMES[level], "msg": msg}
+    if fields:
+        event.update(fields)
+    if kv:
+        event.update(kv)
+    if exc is not None:
+        event.update(_describe(exc, with_traceback))
+    if otel_context:  # an empty OpenTelemetry context holds no span
+        ctx = get_current_span(otel_context).get_span_context()
+        if ctx.is_valid:
+            event["trace_id"] = format(ctx.trace_id, "032x")
+            event["span_id"] = format(ctx.span_id, "016x")
+    if file_line is not None:
+        event["file"] = file_line
+    clean_event(event, STATE.sensitive_keys, STATE.max_value_size)
+    return event
+
+
+def outputs() -> tuple[Output, ...]:
+    """The configured outputs (the default one if ``configure`` was never called).
+
+    Without ``configure()`` there is no start-up step to fail, so a bad
+    ``CLUE_LOG_FORMAT`` is reported by an error entry instead of an exception.
+    """
+    current = STATE.outputs
+    if current is None:
+        try:
+            fmt, problem = format_from_env(), None
+        except ValueError as exc:
+            fmt, problem = None, str(exc)
+        current = STATE.outputs = (Output(None).resolved(fmt),)
+        if problem is not None:
+            write(((ERROR, problem, {}, time.time_ns(), {}, Context(), None, None, False),))
+    return current
+
+
+def _line(render: Renderer, entry: Entry, event: dict[str, Any]) -> str:
+    try:
+        line = render(None, LEVEL_NAMES[entry[0]], event)
+        if type(line) is not str:
+            line = line.decode() if isinstance(line, bytes) else str(line)
+    except Exception as exc:  # a broken custom renderer must not lose the entry
+        failed = {**event, "render_error": f"{type(exc).__name__}: {to_text(exc)}"}
+        line = render_json(None, LEVEL_NAMES[entry[0]], failed)
+    return line + "\n"
+
+
+def write(entries: Iterable[Entry]) -> None:
+    """Render ``entries`` on every output, in order, and export them over OTLP.
+
+    An entry logged while this thread is writing (by a renderer, a stream or
+    the OpenTelemetry SDK, through the stdlib bridge) is written but not
+    exported; one logged while writing that one is dropped: no loops.
+    """
+    depth = getattr(_writing, "depth", 0)
+    if depth > 1:
+        return
+    events = [(entry, event_of(entry)) for entry in entries]
+    if not events:
+        return
+    _writing.depth = depth + 1
+    try:
+        for output in outputs():
+            render = output.render
+            assert render is not None
+            output.write([_line(render, entry, event) for entry, event in events])
+        logger = STATE.otel_logger
+        if logger is not None and depth == 0:
+            for entry, event in events:
+                if not str(entry[2].get("logger", "")).startswith("opentelemetry"):
+                    otlp.emit(logger, entry, event)  # the SDK's own records are not fed back
+    finally:
+        _writing.depth = depth

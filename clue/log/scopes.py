@@ -1,0 +1,175 @@
+"""Fields and request scopes carried by contextvars (across await, tasks and copied threads)."""
+
+from __future__ import annotations
+
+from collections import deque
+from contextvars import ContextVar, Token
+from typing import Any
+
+from opentelemetry.trace import get_current_span
+
+from clue.log import pipeline
+from clue.log.state import ERROR, INFO, STATE, WARN, Entry
+
+FIELDS: ContextVar[dict[str, Any]] = ContextVar("clue.log.fields", default={})  # noqa: B039
+SCOPE: ContextVar[RequestScope | None] = ContextVar("clue.log.scope", default=None)
+
+
+class Fields:
+    """Context manager adding fields to every entry logged inside its block."""
+
+    __slots__ = ("_fields", "_token")
+
+    def __init__(self, fields: dict[str, Any]) -> None:
+        self._fields = fields
+        self._token: Token[dict[str, Any]] | None = None
+
+    def __enter__(self) -> None:
+        self._token = FIELDS.set({**FIELDS.get(), **self._fields})
+
+    def __exit__(self, *_exc: object) -> None:
+        if self._token is not None:
+            FIELDS.reset(self._token)
+            self._token = None
+
+
+def context(**fields: Any) -> Fields:
+    """Add ``fields`` to every entry logged inside the ``with`` block (contextvars: they
+    follow ``await``, tasks and ``contextvars``-copied threads)."""
+    return Fields(fields)
+
+
+class RequestScope:
+    """The log buffer of one request, a context manager (see :func:`request_scope`).
+
+    While the scope is open and buffering, info and warn entries are kept raw
+    in a bounded deque (the oldest are dropped on overflow). ``flush()`` writes
+    them in order with their original timestamps; closing the scope drops them.
+    """
+
+    __slots__ = (
+        "_count",
+        "_entries",
+        "_fields",
+        "_otel_context",
+        "_sampled",
+        "_tokens",
+        "open",
+    )
+
+    def __init__(self, fields: dict[str, Any], size: int) -> None:
+        self._fields = fields
+        self._entries: deque[Entry] = deque(maxlen=size)
+        self._count = 0
+        self._otel_context: Any = None
+        self._sampled = False
+        self._tokens: tuple[Token[RequestScope | None], Token[dict[str, Any]] | None] | None = None
+        self.open = False
+
+    def __enter__(self) -> RequestScope:
+        fields = self._fields
+        fields_token = FIELDS.set({**FIELDS.get(), **fields}) if fields else None
+        self._tokens = (SCOPE.set(self), fields_token)
+        self.open = True
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *_exc: object) -> None:
+        if exc_type is not None:
+            self.flush()
+        self.close()
+        if self._tokens is not None:
+            scope_token, fields_token = self._tokens
+            self._tokens = None
+            try:
+                if fields_token is not None:
+                    FIELDS.reset(fields_token)
+                SCOPE.reset(scope_token)
+            except ValueError:  # exited from another context than it was entered in
+                SCOPE.set(None)
+
+    def keep(self, entry: Entry) -> bool:
+        """Buffer ``entry`` (an info or warn entry) if buffering is on.
+
+        Buffering is off once the scope is closed, while debug is on, and for
+        entries made under a sampled span (their trace is kept, so are they).
+        """
+        if not self.open or STATE.debug:
+            return False
+        otel_context = entry[5]
+        if otel_context is not self._otel_context:
+            self._otel_context = otel_context
+            span_context = get_current_span(otel_context).get_span_context()
+            self._sampled = span_context.trace_flags.sampled
+        if self._sampled:
+            return False
+        self._count += 1
+        self._entries.append(entry)
+        return True
+
+    @property
+    def pending(self) -> int:
+        """Number of entries waiting in the buffer."""
+        return len(self._entries)
+
+    @property
+    def dropped(self) -> int:
+        """Entries lost to overflow since the last flush."""
+        return max(0, self._count - len(self._entries))
+
+    def take(self) -> list[Entry]:
+        """Remove and return the buffered entries, preceded by a line counting drops if any."""
+        entries = []
+        dropped = self.dropped
+        popleft = self._entries.popleft
+        while True:
+            try:
+                entries.append(popleft())
+            except IndexError:
+                break
+        self._count = 0
+        if dropped and entries:
+            first = entries[0]
+            note = f"{dropped} earlier log entries of this request were dropped (buffer full)"
+            ts, fields, otel_context = first[3], first[4], first[5]
+            entries.insert(
+                0, (WARN, note, {"dropped": dropped}, ts, fields, otel_context, None, None, False)
+            )
+        return entries
+
+    def flush(self) -> None:
+        """Write the buffered entries now."""
+        pipeline.write(self.take())
+
+    def close(self) -> None:
+        """End the scope: buffered entries are dropped, later entries written directly."""
+        self.open = False
+        self._entries.clear()
+        self._count = 0
+
+
+def request_scope(**fields: Any) -> RequestScope:
+    """The buffering scope of one request, with ``fields`` on all its entries.
+
+    Use it as ``with log.request_scope(request_id=...) as scope:``. Leaving the
+    block normally drops the buffer; leaving it by an exception flushes it first.
+    """
+    return RequestScope(fields, STATE.buffer_size)
+
+
+def flush() -> None:
+    """Write the current request scope's buffered entries now (no-op outside a scope)."""
+    scope = SCOPE.get()
+    if scope is not None:
+        scope.flush()
+
+
+def route(entry: Entry) -> None:
+    """Buffer ``entry`` in the current request scope, or write it (errors write the scope's
+    buffered entries first)."""
+    scope = SCOPE.get()
+    if scope is None:
+        pipeline.write((entry,))
+    elif entry[0] >= ERROR:
+        pipeline.write([*scope.take(), entry])
+    elif entry[0] < INFO or not scope.keep(entry):
+        pipeline.write((entry,))

@@ -1,0 +1,337 @@
+"""``configure()`` and ``shutdown()``: the three OpenTelemetry signals in one call."""
+
+from __future__ import annotations
+
+import atexit
+import os
+import signal
+import threading
+from dataclasses import dataclass, field
+from types import FrameType
+from typing import Any
+
+from opentelemetry import metrics, propagate, trace
+from opentelemetry.baggage.propagation import W3CBaggagePropagator
+from opentelemetry.metrics import NoOpMeterProvider
+from opentelemetry.propagators.composite import CompositePropagator
+from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, LogRecordExporter
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import (
+    MetricExporter,
+    MetricReader,
+    PeriodicExportingMetricReader,
+)
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+from opentelemetry.sdk.trace.sampling import Sampler
+from opentelemetry.trace import NoOpTracerProvider
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from clue import log
+from clue.telemetry import exporters, sdk_logs, settings
+from clue.telemetry import prometheus as prometheus_exposition
+from clue.telemetry.proxy import SwappableMeterProvider, SwappableTracerProvider
+from clue.telemetry.resilience import (
+    LOGGER,
+    STATS,
+    FailureReport,
+    GuardedLogExporter,
+    GuardedMetricExporter,
+    GuardedSpanExporter,
+    count_drops,
+)
+from clue.telemetry.sampler import AdaptiveSampler, sampler_from_env
+
+TRACER_PROVIDER = SwappableTracerProvider()
+METER_PROVIDER = SwappableMeterProvider()
+
+_DEFAULT_BATCH = 512  # the SDK's default export batch, capped by a smaller max_queue_size
+_Guarded = GuardedSpanExporter | GuardedMetricExporter | GuardedLogExporter
+
+
+@dataclass
+class _Pipeline:
+    """The SDK objects of one ``configure()`` call."""
+
+    tracer_provider: TracerProvider
+    meter_provider: MeterProvider | None
+    logger_provider: LoggerProvider | None
+    exporters: list[_Guarded] = field(default_factory=list)
+
+    def shutdown(self, keep_open: set[int]) -> None:
+        """Flush and stop; exporters in ``keep_open`` (ids, reused by the next call) stay open."""
+        for guarded in self.exporters:
+            guarded.guard.keep_open = id(guarded.inner) in keep_open
+            if guarded.guard.report.failing:
+                guarded.guard.abandon()  # the collector is down: do not wait for it
+        self.tracer_provider.shutdown()
+        if self.meter_provider is not None:
+            self.meter_provider.shutdown()
+        if self.logger_provider is not None:
+            self.logger_provider.shutdown()
+
+    def force_flush(self, timeout_millis: int) -> bool:
+        ok = self.tracer_provider.force_flush(timeout_millis)
+        if self.meter_provider is not None:
+            ok = self.meter_provider.force_flush(timeout_millis) and ok
+        if self.logger_provider is not None:
+            ok = self.logger_provider.force_flush(timeout_millis) and ok
+        return ok
+
+
+_lock = threading.RLock()
+_pipeline: _Pipeline | None = None
+_globals_set = False
+_atexit_registered = False
+_sigterm_installed = False
+_previous_sigterm: Any = None  # the SIGTERM handler clue's replaced
+
+
+def _instance(name: str, value: Any, kinds: tuple[type, ...]) -> Any:
+    if value is not None and not isinstance(value, kinds):
+        expected = " or ".join(k.__name__ for k in kinds)
+        raise ValueError(f"{name} must be an OpenTelemetry {expected}, got {value!r}")
+    return value
+
+
+def _positive_int(name: str, value: int | None) -> int | None:
+    if value is not None and (type(value) is not int or value < 1):
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return value
+
+
+def _sampler(sampler: Sampler | None, max_sampled_per_second: float) -> Sampler:
+    adaptive = AdaptiveSampler(max_sampled_per_second)  # validates the rate in every case
+    if sampler is not None:
+        return _instance("sampler", sampler, (Sampler,))  # type: ignore[no-any-return]
+    return sampler_from_env() or adaptive
+
+
+def configure(
+    service_name: str | None = None,
+    service_version: str | None = None,
+    *,
+    exporter: str | None = None,
+    span_exporter: SpanExporter | None = None,
+    metric_exporter: MetricExporter | MetricReader | None = None,
+    log_exporter: LogRecordExporter | None = None,
+    sampler: Sampler | None = None,
+    max_sampled_per_second: float = 2.0,
+    prometheus: bool = False,
+    metric_interval: float | None = None,
+    export_timeout: float | None = None,
+    max_queue_size: int | None = None,
+    failure_log_interval: float = 30.0,
+) -> None:
+    """Set up traces, metrics and logs for this process (see docs/telemetry.md).
+
+    ``exporter`` ("otlp", "console", "none" or a comma-separated list) applies
+    to the signals without an exporter object; unset, each signal reads
+    ``OTEL_<SIGNAL>_EXPORTER`` and defaults to "otlp" when an OTLP endpoint is
+    set, else to none. ``sampler`` wins over ``OTEL_TRACES_SAMPLER``, which wins
+    over the default ``AdaptiveSampler(max_sampled_per_second)``.
+    ``metric_interval`` (seconds, default ``OTEL_METRIC_EXPORT_INTERVAL`` or
+    60), ``export_timeout`` (seconds per export, default the exporter's),
+    ``max_queue_size`` (spans and log records waiting for export) and
+    ``failure_log_interval`` (seconds between two export failure reports) tune
+    export. Calling it again replaces the previous set-up: the old providers
+    are flushed and shut down and everything handed out follows the new ones.
+    ``OTEL_SDK_DISABLED=true`` turns it into ``shutdown()``. Every bad value
+    raises ``ValueError`` naming the argument or variable, before anything
+    changes.
+    """
+    if settings.disabled():
+        shutdown()
+        return
+    resource = settings.resource(service_name, service_version)
+    chosen_sampler = _sampler(sampler, max_sampled_per_second)
+    interval = settings.seconds(
+        "metric_interval", metric_interval, "OTEL_METRIC_EXPORT_INTERVAL", 60.0
+    )
+    timeout = (
+        None if export_timeout is None else settings.positive("export_timeout", export_timeout)
+    )
+    report_every = settings.positive("failure_log_interval", failure_log_interval)
+    queue = _positive_int("max_queue_size", max_queue_size)
+    _instance("span_exporter", span_exporter, (SpanExporter,))
+    _instance("metric_exporter", metric_exporter, (MetricExporter, MetricReader))
+    _instance("log_exporter", log_exporter, (LogRecordExporter,))
+
+    def chosen(signal: str, given: Any) -> list[tuple[Any, str]]:
+        if given is not None:
+            return [(given, type(given).__name__)]
+        names = settings.exporter_names(signal, exporter)
+        return [exporters.build(signal, n, timeout) for n in names if n != "prometheus"]
+
+    span_exporters = chosen("traces", span_exporter)
+    metric_exporters = chosen("metrics", metric_exporter)
+    log_exporters = chosen("logs", log_exporter)
+    serve_prometheus = bool(prometheus) or (
+        metric_exporter is None and "prometheus" in settings.exporter_names("metrics", exporter)
+    )
+
+    with _lock:
+        pipeline = _Pipeline(
+            TracerProvider(resource=resource, sampler=chosen_sampler, shutdown_on_exit=False),
+            None,
+            None,
+        )
+        export = _Export(queue, report_every, pipeline)
+        for inner, where in span_exporters:
+            processor = BatchSpanProcessor(
+                export.guarded(GuardedSpanExporter, inner, "traces", where),
+                max_queue_size=queue,
+                max_export_batch_size=export.batch,
+            )
+            count_drops(processor, "traces", report_every)
+            pipeline.tracer_provider.add_span_processor(processor)
+
+        readers = [
+            inner
+            if isinstance(inner, MetricReader)
+            else PeriodicExportingMetricReader(
+                export.guarded(GuardedMetricExporter, inner, "metrics", where),
+                export_interval_millis=interval * 1e3,
+            )
+            for inner, where in metric_exporters
+        ]
+        if serve_prometheus:
+            readers.append(prometheus_exposition.reader())
+        if readers:
+            pipeline.meter_provider = MeterProvider(
+                metric_readers=readers, resource=resource, shutdown_on_exit=False
+            )
+
+        if log_exporters:
+            logger_provider = LoggerProvider(resource=resource, shutdown_on_exit=False)
+            for inner, where in log_exporters:
+                log_processor = BatchLogRecordProcessor(
+                    export.guarded(GuardedLogExporter, inner, "logs", where),
+                    max_queue_size=queue,
+                    max_export_batch_size=export.batch,
+                )
+                count_drops(log_processor, "logs", report_every)
+                logger_provider.add_log_record_processor(log_processor)
+            pipeline.logger_provider = logger_provider
+
+        _activate(pipeline, report_every)
+
+
+@dataclass
+class _Export:
+    """Wraps the exporters of one set-up and keeps them on its pipeline."""
+
+    queue: int | None
+    report_every: float
+    pipeline: _Pipeline
+
+    @property
+    def batch(self) -> int | None:
+        return None if self.queue is None else min(self.queue, _DEFAULT_BATCH)
+
+    def guarded(self, kind: Any, inner: Any, signal: str, where: str) -> Any:
+        wrapped = kind(inner, FailureReport(signal, where, self.report_every))
+        self.pipeline.exporters.append(wrapped)
+        return wrapped
+
+
+def _activate(pipeline: _Pipeline, report_every: float) -> None:
+    global _pipeline
+    _set_globals_once()
+    sdk_logs.route(report_every)
+    previous, _pipeline = _pipeline, pipeline
+    TRACER_PROVIDER.swap(pipeline.tracer_provider)
+    METER_PROVIDER.swap(pipeline.meter_provider or NoOpMeterProvider())
+    log.set_logger_provider(pipeline.logger_provider)
+    _install_hooks()
+    if previous is not None:
+        previous.shutdown(keep_open={id(g.inner) for g in pipeline.exporters})
+
+
+def _set_globals_once() -> None:
+    global _globals_set
+    if _globals_set:
+        return
+    _globals_set = True
+    if trace.get_tracer_provider() is not TRACER_PROVIDER:
+        trace.set_tracer_provider(TRACER_PROVIDER)
+    if metrics.get_meter_provider() is not METER_PROVIDER:
+        metrics.set_meter_provider(METER_PROVIDER)
+    if not os.environ.get("OTEL_PROPAGATORS", "").strip():
+        propagate.set_global_textmap(
+            CompositePropagator([TraceContextTextMapPropagator(), W3CBaggagePropagator()])
+        )
+    for kind, current, ours in (
+        ("tracer", trace.get_tracer_provider(), TRACER_PROVIDER),
+        ("meter", metrics.get_meter_provider(), METER_PROVIDER),
+    ):
+        if current is not ours:
+            LOGGER.warning(
+                "another global %s provider was set before clue.configure(); clue's is "
+                "reachable only through clue.telemetry.%s()",
+                kind,
+                kind,
+            )
+
+
+def _install_hooks() -> None:
+    """``shutdown()`` at exit, and on SIGTERM once configure() runs in the main thread."""
+    global _atexit_registered, _sigterm_installed, _previous_sigterm
+    if not _atexit_registered:
+        _atexit_registered = True
+        atexit.register(shutdown)
+    if not _sigterm_installed and threading.current_thread() is threading.main_thread():
+        _sigterm_installed = True
+        _previous_sigterm = signal.getsignal(signal.SIGTERM)
+        signal.signal(signal.SIGTERM, _on_sigterm)
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    shutdown()
+    previous = _previous_sigterm
+    if callable(previous):
+        previous(signum, frame)
+    elif previous != signal.SIG_IGN:  # default action: terminate, as without clue
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def shutdown() -> None:
+    """Flush and stop traces, metrics and logs; later spans and measurements are no-ops.
+
+    Registered at exit and on SIGTERM by ``configure()``; safe to call twice.
+    With a collector already failing, it does not wait for it: what is left is
+    dropped and counted in ``stats()``.
+    """
+    global _pipeline
+    with _lock:
+        pipeline, _pipeline = _pipeline, None
+        if pipeline is None:
+            return
+        TRACER_PROVIDER.swap(NoOpTracerProvider())
+        METER_PROVIDER.swap(NoOpMeterProvider())
+        log.set_logger_provider(None)
+        pipeline.shutdown(keep_open=set())
+
+
+def force_flush(timeout: float = 30.0) -> bool:
+    """Export everything queued now (spans, metrics, log records); True if all succeeded."""
+    with _lock:
+        pipeline = _pipeline
+    return True if pipeline is None else pipeline.force_flush(int(timeout * 1000))
+
+
+def stats() -> dict[str, dict[str, int]]:
+    """Export counters per signal since the process started: exported, failed, dropped."""
+    return {name: counters.snapshot() for name, counters in STATS.items()}
+
+
+def tracer(name: str, version: str | None = None) -> trace.Tracer:
+    """A tracer of clue's provider (follows every ``configure()``)."""
+    return TRACER_PROVIDER.get_tracer(name, version)
+
+
+def meter(name: str, version: str | None = None) -> metrics.Meter:
+    """A meter of clue's provider (follows every ``configure()``)."""
+    return METER_PROVIDER.get_meter(name, version)

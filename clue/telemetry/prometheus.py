@@ -1,0 +1,46 @@
+"""Prometheus exposition of the OpenTelemetry metrics (the ``/metrics`` of the admin port)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from opentelemetry.sdk.metrics.export import MetricReader
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+def reader() -> MetricReader:
+    """A metric reader that serves the metrics from prometheus-client's default registry."""
+    from opentelemetry.exporter.prometheus import PrometheusMetricReader
+
+    return PrometheusMetricReader()
+
+
+class MetricsApp:
+    """ASGI app answering with the Prometheus text exposition of the default registry.
+
+    A class instance rather than a function, so that Starlette's ``Route`` and
+    ``Mount`` both treat it as an ASGI app.
+    """
+
+    def __init__(self) -> None:
+        from prometheus_client import REGISTRY, make_asgi_app
+
+        self._app: ASGIApp = make_asgi_app(REGISTRY)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._app(scope, receive, send)
+
+
+def metrics_app() -> MetricsApp:
+    """The ASGI app to serve at ``/metrics``.
+
+    It serves prometheus-client's default registry: the OpenTelemetry metrics
+    once ``configure(prometheus=True)`` (or ``OTEL_METRICS_EXPORTER=prometheus``)
+    ran, plus the process and Python collectors of prometheus-client.
+    """
+    return MetricsApp()

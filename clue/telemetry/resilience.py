@@ -1,0 +1,258 @@
+"""Export that never hurts the service: counted drops, failures logged once per interval.
+
+The SDK's batch processors already keep exports off the request path and
+bound their queues; this module wraps each exporter to count what is exported,
+failed and dropped (``stats()``), to report failures at most once per interval
+instead of once per batch, to say when export works again, and to stop
+retrying at shutdown when the collector is known to be down.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from opentelemetry.sdk._logs import ReadableLogRecord
+from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
+from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult, MetricsData
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+LOGGER = logging.getLogger("clue.telemetry")
+
+
+@dataclass
+class SignalStats:
+    """Counters of one signal since the process started (thread-safe updates)."""
+
+    exported: int = 0  # items (spans, log records) or metric exports that reached the collector
+    failed: int = 0  # items whose export failed (collector down, rejected, timed out)
+    dropped: int = 0  # items thrown away because the bounded queue was full
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def add(self, *, exported: int = 0, failed: int = 0, dropped: int = 0) -> None:
+        with self._lock:
+            self.exported += exported
+            self.failed += failed
+            self.dropped += dropped
+
+    def snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return {"exported": self.exported, "failed": self.failed, "dropped": self.dropped}
+
+
+STATS = {signal: SignalStats() for signal in ("traces", "metrics", "logs")}
+
+
+class FailureReport:
+    """Logs export failures of one exporter at most once per ``interval`` seconds."""
+
+    def __init__(
+        self, signal: str, target: str, interval: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._signal = signal
+        self._target = target
+        self._interval = interval
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._failing = False
+        self._last_report: float | None = None
+        self._unreported = 0
+        self._since_ok = 0
+
+    @property
+    def failing(self) -> bool:
+        """True when the last export failed."""
+        return self._failing
+
+    def failure(self, error: str) -> None:
+        with self._lock:
+            self._failing = True
+            self._since_ok += 1
+            self._unreported += 1
+            now = self._clock()
+            if self._last_report is not None and now - self._last_report < self._interval:
+                return
+            self._last_report, batches, self._unreported = now, self._unreported, 0
+        LOGGER.warning(
+            "exporting %s to %s failed; retrying in the background",
+            self._signal,
+            self._target,
+            extra={"failed_batches": batches, "error": error, "next_report_in_s": self._interval},
+        )
+
+    def success(self) -> None:
+        if not self._failing:
+            return
+        with self._lock:
+            if not self._failing:
+                return
+            self._failing, failed, self._since_ok = False, self._since_ok, 0
+            self._unreported = 0
+            self._last_report = None
+        LOGGER.info(
+            "exporting %s to %s works again",
+            self._signal,
+            self._target,
+            extra={"failed_batches": failed},
+        )
+
+
+class _Guard:
+    """What the three exporter wrappers share: counting, reporting, abandoning."""
+
+    def __init__(self, signal: str, report: FailureReport) -> None:
+        self.stats = STATS[signal]
+        self.report = report
+        self._abandoned = False
+        self.keep_open = False  # the wrapped exporter is reused: do not shut it down
+
+    def abandon(self) -> None:
+        """Fail every later batch at once (shutdown with the collector down)."""
+        self._abandoned = True
+
+    def run(self, items: int, export: Callable[[], bool]) -> bool:
+        if self._abandoned:
+            self.stats.add(dropped=items)
+            return False
+        try:
+            ok = export()
+            error = "the exporter reported a failure"
+        except Exception as exc:  # an exporter bug must not kill the batch thread
+            ok, error = False, f"{type(exc).__name__}: {exc}"
+        if ok:
+            self.stats.add(exported=items)
+            self.report.success()
+        else:
+            self.stats.add(failed=items)
+            self.report.failure(error)
+        return ok
+
+
+class GuardedSpanExporter(SpanExporter):
+    """A span exporter wrapper that counts and reports (see module docstring)."""
+
+    def __init__(self, inner: SpanExporter, report: FailureReport) -> None:
+        self.inner = inner
+        self.guard = _Guard("traces", report)
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        ok = self.guard.run(
+            len(spans), lambda: self.inner.export(spans) == SpanExportResult.SUCCESS
+        )
+        return SpanExportResult.SUCCESS if ok else SpanExportResult.FAILURE
+
+    def shutdown(self) -> None:
+        if not self.guard.keep_open:
+            self.inner.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self.inner.force_flush(timeout_millis)
+
+
+class GuardedLogExporter(LogRecordExporter):
+    """A log record exporter wrapper that counts and reports (see module docstring)."""
+
+    def __init__(self, inner: LogRecordExporter, report: FailureReport) -> None:
+        self.inner = inner
+        self.guard = _Guard("logs", report)
+
+    def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
+        ok = self.guard.run(
+            len(batch), lambda: self.inner.export(batch) == LogRecordExportResult.SUCCESS
+        )
+        return LogRecordExportResult.SUCCESS if ok else LogRecordExportResult.FAILURE
+
+    def shutdown(self) -> None:
+        if not self.guard.keep_open:
+            self.inner.shutdown()  # type: ignore[no-untyped-call]
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self.inner.force_flush(timeout_millis)
+
+
+class GuardedMetricExporter(MetricExporter):
+    """A metric exporter wrapper that counts and reports (see module docstring)."""
+
+    def __init__(self, inner: MetricExporter, report: FailureReport) -> None:
+        super().__init__(
+            preferred_temporality=inner._preferred_temporality,
+            preferred_aggregation=inner._preferred_aggregation,
+        )
+        self.inner = inner
+        self.guard = _Guard("metrics", report)
+
+    def export(
+        self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
+    ) -> MetricExportResult:
+        ok = self.guard.run(
+            1,
+            lambda: (
+                self.inner.export(metrics_data, timeout_millis=timeout_millis, **kwargs)
+                == MetricExportResult.SUCCESS
+            ),
+        )
+        return MetricExportResult.SUCCESS if ok else MetricExportResult.FAILURE
+
+    def force_flush(self, timeout_millis: float = 10_000) -> bool:
+        return self.inner.force_flush(timeout_millis)
+
+    def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
+        if not self.guard.keep_open:
+            self.inner.shutdown(timeout_millis=timeout_millis, **kwargs)
+
+
+class _DropCounter:
+    """Receives the SDK batch processor's queue bookkeeping: counts and reports drops."""
+
+    def __init__(self, signal: str, interval: float) -> None:
+        self._signal = signal
+        self._stats = STATS[signal]
+        self._interval = interval
+        self._lock = threading.Lock()
+        self._last_report: float | None = None
+        self._unreported = 0
+
+    def register_queue_size(self, get_queue_size: Callable[[], int]) -> None:
+        """Unused: the queue size is not reported."""
+
+    def drop_items(self, count: int, error_type: str = "queue_full") -> None:
+        self._stats.add(dropped=count)
+        now = time.monotonic()
+        with self._lock:
+            self._unreported += count
+            if self._last_report is not None and now - self._last_report < self._interval:
+                return
+            self._last_report, dropped, self._unreported = now, self._unreported, 0
+        LOGGER.warning(
+            "the %s export queue is full: dropping the oldest",
+            self._signal,
+            extra={"dropped": dropped, "reason": error_type, "next_report_in_s": self._interval},
+        )
+
+    def finish_items(self, count: int) -> None:
+        """Unused: exported items are counted by the exporter wrapper."""
+
+
+# The SDK logs one line per dropped item (a LogRecord built per span while the
+# queue is full); with drops reported above, its logger only needs its errors.
+_SDK_QUEUE_LOGGER = "opentelemetry.sdk._shared_internal"
+
+
+def count_drops(processor: Any, signal: str, interval: float) -> bool:
+    """Count the queue-full drops of an SDK batch processor in ``stats()[signal]`` and
+    report them at most once per ``interval`` seconds.
+
+    The SDK reports drops to a bookkeeping object of its batch processor; this
+    replaces it with a counter. Returns False if this SDK version has no such hook.
+    """
+    batch = getattr(processor, "_batch_processor", None)
+    if batch is None or not hasattr(batch, "_metrics"):
+        return False
+    batch._metrics = _DropCounter(signal, interval)
+    logging.getLogger(_SDK_QUEUE_LOGGER).setLevel(logging.ERROR)
+    return True

@@ -1,0 +1,1 @@
+"""The boutique: reference e-commerce services instrumented with clue."""

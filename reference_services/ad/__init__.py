@@ -1,0 +1,1 @@
+"""AdService: text ads matched to the page's context keys."""

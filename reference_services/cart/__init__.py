@@ -1,0 +1,1 @@
+"""CartService: each shopper's cart, kept in a durable store."""

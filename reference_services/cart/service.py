@@ -1,0 +1,138 @@
+"""CartService over gRPC, on a durable store, with its store-failure switch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from opentelemetry import metrics, trace
+
+from clue import log
+from reference_services.cart.store import (
+    MAX_LINE_QUANTITY,
+    CartStore,
+    LineFull,
+    StoreUnavailable,
+    open_cart_store,
+)
+from reference_services.common.faults import Faults, Rate
+from reference_services.common.rpc import (
+    failed_precondition,
+    invalid_argument,
+    require,
+    rpc,
+    unavailable,
+)
+from reference_services.common.runtime import Wiring, run_grpc_service
+from reference_services.common.settings import STORE_SCHEMES, store_url
+from reference_services.protos import hipstershop_pb2 as pb
+from reference_services.protos import hipstershop_pb2_grpc as pb_grpc
+
+METER = metrics.get_meter("reference_services.cart")
+CART_SIZE = METER.create_histogram(
+    "boutique.cart.size", unit="{item}", description="Units in a cart when it is read"
+)
+ITEMS_ADDED = METER.create_counter(
+    "boutique.cart.items_added", unit="{item}", description="Units added to carts"
+)
+
+
+def faults() -> Faults:
+    """The cart switch: a share of store calls fails as if the store were down."""
+    return Faults(Rate("store_failure_rate", "share of cart store calls that fail"))
+
+
+class Cart(pb_grpc.CartServiceServicer):
+    """Adds to, reads and empties carts."""
+
+    def __init__(self, store: CartStore, switches: Faults) -> None:
+        self.store = store
+        self.faults = switches
+
+    def _store(self) -> CartStore:
+        if self.faults.roll("store_failure_rate"):
+            raise StoreUnavailable("cart store unavailable (injected fault store_failure_rate)")
+        return self.store
+
+    @rpc
+    async def AddItem(self, request: pb.AddItemRequest, context: Any) -> pb.Empty:
+        """Add units of a product; quantities of the same product add up."""
+        require(request.user_id, "user_id")
+        require(request.item.product_id, "item.product_id")
+        quantity = request.item.quantity
+        if not 1 <= quantity <= MAX_LINE_QUANTITY:
+            raise invalid_argument(f"item.quantity {quantity} is outside 1..{MAX_LINE_QUANTITY}")
+        span = trace.get_current_span()
+        span.set_attribute("app.user.id", request.user_id)
+        span.set_attribute("app.product.id", request.item.product_id)
+        span.set_attribute("app.cart.quantity", quantity)
+        try:
+            total = await self._store().add(request.user_id, request.item.product_id, quantity)
+        except LineFull as exc:
+            raise failed_precondition(str(exc)) from None
+        except StoreUnavailable as exc:
+            log.error("cart store failed", exc=exc)
+            raise unavailable(str(exc)) from None
+        ITEMS_ADDED.add(quantity)
+        span.set_attribute("app.cart.line_quantity", total)
+        return pb.Empty()
+
+    @rpc
+    async def GetCart(self, request: pb.GetCartRequest, context: Any) -> pb.Cart:
+        """The user's cart; an unknown user has an empty one."""
+        require(request.user_id, "user_id")
+        try:
+            lines = await self._store().get(request.user_id)
+        except StoreUnavailable as exc:
+            log.error("cart store failed", exc=exc)
+            raise unavailable(str(exc)) from None
+        units = sum(q for _, q in lines)
+        CART_SIZE.record(units)
+        span = trace.get_current_span()
+        span.set_attribute("app.user.id", request.user_id)
+        span.set_attribute("app.cart.items", units)
+        return pb.Cart(
+            user_id=request.user_id,
+            items=[pb.CartItem(product_id=p, quantity=q) for p, q in lines],
+        )
+
+    @rpc
+    async def EmptyCart(self, request: pb.EmptyCartRequest, context: Any) -> pb.Empty:
+        """Remove everything from the user's cart."""
+        require(request.user_id, "user_id")
+        trace.get_current_span().set_attribute("app.user.id", request.user_id)
+        try:
+            await self._store().empty(request.user_id)
+        except StoreUnavailable as exc:
+            log.error("cart store failed", exc=exc)
+            raise unavailable(str(exc)) from None
+        return pb.Empty()
+
+
+@dataclass(frozen=True)
+class Config:
+    """Where carts are kept."""
+
+    store_url: str
+
+    @classmethod
+    def from_env(cls) -> Config:
+        """``CART_STORE``: sqlite:/// (default ``$DATA_DIR/cart.db``), postgresql:// or redis://."""
+        return cls(store_url("CART_STORE", "cart.db", (*STORE_SCHEMES, "redis://", "rediss://")))
+
+
+async def build(config: Config) -> Wiring:
+    """The cart servicer on its store; the store is also its health pinger."""
+    store = open_cart_store(config.store_url)
+    switches = faults()
+    return Wiring(
+        servicers=[(pb_grpc.add_CartServiceServicer_to_server, Cart(store, switches))],
+        pingers=[store],
+        faults=switches,
+        closers=[store.close],
+    )
+
+
+def main() -> int:
+    """Run the cart service until SIGTERM."""
+    return run_grpc_service("cart", Config.from_env, build)

@@ -1,0 +1,188 @@
+"""Cart stores: SQL (SQLite or PostgreSQL) and Redis, chosen by URL.
+
+A store is also a health pinger (``name`` and ``ping()``). Every failure to
+reach the backend raises `StoreUnavailable`.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Protocol
+
+import redis.asyncio as aioredis
+import redis.exceptions
+
+from reference_services.common.database import (
+    Database,
+    StoreUnavailable,
+    open_database,
+    redact,
+)
+
+MAX_LINE_QUANTITY = 1000
+"""The most units of one product a cart may hold."""
+
+
+class LineFull(Exception):
+    """Adding would put more than `MAX_LINE_QUANTITY` units of a product in a cart."""
+
+
+class CartStore(Protocol):
+    """Where carts live."""
+
+    name: str
+
+    async def add(self, user_id: str, product_id: str, quantity: int) -> int:
+        """Add ``quantity`` units; the product's new quantity. LineFull changes nothing."""
+        ...
+
+    async def get(self, user_id: str) -> list[tuple[str, int]]:
+        """The cart's ``(product_id, quantity)`` lines, oldest first; empty if unknown."""
+        ...
+
+    async def empty(self, user_id: str) -> None:
+        """Remove every line of the cart."""
+        ...
+
+    async def ping(self) -> None:
+        """Return when the backend answers."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections."""
+        ...
+
+
+class SQLCartStore:
+    """Carts in a SQL table ``<table>`` (one row per cart line)."""
+
+    name = "cart-store"
+
+    def __init__(self, db: Database, table: str = "cart_items") -> None:
+        if not table.replace("_", "").isalnum():
+            raise ValueError(f"table name {table!r} must be letters, digits and underscores")
+        self.db = db
+        self.table = table
+        self._ready = False
+
+    async def _setup(self) -> None:
+        if not self._ready:
+            await self.db.execute(
+                f"CREATE TABLE IF NOT EXISTS {self.table} ("
+                " user_id TEXT NOT NULL, product_id TEXT NOT NULL,"
+                " quantity INTEGER NOT NULL, added_at_ns BIGINT NOT NULL,"
+                " PRIMARY KEY (user_id, product_id))"
+            )
+            self._ready = True
+
+    async def add(self, user_id: str, product_id: str, quantity: int) -> int:
+        await self._setup()
+        rows = await self.db.execute(
+            f"INSERT INTO {self.table} AS t (user_id, product_id, quantity, added_at_ns)"
+            " VALUES (%s, %s, %s, %s)"
+            " ON CONFLICT (user_id, product_id) DO UPDATE"
+            " SET quantity = t.quantity + excluded.quantity"
+            " WHERE t.quantity + excluded.quantity <= %s"
+            " RETURNING quantity",
+            (user_id, product_id, quantity, time.time_ns(), MAX_LINE_QUANTITY),
+        )
+        if not rows:
+            raise LineFull(f"a cart holds at most {MAX_LINE_QUANTITY} of product {product_id!r}")
+        return int(rows[0][0])
+
+    async def get(self, user_id: str) -> list[tuple[str, int]]:
+        await self._setup()
+        rows = await self.db.execute(
+            f"SELECT product_id, quantity FROM {self.table}"
+            " WHERE user_id = %s ORDER BY added_at_ns, product_id",
+            (user_id,),
+        )
+        return [(str(p), int(q)) for p, q in rows]
+
+    async def empty(self, user_id: str) -> None:
+        await self._setup()
+        await self.db.execute(f"DELETE FROM {self.table} WHERE user_id = %s", (user_id,))
+
+    async def drop(self) -> None:
+        """Drop the table (for tests that made their own)."""
+        await self.db.execute(f"DROP TABLE IF EXISTS {self.table}")
+        self._ready = False
+
+    async def ping(self) -> None:
+        await self.db.ping()
+
+    async def close(self) -> None:
+        await self.db.close()
+
+
+_ADD = """
+local q = redis.call('HINCRBY', KEYS[1], ARGV[1], ARGV[2])
+if q > tonumber(ARGV[3]) then
+  q = redis.call('HINCRBY', KEYS[1], ARGV[1], -tonumber(ARGV[2]))
+  if q == 0 then redis.call('HDEL', KEYS[1], ARGV[1]) end
+  return -1
+end
+return q
+"""
+
+
+class RedisCartStore:
+    """Carts as Redis hashes ``<prefix><user_id>``: product id to quantity."""
+
+    name = "cart-store"
+
+    def __init__(self, url: str, prefix: str = "boutique:cart:", timeout: float = 2.0) -> None:
+        self.url = url
+        self.prefix = prefix
+        self.client = aioredis.from_url(
+            url, socket_connect_timeout=timeout, socket_timeout=timeout, decode_responses=True
+        )
+        self._add = self.client.register_script(_ADD)
+
+    def _unreachable(self, exc: Exception) -> StoreUnavailable:
+        return StoreUnavailable(f"redis {redact(self.url)} is unreachable: {exc}")
+
+    async def add(self, user_id: str, product_id: str, quantity: int) -> int:
+        try:
+            result = int(
+                await self._add(
+                    keys=[self.prefix + user_id], args=[product_id, quantity, MAX_LINE_QUANTITY]
+                )
+            )
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+            raise self._unreachable(exc) from exc
+        if result < 0:
+            raise LineFull(f"a cart holds at most {MAX_LINE_QUANTITY} of product {product_id!r}")
+        return result
+
+    async def get(self, user_id: str) -> list[tuple[str, int]]:
+        try:
+            lines = await self.client.hgetall(self.prefix + user_id)
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+            raise self._unreachable(exc) from exc
+        return [(str(p), int(q)) for p, q in lines.items()]
+
+    async def empty(self, user_id: str) -> None:
+        try:
+            await self.client.delete(self.prefix + user_id)
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+            raise self._unreachable(exc) from exc
+
+    async def ping(self) -> None:
+        try:
+            await self.client.ping()
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+            raise self._unreachable(exc) from exc
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+
+def open_cart_store(url: str) -> SQLCartStore | RedisCartStore:
+    """The store named by ``url``: ``sqlite:///...``, ``postgresql://...`` or ``redis://...``."""
+    if url.startswith(("redis://", "rediss://", "unix://")):
+        return RedisCartStore(url)
+    return SQLCartStore(open_database(url))
+
+
+__all__ = ["CartStore", "LineFull", "StoreUnavailable", "open_cart_store"]

@@ -1,0 +1,1 @@
+"""CheckoutService: places an order across cart, catalog, currency, payment, shipping, email."""

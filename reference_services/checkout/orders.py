@@ -1,0 +1,126 @@
+"""The durable record of placed orders (SQLite by default, or PostgreSQL).
+
+An order is written, committed, before PlaceOrder answers; the store is also
+the checkout's health pinger for its database.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from google.protobuf import json_format
+
+from reference_services.common.database import Database
+from reference_services.protos import hipstershop_pb2 as pb
+
+
+@dataclass(frozen=True)
+class PlacedOrder:
+    """One placed order as recorded."""
+
+    order_id: str
+    user_id: str
+    email: str
+    total: pb.Money
+    transaction_id: str
+    result: pb.OrderResult
+    placed_at_ns: int
+
+
+class OrderStore:
+    """Placed orders in the SQL table ``<table>``."""
+
+    name = "order-store"
+
+    def __init__(self, db: Database, table: str = "orders") -> None:
+        if not table.replace("_", "").isalnum():
+            raise ValueError(f"table name {table!r} must be letters, digits and underscores")
+        self.db = db
+        self.table = table
+        self._ready = False
+
+    async def _setup(self) -> None:
+        if not self._ready:
+            await self.db.execute(
+                f"CREATE TABLE IF NOT EXISTS {self.table} ("
+                " order_id TEXT PRIMARY KEY, user_id TEXT NOT NULL, email TEXT NOT NULL,"
+                " currency_code TEXT NOT NULL, total_units BIGINT NOT NULL,"
+                " total_nanos INTEGER NOT NULL, transaction_id TEXT NOT NULL,"
+                " result_json TEXT NOT NULL, placed_at_ns BIGINT NOT NULL)"
+            )
+            self._ready = True
+
+    async def record(
+        self,
+        result: pb.OrderResult,
+        *,
+        user_id: str,
+        email: str,
+        total: pb.Money,
+        transaction_id: str,
+    ) -> PlacedOrder:
+        """Write the order and commit it; the recorded order."""
+        await self._setup()
+        placed = PlacedOrder(
+            result.order_id, user_id, email, total, transaction_id, result, time.time_ns()
+        )
+        await self.db.execute(
+            f"INSERT INTO {self.table} (order_id, user_id, email, currency_code, total_units,"
+            " total_nanos, transaction_id, result_json, placed_at_ns)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            (
+                placed.order_id,
+                user_id,
+                email,
+                total.currency_code,
+                total.units,
+                total.nanos,
+                transaction_id,
+                json_format.MessageToJson(result, indent=None),
+                placed.placed_at_ns,
+            ),
+        )
+        return placed
+
+    async def get(self, order_id: str) -> PlacedOrder | None:
+        """The order with this id, or None."""
+        orders = await self._select("WHERE order_id = %s", (order_id,))
+        return orders[0] if orders else None
+
+    async def for_user(self, user_id: str) -> list[PlacedOrder]:
+        """A user's orders, oldest first."""
+        return await self._select("WHERE user_id = %s ORDER BY placed_at_ns", (user_id,))
+
+    async def _select(self, where: str, params: tuple[str, ...]) -> list[PlacedOrder]:
+        await self._setup()
+        rows = await self.db.execute(
+            "SELECT order_id, user_id, email, currency_code, total_units, total_nanos,"
+            f" transaction_id, result_json, placed_at_ns FROM {self.table} {where}",
+            params,
+        )
+        return [
+            PlacedOrder(
+                order_id=str(r[0]),
+                user_id=str(r[1]),
+                email=str(r[2]),
+                total=pb.Money(currency_code=str(r[3]), units=int(r[4]), nanos=int(r[5])),
+                transaction_id=str(r[6]),
+                result=json_format.Parse(str(r[7]), pb.OrderResult()),
+                placed_at_ns=int(r[8]),
+            )
+            for r in rows
+        ]
+
+    async def drop(self) -> None:
+        """Drop the table (for tests that made their own)."""
+        await self.db.execute(f"DROP TABLE IF EXISTS {self.table}")
+        self._ready = False
+
+    async def ping(self) -> None:
+        """Return when the database answers."""
+        await self.db.ping()
+
+    async def close(self) -> None:
+        """Release the connection."""
+        await self.db.close()

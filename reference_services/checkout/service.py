@@ -1,0 +1,281 @@
+"""CheckoutService over gRPC: PlaceOrder across the other services, recorded durably."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import grpc
+from opentelemetry import metrics, trace
+
+from clue import log
+from reference_services.checkout.orders import OrderStore
+from reference_services.common import money
+from reference_services.common.clients import Clients
+from reference_services.common.config import env_addr
+from reference_services.common.database import StoreUnavailable, open_database
+from reference_services.common.rpc import (
+    RpcFailure,
+    failed_precondition,
+    invalid_argument,
+    require,
+    rpc,
+    unavailable,
+)
+from reference_services.common.runtime import Wiring, run_grpc_service
+from reference_services.common.settings import store_url
+from reference_services.email.confirmation import valid_email
+from reference_services.protos import hipstershop_pb2 as pb
+from reference_services.protos import hipstershop_pb2_grpc as pb_grpc
+
+T = TypeVar("T")
+CALL_TIMEOUT = 5.0
+
+METER = metrics.get_meter("reference_services.checkout")
+ORDERS = METER.create_counter(
+    "boutique.orders.placed", unit="{order}", description="Orders placed, by currency"
+)
+ORDER_VALUE = METER.create_histogram(
+    "boutique.order.value", unit="1", description="Order totals in the user's currency"
+)
+FAILED = METER.create_counter(
+    "boutique.orders.failed", unit="{order}", description="PlaceOrder failures, by step"
+)
+
+_PASS_THROUGH = {
+    grpc.StatusCode.INVALID_ARGUMENT,
+    grpc.StatusCode.NOT_FOUND,
+    grpc.StatusCode.FAILED_PRECONDITION,
+}
+_RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
+
+
+@dataclass
+class Downstream:
+    """Stubs of the services a checkout calls."""
+
+    cart: pb_grpc.CartServiceStub
+    catalog: pb_grpc.ProductCatalogServiceStub
+    currency: pb_grpc.CurrencyServiceStub
+    shipping: pb_grpc.ShippingServiceStub
+    payment: pb_grpc.PaymentServiceStub
+    email: pb_grpc.EmailServiceStub
+
+
+def _check_request(request: pb.PlaceOrderRequest) -> None:
+    require(request.user_id, "user_id")
+    money.check_code(request.user_currency, "user_currency")
+    if not valid_email(request.email):
+        raise invalid_argument(f"email {request.email!r} is not an email address")
+    if not request.HasField("address"):
+        raise invalid_argument("address is required")
+    for field in ("street_address", "city", "country"):
+        require(getattr(request.address, field), f"address.{field}")
+    if not request.HasField("credit_card"):
+        raise invalid_argument("credit_card is required")
+    require(request.credit_card.credit_card_number, "credit_card.credit_card_number")
+
+
+class Checkout(pb_grpc.CheckoutServiceServicer):
+    """Places orders."""
+
+    def __init__(self, downstream: Downstream, orders: OrderStore) -> None:
+        self.down = downstream
+        self.orders = orders
+
+    async def _call(self, step: str, call: Awaitable[T]) -> T:
+        """Await a downstream call; its failure becomes this RPC's, named by ``step``."""
+        try:
+            return await call
+        except grpc.aio.AioRpcError as exc:
+            FAILED.add(1, {"step": step})
+            code = exc.code()
+            message = f"{step}: {exc.details()}"
+            if code in _PASS_THROUGH:
+                raise RpcFailure(code, message) from None
+            if code in _RETRYABLE:
+                raise unavailable(message) from None
+            raise RpcFailure(grpc.StatusCode.INTERNAL, message) from None
+
+    @rpc
+    async def PlaceOrder(
+        self, request: pb.PlaceOrderRequest, context: Any
+    ) -> pb.PlaceOrderResponse:
+        """Charge the cart, ship it, record the order, empty the cart, send the email."""
+        _check_request(request)
+        order_id = str(uuid.uuid4())
+        span = trace.get_current_span()
+        span.set_attribute("app.order.id", order_id)
+        span.set_attribute("app.user.id", request.user_id)
+        span.set_attribute("app.order.currency", request.user_currency)
+        remaining = context.time_remaining()
+        timeout = CALL_TIMEOUT if remaining is None else min(CALL_TIMEOUT, remaining)
+        with log.context(order_id=order_id):
+            cart, items, shipping_cost, total = await self._prepare(request, timeout)
+            units = sum(line.quantity for line in cart.items)
+            span.set_attribute("app.order.items", units)
+            span.set_attribute("app.order.amount", money.to_nanos(total) / money.NANOS_PER_UNIT)
+            span.add_event("prepared", {"items": units, "total": money.format_money(total)})
+            log.info("order prepared", items=units, total=money.format_money(total))
+
+            charge = await self._call(
+                "charge card",
+                self.down.payment.Charge(
+                    pb.ChargeRequest(amount=total, credit_card=request.credit_card),
+                    timeout=timeout,
+                ),
+            )
+            span.add_event("charged", {"transaction_id": charge.transaction_id})
+            log.info("order charged", transaction_id=charge.transaction_id)
+
+            shipped = await self._call(
+                "ship order",
+                self.down.shipping.ShipOrder(
+                    pb.ShipOrderRequest(address=request.address, items=cart.items),
+                    timeout=timeout,
+                ),
+            )
+            span.add_event("shipped", {"tracking_id": shipped.tracking_id})
+            span.set_attribute("app.order.tracking_id", shipped.tracking_id)
+            result = pb.OrderResult(
+                order_id=order_id,
+                shipping_tracking_id=shipped.tracking_id,
+                shipping_cost=shipping_cost,
+                shipping_address=request.address,
+                items=items,
+            )
+            await self._record(request, result, total, charge.transaction_id)
+            await self._after_order(request, result, timeout)
+            log.info("order placed", tracking_id=shipped.tracking_id)
+            return pb.PlaceOrderResponse(order=result)
+
+    async def _prepare(
+        self, request: pb.PlaceOrderRequest, timeout: float
+    ) -> tuple[pb.Cart, list[pb.OrderItem], pb.Money, pb.Money]:
+        """The cart, its priced items, the shipping cost and the total, in the user's currency."""
+        d, currency = self.down, request.user_currency
+        cart = await self._call(
+            "get cart",
+            d.cart.GetCart(pb.GetCartRequest(user_id=request.user_id), timeout=timeout),
+        )
+        if not cart.items:
+            FAILED.add(1, {"step": "empty cart"})
+            raise failed_precondition(f"the cart of user {request.user_id!r} is empty")
+        items: list[pb.OrderItem] = []
+        for line in cart.items:
+            product = await self._call(
+                "get product",
+                d.catalog.GetProduct(pb.GetProductRequest(id=line.product_id), timeout=timeout),
+            )
+            price = await self._convert("convert price", product.price_usd, currency, timeout)
+            items.append(pb.OrderItem(item=line, cost=price))
+        quote = await self._call(
+            "quote shipping",
+            d.shipping.GetQuote(
+                pb.GetQuoteRequest(address=request.address, items=cart.items), timeout=timeout
+            ),
+        )
+        shipping_cost = await self._convert("convert shipping", quote.cost_usd, currency, timeout)
+        total = shipping_cost
+        for item in items:
+            total = money.add(total, money.multiply(item.cost, item.item.quantity))
+        return cart, items, shipping_cost, total
+
+    async def _convert(self, step: str, amount: pb.Money, to: str, timeout: float) -> pb.Money:
+        request = pb.CurrencyConversionRequest(to_code=to)
+        getattr(request, "from").CopyFrom(amount)
+        return await self._call(step, self.down.currency.Convert(request, timeout=timeout))
+
+    async def _record(
+        self, request: pb.PlaceOrderRequest, result: pb.OrderResult, total: pb.Money, tx: str
+    ) -> None:
+        """Commit the order to the store before anyone is told it is placed."""
+        try:
+            await self.orders.record(
+                result, user_id=request.user_id, email=request.email, total=total, transaction_id=tx
+            )
+        except StoreUnavailable as exc:
+            FAILED.add(1, {"step": "record order"})
+            log.error("order charged and shipped but not recorded", exc=exc)
+            raise unavailable(f"record order: {exc}") from None
+        currency = {"currency": total.currency_code}
+        ORDERS.add(1, currency)
+        ORDER_VALUE.record(money.to_nanos(total) / money.NANOS_PER_UNIT, currency)
+
+    async def _after_order(
+        self, request: pb.PlaceOrderRequest, result: pb.OrderResult, timeout: float
+    ) -> None:
+        """Empty the cart and send the confirmation; failures here are only logged."""
+        try:
+            await self._call(
+                "empty cart",
+                self.down.cart.EmptyCart(
+                    pb.EmptyCartRequest(user_id=request.user_id), timeout=timeout
+                ),
+            )
+        except RpcFailure as exc:
+            log.error("order placed but the cart was not emptied", reason=exc.message)
+        try:
+            await self._call(
+                "send confirmation",
+                self.down.email.SendOrderConfirmation(
+                    pb.SendOrderConfirmationRequest(email=request.email, order=result),
+                    timeout=timeout,
+                ),
+            )
+        except RpcFailure as exc:
+            log.error("order placed but the confirmation was not sent", reason=exc.message)
+
+
+@dataclass(frozen=True)
+class Config:
+    """Where the downstream services and the order store are."""
+
+    cart_addr: str
+    catalog_addr: str
+    currency_addr: str
+    shipping_addr: str
+    payment_addr: str
+    email_addr: str
+    order_store: str
+
+    @classmethod
+    def from_env(cls) -> Config:
+        """The six ``*_SERVICE_ADDR`` and ``ORDER_STORE`` (default ``$DATA_DIR/orders.db``)."""
+        return cls(
+            cart_addr=env_addr("CART_SERVICE_ADDR"),
+            catalog_addr=env_addr("PRODUCT_CATALOG_SERVICE_ADDR"),
+            currency_addr=env_addr("CURRENCY_SERVICE_ADDR"),
+            shipping_addr=env_addr("SHIPPING_SERVICE_ADDR"),
+            payment_addr=env_addr("PAYMENT_SERVICE_ADDR"),
+            email_addr=env_addr("EMAIL_SERVICE_ADDR"),
+            order_store=store_url("ORDER_STORE", "orders.db"),
+        )
+
+
+async def build(config: Config, orders: OrderStore | None = None) -> Wiring:
+    """The checkout servicer; every downstream service and the order store are pinged."""
+    clients = Clients()
+    downstream = Downstream(
+        cart=clients.stub("cart", config.cart_addr, pb_grpc.CartServiceStub),
+        catalog=clients.stub(
+            "productcatalog", config.catalog_addr, pb_grpc.ProductCatalogServiceStub
+        ),
+        currency=clients.stub("currency", config.currency_addr, pb_grpc.CurrencyServiceStub),
+        shipping=clients.stub("shipping", config.shipping_addr, pb_grpc.ShippingServiceStub),
+        payment=clients.stub("payment", config.payment_addr, pb_grpc.PaymentServiceStub),
+        email=clients.stub("email", config.email_addr, pb_grpc.EmailServiceStub),
+    )
+    store = orders or OrderStore(open_database(config.order_store))
+    return Wiring(
+        servicers=[(pb_grpc.add_CheckoutServiceServicer_to_server, Checkout(downstream, store))],
+        pingers=[*clients.pingers, store],
+        closers=[clients.close, store.close],
+    )
+
+
+def main() -> int:
+    """Run the checkout service until SIGTERM."""
+    return run_grpc_service("checkout", Config.from_env, build)

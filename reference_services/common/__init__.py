@@ -1,0 +1,1 @@
+"""Shared runtime of the boutique's gRPC services: config, money, faults, server wiring."""

@@ -1,0 +1,34 @@
+"""Traced gRPC clients of the other boutique services, and their health pingers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import grpc.aio
+
+import clue.grpc
+from clue import health
+
+S = TypeVar("S")
+
+
+class Clients:
+    """Channels to downstream services, opened on the running loop, closed together."""
+
+    def __init__(self) -> None:
+        self._channels: list[grpc.aio.Channel] = []
+        self.pingers: list[health.Pinger] = []
+
+    def stub(self, name: str, address: str, stub_class: Callable[[Any], S]) -> S:
+        """A stub for the service ``name`` at ``address``; it is also pinged for health."""
+        channel = clue.grpc.insecure_channel(address)
+        self._channels.append(channel)
+        self.pingers.append(health.GRPCPinger(name, address, timeout=1.0))
+        return stub_class(channel)
+
+    async def close(self) -> None:
+        """Close every channel."""
+        for channel in self._channels:
+            await channel.close(None)
+        self._channels.clear()

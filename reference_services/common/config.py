@@ -1,0 +1,63 @@
+"""Reading and validating a service's configuration from the environment.
+
+Each helper raises :class:`ConfigError` naming the variable; the service's
+entry point turns it into one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+
+class ConfigError(Exception):
+    """A missing or bad environment variable."""
+
+
+def _raw(name: str, default: str | None, env: Mapping[str, str] | None) -> str:
+    value = (os.environ if env is None else env).get(name)
+    if value is None or value.strip() == "":
+        if default is None:
+            raise ConfigError(f"{name} is not set")
+        return default
+    return value.strip()
+
+
+def env_str(name: str, default: str | None = None, *, env: Mapping[str, str] | None = None) -> str:
+    """The variable's value, or ``default``; missing without default is an error."""
+    return _raw(name, default, env)
+
+
+def env_int(
+    name: str,
+    default: int | None = None,
+    *,
+    minimum: int | None = None,
+    maximum: int | None = None,
+    env: Mapping[str, str] | None = None,
+) -> int:
+    """The variable as an integer within ``[minimum, maximum]``."""
+    raw = _raw(name, None if default is None else str(default), env)
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not an integer") from None
+    if minimum is not None and value < minimum:
+        raise ConfigError(f"{name}={value} is below the minimum {minimum}")
+    if maximum is not None and value > maximum:
+        raise ConfigError(f"{name}={value} is above the maximum {maximum}")
+    return value
+
+
+def env_port(name: str, default: int | None = None, *, env: Mapping[str, str] | None = None) -> int:
+    """The variable as a TCP port (1..65535)."""
+    return env_int(name, default, minimum=1, maximum=65535, env=env)
+
+
+def env_addr(name: str, default: str | None = None, *, env: Mapping[str, str] | None = None) -> str:
+    """The variable as a ``host:port`` address, validated."""
+    raw = _raw(name, default, env)
+    host, sep, port = raw.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ConfigError(f"{name}={raw!r} is not a host:port address")
+    return raw

@@ -1,0 +1,159 @@
+"""The SQL databases behind the durable stores: SQLite (default) and PostgreSQL.
+
+Both take SQL written with ``%s`` placeholders and standard upserts, so one
+store class serves both. Any failure to reach the database becomes
+:class:`StoreUnavailable` with a message naming the database (never its
+password).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+
+Row = tuple[Any, ...]
+Params = Sequence[Any]
+
+
+class StoreUnavailable(Exception):
+    """The store cannot be reached or cannot answer now."""
+
+
+class Database(Protocol):
+    """What a store needs from a SQL database."""
+
+    @property
+    def where(self) -> str:
+        """A human description of the database, without secrets."""
+        ...
+
+    async def execute(self, sql: str, params: Params = ()) -> list[Row]:
+        """Run one statement in its own transaction; the rows it returns, if any."""
+        ...
+
+    async def ping(self) -> None:
+        """Return when the database answers, raise otherwise."""
+        ...
+
+    async def close(self) -> None:
+        """Release the connection."""
+        ...
+
+
+def redact(url: str) -> str:
+    """``url`` with its password replaced by ``***``."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+class SQLite:
+    """A SQLite file used from a worker thread (WAL journal, full sync on commit)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = None
+
+    @property
+    def where(self) -> str:
+        return f"sqlite file {self.path}"
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA busy_timeout=5000")
+            self._conn = conn
+        return self._conn
+
+    def _run(self, sql: str, params: Params) -> list[Row]:
+        with self._lock:
+            try:
+                conn = self._connection()
+                cursor = conn.execute(sql.replace("%s", "?"), tuple(params))
+                return [tuple(row) for row in cursor.fetchall()]
+            except (sqlite3.OperationalError, OSError) as exc:
+                raise StoreUnavailable(f"{self.where}: {exc}") from exc
+
+    async def execute(self, sql: str, params: Params = ()) -> list[Row]:
+        return await asyncio.to_thread(self._run, sql, params)
+
+    async def ping(self) -> None:
+        await self.execute("SELECT 1")
+
+    async def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+
+class Postgres:
+    """A PostgreSQL database over one psycopg async connection, reconnected when lost."""
+
+    def __init__(self, url: str, *, connect_timeout: float = 3.0) -> None:
+        self.url = url
+        self.connect_timeout = connect_timeout
+        self._conn: psycopg.AsyncConnection[Any] | None = None
+        self._lock = asyncio.Lock()
+
+    @property
+    def where(self) -> str:
+        return f"postgresql database {redact(self.url)}"
+
+    async def execute(self, sql: str, params: Params = ()) -> list[Row]:
+        async with self._lock:
+            try:
+                if self._conn is None or self._conn.closed:
+                    self._conn = await psycopg.AsyncConnection.connect(
+                        self.url, autocommit=True, connect_timeout=max(1, int(self.connect_timeout))
+                    )
+                cursor = await self._conn.execute(sql, tuple(params))
+                return list(await cursor.fetchall()) if cursor.description else []
+            except psycopg.OperationalError as exc:
+                await self._drop()
+                reason = " ".join(str(exc).split())
+                raise StoreUnavailable(f"{self.where} is unreachable: {reason}") from exc
+
+    async def _drop(self) -> None:
+        if self._conn is not None:
+            try:
+                await self._conn.close()
+            finally:
+                self._conn = None
+
+    async def ping(self) -> None:
+        await self.execute("SELECT 1")
+
+    async def close(self) -> None:
+        async with self._lock:
+            await self._drop()
+
+
+def open_database(url: str) -> SQLite | Postgres:
+    """The database named by ``url``: ``sqlite:///relative.db``, ``sqlite:////abs.db``
+    or ``postgresql://...``; ValueError for anything else."""
+    if url.startswith("sqlite:///"):
+        return SQLite(_sqlite_path(url))
+    if url.startswith(("postgresql://", "postgres://")):
+        return Postgres(url)
+    raise ValueError(f"unsupported database URL {redact(url)!r} (sqlite:/// or postgresql://)")
+
+
+def _sqlite_path(url: str) -> str:
+    path = url.removeprefix("sqlite:///")
+    if not path:
+        raise ValueError("sqlite URL needs a file path, e.g. sqlite:///var/cart.db")
+    return path

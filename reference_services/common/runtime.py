@@ -1,0 +1,191 @@
+"""Running a boutique gRPC service: clue wired in, health, admin port, graceful stop.
+
+A service module provides a ``Config.from_env`` and an async ``build(config)``
+returning a `Wiring`; its ``main`` is one call::
+
+    def main() -> int:
+        return run_grpc_service("cart", Config.from_env, build)
+
+`GrpcService` is the same server without the process concerns, for tests
+and for embedding.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any, TypeVar
+
+import grpc
+import grpc.aio
+from starlette.routing import BaseRoute
+
+import clue
+import clue.grpc
+from clue import health, log
+from clue.admin import AdminServer
+from reference_services.common.config import ConfigError, env_port
+from reference_services.common.faults import Faults
+
+C = TypeVar("C")
+AddServicer = Callable[[Any, grpc.aio.Server], None]
+GRACE_SECONDS = 5.0
+EXIT_CONFIG = 2
+
+try:
+    VERSION = version("clue-observability")
+except PackageNotFoundError:  # pragma: no cover - running from a bare checkout
+    VERSION = "0.0.0"
+
+
+@dataclass
+class Wiring:
+    """What one service brings to the shared runtime."""
+
+    servicers: Sequence[tuple[AddServicer, object]]
+    pingers: Sequence[health.Pinger] = ()
+    faults: Faults | None = None
+    routes: Sequence[BaseRoute] = ()
+    closers: list[Callable[[], Awaitable[Any]]] = field(default_factory=list)
+
+
+class GrpcService:
+    """A gRPC server with clue's interceptors, grpc.health.v1 and an admin HTTP port."""
+
+    def __init__(
+        self,
+        name: str,
+        wiring: Wiring,
+        *,
+        host: str = "0.0.0.0",
+        port: int = 0,
+        admin_port: int = 0,
+        grace: float = GRACE_SECONDS,
+    ) -> None:
+        self.name = name
+        self.wiring = wiring
+        self.host = host
+        self.port = port
+        self.grace = grace
+        self.checker = health.Checker(*wiring.pingers)
+        self.health = health.HealthServicer(self.checker)
+        routes = [*(wiring.faults.routes() if wiring.faults else []), *wiring.routes]
+        self.admin = AdminServer(
+            checker=self.checker,
+            version=VERSION,
+            port=admin_port,
+            routes=routes,
+        )
+        self.server: grpc.aio.Server | None = None
+        self._stopped = False
+
+    @property
+    def address(self) -> str:
+        """``127.0.0.1:<port>``: where a local client reaches the server."""
+        return f"127.0.0.1:{self.port}"
+
+    async def start(self) -> None:
+        """Bind the gRPC and admin ports and start serving."""
+        server = grpc.aio.server(interceptors=clue.grpc.server_interceptors())
+        for add, servicer in self.wiring.servicers:
+            add(servicer, server)
+        self.health.add_to_server(server)
+        try:
+            bound = server.add_insecure_port(f"{self.host}:{self.port}")
+        except RuntimeError as exc:
+            raise OSError(f"cannot listen on {self.host}:{self.port}: {exc}") from exc
+        if bound == 0:
+            raise OSError(f"cannot listen on {self.host}:{self.port}")
+        self.port = bound
+        await server.start()
+        self.server = server
+        try:
+            await self.admin.start()
+        except BaseException:
+            await server.stop(None)
+            self.server = None
+            raise
+        log.print(f"{self.name} serving", grpc_port=self.port, admin_url=self.admin.url)
+
+    async def stop(self) -> None:
+        """Report NOT_SERVING, stop accepting, let in-flight calls finish, close resources.
+
+        Stopping a stopped service does nothing.
+        """
+        if self._stopped:
+            return
+        self._stopped = True
+        self.health.enter_graceful_shutdown()
+        if self.server is not None:
+            await self.server.stop(self.grace)
+            self.server = None
+        await self.admin.stop()
+        for close in reversed(self.wiring.closers):
+            try:
+                await close()
+            except Exception as exc:
+                log.error(f"{self.name}: closing a resource failed", exc=exc)
+
+    async def __aenter__(self) -> GrpcService:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+
+def run_grpc_service(
+    name: str,
+    read_config: Callable[[], C],
+    build: Callable[[C], Awaitable[Wiring]],
+) -> int:
+    """Run service ``name`` until SIGTERM or SIGINT; the process exit code.
+
+    Reads ``PORT`` and ``ADMIN_PORT`` and the service's own configuration; a
+    missing or bad variable prints one line and returns 2 before anything
+    starts. Telemetry is configured by clue from the standard ``OTEL_*`` and
+    ``CLUE_*`` variables.
+    """
+    try:
+        port = env_port("PORT")
+        admin_port = env_port("ADMIN_PORT")
+        config = read_config()
+        log.configure()
+        clue.configure(service_name=name, service_version=VERSION, prometheus=True)
+    except (ConfigError, ValueError) as exc:
+        print(f"{name}: configuration error: {exc}", file=sys.stderr, flush=True)
+        return EXIT_CONFIG
+    try:
+        asyncio.run(_serve(name, port, admin_port, config, build))
+    except OSError as exc:
+        log.fatal(f"{name} could not start", exc=exc)
+        print(f"{name}: {exc}", file=sys.stderr, flush=True)
+        return 1
+    finally:
+        clue.shutdown()
+    return 0
+
+
+async def _serve(
+    name: str, port: int, admin_port: int, config: C, build: Callable[[C], Awaitable[Wiring]]
+) -> None:
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stopping.set)
+    wiring = await build(config)
+    service = GrpcService(name, wiring, port=port, admin_port=admin_port)
+    try:
+        await service.start()
+    except BaseException:
+        for close in reversed(wiring.closers):
+            await close()
+        raise
+    await stopping.wait()
+    log.print(f"{name} stopping", grace_seconds=service.grace)
+    await service.stop()
+    log.print(f"{name} stopped")

@@ -1,0 +1,1 @@
+"""CurrencyService: supported currencies and conversion through EUR."""

@@ -1,0 +1,54 @@
+"""CurrencyService over gRPC."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from opentelemetry import trace
+
+from reference_services.common.rpc import rpc
+from reference_services.common.runtime import Wiring, run_grpc_service
+from reference_services.currency import rates
+from reference_services.protos import hipstershop_pb2 as pb
+from reference_services.protos import hipstershop_pb2_grpc as pb_grpc
+
+
+class Currency(pb_grpc.CurrencyServiceServicer):
+    """Lists supported currencies and converts amounts between them."""
+
+    @rpc
+    async def GetSupportedCurrencies(
+        self, request: pb.Empty, context: Any
+    ) -> pb.GetSupportedCurrenciesResponse:
+        """Every currency code Convert accepts."""
+        return pb.GetSupportedCurrenciesResponse(currency_codes=rates.supported())
+
+    @rpc
+    async def Convert(self, request: pb.CurrencyConversionRequest, context: Any) -> pb.Money:
+        """The amount in ``to_code``; INVALID_ARGUMENT for a bad amount or code."""
+        source = getattr(request, "from")
+        span = trace.get_current_span()
+        span.set_attribute("app.currency.from", source.currency_code)
+        span.set_attribute("app.currency.to", request.to_code)
+        return rates.convert(source, request.to_code)
+
+
+@dataclass(frozen=True)
+class Config:
+    """The currency service needs no settings of its own."""
+
+    @classmethod
+    def from_env(cls) -> Config:
+        """Nothing to read."""
+        return cls()
+
+
+async def build(config: Config) -> Wiring:
+    """The currency servicer."""
+    return Wiring(servicers=[(pb_grpc.add_CurrencyServiceServicer_to_server, Currency())])
+
+
+def main() -> int:
+    """Run the currency service until SIGTERM."""
+    return run_grpc_service("currency", Config.from_env, build)

@@ -1,0 +1,1 @@
+"""EmailService: renders an order confirmation and logs it (the demo sends no mail)."""

@@ -1,0 +1,1 @@
+"""The boutique's web shop: server-rendered pages over the gRPC services."""

@@ -1,0 +1,101 @@
+"""Run the web shop: ``python -m reference_services.frontend``.
+
+Environment: ``PORT`` (HTTP, default 8080), ``HOST`` (default 0.0.0.0),
+``ADMIN_PORT`` (admin routes on 127.0.0.1, default 8081), and the
+``*_SERVICE_ADDR`` of every service the shop calls. A missing or bad variable
+stops the start with one line naming it (exit code 2).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import uvicorn
+
+import clue
+from clue import health
+from clue.admin import AdminServer
+from reference_services.common.config import ConfigError, env_addr, env_port, env_str
+from reference_services.common.runtime import VERSION
+from reference_services.frontend.app import create_app
+from reference_services.frontend.clients import Addresses, Clients
+
+SERVICE = "frontend"
+ADDRESS_VARIABLES = {
+    "productcatalog": "PRODUCT_CATALOG_SERVICE_ADDR",
+    "currency": "CURRENCY_SERVICE_ADDR",
+    "cart": "CART_SERVICE_ADDR",
+    "recommendation": "RECOMMENDATION_SERVICE_ADDR",
+    "shipping": "SHIPPING_SERVICE_ADDR",
+    "checkout": "CHECKOUT_SERVICE_ADDR",
+    "ad": "AD_SERVICE_ADDR",
+}
+
+
+@dataclass(frozen=True)
+class Config:
+    host: str
+    port: int
+    admin_port: int
+    addresses: Addresses
+
+
+def load_config(env: Mapping[str, str]) -> Config:
+    """The shop's configuration, validated (:class:`ConfigError` names the variable)."""
+    addresses = {name: env_addr(var, env=env) for name, var in ADDRESS_VARIABLES.items()}
+    return Config(
+        host=env_str("HOST", "0.0.0.0", env=env),
+        port=env_port("PORT", 8080, env=env),
+        admin_port=env_port("ADMIN_PORT", 8081, env=env),
+        addresses=Addresses(**addresses),
+    )
+
+
+async def serve(config: Config) -> None:
+    """Serve the shop and its admin port until SIGTERM or SIGINT."""
+    clients = Clients(config.addresses)
+    checker = health.Checker(
+        *(health.GRPCPinger(name, getattr(config.addresses, name)) for name in ADDRESS_VARIABLES)
+    )
+    admin = AdminServer(checker=checker, version=VERSION, port=config.admin_port)
+    app = create_app(clients)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host=config.host,
+            port=config.port,
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+            timeout_graceful_shutdown=10,
+        )
+    )
+    await admin.start()
+    try:
+        await server.serve()
+    finally:
+        await admin.stop()
+        await clients.close()
+
+
+def main() -> int:
+    """Entry point: 2 on bad configuration, 0 after a clean stop."""
+    try:
+        config = load_config(os.environ)
+    except ConfigError as error:
+        print(f"{SERVICE}: {error}", file=sys.stderr)
+        return 2
+    clue.configure(SERVICE, VERSION)
+    try:
+        asyncio.run(serve(config))
+    finally:
+        clue.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

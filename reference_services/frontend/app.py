@@ -1,0 +1,398 @@
+"""The web shop's Starlette application: routes, pages and their gRPC calls."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import grpc
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, RedirectResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.templating import Jinja2Templates
+from starlette.types import ASGIApp
+
+from clue import log
+from clue.asgi import ClueMiddleware
+from reference_services.frontend import money
+from reference_services.frontend.clients import CALL_TIMEOUT, Clients
+from reference_services.frontend.errors import ShopError, from_rpc
+from reference_services.frontend.forms import (
+    FormError,
+    cart_form,
+    checkout_form,
+    currency_form,
+)
+from reference_services.frontend.session import (
+    COOKIE_MAX_AGE,
+    CURRENCY_COOKIE,
+    SESSION_COOKIE,
+    ShopSession,
+)
+from reference_services.protos import hipstershop_pb2 as pb
+
+HERE = Path(__file__).parent
+#: Paths the clue middleware leaves alone: the load balancer's probe.
+QUIET_PATHS = ("/_healthz",)
+MAX_RECOMMENDATIONS = 4
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+async def call(doing: str, rpc: Callable[..., Awaitable[Any]], request: Any) -> Any:
+    """Await one gRPC call; a failure becomes a :class:`ShopError` naming ``doing``."""
+    try:
+        return await rpc(request, timeout=CALL_TIMEOUT)
+    except grpc.RpcError as error:
+        raise from_rpc(error, doing) from error
+
+
+async def optional(doing: str, rpc: Callable[..., Awaitable[Any]], request: Any) -> Any:
+    """Like :func:`call`, for page extras (ads, recommendations): a failure is logged
+    and the page goes on without them (``None``)."""
+    try:
+        return await call(doing, rpc, request)
+    except ShopError as error:
+        log.warn("page extra unavailable", doing=doing, error=str(error))
+        return None
+
+
+class Shop:
+    """The pages of the shop over the downstream :class:`Clients`."""
+
+    def __init__(self, clients: Clients) -> None:
+        self.clients = clients
+        self.templates = Jinja2Templates(directory=HERE / "templates")
+        self.templates.env.filters["money"] = money.render
+
+    # --- shared ------------------------------------------------------------------------
+
+    async def _convert(self, amount: pb.Money, currency: str) -> pb.Money:
+        if amount.currency_code == currency:
+            return amount
+        request = pb.CurrencyConversionRequest(to_code=currency)
+        getattr(request, "from").CopyFrom(amount)
+        result: pb.Money = await call(
+            f"converting {amount.currency_code} to {currency}",
+            self.clients.currency.Convert,
+            request,
+        )
+        return result
+
+    async def _frame(self, request: Request) -> dict[str, Any]:
+        """What every page shows: session, request id, currencies, cart badge."""
+        state = request.state
+        supported, cart = await asyncio.gather(
+            call("listing currencies", self.clients.currency.GetSupportedCurrencies, pb.Empty()),
+            call(
+                "reading the cart",
+                self.clients.cart.GetCart,
+                pb.GetCartRequest(user_id=state.session_id),
+            ),
+        )
+        return {
+            "session_id": state.session_id,
+            "request_id": state.request_id,
+            "currency": state.currency,
+            "currencies": [c for c in money.SHOP_CURRENCIES if c in supported.currency_codes],
+            "cart": cart,
+            "cart_size": sum(item.quantity for item in cart.items),
+        }
+
+    def _page(
+        self,
+        request: Request,
+        template: str,
+        frame: dict[str, Any],
+        status: int = 200,
+        **extra: Any,
+    ) -> Response:
+        return self.templates.TemplateResponse(
+            request, template, {**frame, **extra}, status_code=status
+        )
+
+    async def _products(self, ids: Sequence[str]) -> list[pb.Product]:
+        found = await asyncio.gather(
+            *(
+                optional(
+                    f"reading product {i}",
+                    self.clients.catalog.GetProduct,
+                    pb.GetProductRequest(id=i),
+                )
+                for i in ids
+            )
+        )
+        return [product for product in found if product is not None]
+
+    async def _recommended(self, request: Request, product_ids: list[str]) -> list[pb.Product]:
+        reply = await optional(
+            "listing recommendations",
+            self.clients.recommendation.ListRecommendations,
+            pb.ListRecommendationsRequest(
+                user_id=request.state.session_id, product_ids=product_ids
+            ),
+        )
+        ids = list(reply.product_ids)[:MAX_RECOMMENDATIONS] if reply else []
+        return await self._products(ids)
+
+    # --- pages -------------------------------------------------------------------------
+
+    async def home(self, request: Request) -> Response:
+        frame, products = await asyncio.gather(
+            self._frame(request),
+            call("listing products", self.clients.catalog.ListProducts, pb.Empty()),
+        )
+        prices = await asyncio.gather(
+            *(self._convert(p.price_usd, frame["currency"]) for p in products.products)
+        )
+        items = list(zip(products.products, prices, strict=True))
+        return self._page(request, "home.html", frame, products=items)
+
+    async def product(self, request: Request) -> Response:
+        product_id = request.path_params["id"]
+        product: pb.Product = await call(
+            f"reading product {product_id}",
+            self.clients.catalog.GetProduct,
+            pb.GetProductRequest(id=product_id),
+        )
+        frame, price, recommended, ads = await asyncio.gather(
+            self._frame(request),
+            self._convert(product.price_usd, request.state.currency),
+            self._recommended(request, [product_id]),
+            optional(
+                "reading ads",
+                self.clients.ad.GetAds,
+                pb.AdRequest(context_keys=list(product.categories)),
+            ),
+        )
+        ad = ads.ads[0] if ads and ads.ads else None
+        return self._page(
+            request,
+            "product.html",
+            frame,
+            product=product,
+            price=price,
+            recommended=recommended,
+            ad=ad,
+        )
+
+    async def cart(self, request: Request) -> Response:
+        frame = await self._frame(request)
+        currency: str = frame["currency"]
+        cart: pb.Cart = frame["cart"]
+        products = await asyncio.gather(
+            *(
+                call(
+                    f"reading product {item.product_id}",
+                    self.clients.catalog.GetProduct,
+                    pb.GetProductRequest(id=item.product_id),
+                )
+                for item in cart.items
+            )
+        )
+        quote, prices, recommended = await asyncio.gather(
+            call(
+                "quoting shipping",
+                self.clients.shipping.GetQuote,
+                pb.GetQuoteRequest(address=pb.Address(), items=list(cart.items)),
+            ),
+            asyncio.gather(*(self._convert(p.price_usd, currency) for p in products)),
+            self._recommended(request, [item.product_id for item in cart.items]),
+        )
+        shipping = await self._convert(quote.cost_usd, currency)
+        lines = [
+            (product, item.quantity, money.multiply(price, item.quantity))
+            for product, item, price in zip(products, cart.items, prices, strict=True)
+        ]
+        total = money.total(currency, [shipping, *(line for _, _, line in lines)])
+        this_year = datetime.date.today().year
+        return self._page(
+            request,
+            "cart.html",
+            frame,
+            years=range(this_year, this_year + 10),
+            lines=lines,
+            shipping=shipping,
+            total=total,
+            recommended=recommended,
+        )
+
+    async def add_to_cart(self, request: Request) -> Response:
+        form = cart_form(await request.form())
+        try:
+            await call(
+                f"reading product {form.product_id}",
+                self.clients.catalog.GetProduct,
+                pb.GetProductRequest(id=form.product_id),
+            )
+        except ShopError as error:
+            if error.status != 404:
+                raise
+            raise FormError({"product_id": f"no product has the id {form.product_id!r}"}) from None
+        await call(
+            "adding to the cart",
+            self.clients.cart.AddItem,
+            pb.AddItemRequest(
+                user_id=request.state.session_id,
+                item=pb.CartItem(product_id=form.product_id, quantity=form.quantity),
+            ),
+        )
+        log.info("added to cart", product_id=form.product_id, quantity=form.quantity)
+        return RedirectResponse("/cart", status_code=302)
+
+    async def empty_cart(self, request: Request) -> Response:
+        await call(
+            "emptying the cart",
+            self.clients.cart.EmptyCart,
+            pb.EmptyCartRequest(user_id=request.state.session_id),
+        )
+        return RedirectResponse("/", status_code=302)
+
+    async def set_currency(self, request: Request) -> Response:
+        supported = await call(
+            "listing currencies", self.clients.currency.GetSupportedCurrencies, pb.Empty()
+        )
+        code = currency_form(await request.form(), list(supported.currency_codes))
+        response = RedirectResponse(_back(request), status_code=302)
+        response.set_cookie(CURRENCY_COOKIE, code, max_age=COOKIE_MAX_AGE, samesite="lax")
+        return response
+
+    async def checkout(self, request: Request) -> Response:
+        form = checkout_form(await request.form())
+        state = request.state
+        placed = pb.PlaceOrderRequest(
+            user_id=state.session_id,
+            user_currency=state.currency,
+            email=form.email,
+            address=pb.Address(
+                street_address=form.street_address,
+                city=form.city,
+                state=form.state,
+                country=form.country,
+                zip_code=form.zip_code,
+            ),
+            credit_card=pb.CreditCardInfo(
+                credit_card_number=form.credit_card_number,
+                credit_card_cvv=form.credit_card_cvv,
+                credit_card_expiration_year=form.credit_card_expiration_year,
+                credit_card_expiration_month=form.credit_card_expiration_month,
+            ),
+        )
+        try:
+            reply: pb.PlaceOrderResponse = await call(
+                "placing the order", self.clients.checkout.PlaceOrder, placed
+            )
+        except ShopError as error:
+            if error.status == 422:
+                error.title = "Payment declined"
+            raise
+        order = reply.order
+        paid = money.total(
+            state.currency,
+            [
+                order.shipping_cost,
+                *(money.multiply(line.cost, line.item.quantity) for line in order.items),
+            ],
+        )
+        log.info("order placed", order_id=order.order_id, items=len(order.items))
+        frame, products = await asyncio.gather(
+            self._frame(request), self._products([line.item.product_id for line in order.items])
+        )
+        names = {product.id: product.name for product in products}
+        return self._page(request, "order.html", frame, order=order, paid=paid, names=names)
+
+    async def logout(self, request: Request) -> Response:
+        response = RedirectResponse("/", status_code=302)
+        response.delete_cookie(SESSION_COOKIE)
+        response.delete_cookie(CURRENCY_COOKIE)
+        return response
+
+    # --- errors ------------------------------------------------------------------------
+
+    def guarded(self, handler: Handler) -> Handler:
+        """``handler`` whose failures render the error page."""
+
+        async def page(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except ShopError as error:
+                return self.error_page(request, error)
+            except FormError as error:
+                chain = [f"{field}: {problem}" for field, problem in error.errors.items()]
+                return self.error_page(request, ShopError(422, "Please check the form", chain))
+            except Exception as error:
+                log.error("page failed", exc=error)
+                chain = [f"{type(error).__name__}: {error}"]
+                return self.error_page(request, ShopError(500, "Something went wrong", chain))
+
+        return page
+
+    def error_page(self, request: Request, error: ShopError) -> Response:
+        """The error page of ``error`` with its status."""
+        if error.status >= 500:
+            log.error("page failed", status=error.status, chain=error.chain)
+        else:
+            log.info("page refused", status=error.status, chain=error.chain)
+        state = request.state
+        frame = {
+            "session_id": state.session_id,
+            "request_id": state.request_id,
+            "currency": state.currency,
+            "currencies": money.SHOP_CURRENCIES,
+            "cart_size": None,
+        }
+        return self._page(request, "error.html", frame, error.status, error=error)
+
+    async def not_found(self, request: Request, exc: Exception) -> Response:
+        status = exc.status_code if isinstance(exc, HTTPException) else 404
+        if status == 405:
+            chain = [f"{request.method} is not allowed on {request.url.path}"]
+            return self.error_page(request, ShopError(405, "Method not allowed", chain))
+        chain = [f"{request.method} {request.url.path}: no such page"]
+        return self.error_page(request, ShopError(status, "Not found", chain))
+
+
+def _back(request: Request) -> str:
+    """Where a form post returns: the Referer's path when it is this site, else ``/``."""
+    referer = urlsplit(request.headers.get("referer", ""))
+    if referer.netloc and referer.netloc != request.headers.get("host"):
+        return "/"
+    return (referer.path or "/") + (f"?{referer.query}" if referer.query else "")
+
+
+async def healthz(request: Request) -> Response:
+    """Plain ``ok`` for load balancers and probes."""
+    return PlainTextResponse("ok")
+
+
+def create_app(clients: Clients) -> ASGIApp:
+    """The shop as an ASGI app, observed by :class:`clue.asgi.ClueMiddleware`."""
+    shop = Shop(clients)
+    g = shop.guarded
+    routes = [
+        Route("/", g(shop.home), methods=["GET"]),
+        Route("/product/{id}", g(shop.product), methods=["GET"]),
+        Route("/cart", g(shop.cart), methods=["GET"]),
+        Route("/cart", g(shop.add_to_cart), methods=["POST"]),
+        Route("/cart/empty", g(shop.empty_cart), methods=["POST"]),
+        Route("/cart/checkout", g(shop.checkout), methods=["POST"]),
+        Route("/setCurrency", g(shop.set_currency), methods=["POST"]),
+        Route("/logout", g(shop.logout), methods=["GET"]),
+        Route(
+            "/_healthz",
+            healthz,
+            methods=["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"],
+        ),
+        Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
+    ]
+    app = Starlette(
+        routes=routes,
+        exception_handlers={404: shop.not_found, 405: shop.not_found},
+    )
+    return ShopSession(ClueMiddleware(app, skip_paths=QUIET_PATHS))

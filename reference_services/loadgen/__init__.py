@@ -1,0 +1,1 @@
+"""Load generator for the web shop: Locust visitors following the BOUTIQUE.md mix."""

@@ -1,0 +1,1 @@
+"""ProductCatalogService: the shop's nine products, lookup and search."""

@@ -1,0 +1,1 @@
+"""Protocol buffers of the boutique (package ``hipstershop``) and their generated stubs."""

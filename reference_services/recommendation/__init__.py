@@ -1,0 +1,1 @@
+"""RecommendationService: a few other products from the catalog."""

@@ -1,0 +1,1 @@
+"""ShippingService: shipping quotes and tracking ids."""

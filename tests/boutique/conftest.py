@@ -1,0 +1,208 @@
+"""Fixtures of the boutique tests: services on loopback, real stores, captured telemetry."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import grpc.aio
+import pytest
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_ON
+
+import clue.grpc
+from clue import log, telemetry
+from reference_services.ad import service as ad
+from reference_services.cart import service as cart
+from reference_services.checkout import service as checkout
+from reference_services.checkout.orders import OrderStore
+from reference_services.common.database import SQLite
+from reference_services.common.runtime import GrpcService, Wiring
+from reference_services.currency import service as currency
+from reference_services.email import service as email
+from reference_services.payment import service as payment
+from reference_services.productcatalog import service as productcatalog
+from reference_services.recommendation import service as recommendation
+from reference_services.shipping import service as shipping
+
+PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
+REDIS_URL = "redis://127.0.0.1:6379/9"
+S = TypeVar("S")
+
+_ = (ad, cart, checkout, currency, email, payment, productcatalog, recommendation, shipping)
+
+
+def unique(prefix: str = "t") -> str:
+    """A name no other test run uses (table names, key prefixes, user ids)."""
+    return f"{prefix}_{uuid.uuid4().hex[:12]}"
+
+
+@asynccontextmanager
+async def serving(name: str, wiring: Wiring) -> AsyncIterator[GrpcService]:
+    """Serve ``wiring`` on free loopback ports (gRPC and admin) for the block."""
+    service = GrpcService(name, wiring, host="127.0.0.1", grace=1.0)
+    await service.start()
+    try:
+        yield service
+    finally:
+        await service.stop()
+
+
+@asynccontextmanager
+async def stub_for(service: GrpcService, stub_class: Callable[[Any], S]) -> AsyncIterator[S]:
+    """A traced client stub of ``service`` for the block."""
+    channel = clue.grpc.insecure_channel(service.address)
+    try:
+        yield stub_class(channel)
+    finally:
+        await channel.close()
+
+
+class Lines:
+    """clue.log writing JSON into memory."""
+
+    def __init__(self) -> None:
+        self.stream = io.StringIO()
+        log.configure(outputs=[log.Output(self.stream, format="json")], debug=False)
+
+    @property
+    def text(self) -> str:
+        """Everything written so far."""
+        return self.stream.getvalue()
+
+    def entries(self, msg: str | None = None) -> list[dict[str, Any]]:
+        """Parsed entries, only those with message ``msg`` if given."""
+        parsed = [json.loads(line) for line in self.text.splitlines() if line.strip()]
+        return [e for e in parsed if msg is None or e.get("msg") == msg]
+
+
+@pytest.fixture
+def lines() -> Iterator[Lines]:
+    """clue.log captured as JSON lines for the test."""
+    captured = Lines()
+    yield captured
+    log.set_debug(False)
+    log.configure()
+
+
+class Telemetry:
+    """clue's telemetry sending every span and metric into memory."""
+
+    def __init__(self) -> None:
+        self.spans = InMemorySpanExporter()
+        self.metrics = InMemoryMetricReader()
+        telemetry.configure(
+            "boutique-tests",
+            span_exporter=self.spans,
+            metric_exporter=self.metrics,
+            exporter="none",
+            sampler=ALWAYS_ON,
+        )
+
+    def finished(self) -> list[ReadableSpan]:
+        """Every span ended so far."""
+        telemetry.force_flush()
+        return list(self.spans.get_finished_spans())
+
+    def points(self, name: str) -> list[tuple[dict[str, Any], Any]]:
+        """(attributes, data point) of every point of metric ``name``."""
+        data = self.metrics.get_metrics_data()
+        return [
+            (dict(point.attributes or {}), point)
+            for rm in (data.resource_metrics if data else ())
+            for sm in rm.scope_metrics
+            for metric in sm.metrics
+            if metric.name == name
+            for point in metric.data.data_points
+        ]
+
+
+@pytest.fixture
+def otel() -> Iterator[Telemetry]:
+    """clue.configure'd for the test with in-memory span and metric exporters."""
+    captured = Telemetry()
+    yield captured
+    telemetry.shutdown()
+
+
+@dataclass
+class Boutique:
+    """The nine gRPC services running in this process on loopback."""
+
+    services: dict[str, GrpcService] = field(default_factory=dict)
+    orders: OrderStore | None = None
+
+    def __getitem__(self, name: str) -> GrpcService:
+        return self.services[name]
+
+    def faults(self, name: str) -> Any:
+        """The fault switches of service ``name``."""
+        return self.services[name].wiring.faults
+
+
+@asynccontextmanager
+async def boutique_running(data: Path) -> AsyncIterator[Boutique]:
+    """Start every gRPC service in dependency order; stop them all afterwards."""
+    shop = Boutique()
+    started: list[GrpcService] = []
+
+    async def start(name: str, wiring: Wiring) -> GrpcService:
+        service = GrpcService(name, wiring, host="127.0.0.1", grace=1.0)
+        await service.start()
+        started.append(service)
+        shop.services[name] = service
+        return service
+
+    try:
+        catalog = await start(
+            "productcatalog", await productcatalog.build(productcatalog.Config.from_env())
+        )
+        await start("currency", await currency.build(currency.Config()))
+        await start("cart", await cart.build(cart.Config(f"sqlite:///{data / 'cart.db'}")))
+        await start("shipping", await shipping.build(shipping.Config()))
+        await start("payment", await payment.build(payment.Config()))
+        await start("email", await email.build(email.Config()))
+        await start("ad", await ad.build(ad.Config()))
+        await start(
+            "recommendation",
+            await recommendation.build(recommendation.Config(catalog.address)),
+        )
+        shop.orders = OrderStore(SQLite(data / "orders.db"))
+        config = checkout.Config(
+            cart_addr=shop["cart"].address,
+            catalog_addr=catalog.address,
+            currency_addr=shop["currency"].address,
+            shipping_addr=shop["shipping"].address,
+            payment_addr=shop["payment"].address,
+            email_addr=shop["email"].address,
+            order_store=f"sqlite:///{data / 'orders.db'}",
+        )
+        await start("checkout", await checkout.build(config, shop.orders))
+        yield shop
+    finally:
+        await asyncio.gather(*(service.stop() for service in started))
+
+
+@pytest.fixture
+async def boutique(tmp_path: Path) -> AsyncIterator[Boutique]:
+    """All nine gRPC services in-process on loopback, stores in a temp directory."""
+    async with boutique_running(tmp_path) as shop:
+        yield shop
+
+
+async def rpc_error(call: Any) -> grpc.aio.AioRpcError:
+    """The AioRpcError ``call`` fails with (the test fails if it succeeds)."""
+    try:
+        await call
+    except grpc.aio.AioRpcError as exc:
+        return exc
+    raise AssertionError("the call succeeded")

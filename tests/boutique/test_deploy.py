@@ -1,0 +1,163 @@
+"""The deployment files validate against real schemas and agree with the services.
+
+Kubernetes manifests: ``kubernetes-validate`` (strict, the Kubernetes
+OpenAPI schemas it ships). Compose file: the compose-spec JSON schema that
+``check-jsonschema`` vendors, applied with ``jsonschema``. Nothing is run
+(there is no Docker engine here); the checks are on the files themselves.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.resources
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+
+from reference_services.launcher import ADDRESS_VARIABLES, SERVICES
+
+DEPLOY = Path(__file__).resolve().parents[2] / "reference_services" / "deploy"
+K8S_VERSION = "1.33.0"
+
+
+def manifests() -> list[tuple[str, dict[str, Any]]]:
+    found = []
+    for path in sorted((DEPLOY / "kubernetes").glob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if doc:
+                found.append((path.name, doc))
+    return found
+
+
+def compose() -> dict[str, Any]:
+    return yaml.safe_load((DEPLOY / "docker-compose.yaml").read_text())
+
+
+def compose_schema() -> dict[str, Any]:
+    vendored = importlib.resources.files("check_jsonschema.builtin_schemas.vendor")
+    return json.loads((vendored / "compose-spec.json").read_text())
+
+
+def k8s(kind: str, name: str) -> dict[str, Any]:
+    for _, doc in manifests():
+        if doc["kind"] == kind and doc["metadata"]["name"] == name:
+            return doc
+    raise AssertionError(f"no {kind} {name}")
+
+
+def _id(value: object) -> str:
+    return value if isinstance(value, str) else ""
+
+
+@pytest.mark.parametrize(("file", "doc"), manifests(), ids=_id)
+def test_every_manifest_is_valid_kubernetes(file: str, doc: dict[str, Any]) -> None:
+    kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+
+
+def test_the_validator_rejects_a_broken_manifest() -> None:
+    broken = copy.deepcopy(k8s("Deployment", "cart"))
+    broken["spec"]["replicas"] = "one"
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(broken, K8S_VERSION, strict=True)
+    unknown = copy.deepcopy(k8s("Deployment", "cart"))
+    unknown["spec"]["template"]["spec"]["containers"][0]["readinesProbe"] = {}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(unknown, K8S_VERSION, strict=True)
+
+
+@pytest.mark.parametrize("name", list(SERVICES))
+def test_each_service_has_a_hardened_deployment_with_probes(name: str) -> None:
+    deployment = k8s("Deployment", name)
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] != 0
+    (container,) = pod["containers"]
+    security = container["securityContext"]
+    assert security["readOnlyRootFilesystem"] is True
+    assert security["allowPrivilegeEscalation"] is False
+    assert security["capabilities"]["drop"] == ["ALL"]
+    assert {"cpu", "memory"} <= container["resources"]["requests"].keys()
+    assert {"cpu", "memory"} <= container["resources"]["limits"].keys()
+    port = container["ports"][0]["containerPort"]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["PORT"] == str(port)
+    for probe in ("readinessProbe", "livenessProbe"):
+        if name == "frontend":
+            check = container[probe]["httpGet"]
+            assert check["path"] == "/_healthz"
+            cookie = check["httpHeaders"][0]["value"]
+            probes = ("x-readiness-probe", "x-liveness-probe")
+            assert cookie in [f"shop_session-id={p}" for p in probes]
+        else:
+            assert container[probe]["grpc"]["port"] == port  # grpc.health.v1
+    service = k8s("Service", name)
+    assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
+    assert (
+        container["envFrom"][0]["configMapRef"]["name"]
+        == k8s("ConfigMap", "boutique")["metadata"]["name"]
+    )
+
+
+@pytest.mark.parametrize("name", list(SERVICES))
+def test_kubernetes_addresses_point_at_the_callee_services(name: str) -> None:
+    container = k8s("Deployment", name)["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    for dep in SERVICES[name]:
+        host, port = env[ADDRESS_VARIABLES[dep]].split(":")
+        callee = k8s("Service", host)
+        assert int(port) in [p["port"] for p in callee["spec"]["ports"]]
+
+
+def test_compose_file_is_valid_against_the_compose_spec() -> None:
+    jsonschema.validate(compose(), compose_schema())
+
+
+def test_compose_schema_rejects_a_broken_file() -> None:
+    broken = compose()
+    broken["services"]["cart"]["depends_on"] = {"payment": {"condition": "whenever"}}
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(broken, compose_schema())
+
+
+def test_compose_runs_every_service_with_collector_jaeger_and_prometheus() -> None:
+    services = compose()["services"]
+    assert set(SERVICES) | {"otel-collector", "jaeger", "prometheus"} == set(services)
+    for name in SERVICES:
+        service = services[name]
+        assert service["build"]["args"]["SERVICE"] == name
+        assert service["read_only"] is True
+        assert service["user"] != "0"
+        env = service["environment"]
+        assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://otel-collector:4317"
+        assert "grpc_health" in service["healthcheck"]["test"][1] or name == "frontend"
+        for dep in SERVICES[name]:
+            host, port = env[ADDRESS_VARIABLES[dep]].split(":")
+            assert services[host]["environment"]["PORT"] == port
+            assert service["depends_on"][host]["condition"] == "service_healthy"
+
+
+def test_dockerfile_is_multi_stage_non_root_and_parameterised() -> None:
+    text = (DEPLOY / "Dockerfile").read_text()
+    assert len(re.findall(r"^FROM ", text, re.MULTILINE)) == 2
+    assert re.search(r"^ARG SERVICE$", text, re.MULTILINE)
+    user = re.findall(r"^USER (\S+)", text, re.MULTILINE)
+    assert user and not user[-1].startswith(("0", "root"))
+    assert "exec python -m reference_services.$SERVICE" in text
+
+
+def test_collector_pipelines_use_only_defined_components() -> None:
+    config = yaml.safe_load((DEPLOY / "otel-collector.yaml").read_text())
+    pipelines = config["service"]["pipelines"]
+    assert {"traces", "metrics", "logs"} == set(pipelines)
+    for pipeline in pipelines.values():
+        for kind in ("receivers", "processors", "exporters"):
+            assert set(pipeline[kind]) <= set(config[kind])
+    embedded = yaml.safe_load(k8s("ConfigMap", "otel-collector")["data"]["config.yaml"])
+    assert embedded == config
+    assert "jaeger:4317" in config["exporters"]["otlp/jaeger"]["endpoint"]

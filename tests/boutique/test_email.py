@@ -1,0 +1,74 @@
+"""The order confirmation: rendered with every detail, logged, bad input refused."""
+
+from __future__ import annotations
+
+import grpc
+
+from reference_services.email import service as email
+from reference_services.email.confirmation import render, valid_email
+from reference_services.protos import hipstershop_pb2 as pb
+from reference_services.protos import hipstershop_pb2_grpc as pb_grpc
+from tests.boutique.conftest import Lines, rpc_error, serving, stub_for
+
+ORDER = pb.OrderResult(
+    order_id="3d1a5f0e-0000-4000-8000-000000000001",
+    shipping_tracking_id="AB-12345-123456789",
+    shipping_cost=pb.Money(currency_code="EUR", units=7, nanos=950_000_000),
+    shipping_address=pb.Address(
+        street_address="1 Rue de Rivoli",
+        city="Paris",
+        state="IDF",
+        country="France",
+        zip_code=75001,
+    ),
+    items=[
+        pb.OrderItem(
+            item=pb.CartItem(product_id="6E92ZMYYFZ", quantity=2),
+            cost=pb.Money(currency_code="EUR", units=7, nanos=950_000_000),
+        )
+    ],
+)
+
+
+def test_render_holds_the_order_details() -> None:
+    text = render(ORDER)
+    for part in (
+        ORDER.order_id,
+        "AB-12345-123456789",
+        "EUR 7.95",
+        "1 Rue de Rivoli",
+        "75001 Paris",
+        "France",
+        "2 x 6E92ZMYYFZ at EUR 7.95 each",
+    ):
+        assert part in text
+
+
+def test_valid_email() -> None:
+    assert valid_email("a.b@example.co.uk")
+    assert not valid_email("nope") and not valid_email("a@b") and not valid_email("a b@c.d")
+
+
+async def test_send_confirmation_over_grpc(lines: Lines) -> None:
+    async with (
+        serving("email", await email.build(email.Config())) as service,
+        stub_for(service, pb_grpc.EmailServiceStub) as stub,
+    ):
+        await stub.SendOrderConfirmation(
+            pb.SendOrderConfirmationRequest(email="a@example.com", order=ORDER)
+        )
+        bad = {
+            "email 'nope' is not an email address": pb.SendOrderConfirmationRequest(
+                email="nope", order=ORDER
+            ),
+            "order is required": pb.SendOrderConfirmationRequest(email="a@example.com"),
+            "order.order_id must not be empty": pb.SendOrderConfirmationRequest(
+                email="a@example.com", order=pb.OrderResult(shipping_tracking_id="X")
+            ),
+        }
+        for message, request in bad.items():
+            error = await rpc_error(stub.SendOrderConfirmation(request))
+            assert error.code() is grpc.StatusCode.INVALID_ARGUMENT
+            assert error.details() == message
+    (sent,) = lines.entries("order confirmation sent")
+    assert sent["order_id"] == ORDER.order_id and "AB-12345-123456789" in sent["body"]

@@ -1,0 +1,387 @@
+"""The web shop's HTTP contract, through real HTTP to the running boutique.
+
+The whole boutique is started once for the module by the launcher (every
+service a child process on free ports, telemetry exporters off); each test
+is a visitor with its own cookie jar. A real headless Chromium browses at
+the end and saves the screenshots under docs/images/.
+"""
+
+from __future__ import annotations
+
+import datetime
+import re
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from reference_services.launcher import Boutique
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
+
+IMAGES = Path(__file__).resolve().parents[2] / "docs" / "images"
+SUNGLASSES = "OLJCESPC7Z"
+MUG = "6E92ZMYYFZ"
+NEXT_YEAR = datetime.date.today().year + 1
+GOOD_ORDER = {
+    "email": "someone@example.com",
+    "street_address": "1600 Amphitheatre Parkway",
+    "zip_code": "94043",
+    "city": "Mountain View",
+    "state": "CA",
+    "country": "United States",
+    "credit_card_number": "4432-8015-6152-0454",
+    "credit_card_expiration_month": "1",
+    "credit_card_expiration_year": str(NEXT_YEAR),
+    "credit_card_cvv": "672",
+}
+
+
+@pytest.fixture(scope="module")
+def boutique() -> Iterator[Boutique]:
+    data = Path(tempfile.mkdtemp(prefix="shop-"))
+    try:
+        with Boutique(data, base_port=0, collector=False) as running:
+            yield running
+    finally:
+        shutil.rmtree(data, ignore_errors=True)
+
+
+@pytest.fixture
+def visitor(boutique: Boutique) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=boutique.shop_url, timeout=20.0) as client:
+        yield client
+
+
+def cart_lines(page: str) -> dict[str, int]:
+    """product id -> quantity of the cart page's table."""
+    rows = re.findall(r'<tr data-product-id="(\w+)">.*?<td>(\d+)</td>', page, re.DOTALL)
+    return {product: int(quantity) for product, quantity in rows}
+
+
+def add(visitor: httpx.Client, product: str, quantity: int | str) -> httpx.Response:
+    return visitor.post("/cart", data={"product_id": product, "quantity": str(quantity)})
+
+
+# --- pages -----------------------------------------------------------------------------
+
+
+def test_home_lists_the_catalog_and_mints_a_48h_session(visitor: httpx.Client) -> None:
+    response = visitor.get("/")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/html")
+    page = response.text
+    assert len(re.findall(r'class="card" href="/product/', page)) == 9
+    assert "Sunglasses" in page and "$19.99" in page and "$5.49" in page
+    cookie = response.headers["set-cookie"]
+    session = visitor.cookies["shop_session-id"]
+    assert uuid.UUID(session) and "Max-Age=172800" in cookie
+    assert f'<code id="session-id">{session}</code>' in page
+    request_id = response.headers["x-request-id"]
+    assert f'<code id="request-id">{request_id}</code>' in page
+    again = visitor.get("/")  # the session is kept, a new request id shown
+    assert "set-cookie" not in again.headers
+    assert again.headers["x-request-id"] != request_id
+    for code in ("EUR", "USD", "JPY", "GBP", "TRY", "CAD"):
+        assert f'<option value="{code}"' in page
+
+
+def test_head_answers_without_a_body(visitor: httpx.Client) -> None:
+    for path in ("/", f"/product/{MUG}", "/cart"):
+        response = visitor.head(path)
+        assert response.status_code == 200 and response.content == b""
+
+
+def test_product_page_has_form_recommendations_and_an_ad(visitor: httpx.Client) -> None:
+    page = visitor.get(f"/product/{SUNGLASSES}").text
+    assert "<h1>Sunglasses</h1>" in page and "$19.99" in page
+    assert 'action="/cart"' in page and f'name="product_id" value="{SUNGLASSES}"' in page
+    recommended = re.findall(r'<section class="recommended">(.*?)</section>', page, re.DOTALL)
+    assert recommended
+    links = re.findall(r'href="/product/(\w+)"', recommended[0])
+    assert 1 <= len(links) <= 4 and SUNGLASSES not in links
+    assert re.search(r'<aside class="ad"><span>Ad</span> <a href="/product/\w+">', page)
+
+
+def test_unknown_product_is_a_404_page_with_the_error_chain(visitor: httpx.Client) -> None:
+    response = visitor.get("/product/NOSUCHTHING")
+    assert response.status_code == 404
+    assert '<p class="status" id="status">404</p>' in response.text
+    assert "reading product NOSUCHTHING" in response.text
+    assert "NOT_FOUND" in response.text
+
+
+def test_unknown_page_and_wrong_method(visitor: httpx.Client) -> None:
+    missing = visitor.get("/nowhere")
+    assert missing.status_code == 404 and "no such page" in missing.text
+    wrong = visitor.put("/cart")
+    assert wrong.status_code == 405 and "PUT is not allowed" in wrong.text
+
+
+def test_add_to_cart_redirects_and_cart_totals_add_up(visitor: httpx.Client) -> None:
+    response = add(visitor, SUNGLASSES, 2)
+    assert response.status_code == 302 and response.headers["location"] == "/cart"
+    add(visitor, MUG, 1)
+    add(visitor, MUG, 3)  # same product: quantities add
+    page = visitor.get("/cart").text
+    assert cart_lines(page) == {SUNGLASSES: 2, MUG: 4}
+    assert "$39.98" in page and "$35.96" in page  # line totals
+    assert '<td class="num" id="shipping">$8.99</td>' in page
+    assert '<td class="num" id="total">$84.93</td>' in page  # 39.98 + 35.96 + 8.99
+    assert '<span class="badge" id="cart-badge">6</span>' in visitor.get("/").text
+    empty = visitor.post("/cart/empty")
+    assert empty.status_code == 302 and empty.headers["location"] == "/"
+    assert cart_lines(visitor.get("/cart").text) == {}
+
+
+@pytest.mark.parametrize(
+    ("form", "field", "problem"),
+    [
+        ({"product_id": SUNGLASSES, "quantity": "0"}, "quantity", "between 1 and 10, got 0"),
+        ({"product_id": SUNGLASSES, "quantity": "11"}, "quantity", "between 1 and 10, got 11"),
+        ({"product_id": SUNGLASSES, "quantity": "two"}, "quantity", "whole number"),
+        ({"product_id": SUNGLASSES}, "quantity", "is required"),
+        ({"quantity": "1"}, "product_id", "is required"),
+        ({"product_id": "NOSUCHTHING", "quantity": "1"}, "product_id", "no product has the id"),
+    ],
+)
+def test_bad_add_to_cart_is_a_422_naming_the_field(
+    visitor: httpx.Client, form: dict[str, str], field: str, problem: str
+) -> None:
+    add(visitor, MUG, 1)
+    response = visitor.post("/cart", data=form)
+    assert response.status_code == 422
+    assert re.search(rf"<li>{field}: [^<]*{re.escape(problem)}", response.text), response.text
+    assert cart_lines(visitor.get("/cart").text) == {MUG: 1}  # nothing changed
+
+
+def test_set_currency_converts_prices_and_returns_to_the_referer(visitor: httpx.Client) -> None:
+    back = f"{visitor.base_url}/product/{SUNGLASSES}"
+    response = visitor.post(
+        "/setCurrency", data={"currency_code": "EUR"}, headers={"referer": back}
+    )
+    assert response.status_code == 302 and response.headers["location"] == f"/product/{SUNGLASSES}"
+    assert "shop_currency=EUR" in response.headers["set-cookie"]
+    assert "Max-Age=172800" in response.headers["set-cookie"]
+    assert "€17.68" in visitor.get(f"/product/{SUNGLASSES}").text  # 19.99 / 1.1305
+    visitor.post("/setCurrency", data={"currency_code": "JPY"})
+    assert "¥2235.06" in visitor.get("/").text  # 19.99 / 1.1305 * 126.40
+    elsewhere = visitor.post(
+        "/setCurrency", data={"currency_code": "GBP"}, headers={"referer": "http://evil.test/x"}
+    )
+    assert elsewhere.headers["location"] == "/"
+    assert "£" in visitor.get("/").text
+
+
+@pytest.mark.parametrize(
+    ("code", "problem"),
+    [
+        ("XYZ", "XYZ is not a supported currency"),
+        ("eur", "three capital letters"),
+        ("", "required"),
+    ],
+)
+def test_bad_currency_is_a_422_and_keeps_the_cookie(
+    visitor: httpx.Client, code: str, problem: str
+) -> None:
+    visitor.post("/setCurrency", data={"currency_code": "GBP"})
+    response = visitor.post("/setCurrency", data={"currency_code": code})
+    assert response.status_code == 422
+    assert "<li>currency_code: " in response.text and problem in response.text
+    assert "set-cookie" not in response.headers
+    assert visitor.cookies["shop_currency"] == "GBP"
+
+
+def test_a_forged_currency_cookie_is_refused_by_the_currency_service(
+    boutique: Boutique,
+) -> None:
+    with httpx.Client(base_url=boutique.shop_url, cookies={"shop_currency": "ZZZ"}) as forged:
+        response = forged.get("/")
+    assert response.status_code == 422
+    assert "converting USD to ZZZ" in response.text and "INVALID_ARGUMENT" in response.text
+
+
+# --- checkout --------------------------------------------------------------------------
+
+
+def test_checkout_places_the_order_and_empties_the_cart(visitor: httpx.Client) -> None:
+    add(visitor, SUNGLASSES, 3)
+    response = visitor.post("/cart/checkout", data=GOOD_ORDER)
+    assert response.status_code == 200, response.text
+    page = response.text
+    order_id = re.search(r'<dd id="order-id">([^<]+)</dd>', page)
+    tracking = re.search(r'<dd id="tracking-id">([A-Z]{2}-\d{5}-\d{9})</dd>', page)
+    assert order_id and uuid.UUID(order_id.group(1)) and tracking
+    assert '<dd id="total-paid">$68.96</dd>' in page  # 3 x 19.99 + 8.99
+    assert "Sunglasses" in page
+    assert cart_lines(visitor.get("/cart").text) == {}
+
+
+def test_bad_checkout_form_is_a_422_listing_each_field(visitor: httpx.Client) -> None:
+    add(visitor, MUG, 2)
+    bad = {
+        **GOOD_ORDER,
+        "email": "not-an-email",
+        "zip_code": "abc",
+        "city": "",
+        "credit_card_number": "12ab",
+        "credit_card_expiration_month": "13",
+        "credit_card_cvv": "",
+    }
+    response = visitor.post("/cart/checkout", data=bad)
+    assert response.status_code == 422
+    listed = re.findall(r"<li>(\w+): ", response.text)
+    assert listed == [
+        "email",
+        "zip_code",
+        "city",
+        "credit_card_number",
+        "credit_card_expiration_month",
+        "credit_card_cvv",
+    ]
+    assert cart_lines(visitor.get("/cart").text) == {MUG: 2}
+
+
+@pytest.mark.parametrize(
+    ("card", "reason"),
+    [
+        ({"credit_card_number": "4432801561520455"}, "invalid"),  # Luhn fails
+        ({"credit_card_expiration_year": "2020"}, "expired"),
+        ({"credit_card_number": "378282246310005"}, "not accepted"),  # American Express
+    ],
+)
+def test_declined_payment_shows_the_reason_and_keeps_the_cart(
+    visitor: httpx.Client, card: dict[str, str], reason: str
+) -> None:
+    add(visitor, MUG, 1)
+    response = visitor.post("/cart/checkout", data={**GOOD_ORDER, **card})
+    assert response.status_code == 422
+    assert "<h1>Payment declined</h1>" in response.text
+    assert "placing the order" in response.text
+    assert reason in response.text.lower()
+    assert "4432801561520455" not in response.text
+    assert cart_lines(visitor.get("/cart").text) == {MUG: 1}
+
+
+def test_checkout_of_an_empty_cart_is_refused(visitor: httpx.Client) -> None:
+    response = visitor.post("/cart/checkout", data=GOOD_ORDER)
+    assert response.status_code == 409
+    assert "FAILED_PRECONDITION" in response.text
+
+
+# --- cookies, probes, health, static -----------------------------------------------------
+
+
+def test_logout_expires_both_cookies(visitor: httpx.Client) -> None:
+    visitor.post("/setCurrency", data={"currency_code": "EUR"})
+    response = visitor.get("/logout")
+    assert response.status_code == 302 and response.headers["location"] == "/"
+    expired = response.headers.get_list("set-cookie")
+    assert any(c.startswith('shop_session-id=""') and "Max-Age=0" in c for c in expired)
+    assert any(c.startswith('shop_currency=""') and "Max-Age=0" in c for c in expired)
+
+
+@pytest.mark.parametrize("probe", ["x-readiness-probe", "x-liveness-probe"])
+def test_probes_never_mint_a_session(boutique: Boutique, probe: str) -> None:
+    cookies = {"shop_session-id": probe}
+    with httpx.Client(base_url=boutique.shop_url, cookies=cookies) as client:
+        for path in ("/_healthz", "/"):
+            response = client.get(path)
+            assert response.status_code == 200
+            assert "set-cookie" not in response.headers
+        assert f'<code id="session-id">{probe}</code>' in response.text
+
+
+def test_healthz_is_plain_ok_for_any_method(visitor: httpx.Client) -> None:
+    for method in ("GET", "HEAD", "POST", "PUT", "DELETE"):
+        response = visitor.request(method, "/_healthz")
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/plain")
+        if method != "HEAD":
+            assert response.text == "ok"
+
+
+def test_static_files_are_served_locally(visitor: httpx.Client) -> None:
+    page = visitor.get("/").text
+    for url in ["/static/style.css", *re.findall(r'<img src="(/static/[^"]+)"', page)]:
+        response = visitor.get(url)
+        assert response.status_code == 200, url
+    assert "http://" not in page.replace(str(visitor.base_url), "").split("<footer")[0]
+    assert visitor.get("/static/img/products/mug.svg").headers["content-type"] == "image/svg+xml"
+
+
+def test_frontend_admin_port_reports_its_dependencies(boutique: Boutique) -> None:
+    admin = boutique.processes["frontend"].admin_url
+    response = httpx.get(f"{admin}/healthz", timeout=10)
+    assert response.status_code == 200
+    for name in ("productcatalog", "currency", "cart", "checkout", "ad"):
+        assert name in response.text
+    assert httpx.get(f"{admin}/livez", timeout=10).status_code == 200
+
+
+# --- a real browser ----------------------------------------------------------------------
+
+
+@pytest.mark.browser
+def test_a_real_browser_shops_and_checks_out(boutique: Boutique) -> None:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    profile = tempfile.mkdtemp(prefix="chromium-")
+    options = webdriver.ChromeOptions()
+    options.binary_location = "/usr/bin/chromium"
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--window-size=1280,900",
+        f"--user-data-dir={profile}",
+    ):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(
+        service=Service(executable_path="/usr/bin/chromedriver"), options=options
+    )
+    driver.implicitly_wait(10)
+    IMAGES.mkdir(parents=True, exist_ok=True)
+    try:
+        driver.get(boutique.shop_url)
+        assert len(driver.find_elements(By.CSS_SELECTOR, "#products .card")) == 9
+        driver.save_screenshot(str(IMAGES / "shop-home.png"))
+
+        driver.find_element(By.CSS_SELECTOR, f'a[data-product-id="{SUNGLASSES}"]').click()
+        assert driver.find_element(By.TAG_NAME, "h1").text == "Sunglasses"
+        Select(driver.find_element(By.ID, "quantity")).select_by_value("2")
+        driver.save_screenshot(str(IMAGES / "shop-product.png"))
+        driver.find_element(By.ID, "add-to-cart").click()
+
+        assert driver.current_url.endswith("/cart")
+        assert driver.find_element(By.ID, "cart-badge").text == "2"
+        assert driver.find_element(By.ID, "total").text == "$48.97"
+        Select(driver.find_element(By.ID, "currency_code")).select_by_value("EUR")  # submits
+        assert driver.find_element(By.ID, "total").text.startswith("€")
+        assert driver.current_url.endswith("/cart")
+        driver.save_screenshot(str(IMAGES / "shop-cart.png"))
+
+        driver.find_element(By.ID, "place-order").click()
+        confirmation = driver.find_element(By.ID, "confirmation")
+        assert "your order is placed" in confirmation.text
+        assert re.fullmatch(r"[A-Z]{2}-\d{5}-\d{9}", driver.find_element(By.ID, "tracking-id").text)
+        assert driver.find_element(By.ID, "total-paid").text.startswith("€")
+        driver.save_screenshot(str(IMAGES / "shop-order.png"))
+
+        driver.get(f"{boutique.shop_url}/product/NOSUCHTHING")
+        assert driver.find_element(By.ID, "status").text == "404"
+        driver.save_screenshot(str(IMAGES / "shop-error.png"))
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)

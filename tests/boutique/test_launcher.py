@@ -1,0 +1,142 @@
+"""The launcher: port plan, start order, and the ``up|status|down|demo`` commands for real."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from reference_services.launcher import (
+    ADDRESS_VARIABLES,
+    SERVICES,
+    Boutique,
+    LaunchError,
+    alive,
+    levels,
+)
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def command(*args: str, data: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "reference_services", *args, "--data-dir", str(data)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_levels_start_callees_before_callers() -> None:
+    order = [name for group in levels() for name in group]
+    assert sorted(order) == sorted(SERVICES)
+    position = {name: i for i, group in enumerate(levels()) for name in group}
+    for name, callees in SERVICES.items():
+        assert all(position[c] < position[name] for c in callees), name
+    assert levels()[-1] == ["frontend"]
+
+
+def test_port_plan_and_environment(tmp_path: Path) -> None:
+    boutique = Boutique(tmp_path, base_port=20000, collector=False, env={"CLUE_LOG_FORMAT": "json"})
+    ports = [p for proc in boutique.processes.values() for p in (proc.port, proc.admin_port)]
+    assert ports == list(range(20000, 20000 + 2 * len(SERVICES)))
+    env = boutique.service_environment("checkout")
+    assert env["PORT"] == str(boutique.processes["checkout"].port)
+    assert env["ADMIN_PORT"] == str(boutique.processes["checkout"].admin_port)
+    assert env["PAYMENT_SERVICE_ADDR"] == f"127.0.0.1:{boutique.processes['payment'].port}"
+    assert env["DATA_DIR"] == str(tmp_path.resolve())
+    assert env["OTEL_SERVICE_NAME"] == "checkout" and env["CLUE_LOG_FORMAT"] == "json"
+    assert env["OTEL_TRACES_EXPORTER"] == "none"  # no viewer: telemetry stays local
+    assert "AD_SERVICE_ADDR" not in env  # only what checkout calls
+    frontend = boutique.service_environment("frontend")
+    assert {ADDRESS_VARIABLES[s] for s in SERVICES["frontend"]} <= frontend.keys()
+    viewer = Boutique(tmp_path, base_port=20000, collector=True)
+    assert viewer.service_environment("cart")["OTEL_EXPORTER_OTLP_ENDPOINT"] == (
+        f"http://127.0.0.1:{viewer.processes['collector'].port}"
+    )
+    assert ("trace viewer", f"http://127.0.0.1:{viewer.processes['collector'].admin_port}") in (
+        viewer.urls()
+    )
+
+
+def test_a_service_with_bad_configuration_stops_the_start_cleanly(tmp_path: Path) -> None:
+    boutique = Boutique(
+        tmp_path, base_port=0, collector=False, service_env={"cart": {"PORT": "seventy"}}
+    )
+    with pytest.raises(LaunchError, match=r"cart exited with code 2:[\s\S]*PORT"):
+        boutique.start()
+    for proc in boutique.processes.values():
+        assert (
+            proc.pid == 0
+            or not psutil.pid_exists(proc.pid)
+            or (psutil.Process(proc.pid).status() == psutil.STATUS_ZOMBIE)
+        )
+
+
+def test_up_status_down(tmp_path: Path) -> None:
+    up = command("up", "--base-port", "0", "--no-collector", data=tmp_path)
+    assert up.returncode == 0, up.stderr
+    shop = re.search(r"shop\s+(http://\S+)", up.stdout)
+    assert shop and "checkout admin" in up.stdout
+    try:
+        assert httpx.get(shop.group(1) + "/_healthz", timeout=10).text == "ok"
+        status = command("status", data=tmp_path)
+        assert status.returncode == 0, status.stdout
+        assert status.stdout.count("healthy") == len(SERVICES)
+        again = command("up", "--base-port", "0", "--no-collector", data=tmp_path)
+        assert again.returncode == 1 and "already up" in again.stderr
+        pids = [int(p) for p in re.findall(r"^\w+\s+(\d+)\s", status.stdout, re.MULTILINE)]
+        assert len(pids) == len(SERVICES)
+    finally:
+        down = command("down", data=tmp_path)
+    assert down.returncode == 0 and down.stdout.count("stopped") == len(SERVICES)
+    assert not any(alive(pid) for pid in pids)
+    assert not (tmp_path / "state.json").exists()
+    gone = command("status", data=tmp_path)
+    assert gone.returncode == 3 and "not up" in gone.stdout
+
+
+def test_demo_runs_in_the_foreground_with_the_viewer_and_stops_on_sigterm(tmp_path: Path) -> None:
+    args = ["demo", "--base-port", "0", "--data-dir", str(tmp_path)]
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "reference_services", *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert demo.stdout is not None
+    lines = []
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            line = demo.stdout.readline()
+            assert line, "demo ended early:\n" + "".join(lines)
+            lines.append(line)
+            if "Press Ctrl-C" in line:
+                break
+        output = "".join(lines)
+        shop = re.search(r"shop\s+(http://\S+)", output)
+        viewer = re.search(r"trace viewer\s+(http://\S+)", output)
+        assert shop and viewer, output
+        assert httpx.get(shop.group(1), timeout=10).status_code == 200
+        assert httpx.get(viewer.group(1), timeout=10).status_code == 200
+        children = psutil.Process(demo.pid).children()
+        assert len(children) == len(SERVICES) + 1  # and the viewer
+    finally:
+        os.kill(demo.pid, signal.SIGTERM)
+        rest, _ = demo.communicate(timeout=60)
+    assert demo.returncode == 0
+    assert "Stopped." in rest
+    assert not any(child.is_running() and child.status() != "zombie" for child in children)

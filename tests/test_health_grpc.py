@@ -1,0 +1,175 @@
+"""grpc.health.v1 servicer: Kubernetes-style Check probes and Watch over real gRPC."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from concurrent import futures
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from clue import health
+
+Status = health_pb2.HealthCheckResponse
+STATE = {"db": True}
+
+
+def db_ping() -> None:
+    if not STATE["db"]:
+        raise ConnectionError("database is down")
+
+
+async def serve(servicer: health.HealthServicer) -> tuple[grpc.aio.Server, str]:
+    server = grpc.aio.server()
+    servicer.add_to_server(server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    return server, f"127.0.0.1:{port}"
+
+
+@pytest.fixture
+async def target() -> AsyncIterator[tuple[str, health.HealthServicer]]:
+    """A servicer checking "db", answering for "" and "shop.Cart"."""
+    STATE["db"] = True
+    checker = health.Checker(health.pinger("db", db_ping))
+    servicer = health.HealthServicer(checker, services=["shop.Cart"], watch_interval=0.05)
+    server, address = await serve(servicer)
+    yield address, servicer
+    await server.stop(None)
+    STATE["db"] = True
+
+
+@pytest.fixture
+async def hanging_target() -> AsyncIterator[str]:
+    """A servicer whose only dependency hangs for 10 s (checker timeout 5 s)."""
+    release = threading.Event()
+    checker = health.Checker(health.pinger("hangs", lambda: release.wait(10)), timeout=5)
+    server, address = await serve(health.HealthServicer(checker))
+    yield address
+    release.set()
+    await server.stop(None)
+
+
+async def check(target: str, service: str = "", timeout: float = 1.0) -> int:
+    async with grpc.aio.insecure_channel(target) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        response = await stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout)
+        return int(response.status)
+
+
+async def test_check_like_a_kubernetes_probe(target: tuple[str, health.HealthServicer]) -> None:
+    address, _ = target
+    assert await check(address) == Status.SERVING
+    assert await check(address, "shop.Cart") == Status.SERVING
+    STATE["db"] = False
+    assert await check(address) == Status.NOT_SERVING
+    assert await check(address, "shop.Cart") == Status.NOT_SERVING
+
+
+async def test_check_unknown_service_is_not_found(
+    target: tuple[str, health.HealthServicer],
+) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as error:
+        await check(target[0], "shop.Nothing")
+    assert error.value.code() is grpc.StatusCode.NOT_FOUND
+    assert "shop.Nothing" in (error.value.details() or "")
+
+
+async def test_check_answers_within_the_probe_deadline(hanging_target: str) -> None:
+    start = time.monotonic()
+    status = await check(hanging_target, timeout=1.0)  # no DEADLINE_EXCEEDED: an answer
+    assert status == Status.NOT_SERVING
+    assert time.monotonic() - start < 1.0
+
+
+async def test_watch_sees_changes(target: tuple[str, health.HealthServicer]) -> None:
+    address, servicer = target
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        call = stub.Watch(health_pb2.HealthCheckRequest(service="shop.Cart"))
+        updates = call.__aiter__()
+        assert (await asyncio.wait_for(updates.__anext__(), 2)).status == Status.SERVING
+        STATE["db"] = False
+        assert (await asyncio.wait_for(updates.__anext__(), 2)).status == Status.NOT_SERVING
+        STATE["db"] = True
+        assert (await asyncio.wait_for(updates.__anext__(), 2)).status == Status.SERVING
+        servicer.enter_graceful_shutdown()
+        assert (await asyncio.wait_for(updates.__anext__(), 2)).status == Status.NOT_SERVING
+        call.cancel()
+    assert await check(address) == Status.NOT_SERVING
+
+
+async def test_watch_unknown_service(target: tuple[str, health.HealthServicer]) -> None:
+    async with grpc.aio.insecure_channel(target[0]) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        call = stub.Watch(health_pb2.HealthCheckRequest(service="shop.Nothing"))
+        first = await asyncio.wait_for(call.__aiter__().__anext__(), 2)
+        assert first.status == Status.SERVICE_UNKNOWN
+        call.cancel()
+
+
+async def test_grpc_pinger_chains_to_the_servicer(
+    target: tuple[str, health.HealthServicer],
+) -> None:
+    checker = health.Checker(health.GRPCPinger("cart", target[0], service="shop.Cart"))
+    assert (await checker.check()).ok
+    STATE["db"] = False
+    assert not (await checker.check()).ok
+    await checker.aclose()
+
+
+def test_bad_watch_interval() -> None:
+    with pytest.raises(ValueError, match="watch_interval"):
+        health.HealthServicer(watch_interval=0)
+
+
+@pytest.fixture
+def sync_target() -> Iterator[tuple[str, health.SyncHealthServicer]]:
+    """A thread-pool grpc.server with the sync servicer checking "db"."""
+    STATE["db"] = True
+    checker = health.Checker(health.pinger("db", db_ping))
+    servicer = health.SyncHealthServicer(checker, services=["shop.Cart"], watch_interval=0.05)
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    servicer.add_to_server(server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    yield f"127.0.0.1:{port}", servicer
+    server.stop(None)
+    servicer.close()
+    STATE["db"] = True
+
+
+def test_sync_servicer_check_and_watch(
+    sync_target: tuple[str, health.SyncHealthServicer],
+) -> None:
+    address, servicer = sync_target
+    with grpc.insecure_channel(address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+
+        def check(service: str = "") -> int:
+            request = health_pb2.HealthCheckRequest(service=service)
+            return int(stub.Check(request, timeout=2).status)
+
+        assert check() == Status.SERVING
+        assert check("shop.Cart") == Status.SERVING
+        with pytest.raises(grpc.RpcError) as error:
+            check("shop.Nothing")
+        assert error.value.code() is grpc.StatusCode.NOT_FOUND  # type: ignore[attr-defined]
+
+        watch = stub.Watch(health_pb2.HealthCheckRequest(service="shop.Cart"), timeout=5)
+        assert next(watch).status == Status.SERVING
+        STATE["db"] = False
+        assert next(watch).status == Status.NOT_SERVING
+        assert check() == Status.NOT_SERVING
+        STATE["db"] = True
+        assert next(watch).status == Status.SERVING
+        servicer.enter_graceful_shutdown()
+        assert next(watch).status == Status.NOT_SERVING
+        watch.cancel()
+        unknown = stub.Watch(health_pb2.HealthCheckRequest(service="shop.Nothing"), timeout=5)
+        assert next(unknown).status == Status.SERVICE_UNKNOWN
+        unknown.cancel()
