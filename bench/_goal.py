@@ -5,7 +5,13 @@ from __future__ import annotations
 
 def goal(name: str, value: float, op: str, target: float, unit: str = "") -> str:
     """Print and return ``goal <name> value=<x> target=<op><y> pass|fail``."""
-    ok = {"<=": value <= target, "<": value < target, ">=": value >= target, ">": value > target}[op]
-    line = f"goal {name} value={value:.4g}{unit} target={op}{target:g}{unit} {'pass' if ok else 'fail'}"
+    checks = {
+        "<=": value <= target,
+        "<": value < target,
+        ">=": value >= target,
+        ">": value > target,
+    }
+    verdict = "pass" if checks[op] else "fail"
+    line = f"goal {name} value={value:.4g}{unit} target={op}{target:g}{unit} {verdict}"
     print(line, flush=True)
     return line

@@ -26,9 +26,9 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from _goal import goal  # noqa: E402
+from _goal import goal
 
-from reference_services.launcher import Boutique  # noqa: E402
+from reference_services.launcher import Boutique
 
 PAGES = ("home", "product", "cart", "add to cart", "checkout")
 
@@ -49,8 +49,10 @@ def load(boutique: Boutique, users: int, duration: float, out: Path) -> dict[str
     report = out / f"load-{users}.json"
     before = cpu_seconds(boutique)
     loadgen = subprocess.run(
-        [sys.executable, "-m", "reference_services.loadgen", "--users", str(users)]
-        + ["--duration", str(duration), "--host", boutique.shop_url, "--json", str(report)],
+        [
+            *(sys.executable, "-m", "reference_services.loadgen", "--users", str(users)),
+            *("--duration", str(duration), "--host", boutique.shop_url, "--json", str(report)),
+        ],
         capture_output=True,
         text=True,
         check=False,

@@ -26,9 +26,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parent.parent))
 
-from _goal import goal  # noqa: E402
+from _goal import goal
 
-from clue.debug.pprof import CPUSampler, HeapRecorder  # noqa: E402
+from clue.debug.pprof import CPUSampler, HeapRecorder
 
 ROUNDS = 9
 
