@@ -80,7 +80,7 @@ async def _refuse(scope: Scope, send: Send, code: int, message: str) -> None:
     if scope["type"] == "websocket":  # closing before accepting makes the server answer 403
         await send({"type": "websocket.close", "code": 1008, "reason": message})
         return
-    body = json.dumps({"error": message}).encode()
+    body = json.dumps({"error": message}, separators=(",", ":")).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     if code == 401:
         headers.append((b"www-authenticate", b'Bearer realm="clue"'))
