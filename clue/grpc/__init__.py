@@ -41,7 +41,12 @@ def server_interceptors(
     tracer_provider: TracerProvider | None = None,
     meter_provider: MeterProvider | None = None,
 ) -> list[Any]:
-    """The ordered server interceptors: tracing, logging, debug payloads, metrics.
+    """The server interceptors to pass to ``grpc.aio.server`` (or ``grpc.server``).
+
+    The list holds one interceptor running clue's layers in order: tracing
+    (SERVER span continuing the caller's trace), logging (request scope, request
+    id, request line), debug payloads, RPC metrics. Handlers wrapped by
+    interceptors listed after it run inside clue's span and log scope.
 
     ``aio`` picks ``grpc.aio.server`` (True) or ``grpc.server`` interceptors.
     ``log_requests`` writes one unbuffered line per call with its code and
@@ -58,8 +63,10 @@ def server_interceptors(
         layers.append(Payloads())
     if metrics:
         layers.append(ServerMetrics(meter_provider))
+    if not layers:
+        return []
     adapter = AioInterceptor if aio else SyncInterceptor
-    return [adapter(layer) for layer in layers]
+    return [adapter(*layers)]
 
 
 def client_interceptors(

@@ -2,8 +2,9 @@
 
 A layer observes one call: ``enter`` runs before the handler (with the request
 when it is a single message) and returns a state; ``exit`` runs after it with the
-response (single message) or the exception. The same layer serves ``grpc.server``
-and ``grpc.aio.server``; wrapped handlers are cached per method.
+response (single message) or the exception. One interceptor runs an ordered
+tuple of layers (entered in order, exited in reverse), for ``grpc.server`` and
+``grpc.aio.server`` alike; wrapped handlers are cached per method.
 """
 
 from __future__ import annotations
@@ -32,11 +33,14 @@ class Layer(Protocol):
         """Finish observing it; ``response`` is None for server streams and failures."""
 
 
+Layers = tuple[Layer, ...]
+
+
 class _Cache:
     """Wrapped handlers by method, rebuilt only when the inner handler changes."""
 
-    def __init__(self, layer: Layer, wrap: Callable[[Layer, RpcInfo, Handler], Handler]) -> None:
-        self._layer = layer
+    def __init__(self, layers: Layers, wrap: Callable[[Layers, RpcInfo, Handler], Handler]) -> None:
+        self._layers = layers
         self._wrap = wrap
         self._handlers: dict[str, tuple[Handler, Handler]] = {}
 
@@ -46,17 +50,21 @@ class _Cache:
         cached = self._handlers.get(method)
         if cached is not None and cached[0] is handler:
             return cached[1]
-        wrapped = self._wrap(self._layer, rpc_info(method), handler)
+        wrapped = self._wrap(self._layers, rpc_info(method), handler)
         self._handlers[method] = (handler, wrapped)
         return wrapped
 
 
 class AioInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
-    """A layer as a ``grpc.aio`` server interceptor."""
+    """Layers as one ``grpc.aio`` server interceptor (entered in order, exited in reverse).
 
-    def __init__(self, layer: Layer) -> None:
-        self.layer = layer
-        self._cache = _Cache(layer, _wrap_aio)
+    One interceptor running every layer costs one continuation and one handler
+    wrapper per call, instead of one per layer.
+    """
+
+    def __init__(self, *layers: Layer) -> None:
+        self.layers = layers
+        self._cache = _Cache(layers, _wrap_aio)
 
     async def intercept_service(
         self,
@@ -67,15 +75,15 @@ class AioInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         return self._cache.get(handler_call_details.method, handler)  # type: ignore[return-value]
 
     def __repr__(self) -> str:
-        return f"AioInterceptor({type(self.layer).__name__})"
+        return f"AioInterceptor({', '.join(type(layer).__name__ for layer in self.layers)})"
 
 
 class SyncInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
-    """A layer as a ``grpc.server`` interceptor."""
+    """Layers as one ``grpc.server`` interceptor (entered in order, exited in reverse)."""
 
-    def __init__(self, layer: Layer) -> None:
-        self.layer = layer
-        self._cache = _Cache(layer, _wrap_sync)
+    def __init__(self, *layers: Layer) -> None:
+        self.layers = layers
+        self._cache = _Cache(layers, _wrap_sync)
 
     def intercept_service(
         self,
@@ -86,7 +94,7 @@ class SyncInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
         return self._cache.get(handler_call_details.method, handler)
 
     def __repr__(self) -> str:
-        return f"SyncInterceptor({type(self.layer).__name__})"
+        return f"SyncInterceptor({', '.join(type(layer).__name__ for layer in self.layers)})"
 
 
 def _rebuild(handler: Handler, behavior: Behavior) -> Handler:
@@ -114,28 +122,55 @@ def _behavior(handler: Handler) -> Behavior:
     return behavior
 
 
-def _wrap_aio(layer: Layer, info: RpcInfo, handler: Handler) -> Handler:
+Entered = list[tuple[Layer, Any]]
+
+
+def _enter(layers: Layers, info: RpcInfo, context: Any, request: Any) -> Entered:
+    """Enter every layer in order; if one fails, exit those already entered and re-raise."""
+    entered: Entered = []
+    try:
+        for layer in layers:
+            entered.append((layer, layer.enter(info, context, request)))
+    except BaseException as exc:
+        _exit(entered, context, None, exc)
+        raise
+    return entered
+
+
+def _exit(entered: Entered, context: Any, response: Any, exc: BaseException | None) -> None:
+    """Exit the entered layers in reverse order, all of them even if one raises."""
+    failure: BaseException | None = None
+    for layer, state in reversed(entered):
+        try:
+            layer.exit(state, context, response, exc)
+        except BaseException as error:  # finish the other layers, then raise the first
+            failure = failure or error
+    if failure is not None:
+        raise failure
+
+
+def _wrap_aio(layers: Layers, info: RpcInfo, handler: Handler) -> Handler:
     inner = _behavior(handler)
     single_request = not handler.request_streaming
 
     if not handler.response_streaming:
 
         async def unary(request: Any, context: Any) -> Any:
-            state = layer.enter(info, context, request if single_request else None)
+            entered = _enter(layers, info, context, request if single_request else None)
             try:
                 response = inner(request, context)
                 if inspect.isawaitable(response):
                     response = await response
             except BaseException as exc:
-                layer.exit(state, context, None, exc)
+                _exit(entered, context, None, exc)
                 raise
-            layer.exit(state, context, response, None)
+            _exit(entered, context, response, None)
             return response
 
         return _rebuild(handler, unary)
 
     async def stream(request: Any, context: Any) -> AsyncIterator[Any]:
-        state = layer.enter(info, context, request if single_request else None)
+        entered = _enter(layers, info, context, request if single_request else None)
         try:
             result = inner(request, context)
             if inspect.isawaitable(result):  # handler writes with context.write()
@@ -147,38 +182,38 @@ def _wrap_aio(layer: Layer, info: RpcInfo, handler: Handler) -> Handler:
                 async for message in result:
                     yield message
         except BaseException as exc:
-            layer.exit(state, context, None, exc)
+            _exit(entered, context, None, exc)
             raise
-        layer.exit(state, context, None, None)
+        _exit(entered, context, None, None)
 
     return _rebuild(handler, stream)
 
 
-def _wrap_sync(layer: Layer, info: RpcInfo, handler: Handler) -> Handler:
+def _wrap_sync(layers: Layers, info: RpcInfo, handler: Handler) -> Handler:
     inner = _behavior(handler)
     single_request = not handler.request_streaming
 
     if not handler.response_streaming:
 
         def unary(request: Any, context: Any) -> Any:
-            state = layer.enter(info, context, request if single_request else None)
+            entered = _enter(layers, info, context, request if single_request else None)
             try:
                 response = inner(request, context)
             except BaseException as exc:
-                layer.exit(state, context, None, exc)
+                _exit(entered, context, None, exc)
                 raise
-            layer.exit(state, context, response, None)
+            _exit(entered, context, response, None)
             return response
 
         return _rebuild(handler, unary)
 
     def stream(request: Any, context: Any) -> Iterator[Any]:
-        state = layer.enter(info, context, request if single_request else None)
+        entered = _enter(layers, info, context, request if single_request else None)
         try:
             yield from inner(request, context)
         except BaseException as exc:
-            layer.exit(state, context, None, exc)
+            _exit(entered, context, None, exc)
             raise
-        layer.exit(state, context, None, None)
+        _exit(entered, context, None, None)
 
     return _rebuild(handler, stream)

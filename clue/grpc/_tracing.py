@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.util.types import AttributeValue
 
 from clue.grpc._rpc import SERVER_ERROR_CODES, RpcInfo, is_expected, server_code
 
@@ -16,15 +18,31 @@ class ServerTracing:
 
     def __init__(self, tracer_provider: trace.TracerProvider | None = None) -> None:
         self._tracer = trace.get_tracer("clue.grpc", tracer_provider=tracer_provider)
+        self._propagator: Any = None
+        self._fields: frozenset[str] = frozenset()
+
+    def _propagation_fields(self) -> frozenset[str]:
+        """Metadata keys the global propagator reads (recomputed when it is replaced)."""
+        propagator = propagate.get_global_textmap()
+        if propagator is not self._propagator:
+            self._fields = frozenset(field.lower() for field in propagator.fields)
+            self._propagator = propagator
+        return self._fields
 
     def enter(self, info: RpcInfo, context: Any, request: Any) -> tuple[trace.Span, object]:
+        parent = None
         metadata = context.invocation_metadata()
-        parent = propagate.extract(dict(metadata)) if metadata else None
+        if metadata:
+            fields = self._propagation_fields()
+            carrier = {key: value for key, value in metadata if key in fields}
+            if carrier:  # no trace context sent: skip the propagators
+                parent = propagate.extract(carrier)
         span = self._tracer.start_span(
-            info.name, context=parent, kind=SpanKind.SERVER, attributes=info.attributes
+            info.name,
+            context=parent,
+            kind=SpanKind.SERVER,
+            attributes={**info.attributes, **_peer_attributes(context.peer())},
         )
-        if span.is_recording():
-            _set_peer(span, context.peer())
         token = otel_context.attach(trace.set_span_in_context(span, parent))
         return span, token
 
@@ -52,12 +70,15 @@ class ServerTracing:
             otel_context.detach(token)  # type: ignore[arg-type]
 
 
-def _set_peer(span: trace.Span, peer: str) -> None:
-    """``ipv4:127.0.0.1:5000`` / ``ipv6:[::1]:5000`` -> network.peer.address and .port."""
+@functools.lru_cache(maxsize=1024)
+def _peer_attributes(peer: str) -> dict[str, AttributeValue]:
+    """``ipv4:127.0.0.1:5000`` / ``ipv6:[::1]:5000`` -> network.peer.address and .port
+    (cached: a connection's calls share their peer)."""
     kind, _, address = peer.partition(":")
     if kind not in ("ipv4", "ipv6"):
-        return
+        return {}
     host, _, port = address.rpartition(":")
-    span.set_attribute("network.peer.address", host.strip("[]"))
+    attributes: dict[str, AttributeValue] = {"network.peer.address": host.strip("[]")}
     if port.isdigit():
-        span.set_attribute("network.peer.port", int(port))
+        attributes["network.peer.port"] = int(port)
+    return attributes
