@@ -96,6 +96,9 @@ BAD_QUERIES = [
     ("debug-logs=off&ttl=30s", "ttl only goes with debug-logs=on"),
     ("ttl=30s", "ttl only goes with debug-logs=on"),
     ("debug_logs=on", "unknown parameter 'debug_logs'"),
+    ("debug-logs=on&ttl=%D9%A1%D9%A2", "ttl must be a duration"),  # Arabic-Indic "12"
+    ("debug-logs=on&ttl=" + "9" * 500, "got '" + "9" * 40 + "'..."),  # echoed, cut short
+    ("debug-logs=" + "x" * 500, "got '" + "x" * 40 + "'..."),
 ]
 
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import ipaddress
+import socket
+import threading
+import tracemalloc
 from collections.abc import Iterator
 from typing import Any
 
@@ -147,3 +151,49 @@ async def test_pprof_is_mounted_behind_the_same_guard() -> None:
         assert (await http.get("/debug/pprof/", headers=headers)).status_code == 200
         threads = await http.get("/debug/pprof/threads", headers=headers)
         assert threads.status_code == 200
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/debug/pprof/", "/debug/pprof/profile?seconds=1", "/debug/pprof/heap?seconds=1"],
+)
+def test_pprof_over_http_needs_the_token(guarded: str, path: str) -> None:
+    for headers in ({}, {"Authorization": "Bearer wrong"}):
+        response = httpx.get(guarded + path, headers=headers, timeout=10)
+        assert response.status_code == 401
+        assert response.json() == {"error": "missing or wrong bearer token"}
+    assert not [t for t in threading.enumerate() if t.name == "clue-cpu-sampler"]
+    assert not tracemalloc.is_tracing()
+    right = httpx.get(guarded + path, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30)
+    assert right.status_code == 200
+
+
+def outside_address() -> str | None:
+    """An address of this machine that is not loopback (what a neighbour's packets come from)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("192.0.2.1", 9))  # no packet is sent: this only picks a route
+        except OSError:
+            return None
+        address = str(probe.getsockname()[0])
+    return None if ipaddress.ip_address(address).is_loopback else address
+
+
+@pytest.mark.skipif(outside_address() is None, reason="this machine has no non-loopback address")
+def test_a_real_non_loopback_peer_is_refused_and_allow_from_admits_it() -> None:
+    address = outside_address()
+    assert address is not None
+    exposed = AdminServer(host="0.0.0.0", metrics=False, token="")
+    admitting = AdminServer(host="0.0.0.0", metrics=False, token="", allow_from=[f"{address}/32"])
+    with exposed.running_in_thread(), admitting.running_in_thread():
+        # The request leaves from (and arrives at) the machine's own outside address.
+        url = f"http://{address}:{exposed.port}"
+        for path in ("/debug?debug-logs=on", "/debug/pprof/", "/debug/pprof/threads"):
+            response = httpx.get(url + path, timeout=10)
+            assert response.status_code == 403, path
+            assert response.json() == {"error": "debug endpoints only answer local callers"}
+        assert not log.debug_enabled()
+        assert httpx.get(url + "/healthz", timeout=10).status_code == 200
+        assert httpx.get(f"http://127.0.0.1:{exposed.port}/debug").status_code == 200
+        allowed = f"http://{address}:{admitting.port}"
+        assert httpx.get(allowed + "/debug/pprof/threads", timeout=10).status_code == 200

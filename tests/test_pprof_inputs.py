@@ -18,7 +18,10 @@ def client() -> Iterator[httpx.Client]:
         yield client
 
 
-BAD_SECONDS = ["0", "301", "-1", "1.5", "abc", "", " 5", "+5", "1e2", "99999999999999999999"]
+BAD_SECONDS = [
+    *("0", "301", "-1", "1.5", "abc", "", " 5", "+5", "1e2", "99999999999999999999"),
+    *("\u0661", "\uff15", "5\n"),  # digits of other scripts, a trailing newline
+]
 
 
 @pytest.mark.parametrize("endpoint", ["profile", "heap"])
@@ -60,6 +63,14 @@ def test_bad_parameters(
     assert response.status_code == 400
     assert response.headers["content-type"] == "application/json"
     assert response.json()["error"].startswith(message)
+
+
+def test_long_values_are_echoed_cut_short(client: httpx.Client) -> None:
+    for query in ({"format": "f" * 5000}, {"seconds": "9" * 5000}, {"x" * 5000: "1"}):
+        response = client.get("/debug/pprof/profile", params=query)
+        assert response.status_code == 400
+        error = response.json()["error"]
+        assert len(error) < 150 and "'..." in error, error
 
 
 def test_repeated_parameter(client: httpx.Client) -> None:

@@ -11,6 +11,7 @@ from starlette.routing import BaseRoute, Mount, Route, Router, request_response
 
 from clue import log
 from clue.debug import toggle
+from clue.debug._text import quoted
 from clue.debug.guard import Guard
 
 
@@ -51,7 +52,9 @@ def _toggle_endpoint(param: str, ttl_param: str, max_ttl: float) -> Any:
         names = [key for key, _ in request.query_params.multi_items()]
         unknown = sorted(set(names) - {param, ttl_param})
         if unknown:
-            return _bad(f"unknown parameter {unknown[0]!r}: use {param}=on|off and {ttl_param}")
+            return _bad(
+                f"unknown parameter {quoted(unknown[0])}: use {param}=on|off and {ttl_param}"
+            )
         for name in (param, ttl_param):
             if names.count(name) > 1:
                 return _bad(f"{name} given more than once")
@@ -62,7 +65,7 @@ def _toggle_endpoint(param: str, ttl_param: str, max_ttl: float) -> Any:
                 return _bad(f"{ttl_param} only goes with {param}=on")
             return _state(param)
         if value not in ("on", "off"):
-            return _bad(f'{param} must be "on" or "off", got {value!r}')
+            return _bad(f'{param} must be "on" or "off", got {quoted(value)}')
         if ttl_text is not None and value == "off":
             return _bad(f"{ttl_param} only goes with {param}=on")
         try:

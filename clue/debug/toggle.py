@@ -8,14 +8,15 @@ import time
 from dataclasses import dataclass
 
 from clue import log
+from clue.debug._text import quoted
 
 MAX_TTL = 24 * 3600.0
 """The longest ttl accepted by default (seconds)."""
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
-_NUMBER = re.compile(r"\d+(?:\.\d+)?")
-_DURATION = re.compile(r"(?:\d+(?:\.\d+)?(?:ms|s|m|h))+")
+_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)")
+_NUMBER = re.compile(r"[0-9]+(?:\.[0-9]+)?")
+_DURATION = re.compile(r"(?:[0-9]+(?:\.[0-9]+)?(?:ms|s|m|h))+")
 
 _lock = threading.Lock()
 _timer: threading.Timer | None = None
@@ -78,10 +79,13 @@ def parse_ttl(text: str, max_ttl: float = MAX_TTL) -> float:
         seconds = float(value)
     else:
         raise ValueError(
-            f'ttl must be a duration such as "30s", "5m", "1h" or a number of seconds, got {text!r}'
+            'ttl must be a duration such as "30s", "5m", "1h" or a number of seconds, '
+            f"got {quoted(text)}"
         )
     if not 0 < seconds <= max_ttl:
-        raise ValueError(f"ttl must be more than 0 and at most {max_ttl:g} seconds, got {text!r}")
+        raise ValueError(
+            f"ttl must be more than 0 and at most {max_ttl:g} seconds, got {quoted(text)}"
+        )
     return seconds
 
 

@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from clue.debug._text import quoted
 from clue.debug.pprof import dumps
 from clue.debug.pprof.encode_pprof import cpu_pprof, heap_pprof
 from clue.debug.pprof.encode_stacks import collapsed, speedscope
@@ -203,7 +204,7 @@ def _params(request: Request, allowed: Collection[str]) -> dict[str, str]:
     for name in names:
         if name not in allowed:
             takes = ", ".join(allowed) if allowed else "no parameters"
-            raise BadRequest(f"unknown parameter {name!r}; this endpoint takes {takes}")
+            raise BadRequest(f"unknown parameter {quoted(name)}; this endpoint takes {takes}")
         if names.count(name) > 1:
             raise BadRequest(f"{name} given more than once")
     return dict(request.query_params)
@@ -215,14 +216,14 @@ def _int(params: dict[str, str], name: str, default: int, low: int, high: int) -
         return default
     value = int(text) if re.fullmatch(r"[0-9]{1,6}", text) else None
     if value is None or not low <= value <= high:
-        raise BadRequest(f"{name} must be a whole number from {low} to {high}, got {text!r}")
+        raise BadRequest(f"{name} must be a whole number from {low} to {high}, got {quoted(text)}")
     return value
 
 
 def _choice(params: dict[str, str], name: str, choices: Collection[str], default: str) -> str:
     value = params.get(name, default)
     if value not in choices:
-        raise BadRequest(f"{name} must be one of {', '.join(choices)}; got {value!r}")
+        raise BadRequest(f"{name} must be one of {', '.join(choices)}; got {quoted(value)}")
     return value
 
 
