@@ -17,6 +17,7 @@ import uvicorn
 import clue
 from tests.conftest import free_port
 from tests.otlp_receiver import OTLPReceiver
+from tests.test_middleware_docs import MIDDLEWARE_EXAMPLES
 from tests.test_telemetry_configure import clue_globals
 
 PAGE = Path(__file__).resolve().parent.parent / "docs" / "telemetry.md"
@@ -42,7 +43,8 @@ def run(name: str) -> dict[str, Any]:
 
 
 def test_the_page_has_the_examples_this_test_runs() -> None:
-    assert set(EXAMPLES) == {"quickstart", "objects", "sampler", "stats", "prometheus"}
+    runs_here = {"quickstart", "objects", "sampler", "stats", "prometheus"}
+    assert set(EXAMPLES) == runs_here | MIDDLEWARE_EXAMPLES  # those: test_middleware_docs.py
 
 
 def test_quickstart_exports_the_span_and_the_log(monkeypatch: pytest.MonkeyPatch) -> None:
