@@ -1,9 +1,13 @@
-"""The Python blocks of docs/health.md run, in order, sharing names like a notebook."""
+"""The Python blocks of docs/health.md run, in order, sharing names like a notebook; the log
+lines the page shows are among those they write."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
+
+import pytest
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "health.md"
 
@@ -12,9 +16,26 @@ def python_blocks(text: str) -> list[str]:
     return re.findall(r"^```python\n(.*?)^```$", text, flags=re.S | re.M)
 
 
-def test_health_doc_examples_run() -> None:
-    blocks = python_blocks(DOC.read_text())
-    assert len(blocks) >= 5
+def shown_log_lines(text: str) -> list[dict[str, object]]:
+    blocks = re.findall(r"^```json\n(.*?)^```$", text, flags=re.S | re.M)
+    entries = [json.loads(line) for block in blocks for line in block.splitlines()]
+    return [entry for entry in entries if "msg" in entry]
+
+
+def test_health_doc_examples_run(capsys: pytest.CaptureFixture[str]) -> None:
+    text = DOC.read_text()
+    blocks = python_blocks(text)
+    assert len(blocks) >= 6
     namespace: dict[str, object] = {"__name__": "health_doc"}
     for number, block in enumerate(blocks, 1):
         exec(compile(block, f"{DOC.name} block {number}", "exec"), namespace)
+    written = []
+    for line in capsys.readouterr().out.splitlines():
+        if line.startswith('{"'):  # a JSON log line, not a printed dict
+            entry = json.loads(line)
+            entry.pop("time", None)
+            written.append(entry)
+    shown = shown_log_lines(text)
+    assert len(shown) >= 2
+    for entry in shown:
+        assert entry in written, entry
