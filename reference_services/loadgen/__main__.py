@@ -12,12 +12,15 @@ monkey.patch_all()
 
 import argparse  # noqa: E402
 import json  # noqa: E402
+import math  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
+from urllib.parse import urlsplit  # noqa: E402
 
 import gevent  # noqa: E402
+import requests  # noqa: E402
 from locust.env import Environment  # noqa: E402
 from locust.stats import StatsEntry  # noqa: E402
 
@@ -32,11 +35,39 @@ def _positive(kind: type[int] | type[float]) -> Any:
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-        if value <= 0:
+        if not math.isfinite(value) or value <= 0:
             raise argparse.ArgumentTypeError(f"{text!r} must be positive")
         return value
 
     return parse
+
+
+def _shop_url(text: str) -> str:
+    """``http(s)://host[:port]`` without a path: the shop to load."""
+    try:
+        parts = urlsplit(text)
+        port = parts.port
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a URL: {error}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an http(s) URL such as http://127.0.0.1:18018"
+        )
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise argparse.ArgumentTypeError(f"{text!r} must be the shop's root URL, without a path")
+    netloc = parts.hostname if port is None else f"{parts.hostname}:{port}"
+    return f"{parts.scheme}://{netloc}"
+
+
+def reachable(host: str, timeout: float = 5.0) -> str | None:
+    """None when the shop answers its ``/_healthz``, else why not."""
+    try:
+        response = requests.get(f"{host}/_healthz", timeout=timeout)
+    except requests.RequestException as error:
+        return f"cannot reach {host}/_healthz ({type(error).__name__}): is the shop running?"
+    if response.status_code != 200:
+        return f"{host}/_healthz answered {response.status_code}, not 200"
+    return None
 
 
 def parser() -> argparse.ArgumentParser:
@@ -44,7 +75,9 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m reference_services.loadgen")
     p.add_argument("--users", type=_positive(int), default=10, help="simulated visitors")
     p.add_argument("--duration", type=_positive(float), default=60.0, help="seconds of load")
-    p.add_argument("--host", required=True, help="the shop, e.g. http://127.0.0.1:18018")
+    p.add_argument(
+        "--host", type=_shop_url, required=True, help="the shop, e.g. http://127.0.0.1:18018"
+    )
     p.add_argument("--spawn-rate", type=_positive(float), default=10.0, help="visitors/second")
     p.add_argument("--json", type=Path, help="also write the summary as JSON here")
     return p
@@ -100,14 +133,24 @@ def render(summary: dict[str, Any]) -> str:
             f"{name:<14}{s['requests']:>9}{s['failures']:>7}{s['rps']:>8.2f}"
             f"{s['p50_ms']:>9.0f}{s['p95_ms']:>9.0f}{s['p99_ms']:>9.0f}"
         )
+    total = summary["total"]
+    lines.append(
+        f"{total['rps']:.2f} requests/s, {total['error_rate']:.2%} failed, "
+        f"p50 {total['p50_ms']:.0f} ms, p95 {total['p95_ms']:.0f} ms, p99 {total['p99_ms']:.0f} ms"
+    )
     for error, count in summary["errors"].items():
         lines.append(f"error x{count}: {error}")
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: 0 when no request failed, 1 otherwise."""
+    """Entry point: 0 when no request failed, 1 otherwise, 2 on bad arguments or an
+    unreachable shop."""
     args = parser().parse_args(argv)
+    problem = reachable(args.host)
+    if problem is not None:
+        print(f"loadgen: {problem}", file=sys.stderr)
+        return 2
     summary = run(args.users, args.duration, args.host, args.spawn_rate)
     print(render(summary), flush=True)
     if args.json:

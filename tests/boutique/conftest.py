@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 import grpc.aio
 import pytest
+import uvicorn
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -29,6 +30,8 @@ from reference_services.common.database import SQLite
 from reference_services.common.runtime import GrpcService, Wiring
 from reference_services.currency import service as currency
 from reference_services.email import service as email
+from reference_services.frontend.app import create_app
+from reference_services.frontend.clients import Addresses, Clients
 from reference_services.payment import service as payment
 from reference_services.productcatalog import service as productcatalog
 from reference_services.recommendation import service as recommendation
@@ -197,6 +200,51 @@ async def boutique(tmp_path: Path) -> AsyncIterator[Boutique]:
     """All nine gRPC services in-process on loopback, stores in a temp directory."""
     async with boutique_running(tmp_path) as shop:
         yield shop
+
+
+@asynccontextmanager
+async def shop_running(shop: Boutique) -> AsyncIterator[str]:
+    """The web shop over ``shop``'s services, served by uvicorn on a free loopback port;
+    yields its base URL."""
+    clients = Clients(
+        Addresses(
+            productcatalog=shop["productcatalog"].address,
+            currency=shop["currency"].address,
+            cart=shop["cart"].address,
+            recommendation=shop["recommendation"].address,
+            shipping=shop["shipping"].address,
+            checkout=shop["checkout"].address,
+            ad=shop["ad"].address,
+        )
+    )
+    config = uvicorn.Config(
+        create_app(clients),
+        host="127.0.0.1",
+        port=0,
+        log_config=None,
+        access_log=False,
+        lifespan="off",
+    )
+    server = uvicorn.Server(config)
+    serving_task = asyncio.create_task(server.serve())
+    try:
+        while not server.started:
+            if serving_task.done():
+                serving_task.result()  # raises what stopped it
+            await asyncio.sleep(0.01)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await serving_task
+        await clients.close()
+
+
+@pytest.fixture
+async def shop(boutique: Boutique) -> AsyncIterator[str]:
+    """The web shop in-process over the ``boutique`` fixture's services: its base URL."""
+    async with shop_running(boutique) as url:
+        yield url
 
 
 async def rpc_error(call: Any) -> grpc.aio.AioRpcError:

@@ -1,0 +1,98 @@
+"""The load generator for real: ``python -m reference_services.loadgen`` against the shop.
+
+The nine services and the web shop run in this process on loopback (the
+conftest fixtures); the load generator is a child process, so the event loop
+keeps serving while it runs. A few visitors for a few seconds are enough to
+go through every kind of page of the visitor mix.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.timeout(120)
+ROOT = Path(__file__).resolve().parents[2]
+# the page names of the summary (not imported: the loadgen module monkey-patches with gevent)
+PAGES = ("home", "product", "cart", "add to cart", "set currency", "checkout")
+
+
+async def loadgen(*args: str) -> tuple[int, str, str]:
+    """Run the load generator; (exit code, stdout, stderr)."""
+    child = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "reference_services.loadgen", *args),
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(child.communicate(), timeout=90)
+    assert child.returncode is not None
+    return child.returncode, out.decode(), err.decode()
+
+
+async def test_a_short_run_prints_rates_and_latencies_and_writes_json(
+    shop: str, tmp_path: Path
+) -> None:
+    report = tmp_path / "summary.json"
+    code, out, err = await loadgen(
+        *("--users", "6", "--spawn-rate", "6", "--duration", "6"),
+        *("--host", shop, "--json", str(report)),
+    )
+    assert code == 0, out + err
+    summary = json.loads(report.read_text())
+    assert summary["users"] == 6 and 5 <= summary["seconds"] <= 20
+    total = summary["total"]
+    assert total["failures"] == 0 and total["error_rate"] == 0 and summary["errors"] == {}
+    # every visitor starts on the home page, and browsing products weighs the most
+    assert summary["pages"]["home"]["requests"] >= 6
+    assert set(summary["pages"]) <= set(PAGES)
+    assert total["requests"] == sum(p["requests"] for p in summary["pages"].values())
+    assert total["rps"] == pytest.approx(total["requests"] / summary["seconds"], rel=0.01)
+    for name, page in [*summary["pages"].items(), ("total", total)]:
+        assert 0 < page["p50_ms"] <= page["p95_ms"] <= page["p99_ms"], name
+
+    lines = out.splitlines()
+    assert lines[0].startswith(f"6 visitors for {summary['seconds']} s")
+    header = "page requests fails rps p50 ms p95 ms p99 ms"
+    assert lines[1].split() == header.split()
+    rows = {line[:14].strip(): line[14:].split() for line in lines[2:] if line[:1] != " "}
+    for name, page in [*summary["pages"].items(), ("total", total)]:
+        requests, fails, rps = rows[name][:3]
+        assert (int(requests), int(fails)) == (page["requests"], 0), name
+        assert float(rps) == pytest.approx(page["rps"], abs=0.01)
+    assert re.search(
+        r"^[\d.]+ requests/s, 0\.00% failed, p50 \d+ ms, p95 \d+ ms, p99 \d+ ms$", out, re.M
+    )
+    assert "error x" not in out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--users", "0"), "argument --users: '0' must be positive"),
+        (("--users", "many"), "argument --users: 'many' is not a number"),
+        (("--duration", "-5"), "argument --duration: '-5' must be positive"),
+        (("--duration", "nan"), "argument --duration: 'nan' must be positive"),
+        (("--host", "ftp://shop"), "argument --host: 'ftp://shop' is not an http(s) URL"),
+        (("--host", "127.0.0.1:8080"), "is not an http(s) URL"),
+        (("--host", "http://shop:99999"), "argument --host: 'http://shop:99999' is not a URL"),
+        (("--host", "http://shop/cart"), "must be the shop's root URL, without a path"),
+    ],
+)
+async def test_bad_arguments_are_one_clear_error(args: tuple[str, ...], message: str) -> None:
+    given = dict(zip(args[::2], args[1::2], strict=True))
+    host = () if "--host" in given else ("--host", "http://127.0.0.1:1")
+    code, out, err = await loadgen(*args, *host)
+    assert code == 2 and out == ""
+    assert message in err, err
+
+
+async def test_a_shop_that_is_not_there_is_a_clear_error_before_any_load() -> None:
+    code, out, err = await loadgen("--host", "http://127.0.0.1:1", "--duration", "30")
+    assert code == 2 and out == ""
+    assert err.startswith("loadgen: cannot reach http://127.0.0.1:1/_healthz"), err
