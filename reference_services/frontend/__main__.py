@@ -89,7 +89,7 @@ def main() -> int:
     except ConfigError as error:
         print(f"{SERVICE}: {error}", file=sys.stderr)
         return 2
-    clue.configure(SERVICE, VERSION)
+    clue.configure(SERVICE, VERSION, prometheus=True)
     try:
         asyncio.run(serve(config))
     finally:

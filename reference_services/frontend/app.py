@@ -21,7 +21,7 @@ from starlette.types import ASGIApp
 
 from clue import log
 from clue.asgi import ClueMiddleware
-from reference_services.frontend import money
+from reference_services.frontend import metrics, money
 from reference_services.frontend.clients import CALL_TIMEOUT, Clients
 from reference_services.frontend.errors import ShopError, from_rpc
 from reference_services.frontend.forms import (
@@ -212,6 +212,7 @@ class Shop:
         ]
         total = money.total(currency, [shipping, *(line for _, _, line in lines)])
         this_year = datetime.date.today().year
+        metrics.cart_viewed()
         return self._page(
             request,
             "cart.html",
@@ -301,6 +302,7 @@ class Shop:
             ],
         )
         log.info("order placed", order_id=order.order_id, items=len(order.items))
+        metrics.converted(state.currency)
         frame, products = await asyncio.gather(
             self._frame(request), self._products([line.item.product_id for line in order.items])
         )

@@ -10,6 +10,7 @@ from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from clue import log
+from reference_services.frontend import metrics
 
 SESSION_COOKIE = "shop_session-id"
 CURRENCY_COOKIE = "shop_currency"
@@ -52,6 +53,7 @@ class ShopSession:
         minted = not session_id
         if minted:
             session_id = str(uuid.uuid4())
+            metrics.session_started(scope.get("path", ""))
         currency = cookies.get(CURRENCY_COOKIE, "")
         if not CURRENCY_CODE.match(currency):
             currency = DEFAULT_CURRENCY

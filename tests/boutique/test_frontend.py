@@ -18,6 +18,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from reference_services.launcher import Boutique
 
@@ -321,6 +322,51 @@ def test_frontend_admin_port_reports_its_dependencies(boutique: Boutique) -> Non
     for name in ("productcatalog", "currency", "cart", "checkout", "ad"):
         assert name in response.text
     assert httpx.get(f"{admin}/livez", timeout=10).status_code == 200
+
+
+def business_counts(boutique: Boutique) -> dict[str, float]:
+    """The shop's conversion counters on its admin ``/metrics`` (Prometheus text)."""
+    text = httpx.get(f"{boutique.processes['frontend'].admin_url}/metrics", timeout=10).text
+    counts: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        if family.name.startswith("boutique_frontend_"):
+            for sample in family.samples:
+                if sample.name.endswith("_total"):
+                    labels = sorted(
+                        (k, v) for k, v in sample.labels.items() if not k.startswith("otel_")
+                    )
+                    key = sample.name + "".join(f",{k}={v}" for k, v in labels)
+                    counts[key] = sample.value
+    return counts
+
+
+def test_conversions_and_the_visits_they_are_measured_against(boutique: Boutique) -> None:
+    before = business_counts(boutique)
+    probe = {"shop_session-id": "x-readiness-probe"}
+    with httpx.Client(base_url=boutique.shop_url, cookies=probe) as prober:
+        assert prober.get("/").status_code == 200  # a probe is not a visit
+    with httpx.Client(base_url=boutique.shop_url) as anonymous:
+        assert anonymous.get("/_healthz").status_code == 200  # nor is a health check
+        assert anonymous.get("/static/style.css").status_code == 200  # nor a static file
+    with httpx.Client(base_url=boutique.shop_url, timeout=20.0) as visitor:
+        visitor.get("/")  # a session starts
+        add(visitor, MUG, 2)
+        visitor.post("/setCurrency", data={"currency_code": "EUR"})
+        visitor.get("/cart")
+        placed = visitor.post("/cart/checkout", data=GOOD_ORDER)
+        assert placed.status_code == 200, placed.text
+        add(visitor, MUG, 1)
+        declined = visitor.post("/cart/checkout", data={**GOOD_ORDER, "credit_card_cvv": ""})
+        assert declined.status_code == 422  # not a conversion
+    after = business_counts(boutique)
+
+    def grew(name: str) -> float:
+        return after.get(name, 0.0) - before.get(name, 0.0)
+
+    assert grew("boutique_frontend_sessions_total") == 1
+    assert grew("boutique_frontend_cart_views_total") == 1
+    assert grew("boutique_frontend_conversions_total,currency=EUR") == 1
+    assert grew("boutique_frontend_conversions_total,currency=USD") == 0
 
 
 # --- a real browser ----------------------------------------------------------------------
