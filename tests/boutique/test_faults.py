@@ -1,0 +1,206 @@
+"""The "Find the fault" walkthroughs of docs/boutique.md, step by step.
+
+Each test injects one fault through the service's admin port, uses the shop
+the way a visitor would, checks what the operator then finds (the visitor's
+page, the exported spans, the error logs, the metrics, the health report)
+and switches the fault off again. The nine services and the shop run in this
+process on loopback (see conftest.py); spans and metrics go to in-memory
+exporters, logs to JSON lines in memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.trace import SpanKind, StatusCode
+
+from tests.boutique.conftest import Boutique, Lines, Telemetry
+
+pytestmark = pytest.mark.timeout(60)
+
+MUG, WATCH = "6E92ZMYYFZ", "1YMWWN1N4O"
+ORDER_FORM = {
+    "email": "someone@example.com",
+    "street_address": "1600 Amphitheatre Parkway",
+    "zip_code": "94043",
+    "city": "Mountain View",
+    "state": "CA",
+    "country": "United States",
+    "credit_card_number": "4432-8015-6152-0454",
+    "credit_card_expiration_month": "1",
+    "credit_card_expiration_year": str(datetime.date.today().year + 1),
+    "credit_card_cvv": "672",
+}
+
+
+@pytest.fixture
+async def visitor(otel: Telemetry, lines: Lines, shop: str) -> AsyncIterator[httpx.AsyncClient]:
+    """A shop visitor with its own cookie jar (telemetry and logs captured first)."""
+    async with httpx.AsyncClient(base_url=shop, timeout=20.0) as client:
+        yield client
+
+
+async def switch(boutique: Boutique, service: str, **values: str) -> dict[str, object]:
+    """``POST /faults?name=value`` on ``service``'s admin port; the new state."""
+    async with httpx.AsyncClient(base_url=boutique[service].admin.url) as admin:
+        reply = await admin.post("/faults", params=values)
+    assert reply.status_code == 200, reply.text
+    state: dict[str, object] = reply.json()
+    return state
+
+
+def servers(otel: Telemetry, method: str) -> list[ReadableSpan]:
+    """The finished gRPC server spans of ``method`` (e.g. ``GetProduct``)."""
+    return [
+        s
+        for s in otel.finished()
+        if s.kind is SpanKind.SERVER and s.name.rsplit("/", 1)[-1] == method
+    ]
+
+
+def millis(span: ReadableSpan) -> float:
+    assert span.start_time is not None and span.end_time is not None
+    return (span.end_time - span.start_time) / 1e6
+
+
+def same_trace(otel: Telemetry, span: ReadableSpan) -> list[ReadableSpan]:
+    return [s for s in otel.finished() if s.context.trace_id == span.context.trace_id]
+
+
+def counter(otel: Telemetry, name: str, **attributes: str) -> float:
+    return sum(
+        point.value
+        for found, point in otel.points(name)
+        if all(found.get(k) == v for k, v in attributes.items())
+    )
+
+
+async def test_payment_failure_rate(
+    boutique: Boutique, otel: Telemetry, lines: Lines, visitor: httpx.AsyncClient
+) -> None:
+    await switch(boutique, "payment", failure_rate="1")
+    await visitor.post("/cart", data={"product_id": MUG, "quantity": "2"})
+    failed = await visitor.post("/cart/checkout", data=ORDER_FORM)
+    # the visitor: an error page naming the step, the cart kept
+    assert failed.status_code == 503
+    assert "placing the order" in failed.text and "UNAVAILABLE" in failed.text
+    assert "payment processor unavailable (injected fault failure_rate)" in failed.text
+    # the trace: Charge failed under PlaceOrder, under the checkout page
+    (charge,) = servers(otel, "Charge")
+    assert charge.status.status_code is StatusCode.ERROR
+    trace = same_trace(otel, charge)
+    (place_order,) = [
+        s for s in trace if s.name.endswith("PlaceOrder") and s.kind is SpanKind.SERVER
+    ]
+    assert place_order.status.status_code is StatusCode.ERROR
+    assert any(s.name == "POST /cart/checkout" for s in trace)
+    # the logs: payment's error, and the frontend's error page, both in that trace
+    trace_id = format(charge.context.trace_id, "032x")
+    (charge_failed,) = lines.entries("charge failed")
+    assert charge_failed["level"] == "error" and charge_failed["trace_id"] == trace_id
+    assert any(e["level"] == "error" for e in lines.entries("page failed"))
+    # the metrics
+    reason = {"reason": "processor_unavailable"}
+    assert counter(otel, "boutique.payment.failures", **reason) == 1
+    assert counter(otel, "boutique.orders.failed", step="charge card") == 1
+    # switched off: the same cart checks out
+    await switch(boutique, "payment", failure_rate="0")
+    placed = await visitor.post("/cart/checkout", data=ORDER_FORM)
+    assert placed.status_code == 200, placed.text
+
+
+async def test_catalog_extra_latency(
+    boutique: Boutique, otel: Telemetry, visitor: httpx.AsyncClient
+) -> None:
+    await visitor.get(f"/product/{WATCH}")
+    quick = [millis(s) for s in servers(otel, "GetProduct")]
+    assert quick and max(quick) < 250
+    state = await switch(boutique, "productcatalog", extra_latency_ms="300")
+    assert state["extra_latency_ms"]["value"] == 300  # type: ignore[index]
+    page = await visitor.get(f"/product/{WATCH}")
+    assert page.status_code == 200  # slow, not broken
+    slow = servers(otel, "GetProduct")[len(quick) :]
+    assert slow and all(millis(s) >= 300 for s in slow)
+    (root,) = [s for s in same_trace(otel, slow[0]) if s.parent is None]
+    assert root.kind is SpanKind.SERVER and millis(root) >= 300
+    await switch(boutique, "productcatalog", extra_latency_ms="0")
+    await visitor.get(f"/product/{WATCH}")
+    after = servers(otel, "GetProduct")[len(quick) + len(slow) :]
+    assert after and max(millis(s) for s in after) < 250
+
+
+async def test_catalog_cpu_bug_in_the_flame_graph(
+    boutique: Boutique, otel: Telemetry, visitor: httpx.AsyncClient
+) -> None:
+    await switch(boutique, "productcatalog", cpu_bug="on")
+    async with httpx.AsyncClient(base_url=boutique["productcatalog"].admin.url, timeout=30) as a:
+        profile = asyncio.create_task(
+            a.get("/debug/pprof/profile", params={"seconds": "1", "format": "flamegraph"})
+        )
+        await asyncio.sleep(0.1)
+        while not profile.done():
+            await asyncio.gather(*(visitor.get(f"/product/{MUG}") for _ in range(4)))
+        graph = await profile
+    assert graph.status_code == 200 and graph.headers["content-type"].startswith("text/html")
+    assert "Catalog.from_file" in graph.text
+    await switch(boutique, "productcatalog", cpu_bug="off")
+
+
+async def test_cart_store_failure_rate(
+    boutique: Boutique, otel: Telemetry, lines: Lines, visitor: httpx.AsyncClient
+) -> None:
+    await visitor.post("/cart", data={"product_id": MUG, "quantity": "1"})
+    await switch(boutique, "cart", store_failure_rate="1")
+    page = await visitor.get("/cart")
+    assert page.status_code == 503
+    assert "reading the cart" in page.text and "UNAVAILABLE" in page.text
+    (failed,) = lines.entries("cart store failed")[:1]
+    assert failed["level"] == "error" and "injected fault" in str(failed)
+    (get_cart,) = [s for s in servers(otel, "GetCart") if s.status.status_code is StatusCode.ERROR]
+    assert get_cart.status.status_code is StatusCode.ERROR
+    async with httpx.AsyncClient(base_url=boutique["cart"].admin.url) as admin:
+        health = await admin.get("/healthz")  # the store itself is fine
+    assert health.status_code == 200 and health.json()["status"] == {"cart-store": "OK"}
+    await switch(boutique, "cart", store_failure_rate="0")
+    page = await visitor.get("/cart")
+    assert page.status_code == 200 and f'data-product-id="{MUG}"' in page.text
+
+
+async def test_ad_failure_rate(
+    boutique: Boutique, otel: Telemetry, lines: Lines, visitor: httpx.AsyncClient
+) -> None:
+    await switch(boutique, "ad", failure_rate="1")
+    page = await visitor.get(f"/product/{MUG}")
+    assert page.status_code == 200  # the page goes on without its ad
+    assert '<aside class="ad">' not in page.text
+    (failed,) = lines.entries("ad request failed")
+    assert failed["level"] == "error"
+    (get_ads,) = servers(otel, "GetAds")
+    assert get_ads.status.status_code is StatusCode.ERROR
+    await switch(boutique, "ad", failure_rate="0")
+    page = await visitor.get(f"/product/{MUG}")
+    assert '<aside class="ad">' in page.text
+
+
+async def test_recommendation_leak_grows_the_cache(
+    boutique: Boutique, otel: Telemetry, visitor: httpx.AsyncClient
+) -> None:
+    def entries() -> list[int]:
+        return [
+            int(s.attributes["app.recommendations.cache_entries"])  # type: ignore[arg-type,index]
+            for s in servers(otel, "ListRecommendations")
+        ]
+
+    await switch(boutique, "recommendation", leak="on")
+    for _ in range(3):
+        await visitor.get(f"/product/{MUG}")
+    grown = entries()
+    assert grown == [1, 2, 3]
+    await switch(boutique, "recommendation", leak="off")
+    await visitor.get(f"/product/{MUG}")
+    assert entries()[-1] == 3  # no longer growing, but never given back
