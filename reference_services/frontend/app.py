@@ -70,6 +70,8 @@ class Shop:
         self.clients = clients
         self.templates = Jinja2Templates(directory=HERE / "templates")
         self.templates.env.filters["money"] = money.render
+        # templates ship with the code: no stat() of the file on every render
+        self.templates.env.auto_reload = False
 
     # --- shared ------------------------------------------------------------------------
 

@@ -251,6 +251,17 @@ def test_payment_failure_rate_shows_as_error_traces_and_flushed_error_logs(
     ]
     assert any(e.get("method", "").endswith("PlaceOrder") for e in flushed)
 
+    def exported_error(r: OTLPReceiver) -> bool:  # what the viewer's log search shows
+        return any(
+            record.service_name == "payment"
+            and record.body == "charge failed"
+            and record.severity_text.lower().startswith("error")
+            and record.trace_id == failed.trace_id
+            for record in r.logs()
+        )
+
+    assert receiver.wait_for(exported_error, timeout=20)
+
 
 def test_a_restarted_cart_service_loses_nothing(boutique: Boutique, visitor: httpx.Client) -> None:
     add(visitor, WATCH, 3)

@@ -137,18 +137,23 @@ async def test_catalog_extra_latency(
 async def test_catalog_cpu_bug_in_the_flame_graph(
     boutique: Boutique, otel: Telemetry, visitor: httpx.AsyncClient
 ) -> None:
+    async def profile_under_load() -> httpx.Response:
+        url = boutique["productcatalog"].admin.url
+        async with httpx.AsyncClient(base_url=url, timeout=30) as admin:
+            profile = asyncio.create_task(
+                admin.get("/debug/pprof/profile", params={"seconds": "1", "format": "flamegraph"})
+            )
+            await asyncio.sleep(0.1)
+            while not profile.done():
+                await asyncio.gather(*(visitor.get(f"/product/{MUG}") for _ in range(4)))
+            return await profile
+
     await switch(boutique, "productcatalog", cpu_bug="on")
-    async with httpx.AsyncClient(base_url=boutique["productcatalog"].admin.url, timeout=30) as a:
-        profile = asyncio.create_task(
-            a.get("/debug/pprof/profile", params={"seconds": "1", "format": "flamegraph"})
-        )
-        await asyncio.sleep(0.1)
-        while not profile.done():
-            await asyncio.gather(*(visitor.get(f"/product/{MUG}") for _ in range(4)))
-        graph = await profile
+    graph = await profile_under_load()
     assert graph.status_code == 200 and graph.headers["content-type"].startswith("text/html")
     assert "Catalog.from_file" in graph.text
     await switch(boutique, "productcatalog", cpu_bug="off")
+    assert "Catalog.from_file" not in (await profile_under_load()).text
 
 
 async def test_cart_store_failure_rate(
@@ -159,6 +164,7 @@ async def test_cart_store_failure_rate(
     page = await visitor.get("/cart")
     assert page.status_code == 503
     assert "reading the cart" in page.text and "UNAVAILABLE" in page.text
+    assert "cart store unavailable (injected fault store_failure_rate)" in page.text
     (failed,) = lines.entries("cart store failed")[:1]
     assert failed["level"] == "error" and "injected fault" in str(failed)
     (get_cart,) = [s for s in servers(otel, "GetCart") if s.status.status_code is StatusCode.ERROR]
@@ -180,6 +186,8 @@ async def test_ad_failure_rate(
     assert '<aside class="ad">' not in page.text
     (failed,) = lines.entries("ad request failed")
     assert failed["level"] == "error"
+    (extra,) = lines.entries("page extra unavailable")
+    assert extra["level"] == "warn" and extra["doing"] == "reading ads"
     (get_ads,) = servers(otel, "GetAds")
     assert get_ads.status.status_code is StatusCode.ERROR
     await switch(boutique, "ad", failure_rate="0")

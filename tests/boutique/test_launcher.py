@@ -70,6 +70,17 @@ def test_port_plan_and_environment(tmp_path: Path) -> None:
     )
 
 
+def test_the_callers_environment_reaches_the_services(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # what `CART_STORE=redis://... make demo` relies on; the caller's OTEL_* are replaced
+    monkeypatch.setenv("CART_STORE", "redis://127.0.0.1:6379/0")
+    monkeypatch.setenv("OTEL_SERVICE_NAME", "not-this")
+    env = Boutique(tmp_path, base_port=20000, collector=False).service_environment("cart")
+    assert env["CART_STORE"] == "redis://127.0.0.1:6379/0"
+    assert env["OTEL_SERVICE_NAME"] == "cart"
+
+
 def test_a_service_with_bad_configuration_stops_the_start_cleanly(tmp_path: Path) -> None:
     boutique = Boutique(
         tmp_path, base_port=0, collector=False, service_env={"cart": {"PORT": "seventy"}}
