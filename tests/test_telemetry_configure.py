@@ -7,6 +7,8 @@ import io
 import json
 import logging
 import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -572,3 +574,34 @@ def test_observable_instruments_and_meter_attributes_follow_a_reconfigure() -> N
     assert [(dict(p.attributes or {}), p.value) for p in points] == [  # type: ignore[union-attr]
         ({"queue": "orders"}, 7)
     ]
+
+
+def _run(script: str) -> list[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "CLUE_"))}
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.splitlines()
+
+
+def test_configure_sets_up_logging_with_its_stdlib_bridge_when_nothing_else_did() -> None:
+    lines = _run(
+        "import logging, clue\n"
+        "clue.configure('svc', exporter='none')\n"
+        "logging.getLogger('lib').warning('from %s', 'stdlib')\n"
+    )
+    (entry,) = [json.loads(line) for line in lines]
+    assert (entry["msg"], entry["level"], entry["logger"]) == ("from stdlib", "warn", "lib")
+
+
+def test_configure_keeps_the_logging_set_up_before_it() -> None:
+    lines = _run(
+        "import logging, clue\n"
+        "from clue import log\n"
+        "log.configure(format='logfmt', stdlib=False)\n"
+        "clue.configure('svc', exporter='none')\n"
+        "log.print('kept', n=1)\n"
+        "logging.getLogger('lib').warning('not bridged')\n"
+    )
+    assert len(lines) == 1 and "msg=kept" in lines[0] and "n=1" in lines[0]

@@ -73,6 +73,7 @@ def configure(
     keys = DEFAULT_SENSITIVE_KEYS if sensitive_keys is None else sensitive_keys
     env_debug = debug_from_env() if debug is None else None
 
+    STATE.configured = True
     STATE.outputs = resolved
     STATE.max_value_size = size
     STATE.buffer_size = buffer
@@ -86,6 +87,12 @@ def configure(
         bridge.install()
     else:
         bridge.uninstall()
+
+
+def configure_unless_configured() -> None:
+    """``configure()`` with its defaults, unless logging was configured already."""
+    if not STATE.configured:
+        configure()
 
 
 def set_logger_provider(provider: LoggerProvider | None) -> None:

@@ -43,6 +43,7 @@ class State:
 
     __slots__ = (
         "buffer_size",
+        "configured",
         "debug",
         "file_line",
         "max_value_size",
@@ -52,6 +53,7 @@ class State:
     )
 
     def __init__(self) -> None:
+        self.configured = False  # set by clue.log.configure()
         self.debug = False
         self.outputs: tuple[Output, ...] | None = None  # None: default output on first write
         self.sensitive_keys = DEFAULT_SENSITIVE_KEYS

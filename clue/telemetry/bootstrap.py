@@ -29,6 +29,7 @@ from opentelemetry.trace import NoOpTracerProvider
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from clue import log
+from clue.log.configuration import configure_unless_configured
 from clue.telemetry import exporters, sdk_logs, settings
 from clue.telemetry import prometheus as prometheus_exposition
 from clue.telemetry.proxy import SwappableMeterProvider, SwappableTracerProvider
@@ -137,11 +138,13 @@ def configure(
     ``failure_log_interval`` (seconds between two export failure reports) tune
     export. Calling it again replaces the previous set-up: the old providers
     are flushed and shut down and everything handed out follows the new ones.
-    ``OTEL_SDK_DISABLED=true`` turns it into ``shutdown()``. Every bad value
-    raises ``ValueError`` naming the argument or variable, before anything
-    changes.
+    Logging not yet set up by ``clue.log.configure()`` gets its defaults (the
+    stdlib bridge included). ``OTEL_SDK_DISABLED=true`` turns the rest into
+    ``shutdown()``. Every bad value raises ``ValueError`` naming the argument
+    or variable, before anything changes.
     """
     if settings.disabled():
+        configure_unless_configured()
         shutdown()
         return
     resource = settings.resource(service_name, service_version)
@@ -170,6 +173,7 @@ def configure(
     serve_prometheus = bool(prometheus) or (
         metric_exporter is None and "prometheus" in settings.exporter_names("metrics", exporter)
     )
+    configure_unless_configured()
 
     with _lock:
         pipeline = _Pipeline(
