@@ -61,6 +61,13 @@ def test_pprof_profile_puts_the_hot_function_on_top(
     assert strings[profile.default_sample_type] == "cpu"
     assert 0.9e9 <= profile.duration_nanos < 5e9
     assert abs(profile.time_nanos - time.time_ns()) < 60e9
+    comments = [strings[index] for index in profile.comment]
+    own = [
+        re.fullmatch(r"sampler: (\d+) ticks, ([\d.]+) ms of CPU in its own thread", c)
+        for c in comments
+    ]
+    (found,) = [m for m in own if m]
+    assert int(found.group(1)) >= 20 and 0 < float(found.group(2)) < 500  # what sampling cost
 
     cpu = flat(profile, "cpu")
     samples = flat(profile, "samples")
@@ -199,3 +206,23 @@ def test_a_client_that_goes_away_frees_the_profiler(base_url: str) -> None:
     while status == 409 and time.monotonic() < deadline:
         status = httpx.get(f"{base_url}/debug/pprof/profile?seconds=1", timeout=30).status_code
     assert status == 200
+
+
+def test_a_thread_started_during_the_profile_is_seen_by_name(base_url: str) -> None:
+    bodies: list[str] = []
+
+    def take() -> None:
+        response = httpx.get(f"{base_url}/debug/pprof/profile?seconds=2&format=collapsed")
+        bodies.append(response.text)
+
+    taker = threading.Thread(target=take)
+    taker.start()
+    deadline = time.monotonic() + 10
+    while not sampling() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.3)  # the sampler has learnt the threads there were
+    with running(spin_hot_loop, "late-worker"):
+        taker.join(30)
+    threads = {line.split(";", 1)[0] for line in bodies[0].splitlines()}
+    assert "late-worker" in threads, threads
+    assert not [name for name in threads if name.startswith("thread-")]

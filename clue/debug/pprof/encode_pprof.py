@@ -113,6 +113,8 @@ def cpu_pprof(profile: CPUProfile) -> bytes:
         builder.sample(sample.stack, (sample.count, sample.cpu_ns), {"thread": sample.thread})
     if not profile.cpu_clocks:
         builder.comment("no per-thread CPU clocks: cpu is one period per sample")
+    own_ms = profile.sampler_cpu_ns / 1e6
+    builder.comment(f"sampler: {profile.ticks} ticks, {own_ms:.1f} ms of CPU in its own thread")
     return builder.gzipped()
 
 

@@ -66,7 +66,8 @@ class CPUProfile:
     """The result of a sampling run.
 
     ``cpu_clocks`` tells whether per-thread CPU time was measured; without
-    it each sample's ``cpu_ns`` is one period.
+    it each sample's ``cpu_ns`` is one period. ``sampler_cpu_ns`` is the CPU
+    time the sampler's own thread used: what taking the profile cost.
     """
 
     samples: list[CPUSample]
@@ -75,6 +76,7 @@ class CPUProfile:
     period_ns: int
     ticks: int
     cpu_clocks: bool
+    sampler_cpu_ns: int = 0
 
 
 def thread_cpu_clock(native_id: int) -> int:
@@ -115,10 +117,13 @@ class CPUSampler:
         self._counts: dict[tuple[str, RawStack], list[int]] = {}
         self._last_cpu: dict[int, int] = {}
         self._ticks = 0
-        self._stop = threading.Event()
+        self._stopping = False
+        self._known: dict[int, tuple[str, int | None]] = {}  # ident: name, native id
+        self._seen: set[int] = set()
         self._thread: threading.Thread | None = None
         self._start_ns = 0
         self._start_mono = 0
+        self._own_cpu_ns = 0
 
     def start(self) -> None:
         """Start sampling in a daemon thread; a sampler runs once."""
@@ -133,7 +138,7 @@ class CPUSampler:
         """Stop sampling and return what was seen (blocks for at most one period)."""
         if self._thread is None:
             raise RuntimeError("this sampler was never started")
-        self._stop.set()
+        self._stopping = True
         self._thread.join()
         duration = time.monotonic_ns() - self._start_mono
         merged: dict[tuple[str, tuple[Frame, ...]], list[int]] = {}
@@ -144,39 +149,53 @@ class CPUSampler:
         samples = [CPUSample(t, s, c, ns) for (t, s), (c, ns) in merged.items()]
         samples.sort(key=lambda sample: (-sample.cpu_ns, -sample.count))
         return CPUProfile(
-            samples, self._start_ns, duration, self.period_ns, self._ticks, self.cpu_clocks
+            samples,
+            self._start_ns,
+            duration,
+            self.period_ns,
+            self._ticks,
+            self.cpu_clocks,
+            self._own_cpu_ns,
         )
 
     def _run(self) -> None:
+        # Each tick costs about 100-200 us of CPU here, much of it waking up and
+        # reading clocks: a plain sleep is the cheapest wait (an Event's timed
+        # wait costs twice as much), so `stop` takes up to one period to land.
+        own_start = time.thread_time_ns()
         me = threading.get_ident()
         period = self.period_ns / 1e9
         self._tick(me, record=False)  # CPU baselines
         due = time.monotonic() + period
-        while not self._stop.wait(max(0.0, due - time.monotonic())):
+        while True:
+            time.sleep(max(0.0, due - time.monotonic()))
+            if self._stopping:
+                break
             self._tick(me, record=True)
             self._ticks += 1
             due += period
             now = time.monotonic()
             if due < now:  # late (a long GIL wait): skip missed ticks, never burst
                 due = now + period
+        self._own_cpu_ns = time.thread_time_ns() - own_start
 
     def _tick(self, me: int, *, record: bool) -> None:
         frames = sys._current_frames()
-        threads = {t.ident: t for t in threading.enumerate()}
+        if not self._seen.issuperset(frames):
+            self._learn_threads(frames)
         for ident, frame in frames.items():
             if ident == me:
                 continue
-            thread = threads.get(ident)
+            name, native_id = self._known.get(ident) or (f"thread-{ident}", None)
             cpu_ns = self.period_ns
-            if self.cpu_clocks and thread is not None and thread.native_id is not None:
-                advanced = self._advance(thread.native_id)
+            if self.cpu_clocks and native_id is not None:
+                advanced = self._advance(native_id)
                 if advanced is None:
                     continue
                 if advanced < self._busy_ns and not self.include_idle:
                     continue
                 cpu_ns = advanced
             if record and (self.include_idle or not _waiting(frame)):
-                name = thread.name if thread is not None else f"thread-{ident}"
                 key = (name, raw_stack(frame))
                 counts = self._counts.get(key)
                 if counts is None:
@@ -185,11 +204,21 @@ class CPUSampler:
                     counts[0] += 1
                     counts[1] += cpu_ns
 
+    def _learn_threads(self, frames: dict[int, FrameType]) -> None:
+        """Names and native ids of the threads, read again only when a new ident shows up.
+
+        ``threading.enumerate()`` on every tick would cost as much as the rest
+        of the tick; a thread renamed during a profile keeps its old name.
+        """
+        self._known = {t.ident: (t.name, t.native_id) for t in threading.enumerate() if t.ident}
+        self._seen = set(frames)
+
     def _advance(self, native_id: int) -> int | None:
         """CPU nanoseconds the thread used since the last tick (None: first sight or gone)."""
         try:
             now = time.clock_gettime_ns(thread_cpu_clock(native_id))
-        except OSError:
+        except OSError:  # gone; if its ident came back with a new thread, learn that one
+            self._seen.clear()
             return None
         last = self._last_cpu.get(native_id)
         self._last_cpu[native_id] = now
