@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
+from types import FrameType
 
 import uvicorn
 
 import clue
-from clue import health
+from clue import health, log
 from clue.admin import AdminServer
 from reference_services.common.config import ConfigError, env_addr, env_port, env_str
 from reference_services.common.runtime import VERSION
@@ -55,6 +57,22 @@ def load_config(env: Mapping[str, str]) -> Config:
     )
 
 
+def stop_on_signals(server: uvicorn.Server) -> None:
+    """SIGTERM and SIGINT stop ``server`` gracefully.
+
+    uvicorn catches the signal while it serves and raises it again once it has
+    stopped; with the default handler that kills the process (exit -15) before
+    telemetry is flushed. This handler, restored by uvicorn before it re-raises,
+    turns the second delivery into a no-op, so ``main`` returns and exits 0.
+    """
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        server.should_exit = True
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, stop)
+
+
 async def serve(config: Config) -> None:
     """Serve the shop and its admin port until SIGTERM or SIGINT."""
     clients = Clients(config.addresses)
@@ -74,12 +92,14 @@ async def serve(config: Config) -> None:
             timeout_graceful_shutdown=10,
         )
     )
+    stop_on_signals(server)
     await admin.start()
     try:
         await server.serve()
     finally:
         await admin.stop()
         await clients.close()
+    log.print(f"{SERVICE} stopped")
 
 
 def main() -> int:

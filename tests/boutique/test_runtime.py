@@ -153,6 +153,33 @@ async def test_cart_process_health_sigterm_and_durable_cart(tmp_path: Path) -> N
     await store.close()
 
 
+async def test_frontend_process_stops_on_sigterm_with_exit_0() -> None:
+    port, admin_port = free_port(), free_port()
+    nowhere = {  # the shop starts without its services; its probe and admin port still answer
+        var: "127.0.0.1:1"
+        for var in (
+            "PRODUCT_CATALOG_SERVICE_ADDR",
+            "CURRENCY_SERVICE_ADDR",
+            "CART_SERVICE_ADDR",
+            "RECOMMENDATION_SERVICE_ADDR",
+            "SHIPPING_SERVICE_ADDR",
+            "CHECKOUT_SERVICE_ADDR",
+            "AD_SERVICE_ADDR",
+        )
+    }
+    env = service_env(PORT=str(port), ADMIN_PORT=str(admin_port), HOST="127.0.0.1", **nowhere)
+    proc = start("frontend", env)
+    try:
+        await wait_ready(proc, f"http://127.0.0.1:{admin_port}")
+        async with httpx.AsyncClient() as client:
+            probe = await client.get(f"http://127.0.0.1:{port}/_healthz")
+            assert probe.text == "ok"
+    finally:
+        code, output = stop(proc)
+    assert code == 0, output  # not killed by the signal uvicorn raises again
+    assert "frontend stopped" in output
+
+
 async def test_in_flight_call_finishes_after_sigterm() -> None:
     port, admin_port = free_port(), free_port()
     admin = f"http://127.0.0.1:{admin_port}"
