@@ -14,7 +14,10 @@ import re
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
+
+from tests.boutique.conftest import Boutique
 
 pytestmark = pytest.mark.timeout(120)
 ROOT = Path(__file__).resolve().parents[2]
@@ -69,6 +72,26 @@ async def test_a_short_run_prints_rates_and_latencies_and_writes_json(
         r"^[\d.]+ requests/s, 0\.00% failed, p50 \d+ ms, p95 \d+ ms, p99 \d+ ms$", out, re.M
     )
     assert "error x" not in out
+
+
+async def test_failed_requests_are_counted_listed_and_exit_1(
+    boutique: Boutique, shop: str, tmp_path: Path
+) -> None:
+    async with httpx.AsyncClient(base_url=boutique["cart"].admin.url) as admin:
+        switched = await admin.post("/faults", params={"store_failure_rate": "1"})
+        assert switched.status_code == 200  # every page reads the cart: every page fails
+    report = tmp_path / "summary.json"
+    code, out, err = await loadgen(
+        *("--users", "2", "--spawn-rate", "2", "--duration", "3"),
+        *("--host", shop, "--json", str(report)),
+    )
+    assert code == 1, out + err
+    summary = json.loads(report.read_text())
+    total = summary["total"]
+    assert total["failures"] > 0 and total["error_rate"] > 0
+    assert summary["pages"]["home"]["failures"] == summary["pages"]["home"]["requests"]
+    assert any("503" in error for error in summary["errors"])
+    assert re.search(r"^error x\d+: GET home: .*503", out, re.M), out
 
 
 @pytest.mark.parametrize(
