@@ -74,7 +74,7 @@ def same_trace(otel: Telemetry, span: ReadableSpan) -> list[ReadableSpan]:
 
 def counter(otel: Telemetry, name: str, **attributes: str) -> float:
     return sum(
-        point.value
+        float(point.value)
         for found, point in otel.points(name)
         if all(found.get(k) == v for k, v in attributes.items())
     )
