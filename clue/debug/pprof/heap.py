@@ -59,7 +59,7 @@ class HeapRecorder:
     it is not tracing yet, and then stopped again by `stop`, which frees its
     memory: its cost is only paid during the window, but it is high, since
     every allocation is hooked (allocation-heavy code runs about 10x slower
-    with 1 frame, 20x or more with 16; see docs/performance.md).
+    with 1 frame, 30x or more with 16; see docs/performance.md).
     """
 
     def __init__(self, frames: int = DEFAULT_FRAMES) -> None:
