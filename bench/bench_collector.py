@@ -22,6 +22,7 @@ import httpx
 import psutil
 
 sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from _goal import goal
 
 BATCH = 512
@@ -246,28 +247,10 @@ def big_trace_request(spans: int) -> tuple[bytes, str]:
 
 def browser_load_s(url: str, rows: int) -> float | None:
     try:
-        from selenium import webdriver
-        from selenium.webdriver.chrome.service import Service
+        from tests.browser import chromium
     except ImportError:
         return None
-    options = webdriver.ChromeOptions()
-    options.binary_location = "/usr/bin/chromium"
-    for flag in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        "--disable-dev-shm-usage",
-        f"--user-data-dir={tempfile.mkdtemp()}",
-    ):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(
-        service=Service(executable_path="/usr/bin/chromedriver"), options=options
-    )
-    try:
+    with chromium() as driver:
         times = []
         for _ in range(5):
             driver.get(url)
@@ -279,8 +262,6 @@ def browser_load_s(url: str, rows: int) -> float | None:
             )
             times.append((timing[1] - timing[0]) / 1000)
         return statistics.median(times)
-    finally:
-        driver.quit()
 
 
 def render() -> None:

@@ -8,7 +8,6 @@ to refresh the committed ones in ``docs/images/``.
 from __future__ import annotations
 
 import os
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,18 +21,16 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
+from tests.browser import chromium, screenshot_dir
 from tests.test_collector_support import CollectorProcess
 
 pytestmark = pytest.mark.browser
 MS = 1_000_000
-IMAGES = Path(__file__).resolve().parent.parent / "docs" / "images"
 
 # (service, name, kind, parent index, start ms, duration ms, error, attributes)
 CHECKOUT = [
@@ -274,37 +271,13 @@ def collector() -> Iterator[CollectorProcess]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[WebDriver]:
-    options = webdriver.ChromeOptions()
-    options.binary_location = "/usr/bin/chromium"
-    profile = tempfile.mkdtemp(prefix="clue-chromium-")
-    for flag in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        "--disable-dev-shm-usage",
-        "--window-size=1440,900",
-        f"--user-data-dir={profile}",
-    ):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(
-        service=Service(executable_path="/usr/bin/chromedriver"), options=options
-    )
-    try:
+    with chromium(1440, 900) as driver:
         yield driver
-    finally:
-        driver.quit()
 
 
 @pytest.fixture(scope="module")
 def shots() -> Path:
-    if os.environ.get("CLUE_UPDATE_SCREENSHOTS"):
-        IMAGES.mkdir(parents=True, exist_ok=True)
-        return IMAGES
-    return Path(tempfile.mkdtemp(prefix="clue-shots-"))
+    return screenshot_dir()
 
 
 def wait(driver: WebDriver) -> WebDriverWait:

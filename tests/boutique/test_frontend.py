@@ -21,10 +21,10 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from reference_services.launcher import Boutique
+from tests.browser import chromium, screenshot_dir
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
-IMAGES = Path(__file__).resolve().parents[2] / "docs" / "images"
 SUNGLASSES = "OLJCESPC7Z"
 MUG = "6E92ZMYYFZ"
 NEXT_YEAR = datetime.date.today().year + 1
@@ -374,60 +374,39 @@ def test_conversions_and_the_visits_they_are_measured_against(boutique: Boutique
 
 @pytest.mark.browser
 def test_a_real_browser_shops_and_checks_out(boutique: Boutique) -> None:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import Select
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import Select, WebDriverWait
 
-    profile = tempfile.mkdtemp(prefix="chromium-")
-    options = webdriver.ChromeOptions()
-    options.binary_location = "/usr/bin/chromium"
-    for flag in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        "--window-size=1280,900",
-        f"--user-data-dir={profile}",
-    ):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(
-        service=Service(executable_path="/usr/bin/chromedriver"), options=options
-    )
-    driver.implicitly_wait(10)
-    IMAGES.mkdir(parents=True, exist_ok=True)
-    try:
+    shots = screenshot_dir()
+    with chromium() as driver:
+        driver.implicitly_wait(10)
+        wait = WebDriverWait(driver, 10)
         driver.get(boutique.shop_url)
         assert len(driver.find_elements(By.CSS_SELECTOR, "#products .card")) == 9
-        driver.save_screenshot(str(IMAGES / "shop-home.png"))
+        driver.save_screenshot(str(shots / "shop-home.png"))
 
         driver.find_element(By.CSS_SELECTOR, f'a[data-product-id="{SUNGLASSES}"]').click()
-        assert driver.find_element(By.TAG_NAME, "h1").text == "Sunglasses"
+        wait.until(ec.text_to_be_present_in_element((By.TAG_NAME, "h1"), "Sunglasses"))
         Select(driver.find_element(By.ID, "quantity")).select_by_value("2")
-        driver.save_screenshot(str(IMAGES / "shop-product.png"))
+        driver.save_screenshot(str(shots / "shop-product.png"))
         driver.find_element(By.ID, "add-to-cart").click()
 
-        assert driver.current_url.endswith("/cart")
+        wait.until(ec.url_matches(r"/cart$"))
         assert driver.find_element(By.ID, "cart-badge").text == "2"
         assert driver.find_element(By.ID, "total").text == "$48.97"
         Select(driver.find_element(By.ID, "currency_code")).select_by_value("EUR")  # submits
-        assert driver.find_element(By.ID, "total").text.startswith("€")
+        wait.until(ec.text_to_be_present_in_element((By.ID, "total"), "€"))
         assert driver.current_url.endswith("/cart")
-        driver.save_screenshot(str(IMAGES / "shop-cart.png"))
+        driver.save_screenshot(str(shots / "shop-cart.png"))
 
         driver.find_element(By.ID, "place-order").click()
         confirmation = driver.find_element(By.ID, "confirmation")
         assert "your order is placed" in confirmation.text
         assert re.fullmatch(r"[A-Z]{2}-\d{5}-\d{9}", driver.find_element(By.ID, "tracking-id").text)
         assert driver.find_element(By.ID, "total-paid").text.startswith("€")
-        driver.save_screenshot(str(IMAGES / "shop-order.png"))
+        driver.save_screenshot(str(shots / "shop-order.png"))
 
         driver.get(f"{boutique.shop_url}/product/NOSUCHTHING")
         assert driver.find_element(By.ID, "status").text == "404"
-        driver.save_screenshot(str(IMAGES / "shop-error.png"))
-    finally:
-        driver.quit()
-        shutil.rmtree(profile, ignore_errors=True)
+        driver.save_screenshot(str(shots / "shop-error.png"))
