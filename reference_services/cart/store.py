@@ -14,6 +14,7 @@ import redis.exceptions
 
 from reference_services.common.database import (
     Database,
+    SQLTable,
     StoreUnavailable,
     open_database,
     redact,
@@ -53,27 +54,18 @@ class CartStore(Protocol):
         ...
 
 
-class SQLCartStore:
+class SQLCartStore(SQLTable):
     """Carts in a SQL table ``<table>`` (one row per cart line)."""
 
     name = "cart-store"
+    schema = (
+        "user_id TEXT NOT NULL, product_id TEXT NOT NULL,"
+        " quantity INTEGER NOT NULL, added_at_ns BIGINT NOT NULL,"
+        " PRIMARY KEY (user_id, product_id)"
+    )
 
     def __init__(self, db: Database, table: str = "cart_items") -> None:
-        if not table.replace("_", "").isalnum():
-            raise ValueError(f"table name {table!r} must be letters, digits and underscores")
-        self.db = db
-        self.table = table
-        self._ready = False
-
-    async def _setup(self) -> None:
-        if not self._ready:
-            await self.db.execute(
-                f"CREATE TABLE IF NOT EXISTS {self.table} ("
-                " user_id TEXT NOT NULL, product_id TEXT NOT NULL,"
-                " quantity INTEGER NOT NULL, added_at_ns BIGINT NOT NULL,"
-                " PRIMARY KEY (user_id, product_id))"
-            )
-            self._ready = True
+        super().__init__(db, table)
 
     async def add(self, user_id: str, product_id: str, quantity: int) -> int:
         await self._setup()
@@ -102,17 +94,6 @@ class SQLCartStore:
     async def empty(self, user_id: str) -> None:
         await self._setup()
         await self.db.execute(f"DELETE FROM {self.table} WHERE user_id = %s", (user_id,))
-
-    async def drop(self) -> None:
-        """Drop the table (for tests that made their own)."""
-        await self.db.execute(f"DROP TABLE IF EXISTS {self.table}")
-        self._ready = False
-
-    async def ping(self) -> None:
-        await self.db.ping()
-
-    async def close(self) -> None:
-        await self.db.close()
 
 
 _ADD = """

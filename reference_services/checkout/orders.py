@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from google.protobuf import json_format
 
-from reference_services.common.database import Database
+from reference_services.common.database import Database, SQLTable
 from reference_services.protos import hipstershop_pb2 as pb
 
 
@@ -28,28 +28,19 @@ class PlacedOrder:
     placed_at_ns: int
 
 
-class OrderStore:
+class OrderStore(SQLTable):
     """Placed orders in the SQL table ``<table>``."""
 
     name = "order-store"
+    schema = (
+        "order_id TEXT PRIMARY KEY, user_id TEXT NOT NULL, email TEXT NOT NULL,"
+        " currency_code TEXT NOT NULL, total_units BIGINT NOT NULL,"
+        " total_nanos INTEGER NOT NULL, transaction_id TEXT NOT NULL,"
+        " result_json TEXT NOT NULL, placed_at_ns BIGINT NOT NULL"
+    )
 
     def __init__(self, db: Database, table: str = "orders") -> None:
-        if not table.replace("_", "").isalnum():
-            raise ValueError(f"table name {table!r} must be letters, digits and underscores")
-        self.db = db
-        self.table = table
-        self._ready = False
-
-    async def _setup(self) -> None:
-        if not self._ready:
-            await self.db.execute(
-                f"CREATE TABLE IF NOT EXISTS {self.table} ("
-                " order_id TEXT PRIMARY KEY, user_id TEXT NOT NULL, email TEXT NOT NULL,"
-                " currency_code TEXT NOT NULL, total_units BIGINT NOT NULL,"
-                " total_nanos INTEGER NOT NULL, transaction_id TEXT NOT NULL,"
-                " result_json TEXT NOT NULL, placed_at_ns BIGINT NOT NULL)"
-            )
-            self._ready = True
+        super().__init__(db, table)
 
     async def record(
         self,
@@ -111,16 +102,3 @@ class OrderStore:
             )
             for r in rows
         ]
-
-    async def drop(self) -> None:
-        """Drop the table (for tests that made their own)."""
-        await self.db.execute(f"DROP TABLE IF EXISTS {self.table}")
-        self._ready = False
-
-    async def ping(self) -> None:
-        """Return when the database answers."""
-        await self.db.ping()
-
-    async def close(self) -> None:
-        """Release the connection."""
-        await self.db.close()

@@ -142,6 +142,42 @@ class Postgres:
             await self._drop()
 
 
+class SQLTable:
+    """A store kept in one SQL table, created on first use from ``schema``.
+
+    Subclasses set ``name`` (the health pinger's name) and ``schema`` (the
+    column definitions) and call ``_setup()`` before each statement.
+    """
+
+    name: str
+    schema: str
+
+    def __init__(self, db: Database, table: str) -> None:
+        if not table.replace("_", "").isalnum():
+            raise ValueError(f"table name {table!r} must be letters, digits and underscores")
+        self.db = db
+        self.table = table
+        self._ready = False
+
+    async def _setup(self) -> None:
+        if not self._ready:
+            await self.db.execute(f"CREATE TABLE IF NOT EXISTS {self.table} ({self.schema})")
+            self._ready = True
+
+    async def drop(self) -> None:
+        """Drop the table (for tests that made their own)."""
+        await self.db.execute(f"DROP TABLE IF EXISTS {self.table}")
+        self._ready = False
+
+    async def ping(self) -> None:
+        """Return when the database answers."""
+        await self.db.ping()
+
+    async def close(self) -> None:
+        """Release the connection."""
+        await self.db.close()
+
+
 def open_database(url: str) -> SQLite | Postgres:
     """The database named by ``url``: ``sqlite:///relative.db``, ``sqlite:////abs.db``
     or ``postgresql://...``; ValueError for anything else."""
