@@ -124,6 +124,9 @@ async def test_parameter_names_are_configurable() -> None:
         assert response.json()["verbose"] == "on"
         assert 59 < response.json()["expires_in"] <= 60
         assert (await client.get("/debug?debug-logs=on")).status_code == 400
+        bad = await client.get("/debug", params={"verbose": "on", "for": "soon"})
+        assert bad.status_code == 400
+        assert bad.json()["error"].startswith("for must be a duration such as")
 
 
 @pytest.mark.parametrize(

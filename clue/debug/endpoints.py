@@ -70,8 +70,8 @@ def _toggle_endpoint(param: str, ttl_param: str, max_ttl: float) -> Any:
             return _bad(f"{ttl_param} only goes with {param}=on")
         try:
             ttl = None if ttl_text is None else toggle.parse_ttl(ttl_text, max_ttl)
-        except ValueError as exc:
-            return _bad(str(exc))
+        except ValueError as exc:  # "ttl must be ...", in the caller's parameter name
+            return _bad(ttl_param + str(exc).removeprefix("ttl"))
         if value == "on":
             toggle.enable(ttl)
         else:
