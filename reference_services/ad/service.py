@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from opentelemetry import trace
 
 from clue import log
 from reference_services.ad.ads import ads_for
+from reference_services.common.config import NoSettings
 from reference_services.common.faults import Faults, Rate
 from reference_services.common.rpc import invalid_argument, rpc, unavailable
 from reference_services.common.runtime import Wiring, run_grpc_service
@@ -48,14 +48,8 @@ class AdServer(pb_grpc.AdServiceServicer):
         return pb.AdResponse(ads=ads)
 
 
-@dataclass(frozen=True)
-class Config:
+class Config(NoSettings):
     """The ad service needs no settings of its own."""
-
-    @classmethod
-    def from_env(cls) -> Config:
-        """Nothing to read."""
-        return cls()
 
 
 async def build(config: Config) -> Wiring:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from opentelemetry import trace
 
+from reference_services.common.config import NoSettings
 from reference_services.common.rpc import rpc
 from reference_services.common.runtime import Wiring, run_grpc_service
 from reference_services.currency import rates
@@ -34,14 +34,8 @@ class Currency(pb_grpc.CurrencyServiceServicer):
         return rates.convert(source, request.to_code)
 
 
-@dataclass(frozen=True)
-class Config:
+class Config(NoSettings):
     """The currency service needs no settings of its own."""
-
-    @classmethod
-    def from_env(cls) -> Config:
-        """Nothing to read."""
-        return cls()
 
 
 async def build(config: Config) -> Wiring:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from opentelemetry import trace
 
 from clue import log
+from reference_services.common.config import NoSettings
 from reference_services.common.rpc import invalid_argument, require, rpc
 from reference_services.common.runtime import Wiring, run_grpc_service
 from reference_services.email.confirmation import render, valid_email
@@ -34,14 +34,8 @@ class Email(pb_grpc.EmailServiceServicer):
         return pb.Empty()
 
 
-@dataclass(frozen=True)
-class Config:
+class Config(NoSettings):
     """The email service needs no settings of its own."""
-
-    @classmethod
-    def from_env(cls) -> Config:
-        """Nothing to read."""
-        return cls()
 
 
 async def build(config: Config) -> Wiring:

@@ -5,13 +5,13 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from opentelemetry import metrics, trace
 
 from clue import log
 from reference_services.common import money
+from reference_services.common.config import NoSettings
 from reference_services.common.faults import Faults, Rate
 from reference_services.common.rpc import RpcFailure, invalid_argument, rpc, unavailable
 from reference_services.common.runtime import Wiring, run_grpc_service
@@ -86,14 +86,8 @@ class Payment(pb_grpc.PaymentServiceServicer):
         return pb.ChargeResponse(transaction_id=transaction)
 
 
-@dataclass(frozen=True)
-class Config:
+class Config(NoSettings):
     """The payment service needs no settings of its own."""
-
-    @classmethod
-    def from_env(cls) -> Config:
-        """Nothing to read."""
-        return cls()
 
 
 async def build(config: Config) -> Wiring:

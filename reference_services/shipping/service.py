@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from opentelemetry import trace
 
 from clue import log
+from reference_services.common.config import NoSettings
 from reference_services.common.money import format_money
 from reference_services.common.rpc import invalid_argument, require, rpc
 from reference_services.common.runtime import Wiring, run_grpc_service
@@ -54,14 +54,8 @@ class Shipping(pb_grpc.ShippingServiceServicer):
         return pb.ShipOrderResponse(tracking_id=tracking)
 
 
-@dataclass(frozen=True)
-class Config:
+class Config(NoSettings):
     """The shipping service needs no settings of its own."""
-
-    @classmethod
-    def from_env(cls) -> Config:
-        """Nothing to read."""
-        return cls()
 
 
 async def build(config: Config) -> Wiring:
