@@ -19,6 +19,7 @@ import grpc
 import httpx
 import pytest
 import uvicorn
+from opentelemetry import metrics, trace
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, Sampler
@@ -26,9 +27,10 @@ from opentelemetry.trace import SpanKind
 
 import clue
 from clue import log, telemetry
+from clue.telemetry.bootstrap import METER_PROVIDER, TRACER_PROVIDER
 from tests.conftest import free_port
 from tests.test_grpc import Lines
-from tests.test_telemetry_configure import clue_globals
+from tests.test_telemetry_configure import force_globals
 
 PAGE = Path(__file__).resolve().parent.parent / "docs" / "telemetry.md"
 EXAMPLES = dict(
@@ -37,14 +39,27 @@ EXAMPLES = dict(
 MIDDLEWARE_EXAMPLES = {"asgi", "grpc_server", "clients"}
 
 
+def install_clue_globals() -> None:
+    """Make clue's providers the OpenTelemetry globals (another test may have set its own).
+
+    They are left in place afterwards: putting the API's proxy providers back as
+    globals would make them their own delegate (and deadlock the next meter lookup).
+    """
+    if (trace.get_tracer_provider(), metrics.get_meter_provider()) != (
+        TRACER_PROVIDER,
+        METER_PROVIDER,
+    ):
+        force_globals(TRACER_PROVIDER, METER_PROVIDER)
+
+
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     for key in list(os.environ):
         if key.startswith(("OTEL_", "CLUE_")):
             monkeypatch.delenv(key)
-    with clue_globals():
-        yield
-        clue.shutdown()
+    install_clue_globals()
+    yield
+    clue.shutdown()
 
 
 @pytest.fixture

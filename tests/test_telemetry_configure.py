@@ -54,10 +54,15 @@ def clue_globals() -> Iterator[None]:
     before = (trace.get_tracer_provider(), metrics.get_meter_provider())
     if before != (TRACER_PROVIDER, METER_PROVIDER):
         force_globals(TRACER_PROVIDER, METER_PROVIDER)
+    # The API's proxy providers (no global set yet) cannot be put back: a proxy set as
+    # the global becomes its own delegate and deadlocks the next meter lookup.
+    proxies = isinstance(before[0], trace.ProxyTracerProvider) or isinstance(
+        before[1], metrics_internal._ProxyMeterProvider
+    )
     try:
         yield
     finally:
-        if before != (TRACER_PROVIDER, METER_PROVIDER):
+        if before != (TRACER_PROVIDER, METER_PROVIDER) and not proxies:
             force_globals(*before)
 
 

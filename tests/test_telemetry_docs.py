@@ -17,8 +17,7 @@ import uvicorn
 import clue
 from tests.conftest import free_port
 from tests.otlp_receiver import OTLPReceiver
-from tests.test_middleware_docs import MIDDLEWARE_EXAMPLES
-from tests.test_telemetry_configure import clue_globals
+from tests.test_middleware_docs import MIDDLEWARE_EXAMPLES, install_clue_globals
 
 PAGE = Path(__file__).resolve().parent.parent / "docs" / "telemetry.md"
 EXAMPLES = dict(
@@ -31,9 +30,9 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     for key in list(os.environ):
         if key.startswith(("OTEL_", "CLUE_")):
             monkeypatch.delenv(key)
-    with clue_globals():
-        yield
-        clue.shutdown()
+    install_clue_globals()
+    yield
+    clue.shutdown()
 
 
 def run(name: str) -> dict[str, Any]:
