@@ -78,7 +78,10 @@ class HeapRecorder:
             tracemalloc.start(self.frames)
         self._start_ns = time.time_ns()
         self._start_mono = time.monotonic_ns()
-        self._before = _live(tracemalloc.take_snapshot())
+        # Tracing that starts now has nothing from before the window: spare a
+        # snapshot, which takes time and leaves later tracing slower (see
+        # docs/performance.md).
+        self._before = {} if self._started else _live(tracemalloc.take_snapshot())
 
     def cancel(self) -> None:
         """End the window without a profile (stops tracemalloc if `start` started it)."""
@@ -97,10 +100,9 @@ class HeapRecorder:
         finally:
             if self._started:
                 tracemalloc.stop()
-        after = _live(snapshot)
         duration = time.monotonic_ns() - self._start_mono
         samples = []
-        for traceback, (count, size) in after.items():
+        for traceback, (count, size) in _live(snapshot).items():
             count_before, size_before = self._before.get(traceback, (0, 0))
             if size > size_before and count > count_before:
                 stack = _frames(traceback)
