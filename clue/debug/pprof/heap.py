@@ -78,9 +78,7 @@ class HeapRecorder:
             tracemalloc.start(self.frames)
         self._start_ns = time.time_ns()
         self._start_mono = time.monotonic_ns()
-        # Tracing that starts now has nothing from before the window: spare a
-        # snapshot, which takes time and leaves later tracing slower (see
-        # docs/performance.md).
+        # Tracing that starts now has nothing from before the window: spare a snapshot.
         self._before = {} if self._started else _live(tracemalloc.take_snapshot())
 
     def cancel(self) -> None:
