@@ -401,6 +401,54 @@ async def test_unknown_method_is_unimplemented(lines: Lines) -> None:
     assert lines.entries("grpc call failed")[0]["code"] == "UNIMPLEMENTED"
 
 
+class Recording:
+    """A layer that records its calls in ``journal`` and can be told to fail."""
+
+    def __init__(self, name: str, journal: list[str], fail: str = "") -> None:
+        self.name, self.journal, self.fail = name, journal, fail
+
+    def enter(self, info: Any, context: Any, request: Any) -> str:
+        self.journal.append(f"enter {self.name}")
+        if self.fail == "enter":
+            raise RuntimeError(f"{self.name} cannot enter")
+        return self.name
+
+    def exit(self, state: str, context: Any, response: Any, exc: BaseException | None) -> None:
+        outcome = "ok" if exc is None else type(exc).__name__
+        self.journal.append(f"exit {state} {outcome}")
+        if self.fail == "exit":
+            raise RuntimeError(f"{self.name} cannot exit")
+
+
+@pytest.mark.parametrize("fail", ["", "enter", "exit"])
+async def test_layers_run_in_order_and_a_failing_layer_unwinds_the_others(fail: str) -> None:
+    from clue.grpc._server import AioInterceptor
+
+    journal: list[str] = []
+    layers = [Recording("a", journal), Recording("b", journal, fail), Recording("c", journal)]
+    server = grpc.aio.server(interceptors=[AioInterceptor(*layers)])
+    server.add_generic_rpc_handlers([echo_handlers(aio=True)])
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            call = stub(channel, "Unary")(S(value="x"))
+            if fail:
+                with pytest.raises(grpc.aio.AioRpcError) as failure:
+                    await call
+                assert failure.value.code() is grpc.StatusCode.UNKNOWN
+            else:
+                assert (await call).value == "x"
+    finally:
+        await server.stop(None)
+    if fail == "enter":  # a (already entered) is exited with b's error; c never entered
+        assert journal == ["enter a", "enter b", "exit a RuntimeError"]
+    elif fail == "exit":  # every layer still exits; the call fails with b's error
+        assert journal == ["enter a", "enter b", "enter c", "exit c ok", "exit b ok", "exit a ok"]
+    else:
+        assert journal == ["enter a", "enter b", "enter c", "exit c ok", "exit b ok", "exit a ok"]
+
+
 async def test_insecure_channel_aio_wires_the_client_interceptors(lines: Lines) -> None:
     server = await start_aio(Telemetry())
     try:
