@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
@@ -17,38 +12,16 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import WebDriverWait
 
+from tests.browser import chromium, screenshot_dir
 from tests.test_pprof_support import pprof_app, running, serve, spin_hot_loop
 
 pytestmark = pytest.mark.browser
 
-IMAGES = Path(__file__).resolve().parent.parent / "docs" / "images"
-
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[WebDriver]:
-    options = webdriver.ChromeOptions()
-    options.binary_location = "/usr/bin/chromium"
-    profile = tempfile.mkdtemp(prefix="clue-chromium-")
-    for flag in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        "--disable-dev-shm-usage",
-        "--window-size=1280,800",
-        f"--user-data-dir={profile}",
-    ):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(
-        service=Service(executable_path="/usr/bin/chromedriver"), options=options
-    )
-    try:
+    with chromium(1280, 800) as driver:
         yield driver
-    finally:
-        driver.quit()
 
 
 def share(driver: WebDriver, element: WebElement) -> float:
@@ -97,9 +70,8 @@ def test_flame_graph_page(browser: WebDriver) -> None:
     matched = browser.find_elements(By.CSS_SELECTOR, ".box.match")
     assert [element.get_attribute("data-name") for element in matched] == ["spin_hot_loop"]
     assert browser.find_element(By.ID, "status").text.startswith("Matched: ")
-    if os.environ.get("CLUE_UPDATE_SCREENSHOTS"):
-        browser.find_element(By.ID, "reset").click()
-        browser.save_screenshot(str(IMAGES / "pprof-flamegraph.png"))
+    browser.find_element(By.ID, "reset").click()
+    browser.save_screenshot(str(screenshot_dir() / "pprof-flamegraph.png"))
 
     box(browser, "thread hot-worker").click()  # zoom out to an ancestor
     assert share(browser, box(browser, "thread hot-worker")) > 0.99
