@@ -4,9 +4,11 @@ The workload (pure Python: arithmetic, dicts, strings, small objects) runs in
 the main thread of a process that also has a dozen idle threads, as a
 service does. Runs alternate between "profiler off" and "profiler on", and
 each side keeps its best time, so that noise from the machine cancels out.
-Times are the process's CPU time (all threads, the profiler's included), not
-wall time: on a shared, overloaded machine wall time mostly measures the
-neighbours, while CPU time is what the profiler really costs.
+The CPU goal is on the workload's elapsed time (how much slower it runs),
+as the median of the ratios of adjacent runs, which cancels the machine's
+drift; the process's CPU time (all threads, the sampler's own wake-ups on the
+other core included) is printed beside it as what the profiler costs the
+machine. The heap figures are process CPU time.
 
 * CPU: `clue.debug.pprof.CPUSampler` at 100 Hz, as ``/debug/pprof/profile``
   runs it; the goal is a slowdown of at most 3%, the median over 15 rounds of
@@ -117,21 +119,36 @@ def compare(
 
 def paired(
     start: Callable[[], object], stop: Callable[[object], None], rounds: int = ROUNDS
-) -> tuple[float, float, float]:
-    """Best times without and with the profiler, and the median of each round's ratio.
+) -> tuple[float, float, float, float]:
+    """Best CPU times without and with the profiler, and the medians of each round's ratio
+    of elapsed time (how much slower the workload ran) and of process CPU time (what the
+    profiler cost the machine, its own thread's CPU on the other core included).
 
     A round's two runs are adjacent in time, so their ratio cancels slow drift
     of the machine that the two best times, taken from different rounds, do not.
     """
-    plain: list[float] = []
-    profiled: list[float] = []
+    plain: list[tuple[float, float]] = []
+    profiled: list[tuple[float, float]] = []
     for _ in range(rounds):
-        plain.append(timed(checkout_workload))
+        plain.append(elapsed_and_cpu(checkout_workload))
         handle = start()
-        profiled.append(timed(checkout_workload))
+        profiled.append(elapsed_and_cpu(checkout_workload))
         stop(handle)
-    ratios = sorted(p / q for p, q in zip(profiled, plain, strict=True))
-    return min(plain), min(profiled), ratios[len(ratios) // 2]
+
+    def median_ratio(i: int) -> float:
+        ratios = sorted(p[i] / q[i] for p, q in zip(profiled, plain, strict=True))
+        return ratios[len(ratios) // 2]
+
+    best_plain = min(cpu for _, cpu in plain)
+    best_profiled = min(cpu for _, cpu in profiled)
+    return best_plain, best_profiled, median_ratio(0), median_ratio(1)
+
+
+def elapsed_and_cpu(run: Callable[[], object]) -> tuple[float, float]:
+    RUNS[0] += 1
+    wall, cpu = time.perf_counter(), time.process_time()
+    run()
+    return time.perf_counter() - wall, time.process_time() - cpu
 
 
 def cpu_start() -> CPUSampler:
@@ -213,7 +230,7 @@ def main() -> None:
         thread.start()
     checkout_workload()  # warm up
     try:
-        plain, profiled, ratio = paired(cpu_start, cpu_stop)
+        plain, profiled, slower, cost = paired(cpu_start, cpu_stop)
         rate = sum(CPU_TICKS) / len(CPU_TICKS)
         print(
             f"cpu profiler: workload {plain * 1000:.1f} ms, {profiled * 1000:.1f} ms while "
@@ -225,7 +242,11 @@ def main() -> None:
             f"sampler thread's own CPU: {tick / 1000:.1f} us per tick (median), "
             f"{tick * rate / 1e7:.2f}% of one core at {rate:.0f} Hz"
         )
-        goal("ops.cpu_profiler_overhead", (ratio - 1) * 100, "<=", 3, "%")  # median round
+        print(
+            f"process CPU time (workload + sampler thread): {(cost - 1) * 100:+.2f}% "
+            f"(median round); elapsed time of the workload: {(slower - 1) * 100:+.2f}%"
+        )
+        goal("ops.cpu_profiler_overhead", (slower - 1) * 100, "<=", 3, "%")  # median round
         plain, fresh = compare(bare_start, bare_stop, rounds=1)
         print(
             f"bare tracemalloc.start(16), first session in this process: workload "
