@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
-import pytest
 import uvicorn
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
@@ -25,8 +24,7 @@ from starlette.routing import Route
 
 from clue import log
 from clue.asgi import ClueMiddleware
-from tests.conftest import free_port
-from tests.test_grpc import Lines
+from tests.conftest import Lines, free_port
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT_ID = "00f067aa0ba902b7"
@@ -89,14 +87,6 @@ class Telemetry:
                         assert metric.unit == "s"
                         found += [(dict(p.attributes), p.count) for p in metric.data.data_points]
         return found
-
-
-@pytest.fixture
-def lines() -> Iterator[Lines]:
-    captured = Lines()
-    yield captured
-    log.set_debug(False)
-    log.configure()
 
 
 @asynccontextmanager

@@ -7,7 +7,6 @@ handlers and protobuf's well-known types, so no generated code is needed.
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 from collections.abc import AsyncIterator, Iterator
 from concurrent import futures
@@ -29,10 +28,10 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 import clue.grpc
 from clue import log
+from tests.conftest import Lines
 
 SERVICE = "clue.test.Echo"
 S = StringValue
-
 
 # --- the echo service ----------------------------------------------------------------
 
@@ -139,26 +138,6 @@ class Telemetry:
                         assert metric.unit == "ms"
                         found += [(dict(p.attributes), p.count) for p in metric.data.data_points]
         return found
-
-
-class Lines:
-    """clue.log configured to write JSON into memory; ``entries()`` parses them."""
-
-    def __init__(self) -> None:
-        self.stream = io.StringIO()
-        log.configure(outputs=[log.Output(self.stream, format="json")], debug=False)
-
-    def entries(self, msg: str | None = None) -> list[dict[str, Any]]:
-        parsed = [json.loads(line) for line in self.stream.getvalue().splitlines() if line]
-        return [e for e in parsed if msg is None or e.get("msg") == msg]
-
-
-@pytest.fixture
-def lines() -> Iterator[Lines]:
-    captured = Lines()
-    yield captured
-    log.set_debug(False)
-    log.configure()
 
 
 class AioServer:

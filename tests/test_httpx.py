@@ -3,24 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 
 import httpx
 import pytest
 from opentelemetry.trace import SpanKind, StatusCode
 
 import clue.httpx
-from clue import log
-from tests.conftest import free_port
+from tests.conftest import Lines, free_port
 from tests.test_asgi import Telemetry, serve
-from tests.test_grpc import Lines
-
-
-@pytest.fixture
-def lines() -> Iterator[Lines]:
-    captured = Lines()
-    yield captured
-    log.configure()
 
 
 async def test_async_client_traces_propagates_and_logs(lines: Lines) -> None:

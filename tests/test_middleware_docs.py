@@ -28,8 +28,7 @@ from opentelemetry.trace import SpanKind
 import clue
 from clue import log, telemetry
 from clue.telemetry.bootstrap import METER_PROVIDER, TRACER_PROVIDER
-from tests.conftest import free_port
-from tests.test_grpc import Lines
+from tests.conftest import Lines, free_port
 from tests.test_telemetry_configure import force_globals
 
 PAGE = Path(__file__).resolve().parent.parent / "docs" / "telemetry.md"
@@ -60,14 +59,6 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     install_clue_globals()
     yield
     clue.shutdown()
-
-
-@pytest.fixture
-def lines() -> Iterator[Lines]:
-    captured = Lines()
-    yield captured
-    log.set_debug(False)
-    log.configure()
 
 
 def run(name: str) -> dict[str, Any]:

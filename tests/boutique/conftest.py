@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import io
-import json
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
@@ -21,7 +19,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 
 import clue.grpc
-from clue import log, telemetry
+from clue import telemetry
 from reference_services.ad import service as ad
 from reference_services.cart import service as cart
 from reference_services.checkout import service as checkout
@@ -68,33 +66,6 @@ async def stub_for(service: GrpcService, stub_class: Callable[[Any], S]) -> Asyn
         yield stub_class(channel)
     finally:
         await channel.close()
-
-
-class Lines:
-    """clue.log writing JSON into memory."""
-
-    def __init__(self) -> None:
-        self.stream = io.StringIO()
-        log.configure(outputs=[log.Output(self.stream, format="json")], debug=False)
-
-    @property
-    def text(self) -> str:
-        """Everything written so far."""
-        return self.stream.getvalue()
-
-    def entries(self, msg: str | None = None) -> list[dict[str, Any]]:
-        """Parsed entries, only those with message ``msg`` if given."""
-        parsed = [json.loads(line) for line in self.text.splitlines() if line.strip()]
-        return [e for e in parsed if msg is None or e.get("msg") == msg]
-
-
-@pytest.fixture
-def lines() -> Iterator[Lines]:
-    """clue.log captured as JSON lines for the test."""
-    captured = Lines()
-    yield captured
-    log.set_debug(False)
-    log.configure()
 
 
 class Telemetry:

@@ -14,7 +14,8 @@ from reference_services.checkout.orders import OrderStore
 from reference_services.common.database import SQLite
 from reference_services.protos import hipstershop_pb2 as pb
 from reference_services.protos import hipstershop_pb2_grpc as pb_grpc
-from tests.boutique.conftest import Boutique, Lines, Telemetry, rpc_error, stub_for
+from tests.boutique.conftest import Boutique, Telemetry, rpc_error, stub_for
+from tests.conftest import Lines
 
 VISA = "4432801561520454"
 NEXT_YEAR = dt.date.today().year + 1

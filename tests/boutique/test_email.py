@@ -8,7 +8,8 @@ from reference_services.email import service as email
 from reference_services.email.confirmation import render, valid_email
 from reference_services.protos import hipstershop_pb2 as pb
 from reference_services.protos import hipstershop_pb2_grpc as pb_grpc
-from tests.boutique.conftest import Lines, rpc_error, serving, stub_for
+from tests.boutique.conftest import rpc_error, serving, stub_for
+from tests.conftest import Lines
 
 ORDER = pb.OrderResult(
     order_id="3d1a5f0e-0000-4000-8000-000000000001",

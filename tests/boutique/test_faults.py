@@ -19,7 +19,8 @@ import pytest
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind, StatusCode
 
-from tests.boutique.conftest import Boutique, Lines, Telemetry
+from tests.boutique.conftest import Boutique, Telemetry
+from tests.conftest import Lines
 
 pytestmark = pytest.mark.timeout(60)
 

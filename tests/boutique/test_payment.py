@@ -13,7 +13,8 @@ from reference_services.payment import service as payment
 from reference_services.payment.card import CardError, CardType, luhn_ok, validate
 from reference_services.protos import hipstershop_pb2 as pb
 from reference_services.protos import hipstershop_pb2_grpc as pb_grpc
-from tests.boutique.conftest import Lines, rpc_error, serving, stub_for
+from tests.boutique.conftest import rpc_error, serving, stub_for
+from tests.conftest import Lines
 
 TODAY = dt.date(2026, 6, 15)
 VISA = "4432801561520454"
