@@ -11,7 +11,6 @@ under the data dir, which the tests read.
 
 from __future__ import annotations
 
-import datetime
 import json
 import re
 import shutil
@@ -26,24 +25,12 @@ import httpx
 import pytest
 
 from reference_services.launcher import Boutique
+from tests.boutique.shop import MUG, ORDER_FORM, SUNGLASSES, WATCH
 from tests.otlp_receiver import OTLPReceiver, Span
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
 SERVER, CLIENT = 2, 3  # opentelemetry.proto SpanKind values
-SUNGLASSES, MUG, WATCH = "OLJCESPC7Z", "6E92ZMYYFZ", "1YMWWN1N4O"
-ORDER_FORM = {
-    "email": "someone@example.com",
-    "street_address": "1600 Amphitheatre Parkway",
-    "zip_code": "94043",
-    "city": "Mountain View",
-    "state": "CA",
-    "country": "United States",
-    "credit_card_number": "4432-8015-6152-0454",
-    "credit_card_expiration_month": "1",
-    "credit_card_expiration_year": str(datetime.date.today().year + 1),
-    "credit_card_cvv": "672",
-}
 
 
 @pytest.fixture(scope="module")

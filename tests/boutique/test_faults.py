@@ -11,7 +11,6 @@ exporters, logs to JSON lines in memory.
 from __future__ import annotations
 
 import asyncio
-import datetime
 from collections.abc import AsyncIterator
 
 import httpx
@@ -20,23 +19,10 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind, StatusCode
 
 from tests.boutique.conftest import Boutique, Telemetry
+from tests.boutique.shop import MUG, ORDER_FORM, WATCH
 from tests.conftest import Lines
 
 pytestmark = pytest.mark.timeout(60)
-
-MUG, WATCH = "6E92ZMYYFZ", "1YMWWN1N4O"
-ORDER_FORM = {
-    "email": "someone@example.com",
-    "street_address": "1600 Amphitheatre Parkway",
-    "zip_code": "94043",
-    "city": "Mountain View",
-    "state": "CA",
-    "country": "United States",
-    "credit_card_number": "4432-8015-6152-0454",
-    "credit_card_expiration_month": "1",
-    "credit_card_expiration_year": str(datetime.date.today().year + 1),
-    "credit_card_cvv": "672",
-}
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ the end and saves the screenshots under docs/images/.
 
 from __future__ import annotations
 
-import datetime
 import re
 import shutil
 import tempfile
@@ -21,25 +20,10 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from reference_services.launcher import Boutique
+from tests.boutique.shop import MUG, ORDER_FORM, SUNGLASSES
 from tests.browser import chromium, screenshot_dir
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
-
-SUNGLASSES = "OLJCESPC7Z"
-MUG = "6E92ZMYYFZ"
-NEXT_YEAR = datetime.date.today().year + 1
-GOOD_ORDER = {
-    "email": "someone@example.com",
-    "street_address": "1600 Amphitheatre Parkway",
-    "zip_code": "94043",
-    "city": "Mountain View",
-    "state": "CA",
-    "country": "United States",
-    "credit_card_number": "4432-8015-6152-0454",
-    "credit_card_expiration_month": "1",
-    "credit_card_expiration_year": str(NEXT_YEAR),
-    "credit_card_cvv": "672",
-}
 
 
 @pytest.fixture(scope="module")
@@ -211,7 +195,7 @@ def test_a_forged_currency_cookie_is_refused_by_the_currency_service(
 
 def test_checkout_places_the_order_and_empties_the_cart(visitor: httpx.Client) -> None:
     add(visitor, SUNGLASSES, 3)
-    response = visitor.post("/cart/checkout", data=GOOD_ORDER)
+    response = visitor.post("/cart/checkout", data=ORDER_FORM)
     assert response.status_code == 200, response.text
     page = response.text
     order_id = re.search(r'<dd id="order-id">([^<]+)</dd>', page)
@@ -225,7 +209,7 @@ def test_checkout_places_the_order_and_empties_the_cart(visitor: httpx.Client) -
 def test_bad_checkout_form_is_a_422_listing_each_field(visitor: httpx.Client) -> None:
     add(visitor, MUG, 2)
     bad = {
-        **GOOD_ORDER,
+        **ORDER_FORM,
         "email": "not-an-email",
         "zip_code": "abc",
         "city": "",
@@ -259,7 +243,7 @@ def test_declined_payment_shows_the_reason_and_keeps_the_cart(
     visitor: httpx.Client, card: dict[str, str], reason: str
 ) -> None:
     add(visitor, MUG, 1)
-    response = visitor.post("/cart/checkout", data={**GOOD_ORDER, **card})
+    response = visitor.post("/cart/checkout", data={**ORDER_FORM, **card})
     assert response.status_code == 422
     assert "<h1>Payment declined</h1>" in response.text
     assert "placing the order" in response.text
@@ -269,7 +253,7 @@ def test_declined_payment_shows_the_reason_and_keeps_the_cart(
 
 
 def test_checkout_of_an_empty_cart_is_refused(visitor: httpx.Client) -> None:
-    response = visitor.post("/cart/checkout", data=GOOD_ORDER)
+    response = visitor.post("/cart/checkout", data=ORDER_FORM)
     assert response.status_code == 409
     assert "FAILED_PRECONDITION" in response.text
 
@@ -353,10 +337,10 @@ def test_conversions_and_the_visits_they_are_measured_against(boutique: Boutique
         add(visitor, MUG, 2)
         visitor.post("/setCurrency", data={"currency_code": "EUR"})
         visitor.get("/cart")
-        placed = visitor.post("/cart/checkout", data=GOOD_ORDER)
+        placed = visitor.post("/cart/checkout", data=ORDER_FORM)
         assert placed.status_code == 200, placed.text
         add(visitor, MUG, 1)
-        declined = visitor.post("/cart/checkout", data={**GOOD_ORDER, "credit_card_cvv": ""})
+        declined = visitor.post("/cart/checkout", data={**ORDER_FORM, "credit_card_cvv": ""})
         assert declined.status_code == 422  # not a conversion
     after = business_counts(boutique)
 
