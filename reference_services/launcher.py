@@ -110,11 +110,16 @@ def stop_order() -> list[list[str]]:
     return [*reversed(levels()), ["collector"]]
 
 
-def free_port() -> int:
-    """A TCP port free on the loopback right now."""
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct TCP ports free on the loopback right now (all held while chosen,
+    so that the kernel cannot hand the same one out twice)."""
+    with contextlib.ExitStack() as stack:
+        ports = []
+        for _ in range(count):
+            sock = stack.enter_context(socket.socket())
+            sock.bind((HOST, 0))
+            ports.append(int(sock.getsockname()[1]))
+        return ports
 
 
 def collector_available() -> bool:
@@ -159,13 +164,16 @@ class Boutique:
     def _plan(self, base: int) -> None:
         logs = self.data_dir / "logs"
         names = [*SERVICES, "collector"] if self.with_collector else list(SERVICES)
+        ports = (
+            list(range(base, base + 2 * len(names) + 1)) if base else free_ports(2 * len(names) + 1)
+        )
         for i, name in enumerate(names):
-            port, admin = (base + 2 * i, base + 2 * i + 1) if base else (free_port(), free_port())
+            port, admin = ports[2 * i], ports[2 * i + 1]
             self.processes[name] = Process(name, port, admin, str(logs / f"{name}.log"))
         if self.with_collector:
             collector = self.processes["collector"]
             collector.extra["ui_port"] = collector.admin_port
-            collector.extra["http_port"] = base + 2 * len(names) if base else free_port()
+            collector.extra["http_port"] = ports[2 * len(names)]
 
     # --- environment --------------------------------------------------------------------
 
