@@ -62,7 +62,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 def run(name: str) -> dict[str, Any]:
-    namespace: dict[str, Any] = {"__name__": f"docs_middleware_{name}"}
+    namespace: dict[str, Any] = {"__name__": f"docs_telemetry_{name}"}
     exec(compile(EXAMPLES[name], f"docs/telemetry.md:{name}", "exec"), namespace)
     return namespace
 

@@ -2,43 +2,22 @@
 
 from __future__ import annotations
 
-import os
 import re
 import threading
 import time
-from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 import uvicorn
 
-import clue
 from tests.conftest import free_port
 from tests.otlp_receiver import OTLPReceiver
-from tests.test_middleware_docs import MIDDLEWARE_EXAMPLES, install_clue_globals
-
-PAGE = Path(__file__).resolve().parent.parent / "docs" / "telemetry.md"
-EXAMPLES = dict(
-    re.findall(r"<!-- example: (\w+) -->\n```python\n(.*?)```", PAGE.read_text(), re.DOTALL)
+from tests.test_middleware_docs import (  # clean_env: the same autouse fixture here
+    EXAMPLES,
+    MIDDLEWARE_EXAMPLES,
+    clean_env,  # noqa: F401
+    run,
 )
-
-
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for key in list(os.environ):
-        if key.startswith(("OTEL_", "CLUE_")):
-            monkeypatch.delenv(key)
-    install_clue_globals()
-    yield
-    clue.shutdown()
-
-
-def run(name: str) -> dict[str, Any]:
-    namespace: dict[str, Any] = {"__name__": f"docs_telemetry_{name}"}
-    exec(compile(EXAMPLES[name], f"docs/telemetry.md:{name}", "exec"), namespace)
-    return namespace
 
 
 def test_the_page_has_the_examples_this_test_runs() -> None:
