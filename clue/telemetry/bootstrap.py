@@ -30,7 +30,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 
 from clue import log
 from clue.log.configuration import configure_unless_configured
-from clue.telemetry import exporters, sdk_logs, settings
+from clue.telemetry import exporters, histograms, sdk_logs, settings
 from clue.telemetry import prometheus as prometheus_exposition
 from clue.telemetry.proxy import SwappableMeterProvider, SwappableTracerProvider
 from clue.telemetry.resilience import (
@@ -59,6 +59,7 @@ class _Pipeline:
     meter_provider: MeterProvider | None
     logger_provider: LoggerProvider | None
     exporters: list[_Guarded] = field(default_factory=list)
+    histogram_slots: tuple[int, ...] = ()  # clue's histograms collected by the meter provider
 
     def shutdown(self, keep_open: set[int]) -> None:
         """Flush and stop; exporters in ``keep_open`` (ids, reused by the next call) stay open."""
@@ -69,6 +70,7 @@ class _Pipeline:
         self.tracer_provider.shutdown()
         if self.meter_provider is not None:
             self.meter_provider.shutdown()
+            histograms.REGISTRY.detach(self.histogram_slots)
         if self.logger_provider is not None:
             self.logger_provider.shutdown()
 
@@ -206,6 +208,7 @@ def configure(
             pipeline.meter_provider = MeterProvider(
                 metric_readers=readers, resource=resource, shutdown_on_exit=False
             )
+            pipeline.histogram_slots = histograms.REGISTRY.attach(readers, resource)
 
         if log_exporters:
             logger_provider = LoggerProvider(resource=resource, shutdown_on_exit=False)

@@ -18,16 +18,18 @@ from opentelemetry.metrics import CallbackT, NoOpMeterProvider
 from opentelemetry.metrics._internal.instrument import (
     _ProxyCounter,
     _ProxyGauge,
-    _ProxyHistogram,
     _ProxyInstrument,
     _ProxyObservableCounter,
     _ProxyObservableGauge,
     _ProxyObservableUpDownCounter,
     _ProxyUpDownCounter,
 )
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import NoOpTracerProvider, Span
 from opentelemetry.util._decorator import _agnosticcontextmanager
 from opentelemetry.util.types import Attributes
+
+from clue.telemetry.histograms import ClueHistogram
 
 
 class SwappableTracerProvider(trace.TracerProvider):
@@ -126,6 +128,7 @@ class _SwappableMeter(metrics.Meter):
 
     def __init__(self, name: str, version: str | None, schema_url: str | None) -> None:
         super().__init__(name, version, schema_url)
+        self._scope = InstrumentationScope(name, version, schema_url)
         self._lock = threading.Lock()
         self._real: metrics.Meter = NoOpMeterProvider().get_meter(name)
         self._instruments: dict[tuple[Any, ...], _ProxyInstrument[Any]] = {}
@@ -168,8 +171,8 @@ class _SwappableMeter(metrics.Meter):
         key = ("histogram", name, unit, description, tuple(bounds) if bounds else None)
         return self._instrument(  # type: ignore[no-any-return]
             key,
-            lambda: _ProxyHistogram(
-                name, unit, description, explicit_bucket_boundaries_advisory=bounds
+            lambda: ClueHistogram(
+                self._scope, name, unit, description, explicit_bucket_boundaries_advisory=bounds
             ),
         )
 
