@@ -98,6 +98,13 @@ async def serve(telemetry: Telemetry, **options: Any) -> AsyncIterator[httpx.Asy
         meter_provider=telemetry.meter_provider,
         **options,
     )
+    async with serve_app(app) as client:
+        yield client
+
+
+@asynccontextmanager
+async def serve_app(app: Any) -> AsyncIterator[httpx.AsyncClient]:
+    """Serve ``app`` with uvicorn on a free loopback port; yield a client for it."""
     port = free_port()
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="off")
     server = uvicorn.Server(config)

@@ -244,9 +244,7 @@ class Registry:
                 slot = self._next_slot
                 self._next_slot += 1
                 slots.append(slot)
-                temporality = reader._instrument_class_temporality.get(
-                    SDKHistogram, AggregationTemporality.CUMULATIVE
-                )
+                temporality = _temporality(reader)
                 original: Any = reader._collect  # the SDK's annotation is not what it calls
                 merged: Any = _merging(original, self, slot, temporality, resource)
                 reader._set_collect_callback(merged)
@@ -275,6 +273,15 @@ class Registry:
         return [
             ScopeMetrics(scope, found, scope.schema_url or "") for scope, found in scopes.items()
         ]
+
+
+def _temporality(reader: MetricReader) -> AggregationTemporality:
+    """The temporality ``reader`` wants for histograms (its map is keyed by SDK classes)."""
+    wanted = getattr(reader, "_instrument_class_temporality", {})
+    for kind, temporality in wanted.items():
+        if isinstance(kind, type) and issubclass(kind, SDKHistogram):
+            return temporality  # type: ignore[no-any-return]
+    return AggregationTemporality.CUMULATIVE
 
 
 def _merging(

@@ -1,0 +1,244 @@
+"""Histograms aggregated by clue (clue.telemetry.histograms), read back through real readers."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from opentelemetry import metrics
+from opentelemetry.sdk.metrics import Histogram as SDKHistogram
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import (
+    AggregationTemporality,
+    HistogramDataPoint,
+    InMemoryMetricReader,
+)
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+import clue
+from clue import telemetry
+from clue.asgi import ClueMiddleware
+from clue.telemetry import histograms
+from clue.telemetry.histograms import CARDINALITY_LIMIT, ClueHistogram
+from tests.otlp_receiver import OTLPReceiver
+from tests.test_asgi import serve_app
+from tests.test_telemetry_configure import clue_globals
+
+BOUNDS = (1.0, 2.0, 5.0)
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    for key in list(os.environ):
+        if key.startswith(("OTEL_", "CLUE_")):
+            monkeypatch.delenv(key)
+    with clue_globals():
+        yield
+        clue.shutdown()
+
+
+def points(reader: InMemoryMetricReader, name: str) -> list[HistogramDataPoint]:
+    data = reader.get_metrics_data()
+    return [
+        p
+        for rm in (data.resource_metrics if data else ())
+        for sm in rm.scope_metrics
+        for m in sm.metrics
+        if m.name == name
+        for p in m.data.data_points
+    ]
+
+
+def histogram(name: str = "test.latency") -> metrics.Histogram:
+    meter = metrics.get_meter("tests.histograms")
+    return meter.create_histogram(name, unit="ms", explicit_bucket_boundaries_advisory=BOUNDS)
+
+
+def test_clue_meters_hand_out_clue_histograms_that_aggregate_like_the_sdk() -> None:
+    reader = InMemoryMetricReader()
+    clue.configure("svc", metric_exporter=reader, exporter="none")
+    ours = histogram()
+    assert isinstance(ours, ClueHistogram)
+    sdk_reader = InMemoryMetricReader()
+    sdk = (
+        MeterProvider(metric_readers=[sdk_reader])
+        .get_meter("sdk")
+        .create_histogram("test.latency", unit="ms", explicit_bucket_boundaries_advisory=BOUNDS)
+    )
+    values = [0.0, 0.5, 1.0, 1.5, 2.0, 4.99, 5.0, 5.01, 1e9]  # bounds are inclusive upper limits
+    for value in values:
+        for h in (ours, sdk):
+            h.record(value, {"route": "/a", "code": 200})
+            h.record(value * 2, {"code": 200, "route": "/b"})
+
+    def shape(p: HistogramDataPoint) -> tuple[Any, ...]:
+        return (
+            sorted(p.attributes.items()),
+            p.count,
+            p.sum,
+            tuple(p.bucket_counts),
+            tuple(p.explicit_bounds),
+            p.min,
+            p.max,
+        )
+
+    mine = sorted(map(shape, points(reader, "test.latency")))
+    theirs = sorted(map(shape, points(sdk_reader, "test.latency")))
+    assert mine == theirs
+    assert mine[0][3] == (3, 2, 2, 2)  # "/a": <=1, (1, 2], (2, 5], > 5
+
+
+async def test_the_asgi_duration_histogram_reaches_otlp_after_a_reconfiguration(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    receiver = OTLPReceiver()
+    receiver.start()
+    try:
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint)
+        reader = InMemoryMetricReader()
+        clue.configure("shop", metric_exporter=reader)  # the OTLP exporter comes from env
+        clue.configure("shop")
+
+        async def product(request: Request) -> JSONResponse:
+            return JSONResponse({"id": request.path_params["pid"]})
+
+        app = ClueMiddleware(Starlette(routes=[Route("/products/{pid}", product)]))
+        async with serve_app(app) as client:
+            for _ in range(3):
+                assert (await client.get("/products/7")).status_code == 200
+            assert (await client.get("/nowhere")).status_code == 404
+        clue.shutdown()  # the final export carries the histogram
+        received = receiver.wait_for(
+            lambda r: [m for m in r.metrics() if m.name == "http.server.request.duration"]
+        )
+    finally:
+        receiver.stop()
+    got = {
+        (p.attributes.get("http.route"), p.attributes["http.response.status_code"]): p.count
+        for m in received
+        for p in m.points
+    }
+    assert got == {("/products/{pid}", 200): 3, (None, 404): 1}
+    assert received[0].unit == "s" and received[0].scope == "clue.asgi"
+    assert points(reader, "http.server.request.duration") == []  # reconfigured before
+
+
+def test_delta_readers_get_each_interval_and_cumulative_readers_everything() -> None:
+    delta = InMemoryMetricReader(preferred_temporality={SDKHistogram: AggregationTemporality.DELTA})
+    clue.configure("svc", metric_exporter=delta, exporter="none", prometheus=True)
+    h = histogram()
+    h.record(1.0)
+    h.record(3.0)
+    [first] = points(delta, "test.latency")
+    assert (first.count, first.sum, first.min, first.max) == (2, 4.0, 1.0, 3.0)
+    assert points(delta, "test.latency") == []  # nothing new in this interval
+    h.record(7.0)
+    [second] = points(delta, "test.latency")
+    assert (second.count, second.min, second.max) == (1, 7.0, 7.0)
+    assert second.start_time_unix_nano >= first.time_unix_nano
+    exposition = _prometheus_text().splitlines()  # the cumulative reader saw all three
+    assert [line.rsplit(" ", 1)[1] for line in exposition if "test_latency_milliseconds_" in line][
+        -6:
+    ] == ["1.0", "1.0", "2.0", "3.0", "3.0", "11.0"]  # buckets <=1, <=2, <=5, +Inf; count; sum
+
+
+def _prometheus_text() -> str:
+    from prometheus_client import REGISTRY, generate_latest
+
+    return generate_latest(REGISTRY).decode()
+
+
+def test_reconfiguring_moves_histograms_to_the_new_readers() -> None:
+    first = InMemoryMetricReader()
+    clue.configure("one", metric_exporter=first, exporter="none")
+    h = histogram()
+    h.record(1.0)
+    second = InMemoryMetricReader()
+    clue.configure("two", metric_exporter=second, exporter="none")
+    h.record(2.0)
+    assert [p.count for p in points(second, "test.latency")] == [1]
+    clue.shutdown()
+    h.record(3.0)  # after shutdown: dropped, nothing kept
+    assert histograms.REGISTRY._slots == ()
+    assert isinstance(h, ClueHistogram) and h._series == {}
+
+
+def test_bad_amounts_are_ignored_with_one_warning(caplog: pytest.LogCaptureFixture) -> None:
+    reader = InMemoryMetricReader()
+    clue.configure("svc", metric_exporter=reader, exporter="none")
+    h = histogram("test.bad")
+    h.record(2.0, {"k": "v"})
+    with caplog.at_level(logging.WARNING, logger="clue.telemetry.histograms"):
+        for bad in (-1.0, math.nan, math.inf):
+            h.record(bad, {"k": "v"})
+    [point] = points(reader, "test.bad")
+    assert (point.count, point.sum) == (1, 2.0)
+    warnings = [r for r in caplog.records if r.name == "clue.telemetry.histograms"]
+    assert len(warnings) == 1 and "test.bad ignores -1.0" in warnings[0].getMessage()
+
+
+def test_sequence_values_no_attributes_and_the_overflow_set() -> None:
+    reader = InMemoryMetricReader()
+    clue.configure("svc", metric_exporter=reader, exporter="none")
+    h = histogram("test.many")
+    h.record(1.0, {"tags": ["a", "b"]})
+    h.record(1.0, {"tags": ["a", "b"]})
+    h.record(1.0)
+    for n in range(CARDINALITY_LIMIT + 10):
+        h.record(1.0, {"n": n})
+    found = {tuple(sorted(p.attributes.items())): p.count for p in points(reader, "test.many")}
+    assert found[(("tags", ("a", "b")),)] == 2
+    assert found[()] == 1
+    assert len(found) == CARDINALITY_LIMIT
+    assert found[(("otel.metric.overflow", True),)] == CARDINALITY_LIMIT + 10 - (
+        CARDINALITY_LIMIT - 3
+    )
+
+
+def test_readers_clue_cannot_hook_leave_the_recording_to_the_sdk(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    reader = InMemoryMetricReader()
+    monkeypatch.setattr(histograms.REGISTRY, "attach", lambda readers, resource: ())
+    clue.configure("svc", metric_exporter=reader, exporter="none")
+    h = histogram("test.fallback")
+    h.record(1.5, {"k": "v"})
+    assert isinstance(h, ClueHistogram) and h._series == {}
+    [point] = points(reader, "test.fallback")
+    assert (dict(point.attributes), point.count, point.sum) == ({"k": "v"}, 1, 1.5)
+
+
+def test_without_configure_nothing_is_aggregated() -> None:
+    h = histogram("test.unconfigured")
+    h.record(1.0, {"k": "v"})
+    assert isinstance(h, ClueHistogram) and h._series == {}
+
+
+@pytest.mark.parametrize(("preference", "counts"), [("delta", [2, 1]), ("cumulative", [2, 3])])
+def test_the_otlp_temporality_preference_is_honoured(
+    monkeypatch: pytest.MonkeyPatch, preference: str, counts: list[int]
+) -> None:
+    receiver = OTLPReceiver()
+    receiver.start()
+    try:
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint)
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", preference)
+        clue.configure("svc", span_exporter=None, log_exporter=None)
+        h = histogram("test.exported")
+        h.record(1.0)
+        h.record(2.0)
+        telemetry.force_flush()
+        h.record(3.0)
+        telemetry.force_flush()
+        exported = [m.points[0].count for m in receiver.metrics() if m.name == "test.exported"]
+    finally:
+        clue.shutdown()
+        receiver.stop()
+    assert exported == counts
