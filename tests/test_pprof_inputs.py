@@ -41,6 +41,8 @@ def test_bad_seconds(client: httpx.Client, endpoint: str, value: str) -> None:
         ("profile", {"format": ""}, "format must be one of"),
         ("profile", {"format": "text"}, "format must be one of"),
         ("profile", {"idle": "maybe"}, "idle must be one of exclude, include; got 'maybe'"),
+        ("profile", {"mode": "sigprof"}, "mode must be one of auto, signal, thread; got 'sigprof'"),
+        ("profile", {"mode": ""}, "mode must be one of auto, signal, thread; got ''"),
         ("profile", {"hz": "100"}, "unknown parameter 'hz'; this endpoint takes seconds, "),
         ("heap", {"format": "collapsed"}, "format must be one of pprof, text; got 'collapsed'"),
         ("heap", {"format": "text", "top": "0"}, "top must be a whole number from 1 to 1000"),
@@ -73,6 +75,16 @@ def test_long_values_are_echoed_cut_short(client: httpx.Client) -> None:
         assert len(error) < 150 and "'..." in error, error
 
 
+def test_signal_mode_where_the_endpoint_is_not_in_the_main_thread(client: httpx.Client) -> None:
+    response = client.get("/debug/pprof/profile?seconds=1&mode=signal")  # uvicorn in a thread
+    assert response.status_code == 400
+    assert response.json() == {
+        "error": "the signal mode is not possible: "
+        "signal handlers can only be installed from the main thread"
+    }
+    assert client.get("/debug/pprof/profile?seconds=1&mode=thread").status_code == 200
+
+
 def test_repeated_parameter(client: httpx.Client) -> None:
     response = client.get("/debug/pprof/profile?seconds=1&seconds=2")
     assert response.status_code == 400
@@ -80,7 +92,7 @@ def test_repeated_parameter(client: httpx.Client) -> None:
 
 
 def test_bad_requests_leave_no_profiler_running(client: httpx.Client) -> None:
-    for query in ("seconds=0", "format=svg", "seconds=1&idle=no"):
+    for query in ("seconds=0", "format=svg", "seconds=1&idle=no", "seconds=1&mode=signal"):
         assert client.get(f"/debug/pprof/profile?{query}").status_code == 400
     for query in ("seconds=0", "format=svg", "top=3"):
         assert client.get(f"/debug/pprof/heap?{query}").status_code == 400

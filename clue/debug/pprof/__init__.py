@@ -17,7 +17,7 @@ from clue.debug.pprof.flamegraph import flamegraph
 from clue.debug.pprof.frames import Frame
 from clue.debug.pprof.heap import HeapProfile, HeapRecorder, HeapSample, heap_text
 from clue.debug.pprof.routes import routes
-from clue.debug.pprof.sampler import CPUProfile, CPUSample, CPUSampler
+from clue.debug.pprof.sampler import CPUProfile, CPUSample, CPUSampler, SignalModeUnavailable
 
 __all__ = [
     "CPUProfile",
@@ -27,6 +27,7 @@ __all__ = [
     "HeapProfile",
     "HeapRecorder",
     "HeapSample",
+    "SignalModeUnavailable",
     "collapsed",
     "cpu_pprof",
     "flamegraph",

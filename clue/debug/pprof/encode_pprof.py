@@ -114,7 +114,10 @@ def cpu_pprof(profile: CPUProfile) -> bytes:
     if not profile.cpu_clocks:
         builder.comment("no per-thread CPU clocks: cpu is one period per sample")
     own_ms = profile.sampler_cpu_ns / 1e6
-    builder.comment(f"sampler: {profile.ticks} ticks, {own_ms:.1f} ms of CPU in its own thread")
+    where = "in its SIGPROF handler" if profile.mode == "signal" else "in its own thread"
+    builder.comment(
+        f"sampler: {profile.mode} mode, {profile.ticks} ticks, {own_ms:.1f} ms of CPU {where}"
+    )
     return builder.gzipped()
 
 

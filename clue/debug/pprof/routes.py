@@ -8,6 +8,7 @@ import re
 import sys
 import threading
 from collections.abc import Awaitable, Callable, Collection
+from typing import cast
 
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
@@ -19,7 +20,13 @@ from clue.debug.pprof.encode_pprof import cpu_pprof, heap_pprof
 from clue.debug.pprof.encode_stacks import collapsed, speedscope
 from clue.debug.pprof.flamegraph import flamegraph
 from clue.debug.pprof.heap import DEFAULT_FRAMES, MAX_FRAMES, HeapRecorder, heap_text
-from clue.debug.pprof.sampler import CPUProfile, CPUSampler
+from clue.debug.pprof.sampler import (
+    MODES,
+    CPUProfile,
+    CPUSampler,
+    Mode,
+    SignalModeUnavailable,
+)
 
 DEFAULT_SECONDS = 30
 MAX_SECONDS = 300
@@ -44,7 +51,8 @@ INDEX = [
         "CPU profile of every busy thread, sampled at 100 Hz for <code>seconds</code> "
         "(1-300, default 30). <code>format=pprof</code> (gzipped protobuf, default), "
         "<code>collapsed</code>, <code>speedscope</code> or <code>flamegraph</code>; "
-        "<code>idle=include</code> keeps idle threads.",
+        "<code>idle=include</code> keeps idle threads; <code>mode=auto</code> (default), "
+        "<code>signal</code> or <code>thread</code> picks what drives the sampler.",
     ),
     ("profile?seconds=10&format=flamegraph", "The same as an interactive flame graph."),
     (
@@ -104,28 +112,45 @@ async def index(request: Request) -> Response:
 
 
 async def profile(request: Request) -> Response:
-    """``profile?seconds=N&format=...&idle=exclude|include``: a CPU profile."""
-    params = _params(request, ("seconds", "format", "idle"))
+    """``profile?seconds=N&format=...&idle=exclude|include&mode=auto|signal|thread``: CPU."""
+    params = _params(request, ("seconds", "format", "idle", "mode"))
     seconds = _int(params, "seconds", DEFAULT_SECONDS, 1, MAX_SECONDS)
     encode, media_type, filename = _CPU_FORMATS[_choice(params, "format", _CPU_FORMATS, "pprof")]
     include_idle = _choice(params, "idle", ("exclude", "include"), "exclude") == "include"
+    mode = cast(Mode, _choice(params, "mode", MODES, "auto"))
+    sampler = CPUSampler(include_idle=include_idle, mode=mode)
     if not _cpu_busy.acquire(blocking=False):
         return _error(409, "a CPU profile is already being taken; retry when it is done")
     try:
-        sampler = CPUSampler(include_idle=include_idle)
-        sampler.start()
+        _start(sampler)
         try:
             finished = await _wait(request, seconds)
         except BaseException:
             sampler.stop()
             raise
-        result = await asyncio.to_thread(sampler.stop)
+        result = await _stop(sampler)
         if not finished:
             return Response(status_code=499)
         body = await asyncio.to_thread(encode, result)
     finally:
         _cpu_busy.release()
     return _download(body, media_type, filename)
+
+
+def _start(sampler: CPUSampler) -> None:
+    """Start ``sampler``; ``mode=signal`` where SIGPROF cannot be used is a bad request."""
+    try:
+        sampler.start()
+    except SignalModeUnavailable as exc:
+        raise BadRequest(str(exc)) from exc
+
+
+async def _stop(sampler: CPUSampler) -> CPUProfile:
+    """Signal mode stops on this loop, in the main thread that started it; thread mode
+    joins its thread (up to one period) off the loop."""
+    if sampler.used_mode == "signal":
+        return sampler.stop()
+    return await asyncio.to_thread(sampler.stop)
 
 
 async def heap(request: Request) -> Response:

@@ -1,7 +1,21 @@
 """The CPU sampler: the stacks of every busy thread, about 100 times a second.
 
-A background thread wakes up every period, reads every thread's current
-Python frame (`sys._current_frames`) and counts each distinct stack. Idle
+On each tick the sampler reads every thread's current Python frame
+(`sys._current_frames`) and counts each distinct stack. Two clocks can drive
+the ticks (``mode``):
+
+* ``signal``: ``ITIMER_PROF`` sends SIGPROF every period of the process's CPU
+  time and CPython runs the tick in the main thread, between two bytecodes
+  (`clue.debug.pprof.sigprof`). A busy main thread (the event loop of an
+  asyncio service) is sampled without giving up the GIL, so this costs only
+  the tick itself (about 10 us). Possible only when the sampler is started
+  and stopped from the main thread and the program does not use SIGPROF or
+  ``ITIMER_PROF`` itself.
+* ``thread``: a background thread wakes up every period of wall-clock time.
+  Each tick takes the GIL from the busy thread, and that hand-off (waking
+  two threads) costs the busy thread some 100-300 us per tick on a small VM.
+
+``auto`` (the default) takes ``signal`` when it can, else ``thread``. Idle
 threads would drown the busy ones (a service has many threads parked in
 ``epoll``, lock waits, sleeps and queue gets), so by default a thread's
 stack is only recorded when
@@ -18,7 +32,8 @@ stack is only recorded when
 Where per-thread CPU clocks are not available only the second rule applies.
 ``include_idle=True`` records every thread on every tick (the CPU time of
 an idle sample is then about zero, so CPU views still show the busy code).
-The sampler's own thread is never recorded.
+The sampler's own thread is never recorded; in signal mode the main
+thread is recorded where the signal interrupted it.
 """
 
 from __future__ import annotations
@@ -30,10 +45,16 @@ import time
 from dataclasses import dataclass
 from os import path
 from types import FrameType
+from typing import Literal, get_args
 
+from clue.debug.pprof import sigprof
 from clue.debug.pprof.frames import Frame, RawStack, raw_stack, resolve
 
 DEFAULT_HZ = 100.0
+
+Mode = Literal["auto", "signal", "thread"]
+MODES: tuple[Mode, ...] = get_args(Mode)
+UsedMode = Literal["signal", "thread"]
 
 _STDLIB = sysconfig.get_paths()["stdlib"]
 IDLE_LEAVES: frozenset[tuple[str, str]] = frozenset(
@@ -65,9 +86,13 @@ class CPUSample:
 class CPUProfile:
     """The result of a sampling run.
 
+    ``mode`` is the clock that drove the ticks: ``period_ns`` of process CPU
+    time (``signal``, so ``ticks`` per second grows with the busy threads and
+    is zero when the process idles) or of wall-clock time (``thread``).
     ``cpu_clocks`` tells whether per-thread CPU time was measured; without
-    it each sample's ``cpu_ns`` is one period. ``sampler_cpu_ns`` is the CPU
-    time the sampler's own thread used: what taking the profile cost.
+    it each sample's ``cpu_ns`` is one period. ``sampler_cpu_ns`` is what
+    taking the profile cost: the CPU time of the SIGPROF handler's ticks, or
+    of the sampler's own thread.
     """
 
     samples: list[CPUSample]
@@ -77,6 +102,11 @@ class CPUProfile:
     ticks: int
     cpu_clocks: bool
     sampler_cpu_ns: int = 0
+    mode: UsedMode = "thread"
+
+
+class SignalModeUnavailable(RuntimeError):
+    """``mode="signal"`` was asked for where SIGPROF cannot drive the sampler."""
 
 
 def thread_cpu_clock(native_id: int) -> int:
@@ -101,18 +131,30 @@ def _cpu_clocks_work() -> bool:
 class CPUSampler:
     """Samples every thread's stack ``hz`` times a second until `stop`.
 
+    ``hz`` counts seconds of the process's CPU time in signal mode (two busy
+    threads give twice as many ticks per second of wall-clock time) and
+    seconds of wall-clock time in thread mode. ``mode`` is ``"auto"``,
+    ``"signal"`` or ``"thread"`` (see the module's documentation);
+    `used_mode` tells which one `start` took.
+
     >>> sampler = CPUSampler()
     >>> sampler.start()
     >>> ...  # the code to profile runs, in any thread
     >>> profile = sampler.stop()
     """
 
-    def __init__(self, hz: float = DEFAULT_HZ, *, include_idle: bool = False) -> None:
+    def __init__(
+        self, hz: float = DEFAULT_HZ, *, include_idle: bool = False, mode: Mode = "auto"
+    ) -> None:
         if not 1 <= hz <= 1000:
             raise ValueError(f"hz must be between 1 and 1000, got {hz}")
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}; got {mode!r}")
         self.period_ns = int(1e9 / hz)
         self._busy_ns = self.period_ns // 100
         self.include_idle = include_idle
+        self.mode = mode
+        self.used_mode: UsedMode | None = None
         self.cpu_clocks = _cpu_clocks_work()
         self._counts: dict[tuple[str, RawStack], list[int]] = {}
         self._last_cpu: dict[int, int] = {}
@@ -121,26 +163,65 @@ class CPUSampler:
         self._known: dict[int, tuple[str, int | None]] = {}  # ident: name, native id
         self._seen: set[int] = set()
         self._thread: threading.Thread | None = None
+        self._main = threading.main_thread().ident
+        self._ticking = False
+        self._failure: Exception | None = None
         self._start_ns = 0
         self._start_mono = 0
         self._own_cpu_ns = 0
 
     def start(self) -> None:
-        """Start sampling in a daemon thread; a sampler runs once."""
-        if self._thread is not None:
+        """Start sampling; a sampler runs once.
+
+        Raises `SignalModeUnavailable` when ``mode="signal"`` and SIGPROF
+        cannot be used: not the main thread, SIGPROF or ``ITIMER_PROF``
+        already in use, no ``setitimer``.
+        """
+        if self.used_mode is not None:
             raise RuntimeError("this sampler was already started")
+        self.used_mode = self._pick_mode()
         self._start_ns = time.time_ns()
         self._start_mono = time.monotonic_ns()
-        self._thread = threading.Thread(target=self._run, name="clue-cpu-sampler", daemon=True)
-        self._thread.start()
+        if self.used_mode == "signal":
+            self._tick(sys._current_frames(), record=False)  # CPU baselines
+            sigprof.arm(self._on_sigprof, self.period_ns / 1e9)
+        else:
+            self._thread = threading.Thread(target=self._run, name="clue-cpu-sampler", daemon=True)
+            self._thread.start()
 
     def stop(self) -> CPUProfile:
-        """Stop sampling and return what was seen (blocks for at most one period)."""
-        if self._thread is None:
+        """Stop sampling and return what was seen.
+
+        In thread mode it blocks for at most one period; in signal mode it
+        must be called from the main thread, and it disarms the timer and
+        gives SIGPROF back its default handler.
+        """
+        mode = self.used_mode
+        if mode is None:
             raise RuntimeError("this sampler was never started")
+        if mode == "signal" and threading.get_ident() != self._main:
+            raise RuntimeError("a sampler in signal mode must be stopped from the main thread")
+        first_stop = not self._stopping
         self._stopping = True
-        self._thread.join()
-        duration = time.monotonic_ns() - self._start_mono
+        if self._thread is not None:
+            self._thread.join()
+        elif first_stop:
+            sigprof.disarm()
+        if self._failure is not None:
+            raise RuntimeError("a SIGPROF tick of the CPU sampler failed") from self._failure
+        return self._profile(mode, time.monotonic_ns() - self._start_mono)
+
+    def _pick_mode(self) -> UsedMode:
+        if self.mode == "thread":
+            return "thread"
+        reason = sigprof.unavailable()
+        if reason is None:
+            return "signal"
+        if self.mode == "signal":
+            raise SignalModeUnavailable(f"the signal mode is not possible: {reason}")
+        return "thread"
+
+    def _profile(self, mode: UsedMode, duration_ns: int) -> CPUProfile:
         merged: dict[tuple[str, tuple[Frame, ...]], list[int]] = {}
         for (thread, stack), (count, cpu) in self._counts.items():
             total = merged.setdefault((thread, resolve(stack)), [0, 0])
@@ -151,12 +232,37 @@ class CPUSampler:
         return CPUProfile(
             samples,
             self._start_ns,
-            duration,
+            duration_ns,
             self.period_ns,
             self._ticks,
             self.cpu_clocks,
             self._own_cpu_ns,
+            mode,
         )
+
+    def _on_sigprof(self, signum: int, frame: FrameType | None) -> None:
+        """The SIGPROF handler: one tick, with the main thread where it was interrupted.
+
+        It never raises into the interrupted code (`stop` reports a failure)
+        and skips a SIGPROF that comes while it runs.
+        """
+        if self._ticking or self._stopping:
+            return
+        self._ticking = True
+        started = time.thread_time_ns()
+        try:
+            frames = sys._current_frames()
+            if frame is None:
+                frames.pop(threading.get_ident(), None)
+            else:
+                frames[threading.get_ident()] = frame
+            self._tick(frames, record=True)
+            self._ticks += 1
+        except Exception as exc:
+            self._failure = self._failure or exc
+        finally:
+            self._own_cpu_ns += time.thread_time_ns() - started
+            self._ticking = False
 
     def _run(self) -> None:
         # Each tick costs about 100-200 us of CPU here, much of it waking up and
@@ -165,13 +271,13 @@ class CPUSampler:
         own_start = time.thread_time_ns()
         me = threading.get_ident()
         period = self.period_ns / 1e9
-        self._tick(me, record=False)  # CPU baselines
+        self._tick(_others(me), record=False)  # CPU baselines
         due = time.monotonic() + period
         while True:
             time.sleep(max(0.0, due - time.monotonic()))
             if self._stopping:
                 break
-            self._tick(me, record=True)
+            self._tick(_others(me), record=True)
             self._ticks += 1
             due += period
             now = time.monotonic()
@@ -179,13 +285,11 @@ class CPUSampler:
                 due = now + period
         self._own_cpu_ns = time.thread_time_ns() - own_start
 
-    def _tick(self, me: int, *, record: bool) -> None:
-        frames = sys._current_frames()
+    def _tick(self, frames: dict[int, FrameType], *, record: bool) -> None:
+        """Count the stack of every busy thread of ``frames`` (thread ident: current frame)."""
         if not self._seen.issuperset(frames):
             self._learn_threads(frames)
         for ident, frame in frames.items():
-            if ident == me:
-                continue
             name, native_id = self._known.get(ident) or (f"thread-{ident}", None)
             cpu_ns = self.period_ns
             if self.cpu_clocks and native_id is not None:
@@ -223,6 +327,13 @@ class CPUSampler:
         last = self._last_cpu.get(native_id)
         self._last_cpu[native_id] = now
         return None if last is None else now - last
+
+
+def _others(me: int) -> dict[int, FrameType]:
+    """Every thread's current frame but thread ``me``'s."""
+    frames = sys._current_frames()
+    del frames[me]
+    return frames
 
 
 def _waiting(frame: FrameType) -> bool:
