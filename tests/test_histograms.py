@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from opentelemetry import metrics
+from opentelemetry import metrics, trace
 from opentelemetry.sdk.metrics import Histogram as SDKHistogram
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import (
@@ -17,6 +17,7 @@ from opentelemetry.sdk.metrics.export import (
     HistogramDataPoint,
     InMemoryMetricReader,
 )
+from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -242,3 +243,35 @@ def test_the_otlp_temporality_preference_is_honoured(
         clue.shutdown()
         receiver.stop()
     assert exported == counts
+
+
+@pytest.mark.parametrize(
+    ("exemplar_filter", "expected"),
+    [(None, ["sampled"]), ("always_on", ["sampled", "unsampled", "none"]), ("always_off", [])],
+)
+def test_exemplars_follow_the_exemplar_filter(
+    monkeypatch: pytest.MonkeyPatch, exemplar_filter: str | None, expected: list[str]
+) -> None:
+    if exemplar_filter is not None:
+        monkeypatch.setenv("OTEL_METRICS_EXEMPLAR_FILTER", exemplar_filter)
+    reader = InMemoryMetricReader()
+    clue.configure("svc", metric_exporter=reader, exporter="none", sampler=ALWAYS_ON)
+    h = histogram("test.exemplars")
+    tracer = telemetry.tracer("tests")
+    ids: dict[int, str] = {}
+    with tracer.start_as_current_span("sampled") as span:
+        ids[span.get_span_context().span_id] = "sampled"
+        h.record(0.5)  # bucket <= 1
+    unsampled = trace.NonRecordingSpan(
+        trace.SpanContext(1, 2, is_remote=False, trace_flags=trace.TraceFlags(0))
+    )
+    ids[2] = "unsampled"
+    with trace.use_span(unsampled):
+        h.record(1.5)  # bucket (1, 2]
+    h.record(3.0)  # no span: bucket (2, 5]
+    [point] = points(reader, "test.exemplars")
+    seen = [ids.get(e.span_id or 0, "none") for e in point.exemplars]
+    assert seen == expected
+    if expected:
+        assert point.exemplars[0].value == 0.5
+    assert points(reader, "test.exemplars")[0].exemplars == []  # each collection its own

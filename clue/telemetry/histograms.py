@@ -12,16 +12,18 @@ lookup, a bisection and a few additions under a lock (a few µs).
 Every metric reader of the SDK meter provider that ``configure()`` builds
 gets these histograms added to what it collects, with its own temporality
 (cumulative, or delta when it prefers it), so they are exported, served at
-``/metrics`` and read by in-memory readers exactly like the SDK's. What the
-SDK would add and these do not: views (``configure()`` takes none) and
-exemplars. Where the SDK's reader internals are not as expected, the
-histograms fall back to the SDK's own recording.
+``/metrics`` and read by in-memory readers exactly like the SDK's, exemplars
+included (the last one of each bucket per collection, as the SDK's default
+reservoir keeps). What the SDK would add and these do not: views
+(``configure()`` takes none). Where the SDK's reader internals are not as
+expected, the histograms fall back to the SDK's own recording.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import os
 import threading
 import time
 from bisect import bisect_left
@@ -31,6 +33,7 @@ from typing import Any
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.context import Context
 from opentelemetry.metrics._internal.instrument import _ProxyHistogram
+from opentelemetry.sdk.metrics import Exemplar
 from opentelemetry.sdk.metrics import Histogram as SDKHistogram
 from opentelemetry.sdk.metrics.export import (
     AggregationTemporality,
@@ -44,6 +47,7 @@ from opentelemetry.sdk.metrics.export import (
 )
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.trace import get_current_span
 from opentelemetry.util.types import Attributes
 
 _logger = logging.getLogger(__name__)
@@ -53,6 +57,7 @@ _logger = logging.getLogger(__name__)
 DEFAULT_BOUNDARIES = (0.0, 5.0, 10.0, 25.0, 50.0, 75.0, 100.0, 250.0, 500.0, 750.0, 1000.0,
                       2500.0, 5000.0, 7500.0, 10000.0)  # fmt: skip
 CARDINALITY_LIMIT = 2000
+_EXEMPLAR_FILTERS = ("trace_based", "always_on", "always_off")
 _OVERFLOW: Mapping[str, Any] = {"otel.metric.overflow": True}
 _Collect = Callable[..., MetricsData | None]
 
@@ -60,10 +65,11 @@ _Collect = Callable[..., MetricsData | None]
 class _Window:
     """The aggregation of one attribute set for one reader, since ``start_ns``."""
 
-    __slots__ = ("count", "counts", "max", "min", "start_ns", "total")
+    __slots__ = ("count", "counts", "exemplars", "max", "min", "start_ns", "total")
 
     def __init__(self, buckets: int, start_ns: int) -> None:
         self.counts = [0] * buckets
+        self.exemplars: dict[int, Exemplar] = {}  # bucket: the last exemplar seen in it
         self.count = 0
         self.total = 0.0
         self.min = math.inf
@@ -109,6 +115,7 @@ class ClueHistogram(_ProxyHistogram):
         self._lock = threading.Lock()
         self._series: dict[frozenset[Any], _Series] = {}
         self._slots: tuple[int, ...] = ()  # ids of the readers' aggregations, in window order
+        self.exemplar_filter = "trace_based"
         self._warned = False
         REGISTRY.add(self)
 
@@ -124,6 +131,17 @@ class ClueHistogram(_ProxyHistogram):
             return
         key = _key(attributes)
         index = bisect_left(self._bounds, amount)
+        exemplar = None
+        if self.exemplar_filter != "always_off":
+            span = get_current_span(context).get_span_context()
+            if span.trace_flags.sampled or self.exemplar_filter == "always_on":
+                exemplar = Exemplar(
+                    {},
+                    amount,
+                    time.time_ns(),
+                    span.span_id if span.is_valid else None,
+                    span.trace_id if span.is_valid else None,
+                )
         with self._lock:
             series = self._series.get(key)
             if series is None:
@@ -136,6 +154,8 @@ class ClueHistogram(_ProxyHistogram):
                     window.min = amount
                 if amount > window.max:
                     window.max = amount
+                if exemplar is not None:
+                    window.exemplars[index] = exemplar
 
     def _new_series(self, key: frozenset[Any], attributes: Attributes) -> _Series:
         if len(self._series) >= CARDINALITY_LIMIT - 1:
@@ -197,8 +217,10 @@ class ClueHistogram(_ProxyHistogram):
                         explicit_bounds=self._bounds,
                         min=window.min,
                         max=window.max,
+                        exemplars=[window.exemplars[i] for i in sorted(window.exemplars)],
                     )
                 )
+                window.exemplars = {}  # as the SDK's reservoirs: each collection its own
                 if temporality is AggregationTemporality.DELTA:
                     series.windows[at] = _Window(len(self._bounds) + 1, now)
         if not points:
@@ -226,18 +248,26 @@ class Registry:
         self._histograms: list[ClueHistogram] = []
         self._slots: tuple[int, ...] = ()
         self._next_slot = 0
+        self.exemplar_filter = "trace_based"
 
     def add(self, histogram: ClueHistogram) -> None:
         """Register a new histogram: it aggregates for the readers attached now and later."""
         with self._lock:
             self._histograms.append(histogram)
+            histogram.exemplar_filter = self.exemplar_filter
             histogram.set_slots(self._slots)
 
     def attach(self, readers: Sequence[MetricReader], resource: Resource) -> tuple[int, ...]:
         """Add the clue histograms to what each of ``readers`` (of one meter provider)
-        collects; the readers' slots, to `detach` after the provider shut down."""
+        collects; the readers' slots, to `detach` after the provider shut down.
+
+        The exemplar filter is read from ``OTEL_METRICS_EXEMPLAR_FILTER`` as the
+        SDK does (``trace_based`` by default: exemplars of sampled spans only).
+        """
         if not all(callable(getattr(r, "_collect", None)) for r in readers):
             return ()  # not the SDK this was written for: the SDK records instead
+        wanted = os.environ.get("OTEL_METRICS_EXEMPLAR_FILTER", "trace_based").strip().lower()
+        self.exemplar_filter = wanted if wanted in _EXEMPLAR_FILTERS else "trace_based"
         slots: list[int] = []
         with self._lock:
             for reader in readers:
@@ -259,6 +289,7 @@ class Registry:
     def _set_slots(self, slots: tuple[int, ...]) -> None:
         self._slots = slots
         for histogram in self._histograms:
+            histogram.exemplar_filter = self.exemplar_filter
             histogram.set_slots(slots)
 
     def scope_metrics(self, slot: int, temporality: AggregationTemporality) -> list[ScopeMetrics]:
