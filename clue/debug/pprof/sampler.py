@@ -8,9 +8,10 @@ the ticks (``mode``):
   time and CPython runs the tick in the main thread, between two bytecodes
   (`clue.debug.pprof.sigprof`). A busy main thread (the event loop of an
   asyncio service) is sampled without giving up the GIL, so this costs only
-  the tick itself (about 10 us). Possible only when the sampler is started
-  and stopped from the main thread and the program does not use SIGPROF or
-  ``ITIMER_PROF`` itself.
+  the tick itself (some 30 us with a dozen threads). While the main thread
+  is blocked the tick waits for it to wake up. Possible only when the
+  sampler is started and stopped from the main thread and the program does
+  not use SIGPROF or ``ITIMER_PROF`` itself.
 * ``thread``: a background thread wakes up every period of wall-clock time.
   Each tick takes the GIL from the busy thread, and that hand-off (waking
   two threads) costs the busy thread some 100-300 us per tick on a small VM.
