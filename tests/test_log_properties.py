@@ -1,15 +1,19 @@
-"""Property tests: no value crashes a format; logfmt quoting is reversible."""
+"""Property tests: no value crashes a format; logfmt quoting is reversible; JSON lines are the
+same with orjson and without."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+from collections.abc import Iterator
 from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from clue import log
+from clue.log import renderers
 from clue.log.pipeline import event_of
 from clue.log.renderers import render_json, render_logfmt, renderer_for
 from clue.log.state import INFO
@@ -94,3 +98,30 @@ def test_logfmt_keys_never_break_the_line(key: str) -> None:
     line = render_logfmt(None, "info", {key: "v", "next": "w"})
     parsed = parse_logfmt(line)
     assert list(parsed.values()) == ["v", "w"]
+
+
+@contextlib.contextmanager
+def without_orjson() -> Iterator[None]:
+    """The JSON renderer as it runs when the fast extra (orjson) is not installed."""
+    saved = renderers._orjson_dumps
+    renderers._orjson_dumps = renderers._no_orjson
+    try:
+        yield
+    finally:
+        renderers._orjson_dumps = saved
+
+
+def test_orjson_is_installed_for_the_tests() -> None:
+    assert renderers._orjson_dumps is not renderers._no_orjson
+
+
+@settings(max_examples=200, deadline=None)
+@given(msg=st.text(), kv=st.dictionaries(keys, values, max_size=5))
+def test_json_lines_say_the_same_with_and_without_orjson(msg: str, kv: dict[str, Any]) -> None:
+    event = event_of(_entry(msg, kv))
+    fast = render_json(None, "info", event)
+    with without_orjson():
+        plain = render_json(None, "info", event)
+    for line in (fast, plain):
+        assert "\n" not in line and "\u2028" not in line and "\x85" not in line
+    assert json.loads(fast) == json.loads(plain)

@@ -41,11 +41,24 @@ _KEY_UNSAFE = re.compile(r"[^!#-<>-\[\]-~]")
 def _encode_json(value: Any) -> str:
     if type(value) is str:
         text = json.encoder.encode_basestring(value)
-    elif _chunks is not None:
-        text = "".join(_chunks(value, 0))
     else:
-        text = _encoder.encode(value)
+        try:
+            text = _orjson_dumps(value).decode()
+        except TypeError:  # orjson missing, or an int beyond 64 bits
+            text = "".join(_chunks(value, 0)) if _chunks is not None else _encoder.encode(value)
     return text if text.isascii() else text.translate(_LINE_BREAKS)
+
+
+def _no_orjson(value: Any) -> bytes:
+    raise TypeError("orjson is not installed")
+
+
+try:  # the "fast" extra: orjson encodes an event about six times faster than json
+    from orjson import dumps as _orjson_imported
+except ImportError:
+    _orjson_dumps: Callable[[Any], bytes] = _no_orjson
+else:
+    _orjson_dumps = _orjson_imported
 
 
 def render_json(_logger: Any, _method: str, event: dict[str, Any]) -> str:
