@@ -195,7 +195,7 @@ class CPUSampler:
 
         In thread mode it blocks for at most one period; in signal mode it
         must be called from the main thread, and it disarms the timer and
-        gives SIGPROF back its default handler.
+        leaves SIGPROF a handler that ignores it (`sigprof.disarm`).
         """
         mode = self.used_mode
         if mode is None:

@@ -25,7 +25,7 @@ def unavailable() -> str | None:
         return "this platform has no setitimer"
     if threading.current_thread() is not threading.main_thread():
         return "signal handlers can only be installed from the main thread"
-    if signal.getsignal(signal.SIGPROF) != signal.SIG_DFL:
+    if signal.getsignal(signal.SIGPROF) not in (signal.SIG_DFL, _stray):
         return "SIGPROF already has a handler"
     if signal.getitimer(signal.ITIMER_PROF) != (0.0, 0.0):
         return "ITIMER_PROF is already armed"
@@ -49,8 +49,17 @@ def arm(handler: Handler, period_s: float) -> None:
 
 
 def disarm() -> None:
-    """Stop the timer, then give SIGPROF back its default handler (what it had before `arm`)."""
+    """Stop the timer, then leave SIGPROF a handler that ignores it.
+
+    A SIGPROF raised just before the timer stopped may still be on its way to
+    a thread; with the default action back it would terminate the process.
+    The no-op handler stays installed (`unavailable` treats it as free).
+    """
     try:
         signal.setitimer(signal.ITIMER_PROF, 0.0, 0.0)
     finally:
-        signal.signal(signal.SIGPROF, signal.SIG_DFL)
+        signal.signal(signal.SIGPROF, _stray)
+
+
+def _stray(signum: int, frame: FrameType | None) -> None:
+    """Ignore a SIGPROF that arrives after the sampler stopped."""
