@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -30,19 +28,9 @@ from clue.telemetry import histograms
 from clue.telemetry.histograms import CARDINALITY_LIMIT, ClueHistogram
 from tests.otlp_receiver import OTLPReceiver
 from tests.test_asgi import serve_app
-from tests.test_telemetry_configure import clue_globals
+from tests.test_telemetry_configure import clean_env  # noqa: F401 - autouse: no OTEL_*, clue's globals
 
 BOUNDS = (1.0, 2.0, 5.0)
-
-
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for key in list(os.environ):
-        if key.startswith(("OTEL_", "CLUE_")):
-            monkeypatch.delenv(key)
-    with clue_globals():
-        yield
-        clue.shutdown()
 
 
 def points(reader: InMemoryMetricReader, name: str) -> list[HistogramDataPoint]:
