@@ -181,7 +181,7 @@ class ClueHistogram(_ProxyHistogram):
     def set_slots(self, slots: tuple[int, ...]) -> None:
         """Aggregate for these readers from now on (kept windows carry on, new ones start)."""
         with self._lock:
-            kept = dict(zip(self._slots, range(len(self._slots)), strict=True))
+            kept = {slot: at for at, slot in enumerate(self._slots)}  # slot: window index
             now = time.time_ns()
             for key, series in list(self._series.items()):
                 windows = [
