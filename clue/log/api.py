@@ -50,7 +50,7 @@ def info(msg: str, /, **kv: Any) -> None:
     entry = (INFO, msg, kv, time_ns(), FIELDS.get(), get_current(), file_line, None, False)
     scope = SCOPE.get()
     if scope is None or not scope.keep(entry):
-        pipeline.write((entry,))
+        pipeline.write_entry(entry)
 
 
 def warn(msg: str, /, **kv: Any) -> None:
@@ -59,7 +59,7 @@ def warn(msg: str, /, **kv: Any) -> None:
     entry = (WARN, msg, kv, time_ns(), FIELDS.get(), get_current(), file_line, None, False)
     scope = SCOPE.get()
     if scope is None or not scope.keep(entry):
-        pipeline.write((entry,))
+        pipeline.write_entry(entry)
 
 
 def error(
@@ -81,19 +81,17 @@ def fatal(
 
 def print(msg: str, /, **kv: Any) -> None:
     """Write an info entry now, never buffered (for access lines and start-up messages)."""
-    pipeline.write(
+    pipeline.write_entry(
         (
-            (
-                INFO,
-                msg,
-                kv,
-                time_ns(),
-                FIELDS.get(),
-                get_current(),
-                _caller(2) if STATE.file_line else None,
-                None,
-                False,
-            ),
+            INFO,
+            msg,
+            kv,
+            time_ns(),
+            FIELDS.get(),
+            get_current(),
+            _caller(2) if STATE.file_line else None,
+            None,
+            False,
         )
     )
 

@@ -42,15 +42,14 @@ class Output:
         """The stream lines are written to now."""
         return sys.stdout if self.stream is None else self.stream
 
-    def write(self, lines: list[str]) -> None:
-        """Write ``lines`` (newline-terminated) and flush; never raises."""
+    def write(self, text: str) -> None:
+        """Write ``text`` (whole newline-terminated lines) and flush; never raises."""
         stream = self.target()
         try:
-            for line in lines:
-                try:
-                    stream.write(line)
-                except UnicodeEncodeError:
-                    stream.write(_escape_unencodable(line, getattr(stream, "encoding", None)))
+            try:
+                stream.write(text)
+            except UnicodeEncodeError:
+                stream.write(_escape_unencodable(text, getattr(stream, "encoding", None)))
             stream.flush()
         except Exception:  # closed or broken stream: logging must not crash the app
             pass

@@ -8,8 +8,9 @@ import traceback
 from collections.abc import Iterable
 from typing import Any
 
+from opentelemetry._logs import Logger
 from opentelemetry.context import Context
-from opentelemetry.trace import get_current_span
+from opentelemetry.trace import SpanContext, get_current_span
 
 from clue.log import otlp
 from clue.log.output import Output
@@ -53,22 +54,43 @@ def _describe(exc: BaseException, with_traceback: bool) -> dict[str, str]:
 def event_of(entry: Entry) -> dict[str, Any]:
     """The sanitized event dict of ``entry``: time, level, msg, fields, kv, error, ids, file."""
     level, msg, kv, ts, fields, otel_context, file_line, exc, with_traceback = entry
-    event: dict[str, Any] = {"time": format_time(ts), "level": LEVEL_NAMES[level], "msg": msg}
-    if fields:
-        event.update(fields)
-    if kv:
-        event.update(kv)
+    event: dict[str, Any] = {
+        "time": format_time(ts),
+        "level": LEVEL_NAMES[level],
+        "msg": msg,
+        **fields,
+        **kv,
+    }
     if exc is not None:
         event.update(_describe(exc, with_traceback))
     if otel_context:  # an empty OpenTelemetry context holds no span
-        ctx = get_current_span(otel_context).get_span_context()
-        if ctx.is_valid:
-            event["trace_id"] = format(ctx.trace_id, "032x")
-            event["span_id"] = format(ctx.span_id, "016x")
+        ids = _trace_ids(get_current_span(otel_context).get_span_context())
+        if ids is not None:
+            event["trace_id"], event["span_id"] = ids
     if file_line is not None:
         event["file"] = file_line
     clean_event(event, STATE.sensitive_keys, STATE.max_value_size)
     return event
+
+
+_last_ids: tuple[SpanContext | None, tuple[str, str] | None] = (None, None)
+
+
+def _trace_ids(span_context: SpanContext) -> tuple[str, str] | None:
+    """The hex trace and span ids of a valid span context (the last one's are remembered:
+    the entries of one span ask for the same ids)."""
+    global _last_ids
+    last, ids = _last_ids
+    if span_context is last:
+        return ids
+    ids = None
+    if span_context.is_valid:
+        ids = (
+            span_context.trace_id.to_bytes(16).hex(),
+            span_context.span_id.to_bytes(8).hex(),
+        )
+    _last_ids = (span_context, ids)
+    return ids
 
 
 def outputs() -> tuple[Output, ...]:
@@ -85,23 +107,41 @@ def outputs() -> tuple[Output, ...]:
             fmt, problem = None, str(exc)
         current = STATE.outputs = (Output(None).resolved(fmt),)
         if problem is not None:
-            write(((ERROR, problem, {}, time.time_ns(), {}, Context(), None, None, False),))
+            write_entry((ERROR, problem, {}, time.time_ns(), {}, Context(), None, None, False))
     return current
 
 
-def _line(render: Renderer, entry: Entry, event: dict[str, Any]) -> str:
+def _line(render: Renderer, level: str, event: dict[str, Any]) -> str:
     try:
-        line = render(None, LEVEL_NAMES[entry[0]], event)
+        line = render(None, level, event)
         if type(line) is not str:
             line = line.decode() if isinstance(line, bytes) else str(line)
     except Exception as exc:  # a broken custom renderer must not lose the entry
         failed = {**event, "render_error": f"{type(exc).__name__}: {to_text(exc)}"}
-        line = render_json(None, LEVEL_NAMES[entry[0]], failed)
+        line = render_json(None, level, failed)
     return line + "\n"
 
 
+def write_entry(entry: Entry) -> None:
+    """Render one entry on every output and export it over OTLP (see :func:`write`)."""
+    depth = getattr(_writing, "depth", 0)
+    if depth > 1:
+        return
+    event = event_of(entry)
+    level = LEVEL_NAMES[entry[0]]
+    _writing.depth = depth + 1
+    try:
+        for output in outputs():
+            output.write(_line(output.render, level, event))  # type: ignore[arg-type]
+        if depth == 0 and STATE.otel_logger is not None:
+            _export(STATE.otel_logger, entry, event)
+    finally:
+        _writing.depth = depth
+
+
 def write(entries: Iterable[Entry]) -> None:
-    """Render ``entries`` on every output, in order, and export them over OTLP.
+    """Render ``entries`` on every output, in order and in one write each, and export them
+    over OTLP.
 
     An entry logged while this thread is writing (by a renderer, a stream or
     the OpenTelemetry SDK, through the stdlib bridge) is written but not
@@ -116,13 +156,18 @@ def write(entries: Iterable[Entry]) -> None:
     _writing.depth = depth + 1
     try:
         for output in outputs():
-            render = output.render
-            assert render is not None
-            output.write([_line(render, entry, event) for entry, event in events])
+            render: Renderer = output.render  # type: ignore[assignment]
+            output.write(
+                "".join([_line(render, LEVEL_NAMES[entry[0]], event) for entry, event in events])
+            )
         logger = STATE.otel_logger
         if logger is not None and depth == 0:
             for entry, event in events:
-                if not str(entry[2].get("logger", "")).startswith("opentelemetry"):
-                    otlp.emit(logger, entry, event)  # the SDK's own records are not fed back
+                _export(logger, entry, event)
     finally:
         _writing.depth = depth
+
+
+def _export(logger: Logger, entry: Entry, event: dict[str, Any]) -> None:
+    if not str(entry[2].get("logger", "")).startswith("opentelemetry"):
+        otlp.emit(logger, entry, event)  # the SDK's own records are not fed back

@@ -168,8 +168,8 @@ def route(entry: Entry) -> None:
     buffered entries first)."""
     scope = SCOPE.get()
     if scope is None:
-        pipeline.write((entry,))
+        pipeline.write_entry(entry)
     elif entry[0] >= ERROR:
         pipeline.write([*scope.take(), entry])
     elif entry[0] < INFO or not scope.keep(entry):
-        pipeline.write((entry,))
+        pipeline.write_entry(entry)

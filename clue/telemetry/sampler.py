@@ -6,7 +6,8 @@ import math
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace.sampling import (
@@ -24,6 +25,7 @@ from opentelemetry.util.types import Attributes
 
 MIN_PROBABILITY = 1e-4
 _TRACE_ID_LIMIT = (1 << 64) - 1
+_DROP = SamplingResult(Decision.DROP, None, None)
 
 
 class _RateTargetingSampler(Sampler):
@@ -40,6 +42,7 @@ class _RateTargetingSampler(Sampler):
         self._window_start = clock()
         self._probability = 1.0
         self._bound = _TRACE_ID_LIMIT + 1
+        self._decided = threading.local()
 
     @property
     def probability(self) -> float:
@@ -54,6 +57,25 @@ class _RateTargetingSampler(Sampler):
         self._count = 0
         self._window_start = now
 
+    def decide(self, trace_id: int) -> bool:
+        """Count one new trace and say whether it is sampled."""
+        with self._lock:
+            self._count += 1
+            if self._count >= self._sample_size:
+                self._estimate()
+            bound = self._bound
+        return trace_id & _TRACE_ID_LIMIT < bound
+
+    @contextmanager
+    def decided(self) -> Iterator[None]:
+        """Within the block, this thread's next decision is "sampled", without being counted
+        (the trace was counted and sampled by :meth:`decide` already)."""
+        self._decided.sampled = True
+        try:
+            yield
+        finally:
+            self._decided.sampled = False
+
     def should_sample(
         self,
         parent_context: Context | None,
@@ -64,15 +86,12 @@ class _RateTargetingSampler(Sampler):
         links: Sequence[Link] | None = None,
         trace_state: TraceState | None = None,
     ) -> SamplingResult:
-        with self._lock:
-            self._count += 1
-            if self._count >= self._sample_size:
-                self._estimate()
-            bound = self._bound
-        if trace_id & _TRACE_ID_LIMIT < bound:
-            state = get_current_span(parent_context).get_span_context().trace_state
-            return SamplingResult(Decision.RECORD_AND_SAMPLE, attributes, state)
-        return SamplingResult(Decision.DROP, None, None)
+        if getattr(self._decided, "sampled", False):
+            self._decided.sampled = False
+        elif not self.decide(trace_id):
+            return _DROP
+        state = get_current_span(parent_context).get_span_context().trace_state
+        return SamplingResult(Decision.RECORD_AND_SAMPLE, attributes, state)
 
     def get_description(self) -> str:
         return f"RateTargeting{{max={self._max}/s,sample_size={self._sample_size}}}"
@@ -117,6 +136,11 @@ class AdaptiveSampler(ParentBased):
     def probability(self) -> float:
         """The probability currently applied to new traces."""
         return self._root_sampler.probability
+
+    @property
+    def root(self) -> _RateTargetingSampler:
+        """The sampler of new traces (what ``clue``'s fast unsampled spans ask)."""
+        return self._root_sampler
 
     def get_description(self) -> str:
         return f"AdaptiveSampler{{{self._root_sampler.get_description()}}}"
