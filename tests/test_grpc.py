@@ -386,7 +386,7 @@ class Recording:
     def __init__(self, name: str, journal: list[str], fail: str = "") -> None:
         self.name, self.journal, self.fail = name, journal, fail
 
-    def enter(self, info: Any, context: Any, request: Any) -> str:
+    def enter(self, info: Any, context: Any, metadata: Any, request: Any) -> str:
         self.journal.append(f"enter {self.name}")
         if self.fail == "enter":
             raise RuntimeError(f"{self.name} cannot enter")

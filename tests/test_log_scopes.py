@@ -7,6 +7,7 @@ import contextvars
 import threading
 
 import pytest
+from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON
 
@@ -201,6 +202,19 @@ def test_unsampled_span_keeps_buffering_and_ids_of_the_call(captured: Captured) 
     assert two["span_id"] == f"{second.get_span_context().span_id:016x}"
     assert one["trace_id"] != two["trace_id"]
     assert "trace_id" not in failed
+
+
+def test_entries_of_interleaved_spans_carry_their_own_ids(captured: Captured) -> None:
+    tracer = TracerProvider(sampler=ALWAYS_ON).get_tracer("test")
+    outer = tracer.start_span("outer")
+    inner = tracer.start_span("inner", context=trace.set_span_in_context(outer))
+    for span in (outer, inner, inner, outer, inner):  # the ids of the last span are remembered
+        with trace.use_span(span):
+            log.print("outer" if span is outer else "inner")
+    for entry in captured.entries():
+        ctx = (outer if entry["msg"] == "outer" else inner).get_span_context()
+        assert entry["trace_id"] == f"{ctx.trace_id:032x}"
+        assert entry["span_id"] == f"{ctx.span_id:016x}"
 
 
 def test_entries_outside_spans_have_no_trace_ids(captured: Captured) -> None:

@@ -10,7 +10,7 @@ import grpc
 from clue import log
 from clue._payload import message_payload
 from clue._request_id import HEADER, new_request_id
-from clue.grpc._rpc import RpcInfo, is_expected, metadata_value, server_code
+from clue.grpc._rpc import Metadata, RpcInfo, is_expected, metadata_value, server_code
 
 
 class RequestLog:
@@ -24,8 +24,9 @@ class RequestLog:
         self._log_requests = log_requests
         self._quiet = quiet_prefixes
 
-    def enter(self, info: RpcInfo, context: Any, request: Any) -> tuple[Any, float, bool]:
-        metadata = context.invocation_metadata()
+    def enter(
+        self, info: RpcInfo, context: Any, metadata: Metadata, request: Any
+    ) -> tuple[Any, float, bool]:
         request_id = metadata_value(metadata, HEADER) or new_request_id()
         scope = log.request_scope(method=info.full, peer=context.peer(), request_id=request_id)
         scope.__enter__()
@@ -52,7 +53,7 @@ class RequestLog:
 class Payloads:
     """When debug logs are on, log single request and response messages as JSON."""
 
-    def enter(self, info: RpcInfo, context: Any, request: Any) -> bool:
+    def enter(self, info: RpcInfo, context: Any, metadata: Metadata, request: Any) -> bool:
         if not log.debug_enabled():
             return False
         if request is not None:

@@ -10,7 +10,7 @@ from opentelemetry import metrics
 from opentelemetry.metrics import MeterProvider
 from opentelemetry.util.types import AttributeValue
 
-from clue.grpc._rpc import RpcInfo, server_code
+from clue.grpc._rpc import Metadata, RpcInfo, server_code
 
 Attributes = dict[str, AttributeValue]
 
@@ -44,7 +44,9 @@ class ServerMetrics:
             "rpc.server.duration", "Duration of inbound RPCs", meter_provider
         )
 
-    def enter(self, info: RpcInfo, context: Any, request: Any) -> tuple[RpcInfo, float]:
+    def enter(
+        self, info: RpcInfo, context: Any, metadata: Metadata, request: Any
+    ) -> tuple[RpcInfo, float]:
         return info, time.perf_counter()
 
     def exit(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +24,9 @@ SERVER_ERROR_CODES = frozenset(
 )
 
 HEALTH_PREFIXES = ("/grpc.health.v1.",)
+
+Metadata = Sequence[tuple[str, str | bytes]]
+"""Invocation metadata: (key, value) pairs, binary values for ``-bin`` keys."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +91,7 @@ def error_code(exc: BaseException) -> grpc.StatusCode:
     return grpc.StatusCode.UNKNOWN
 
 
-def metadata_value(metadata: Any, key: str) -> str | None:
+def metadata_value(metadata: Metadata, key: str) -> str | None:
     """A string value of invocation metadata, or None."""
     for item in metadata or ():
         if item[0] == key and isinstance(item[1], str):

@@ -1,7 +1,8 @@
 """Server interceptor plumbing: turn a layer's enter/exit hooks into grpc interceptors.
 
-A layer observes one call: ``enter`` runs before the handler (with the request
-when it is a single message) and returns a state; ``exit`` runs after it with the
+A layer observes one call: ``enter`` runs before the handler (with the call's
+invocation metadata, read once for all layers, and the request when it is a
+single message) and returns a state; ``exit`` runs after it with the
 response (single message) or the exception. One interceptor runs an ordered
 tuple of layers (entered in order, exited in reverse), for ``grpc.server`` and
 ``grpc.aio.server`` alike; wrapped handlers are cached per method.
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import grpc
 import grpc.aio
 
-from clue.grpc._rpc import RpcInfo, rpc_info
+from clue.grpc._rpc import Metadata, RpcInfo, rpc_info
 
 if TYPE_CHECKING:
     Handler = grpc.RpcMethodHandler[Any, Any]
@@ -26,7 +27,7 @@ Behavior = Callable[[Any, Any], Any]
 class Layer(Protocol):
     """One concern of a server call (tracing, logging, payloads, metrics)."""
 
-    def enter(self, info: RpcInfo, context: Any, request: Any) -> Any:
+    def enter(self, info: RpcInfo, context: Any, metadata: Metadata, request: Any) -> Any:
         """Start observing a call; ``request`` is None for client streams."""
 
     def exit(self, state: Any, context: Any, response: Any, exc: BaseException | None) -> None:
@@ -129,8 +130,9 @@ def _enter(layers: Layers, info: RpcInfo, context: Any, request: Any) -> Entered
     """Enter every layer in order; if one fails, exit those already entered and re-raise."""
     entered: Entered = []
     try:
+        metadata = context.invocation_metadata() or ()
         for layer in layers:
-            entered.append((layer, layer.enter(info, context, request)))
+            entered.append((layer, layer.enter(info, context, metadata, request)))
     except BaseException as exc:
         _exit(entered, context, None, exc)
         raise

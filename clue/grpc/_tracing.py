@@ -10,7 +10,7 @@ from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
-from clue.grpc._rpc import SERVER_ERROR_CODES, RpcInfo, is_expected, server_code
+from clue.grpc._rpc import SERVER_ERROR_CODES, Metadata, RpcInfo, is_expected, server_code
 
 
 class ServerTracing:
@@ -29,9 +29,10 @@ class ServerTracing:
             self._propagator = propagator
         return self._fields
 
-    def enter(self, info: RpcInfo, context: Any, request: Any) -> tuple[trace.Span, object]:
+    def enter(
+        self, info: RpcInfo, context: Any, metadata: Metadata, request: Any
+    ) -> tuple[trace.Span, object]:
         parent = None
-        metadata = context.invocation_metadata()
         if metadata:
             fields = self._propagation_fields()
             carrier = {key: value for key, value in metadata if key in fields}

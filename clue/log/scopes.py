@@ -53,13 +53,15 @@ class RequestScope:
         "_fields",
         "_otel_context",
         "_sampled",
+        "_size",
         "_tokens",
         "open",
     )
 
     def __init__(self, fields: dict[str, Any], size: int) -> None:
         self._fields = fields
-        self._entries: deque[Entry] = deque(maxlen=size)
+        self._size = size
+        self._entries: deque[Entry] | None = None  # made on the first kept entry
         self._count = 0
         self._otel_context: Any = None
         self._sampled = False
@@ -102,24 +104,29 @@ class RequestScope:
             self._sampled = span_context.trace_flags.sampled
         if self._sampled:
             return False
+        entries = self._entries
+        if entries is None:
+            entries = self._entries = deque(maxlen=self._size)
         self._count += 1
-        self._entries.append(entry)
+        entries.append(entry)
         return True
 
     @property
     def pending(self) -> int:
         """Number of entries waiting in the buffer."""
-        return len(self._entries)
+        return 0 if self._entries is None else len(self._entries)
 
     @property
     def dropped(self) -> int:
         """Entries lost to overflow since the last flush."""
-        return max(0, self._count - len(self._entries))
+        return max(0, self._count - self.pending)
 
     def take(self) -> list[Entry]:
         """Remove and return the buffered entries, preceded by a line counting drops if any."""
-        entries = []
+        entries: list[Entry] = []
         dropped = self.dropped
+        if self._entries is None:
+            return entries
         popleft = self._entries.popleft
         while True:
             try:
@@ -143,7 +150,7 @@ class RequestScope:
     def close(self) -> None:
         """End the scope: buffered entries are dropped, later entries written directly."""
         self.open = False
-        self._entries.clear()
+        self._entries = None
         self._count = 0
 
 

@@ -1,0 +1,179 @@
+"""New traces the adaptive sampler drops are started without the SDK (clue.telemetry.roots)."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased
+from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
+
+import clue
+from clue.telemetry import AdaptiveSampler
+from clue.telemetry.roots import FastRoots
+from tests.test_telemetry_configure import clean_env  # noqa: F401 - autouse: no OTEL_*, clue's globals
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def configure(sampler: object) -> InMemorySpanExporter:
+    spans = InMemorySpanExporter()
+    clue.configure("svc", span_exporter=spans, sampler=sampler, exporter="none")  # type: ignore[arg-type]
+    return spans
+
+
+def exported(spans: InMemorySpanExporter) -> list[str]:
+    assert clue.telemetry.force_flush()
+    return [span.name for span in spans.get_finished_spans()]
+
+
+@pytest.fixture(autouse=True)
+def seeded_ids() -> None:
+    """The SDK draws ids from ``random``: seeded, every decision below is the same each run."""
+    random.seed(20261123)
+
+
+def starved_sampler() -> tuple[AdaptiveSampler, FakeClock]:
+    """An adaptive sampler that, once it has seen 10 new traces (its clock standing still:
+    an infinite rate), samples at its floor of 1e-4."""
+    clock = FakeClock()
+    sampler = AdaptiveSampler(max_sampled_per_second=1, sample_size=10, clock=clock)
+    return sampler, clock
+
+
+def test_a_dropped_new_trace_is_the_span_the_sdk_would_have_made() -> None:
+    sampler, _ = starved_sampler()
+    spans = configure(sampler)
+    tracer = trace.get_tracer("tests.roots")
+    for _ in range(10):  # the first estimate: from now on the probability is 1e-4
+        tracer.start_span("warm-up").end()
+    dropped = [tracer.start_span("dropped", kind=trace.SpanKind.SERVER) for _ in range(50)]
+    sdk_provider = TracerProvider(sampler=ParentBased(AdaptiveSampler(1e-9, sample_size=1)))
+    sdk_span = sdk_provider.get_tracer("sdk").start_span("dropped")  # same flags, same type
+    for span in dropped:
+        assert type(span) is NonRecordingSpan
+        assert not span.is_recording()
+        context = span.get_span_context()
+        assert context.is_valid and not context.is_remote
+        assert context.trace_flags == sdk_span.get_span_context().trace_flags
+        assert not context.trace_flags.sampled
+        assert context.trace_state == sdk_span.get_span_context().trace_state
+        span.end()
+    assert len({span.get_span_context().trace_id for span in dropped}) == 50
+    assert "dropped" not in exported(spans)
+
+
+def test_a_sampled_new_trace_is_made_by_the_sdk_and_counted_once() -> None:
+    clock = FakeClock()
+    sampler = AdaptiveSampler(max_sampled_per_second=1, sample_size=10, clock=clock)
+    spans = configure(sampler)
+    tracer = trace.get_tracer("tests.roots")
+    for _ in range(9):  # 10 traces/s; counted twice, the 5th would start an estimate
+        clock.now += 0.1
+        with tracer.start_as_current_span("request") as span:
+            assert span.is_recording() and span.get_span_context().trace_flags.sampled
+    assert sampler.probability == 1.0  # no estimate yet: the 9 traces were counted once
+    assert exported(spans) == ["request"] * 9
+    clock.now += 0.1
+    tracer.start_span("tenth").end()  # the estimate: 10 traces in 1 s
+    assert sampler.probability == pytest.approx(0.1)
+
+
+def test_the_rate_estimate_counts_new_traces_not_spans() -> None:
+    clock = FakeClock()
+    sampler = AdaptiveSampler(max_sampled_per_second=1, sample_size=10, clock=clock)
+    configure(sampler)
+    tracer = trace.get_tracer("tests.roots")
+    for _ in range(10):  # 10 traces in 1 s, each with two children: 10/s, not 30/s or 20/s
+        clock.now += 0.1
+        with tracer.start_as_current_span("request"):
+            tracer.start_span("query").end()
+            tracer.start_span("cache").end()
+    assert sampler.probability == pytest.approx(0.1)
+
+
+def test_children_of_a_dropped_trace_follow_it() -> None:
+    sampler, _ = starved_sampler()
+    spans = configure(sampler)
+    tracer = trace.get_tracer("tests.roots")
+    for _ in range(10):
+        tracer.start_span("warm-up").end()
+    with tracer.start_as_current_span("request") as root:
+        assert not root.is_recording()
+        assert trace.get_current_span() is root
+        child = tracer.start_span("query")
+        assert child.get_span_context().trace_id == root.get_span_context().trace_id
+        assert not child.is_recording()
+        child.end()
+    assert trace.get_current_span() is not root
+    assert "request" not in exported(spans)
+
+
+def test_a_remote_sampled_parent_is_followed_by_the_sdk() -> None:
+    sampler, _ = starved_sampler()
+    spans = configure(sampler)
+    tracer = trace.get_tracer("tests.roots")
+    for _ in range(10):
+        tracer.start_span("warm-up").end()
+    parent = NonRecordingSpan(
+        SpanContext(0xABC, 0xDEF, is_remote=True, trace_flags=TraceFlags(TraceFlags.SAMPLED))
+    )
+    span = tracer.start_span("served", context=trace.set_span_in_context(parent))
+    assert span.is_recording()
+    assert span.get_span_context().trace_id == 0xABC
+    span.end()
+    assert "served" in exported(spans)
+
+
+def test_an_exception_in_a_dropped_current_span_still_propagates() -> None:
+    sampler, _ = starved_sampler()
+    configure(sampler)
+    tracer = trace.get_tracer("tests.roots")
+    for _ in range(10):
+        tracer.start_span("warm-up").end()
+    with pytest.raises(KeyError), tracer.start_as_current_span("request"):
+        raise KeyError("missing")
+
+
+class Subclassed(AdaptiveSampler):
+    pass
+
+
+@pytest.mark.parametrize(
+    "sampler", [ALWAYS_ON, Subclassed()], ids=["another sampler", "a subclass"]
+)
+def test_other_samplers_keep_the_sdk_path(sampler: object) -> None:
+    configure(sampler)
+    sdk_tracer = trace.get_tracer_provider().delegate.get_tracer("x")  # type: ignore[attr-defined]
+    assert FastRoots.of(sdk_tracer) is None
+
+
+def test_the_sdk_internal_span_metrics_keep_the_sdk_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    configure(AdaptiveSampler())
+    sdk_tracer = trace.get_tracer_provider().delegate.get_tracer("x")  # type: ignore[attr-defined]
+    assert FastRoots.of(sdk_tracer) is not None
+    monkeypatch.setenv("OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED", "true")
+    assert FastRoots.of(sdk_tracer) is None
+
+
+def test_a_disabled_tracer_makes_no_decision() -> None:
+    sampler, _ = starved_sampler()
+    configure(sampler)
+    sdk_tracer = trace.get_tracer_provider().delegate.get_tracer("x")  # type: ignore[attr-defined]
+    if not hasattr(sdk_tracer, "_tracer_config"):
+        pytest.skip("this SDK has no tracer configurator")
+    fast = FastRoots.of(sdk_tracer)
+    assert fast is not None
+    sdk_tracer._tracer_config = type(sdk_tracer._tracer_config)(is_enabled=False)
+    span = fast.start_span("off")
+    assert not span.get_span_context().is_valid
+    assert sampler.root._count == 0  # no decision was made, so none was counted
