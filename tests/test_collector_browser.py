@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -21,8 +21,10 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
@@ -281,7 +283,22 @@ def shots() -> Path:
 
 
 def wait(driver: WebDriver) -> WebDriverWait:
-    return WebDriverWait(driver, 10)
+    return WebDriverWait(driver, 10, ignored_exceptions=(StaleElementReferenceException,))
+
+
+def rows_when(
+    driver: WebDriver, css: str, ready: Callable[[list[WebElement]], bool]
+) -> list[WebElement]:
+    """The elements matching ``css`` once they satisfy ``ready``: a search may change the
+    address before its results are on the page."""
+    found: list[WebElement] = []
+
+    def settled(d: WebDriver) -> bool:
+        found[:] = d.find_elements(By.CSS_SELECTOR, css)
+        return ready(found)
+
+    wait(driver).until(settled)
+    return found
 
 
 def test_find_a_trace_and_read_its_waterfall(
@@ -295,8 +312,11 @@ def test_find_a_trace_and_read_its_waterfall(
     browser.find_element(By.ID, "min_duration").send_keys("50ms")
     browser.find_element(By.ID, "find").click()
     wait(browser).until(ec.url_contains("service=payment"))
-    rows = browser.find_elements(By.CSS_SELECTOR, "#results tr.trace-row")
-    assert [r.get_attribute("data-trace-id") for r in rows] == [trace_id]
+    rows = rows_when(
+        browser,
+        "#results tr.trace-row",
+        lambda rows: [r.get_attribute("data-trace-id") for r in rows] == [trace_id],
+    )
     assert "frontend: POST /cart/checkout" in rows[0].text
     assert "2 errors" in rows[0].text and "13" in rows[0].text
     browser.save_screenshot(str(shots / "collector-search.png"))
@@ -342,8 +362,11 @@ def test_logs_map_and_metrics_pages(
     Select(browser.find_element(By.ID, "severity")).select_by_visible_text("error")
     browser.find_element(By.CSS_SELECTOR, "#log-search button").click()
     wait(browser).until(ec.url_contains("severity=error"))
-    rows = browser.find_elements(By.CSS_SELECTOR, "#log-results tbody tr")
-    assert len(rows) == 2 and all("ERROR" in r.text for r in rows)
+    rows = rows_when(
+        browser,
+        "#log-results tbody tr",
+        lambda rows: len(rows) == 2 and all("ERROR" in r.text for r in rows),
+    )
     assert "PaymentService/Charge: failed" in rows[0].text  # newest first
     rows[0].find_element(By.CSS_SELECTOR, "a.trace-link").click()  # opens the trace at its span
     wait(browser).until(

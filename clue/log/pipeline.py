@@ -52,7 +52,10 @@ def _describe(exc: BaseException, with_traceback: bool) -> dict[str, str]:
 
 
 def event_of(entry: Entry) -> dict[str, Any]:
-    """The sanitized event dict of ``entry``: time, level, msg, fields, kv, error, ids, file."""
+    """The sanitized event dict of ``entry``: time, level, msg, fields, kv, error, ids, file.
+
+    The trace ids and ``file`` are clue's own values, added once the rest is sanitized.
+    """
     level, msg, kv, ts, fields, otel_context, file_line, exc, with_traceback = entry
     event: dict[str, Any] = {
         "time": format_time(ts),
@@ -63,13 +66,13 @@ def event_of(entry: Entry) -> dict[str, Any]:
     }
     if exc is not None:
         event.update(_describe(exc, with_traceback))
+    clean_event(event, STATE.sensitive_keys, STATE.max_value_size)
     if otel_context:  # an empty OpenTelemetry context holds no span
         ids = _trace_ids(get_current_span(otel_context).get_span_context())
         if ids is not None:
             event["trace_id"], event["span_id"] = ids
     if file_line is not None:
         event["file"] = file_line
-    clean_event(event, STATE.sensitive_keys, STATE.max_value_size)
     return event
 
 
@@ -131,7 +134,7 @@ def write_entry(entry: Entry) -> None:
     level = LEVEL_NAMES[entry[0]]
     _writing.depth = depth + 1
     try:
-        for output in outputs():
+        for output in STATE.outputs or outputs():
             output.write(_line(output.render, level, event))  # type: ignore[arg-type]
         if depth == 0 and STATE.otel_logger is not None:
             _export(STATE.otel_logger, entry, event)
