@@ -278,6 +278,12 @@ def browser() -> Iterator[WebDriver]:
 
 
 @pytest.fixture(scope="module")
+def trace_id(collector: CollectorProcess) -> str:
+    """The checkout trace (with its logs and metrics), sent once for the module's tests."""
+    return seed(collector)
+
+
+@pytest.fixture(scope="module")
 def shots() -> Path:
     return screenshot_dir()
 
@@ -302,9 +308,8 @@ def rows_when(
 
 
 def test_find_a_trace_and_read_its_waterfall(
-    collector: CollectorProcess, browser: WebDriver, shots: Path
+    collector: CollectorProcess, trace_id: str, browser: WebDriver, shots: Path
 ) -> None:
-    trace_id = seed(collector)
     browser.get(collector.ui + "/")
     assert "local development tool" in browser.find_element(By.TAG_NAME, "footer").text
     Select(browser.find_element(By.ID, "service")).select_by_visible_text("payment")
@@ -355,7 +360,7 @@ def test_find_a_trace_and_read_its_waterfall(
 
 
 def test_logs_map_and_metrics_pages(
-    collector: CollectorProcess, browser: WebDriver, shots: Path
+    collector: CollectorProcess, trace_id: str, browser: WebDriver, shots: Path
 ) -> None:
     browser.get(collector.ui + "/logs")
     browser.save_screenshot(str(shots / "collector-logs.png"))
