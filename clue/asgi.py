@@ -22,6 +22,7 @@ from opentelemetry.util.types import AttributeValue
 from clue import log
 from clue._payload import body_payload
 from clue._request_id import HEADER, new_request_id
+from clue.log.api import report_unhandled
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -161,7 +162,7 @@ class _Request:
                     await middleware.app(scope, self._receive(receive), self._send(send))
                 except BaseException as exc:
                     error = exc
-                    log.error("unhandled exception", exc=exc, traceback=True)
+                    report_unhandled(exc)
                     raise
                 finally:
                     self._finish(span, method, started, error)

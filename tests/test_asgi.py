@@ -189,6 +189,9 @@ async def test_exception_is_500_error_span_and_error_log(lines: Lines) -> None:
     assert [e.name for e in span.events] == ["exception"]
     [error] = lines.entries("unhandled exception")
     assert error["level"] == "error" and "kaboom" in json.dumps(error)
+    assert error["path"] == "/boom" and error["trace_id"]
+    # uvicorn's own "Exception in ASGI application" record is not written a second time
+    assert [e["msg"] for e in lines.entries() if "traceback" in e] == ["unhandled exception"]
     assert lines.entries("request")[0]["status"] == 500
 
 

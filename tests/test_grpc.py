@@ -249,6 +249,8 @@ async def test_aio_raise_is_unknown_with_error_span_and_log(lines: Lines) -> Non
     [error] = lines.entries("unhandled exception")
     assert error["level"] == "error"
     assert "ValueError" in json.dumps(error)
+    # grpc's own report of the same exception is not written a second time
+    assert [e["msg"] for e in lines.entries() if "traceback" in e] == ["unhandled exception"]
     assert lines.entries("request")[0]["code"] == "UNKNOWN"
     [client] = [s for s in telemetry.finished() if s.kind is SpanKind.CLIENT]
     assert client.status.status_code is StatusCode.ERROR

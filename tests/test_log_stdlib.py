@@ -48,6 +48,32 @@ def test_records_use_the_clue_pipeline(bridged: Captured) -> None:
     assert entry["password"] == "[REDACTED]"
 
 
+class Sealed(Exception):
+    """An exception that takes no attributes."""
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(name)
+
+
+def test_an_unhandled_exception_reported_by_clue_is_not_written_again(bridged: Captured) -> None:
+    logger = logging.getLogger("server")
+    reported, other, sealed = ValueError("reported"), ValueError("other"), Sealed("sealed")
+    with log.request_scope(request_id="r1"):
+        for exc in (reported, sealed):
+            log.api.report_unhandled(exc)
+    for exc in (reported, other, sealed):
+        logger.error("Exception in application", exc_info=exc)
+    logger.warning("retrying after %s", reported, exc_info=reported)  # below error: written
+    entries = [(e["msg"], e["error"], e.get("request_id")) for e in bridged.entries()]
+    assert entries == [
+        ("unhandled exception", "reported", "r1"),
+        ("unhandled exception", "sealed", "r1"),
+        ("Exception in application", "other", None),
+        ("Exception in application", "sealed", None),  # could not be marked: written
+        ("retrying after reported", "reported", None),
+    ]
+
+
 def test_levels_and_debug_toggle(bridged: Captured) -> None:
     logger = logging.getLogger("shop")
     logger.debug("hidden")

@@ -11,6 +11,7 @@ from clue import log
 from clue._payload import message_payload
 from clue._request_id import HEADER, new_request_id
 from clue.grpc._rpc import Metadata, RpcInfo, is_expected, metadata_value, server_code
+from clue.log.api import report_unhandled
 
 
 class RequestLog:
@@ -39,8 +40,8 @@ class RequestLog:
         scope, started, quiet = state
         try:
             code = server_code(context, exc)
-            if not is_expected(exc):
-                log.error("unhandled exception", exc=exc, traceback=True)
+            if exc is not None and not is_expected(exc):
+                report_unhandled(exc)
             elif code is not grpc.StatusCode.OK:
                 log.flush()
             if not quiet:

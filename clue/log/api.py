@@ -72,6 +72,13 @@ def error(
     _log(ERROR, msg, kv, exc, traceback)
 
 
+def report_unhandled(exc: BaseException) -> None:
+    """Log ``exc`` with its traceback as the unhandled error of the current request (its
+    buffered entries first); the server's own later report of it is not written again."""
+    _log(ERROR, "unhandled exception", {}, exc, True)
+    stdlib.mark_reported(exc)
+
+
 def fatal(
     msg: str, /, exc: BaseException | None = None, *, traceback: bool = False, **kv: Any
 ) -> None:

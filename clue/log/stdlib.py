@@ -7,6 +7,7 @@ same request buffering, same trace ids.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -28,6 +29,18 @@ _NOT_FIELDS = frozenset(
         "color_message",
     }
 )
+
+
+# Set on an exception that a clue middleware or interceptor logged as a request's unhandled
+# error (built-in exceptions take no weak references, but every exception has a __dict__).
+_REPORTED = "_clue_reported"
+
+
+def mark_reported(exc: BaseException) -> None:
+    """Say that clue wrote ``exc`` (with its request's fields and trace ids): the server's own
+    error record of the same exception, which comes later through this bridge, is dropped."""
+    with contextlib.suppress(Exception):  # an exception type that refuses attributes
+        setattr(exc, _REPORTED, True)
 
 
 def _level(levelno: int) -> int:
@@ -55,6 +68,8 @@ class ClueHandler(logging.Handler):
                 if key not in _NOT_FIELDS and not key.startswith("_"):
                     kv[key] = value
             exc = record.exc_info[1] if record.exc_info else None
+            if level >= ERROR and getattr(exc, _REPORTED, False) is True:
+                return  # already written by clue, once and with more context
             file_line = (
                 f"{os.path.basename(record.pathname)}:{record.lineno}" if STATE.file_line else None
             )
