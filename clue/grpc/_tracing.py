@@ -39,11 +39,10 @@ class ServerTracing:
             if carrier:  # no trace context sent: skip the propagators
                 parent = propagate.extract(carrier)
         span = self._tracer.start_span(
-            info.name,
-            context=parent,
-            kind=SpanKind.SERVER,
-            attributes={**info.attributes, **_peer_attributes(context.peer())},
+            info.name, context=parent, kind=SpanKind.SERVER, attributes=info.attributes
         )
+        if span.is_recording():  # most calls are not sampled: no peer parsing for them
+            span.set_attributes(_peer_attributes(context.peer()))
         token = otel_context.attach(trace.set_span_in_context(span, parent))
         return span, token
 
