@@ -42,20 +42,20 @@ def seeded_ids() -> None:
     random.seed(20261123)
 
 
-def starved_sampler() -> tuple[AdaptiveSampler, FakeClock]:
-    """An adaptive sampler that, once it has seen 10 new traces (its clock standing still:
-    an infinite rate), samples at its floor of 1e-4."""
-    clock = FakeClock()
-    sampler = AdaptiveSampler(max_sampled_per_second=1, sample_size=10, clock=clock)
-    return sampler, clock
+def starved() -> tuple[trace.Tracer, InMemorySpanExporter]:
+    """clue configured with an adaptive sampler that has seen 10 new traces with its clock
+    standing still (an infinite rate): it now samples at its floor of 1e-4."""
+    sampler = AdaptiveSampler(max_sampled_per_second=1, sample_size=10, clock=FakeClock())
+    spans = configure(sampler)
+    tracer = trace.get_tracer("tests.roots")
+    for _ in range(10):
+        tracer.start_span("warm-up").end()
+    assert sampler.probability == 1e-4
+    return tracer, spans
 
 
 def test_a_dropped_new_trace_is_the_span_the_sdk_would_have_made() -> None:
-    sampler, _ = starved_sampler()
-    spans = configure(sampler)
-    tracer = trace.get_tracer("tests.roots")
-    for _ in range(10):  # the first estimate: from now on the probability is 1e-4
-        tracer.start_span("warm-up").end()
+    tracer, spans = starved()
     dropped = [tracer.start_span("dropped", kind=trace.SpanKind.SERVER) for _ in range(50)]
     sdk_provider = TracerProvider(sampler=ParentBased(AdaptiveSampler(1e-9, sample_size=1)))
     sdk_span = sdk_provider.get_tracer("sdk").start_span("dropped")  # same flags, same type
@@ -102,11 +102,7 @@ def test_the_rate_estimate_counts_new_traces_not_spans() -> None:
 
 
 def test_children_of_a_dropped_trace_follow_it() -> None:
-    sampler, _ = starved_sampler()
-    spans = configure(sampler)
-    tracer = trace.get_tracer("tests.roots")
-    for _ in range(10):
-        tracer.start_span("warm-up").end()
+    tracer, spans = starved()
     with tracer.start_as_current_span("request") as root:
         assert not root.is_recording()
         assert trace.get_current_span() is root
@@ -119,11 +115,7 @@ def test_children_of_a_dropped_trace_follow_it() -> None:
 
 
 def test_a_remote_sampled_parent_is_followed_by_the_sdk() -> None:
-    sampler, _ = starved_sampler()
-    spans = configure(sampler)
-    tracer = trace.get_tracer("tests.roots")
-    for _ in range(10):
-        tracer.start_span("warm-up").end()
+    tracer, spans = starved()
     parent = NonRecordingSpan(
         SpanContext(0xABC, 0xDEF, is_remote=True, trace_flags=TraceFlags(TraceFlags.SAMPLED))
     )
@@ -135,11 +127,7 @@ def test_a_remote_sampled_parent_is_followed_by_the_sdk() -> None:
 
 
 def test_an_exception_in_a_dropped_current_span_still_propagates() -> None:
-    sampler, _ = starved_sampler()
-    configure(sampler)
-    tracer = trace.get_tracer("tests.roots")
-    for _ in range(10):
-        tracer.start_span("warm-up").end()
+    tracer, _ = starved()
     with pytest.raises(KeyError), tracer.start_as_current_span("request"):
         raise KeyError("missing")
 
@@ -154,25 +142,25 @@ class Subclassed(AdaptiveSampler):
 def test_other_samplers_keep_the_sdk_path(sampler: object) -> None:
     configure(sampler)
     sdk_tracer = trace.get_tracer_provider().delegate.get_tracer("x")  # type: ignore[attr-defined]
-    assert FastRoots.of(sdk_tracer) is None
+    assert FastRoots.of(sdk_tracer) is sdk_tracer
 
 
 def test_the_sdk_internal_span_metrics_keep_the_sdk_path(monkeypatch: pytest.MonkeyPatch) -> None:
     configure(AdaptiveSampler())
     sdk_tracer = trace.get_tracer_provider().delegate.get_tracer("x")  # type: ignore[attr-defined]
-    assert FastRoots.of(sdk_tracer) is not None
+    assert isinstance(FastRoots.of(sdk_tracer), FastRoots)
     monkeypatch.setenv("OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED", "true")
-    assert FastRoots.of(sdk_tracer) is None
+    assert FastRoots.of(sdk_tracer) is sdk_tracer
 
 
 def test_a_disabled_tracer_makes_no_decision() -> None:
-    sampler, _ = starved_sampler()
+    sampler = AdaptiveSampler(max_sampled_per_second=1, sample_size=10, clock=FakeClock())
     configure(sampler)
     sdk_tracer = trace.get_tracer_provider().delegate.get_tracer("x")  # type: ignore[attr-defined]
     if not hasattr(sdk_tracer, "_tracer_config"):
         pytest.skip("this SDK has no tracer configurator")
     fast = FastRoots.of(sdk_tracer)
-    assert fast is not None
+    assert isinstance(fast, FastRoots)
     sdk_tracer._tracer_config = type(sdk_tracer._tracer_config)(is_enabled=False)
     span = fast.start_span("off")
     assert not span.get_span_context().is_valid

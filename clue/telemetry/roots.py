@@ -13,7 +13,8 @@ that the decision is made so that it is not counted twice.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, nullcontext
 
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import Tracer as SDKTracer
@@ -24,17 +25,20 @@ from opentelemetry.trace import (
     SpanContext,
     SpanKind,
     TraceFlags,
+    Tracer,
     get_current_span,
+    use_span,
 )
+from opentelemetry.util._decorator import _agnosticcontextmanager
 from opentelemetry.util.types import Attributes
 
 from clue.telemetry.sampler import AdaptiveSampler
 
+_UNDECIDED = nullcontext()
 
-class FastRoots:
-    """Starts spans on an SDK tracer, deciding new traces before the SDK does."""
 
-    __slots__ = ("_enabled", "_flags", "_ids", "_root", "_tracer")
+class FastRoots(Tracer):
+    """An SDK tracer whose new traces are decided before the SDK sees them."""
 
     def __init__(self, tracer: SDKTracer, sampler: AdaptiveSampler) -> None:
         self._tracer = tracer
@@ -46,18 +50,18 @@ class FastRoots:
         self._flags = TraceFlags(TraceFlags.RANDOM_TRACE_ID if random_ids else TraceFlags.DEFAULT)
 
     @classmethod
-    def of(cls, tracer: object) -> FastRoots | None:
-        """The fast path for ``tracer``, or None when it does not apply: not an SDK tracer,
-        another sampler, or the SDK's internal span metrics turned on (they count every
-        span the SDK starts)."""
+    def of(cls, tracer: Tracer) -> Tracer:
+        """``tracer`` with the fast path, or ``tracer`` itself when the path does not apply:
+        not an SDK tracer, another sampler, or the SDK's internal span metrics turned on
+        (they count every span the SDK starts)."""
         if type(tracer) is not SDKTracer:
-            return None
+            return tracer
         sampler = getattr(tracer, "sampler", None)
         if type(sampler) is not AdaptiveSampler:  # a subclass may decide otherwise
-            return None
+            return tracer
         internal = os.environ.get("OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED", "")
         if internal.strip().lower() == "true":
-            return None
+            return tracer
         return cls(tracer, sampler)
 
     def start_span(
@@ -72,11 +76,18 @@ class FastRoots:
         set_status_on_exception: bool = True,
     ) -> Span:
         """``Tracer.start_span``, with a dropped new trace answered here."""
-        tracer = self._tracer
-        if get_current_span(context).get_span_context().is_valid or (
-            self._enabled is not None and not self._enabled()
+        decided: AbstractContextManager[None] = _UNDECIDED
+        if not get_current_span(context).get_span_context().is_valid and (
+            self._enabled is None or self._enabled()
         ):
-            return tracer.start_span(
+            ids = self._ids
+            trace_id = ids.generate_trace_id()
+            if not self._root.decide(trace_id):
+                span_context = SpanContext(trace_id, ids.generate_span_id(), False, self._flags)
+                return NonRecordingSpan(span_context)
+            decided = self._root.decided()  # sampled: the SDK must not count it again
+        with decided:
+            return self._tracer.start_span(
                 name,
                 context,
                 kind,
@@ -86,19 +97,35 @@ class FastRoots:
                 record_exception,
                 set_status_on_exception,
             )
-        ids = self._ids
-        trace_id = ids.generate_trace_id()
-        if not self._root.decide(trace_id):
-            span_context = SpanContext(trace_id, ids.generate_span_id(), False, self._flags)
-            return NonRecordingSpan(span_context)
-        with self._root.decided():
-            return tracer.start_span(
-                name,
-                context,
-                kind,
-                attributes,
-                links,
-                start_time,
-                record_exception,
-                set_status_on_exception,
-            )
+
+    @_agnosticcontextmanager
+    def start_as_current_span(
+        self,
+        name: str,
+        context: Context | None = None,
+        kind: SpanKind = SpanKind.INTERNAL,
+        attributes: Attributes = None,
+        links: Sequence[Link] | None = (),
+        start_time: int | None = None,
+        record_exception: bool = True,
+        set_status_on_exception: bool = True,
+        end_on_exit: bool = True,
+    ) -> Iterator[Span]:
+        """``Tracer.start_as_current_span`` on :meth:`start_span` (as the SDK's does)."""
+        span = self.start_span(
+            name,
+            context,
+            kind,
+            attributes,
+            links,
+            start_time,
+            record_exception,
+            set_status_on_exception,
+        )
+        with use_span(
+            span,
+            end_on_exit=end_on_exit,
+            record_exception=record_exception,
+            set_status_on_exception=set_status_on_exception,
+        ) as current:
+            yield current
