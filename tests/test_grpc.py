@@ -394,7 +394,9 @@ class Recording:
             raise RuntimeError(f"{self.name} cannot enter")
         return self.name
 
-    def exit(self, state: str, context: Any, response: Any, exc: BaseException | None) -> None:
+    def exit(
+        self, state: str, context: Any, code: Any, response: Any, exc: BaseException | None
+    ) -> None:
         outcome = "ok" if exc is None else type(exc).__name__
         self.journal.append(f"exit {state} {outcome}")
         if self.fail == "exit":

@@ -10,7 +10,7 @@ import grpc
 from clue import log
 from clue._payload import message_payload
 from clue._request_id import HEADER, new_request_id
-from clue.grpc._rpc import Metadata, RpcInfo, is_expected, metadata_value, server_code
+from clue.grpc._rpc import Metadata, RpcInfo, is_expected, metadata_value
 from clue.log.api import report_unhandled
 
 
@@ -35,11 +35,15 @@ class RequestLog:
         return scope, time.perf_counter(), quiet
 
     def exit(
-        self, state: tuple[Any, float, bool], context: Any, response: Any, exc: BaseException | None
+        self,
+        state: tuple[Any, float, bool],
+        context: Any,
+        code: grpc.StatusCode,
+        response: Any,
+        exc: BaseException | None,
     ) -> None:
         scope, started, quiet = state
         try:
-            code = server_code(context, exc)
             if exc is not None and not is_expected(exc):
                 report_unhandled(exc)
             elif code is not grpc.StatusCode.OK:
@@ -61,6 +65,13 @@ class Payloads:
             log.debug("request payload", payload=message_payload(request))
         return True
 
-    def exit(self, state: bool, context: Any, response: Any, exc: BaseException | None) -> None:
+    def exit(
+        self,
+        state: bool,
+        context: Any,
+        code: grpc.StatusCode,
+        response: Any,
+        exc: BaseException | None,
+    ) -> None:
         if state and response is not None:
             log.debug("response payload", payload=message_payload(response))

@@ -10,7 +10,7 @@ from opentelemetry import metrics
 from opentelemetry.metrics import MeterProvider
 from opentelemetry.util.types import AttributeValue
 
-from clue.grpc._rpc import Metadata, RpcInfo, server_code
+from clue.grpc._rpc import Metadata, RpcInfo
 
 Attributes = dict[str, AttributeValue]
 
@@ -50,7 +50,12 @@ class ServerMetrics:
         return info, time.perf_counter()
 
     def exit(
-        self, state: tuple[RpcInfo, float], context: Any, response: Any, exc: BaseException | None
+        self,
+        state: tuple[RpcInfo, float],
+        context: Any,
+        code: grpc.StatusCode,
+        response: Any,
+        exc: BaseException | None,
     ) -> None:
         info, started = state
-        self._durations.record(info, server_code(context, exc), started)
+        self._durations.record(info, code, started)

@@ -3,7 +3,8 @@
 A layer observes one call: ``enter`` runs before the handler (with the call's
 invocation metadata, read once for all layers, and the request when it is a
 single message) and returns a state; ``exit`` runs after it with the
-response (single message) or the exception. One interceptor runs an ordered
+response (single message) or the exception, and the status code the call
+ends with (computed once for all layers). One interceptor runs an ordered
 tuple of layers (entered in order, exited in reverse), for ``grpc.server`` and
 ``grpc.aio.server`` alike; wrapped handlers are cached per method.
 """
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import grpc
 import grpc.aio
 
-from clue.grpc._rpc import Metadata, RpcInfo, rpc_info
+from clue.grpc._rpc import Metadata, RpcInfo, rpc_info, server_code
 
 if TYPE_CHECKING:
     Handler = grpc.RpcMethodHandler[Any, Any]
@@ -30,7 +31,14 @@ class Layer(Protocol):
     def enter(self, info: RpcInfo, context: Any, metadata: Metadata, request: Any) -> Any:
         """Start observing a call; ``request`` is None for client streams."""
 
-    def exit(self, state: Any, context: Any, response: Any, exc: BaseException | None) -> None:
+    def exit(
+        self,
+        state: Any,
+        context: Any,
+        code: grpc.StatusCode,
+        response: Any,
+        exc: BaseException | None,
+    ) -> None:
         """Finish observing it; ``response`` is None for server streams and failures."""
 
 
@@ -142,9 +150,10 @@ def _enter(layers: Layers, info: RpcInfo, context: Any, request: Any) -> Entered
 def _exit(entered: Entered, context: Any, response: Any, exc: BaseException | None) -> None:
     """Exit the entered layers in reverse order, all of them even if one raises."""
     failure: BaseException | None = None
+    code = server_code(context, exc)
     for layer, state in reversed(entered):
         try:
-            layer.exit(state, context, response, exc)
+            layer.exit(state, context, code, response, exc)
         except BaseException as error:  # finish the other layers, then raise the first
             failure = failure or error
     if failure is not None:

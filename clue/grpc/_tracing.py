@@ -5,12 +5,13 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+import grpc
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
-from clue.grpc._rpc import SERVER_ERROR_CODES, Metadata, RpcInfo, is_expected, server_code
+from clue.grpc._rpc import SERVER_ERROR_CODES, Metadata, RpcInfo, is_expected
 
 
 class ServerTracing:
@@ -50,13 +51,13 @@ class ServerTracing:
         self,
         state: tuple[trace.Span, object],
         context: Any,
+        code: grpc.StatusCode,
         response: Any,
         exc: BaseException | None,
     ) -> None:
         span, token = state
         try:
             if span.is_recording():
-                code = server_code(context, exc)
                 span.set_attribute("rpc.grpc.status_code", code.value[0])
                 if code in SERVER_ERROR_CODES:
                     description = context.details() or (
