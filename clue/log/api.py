@@ -10,7 +10,7 @@ from typing import Any
 from opentelemetry.context import get_current
 
 from clue.log import pipeline, stdlib
-from clue.log.scopes import FIELDS, SCOPE, route
+from clue.log.scopes import CURRENT, route
 from clue.log.state import DEBUG, ERROR, FATAL, INFO, STATE, WARN
 
 
@@ -26,7 +26,7 @@ def _log(level: int, msg: str, kv: dict[str, Any], exc: Any = None, tb: bool = F
             msg,
             kv,
             time_ns(),
-            FIELDS.get(),
+            CURRENT.get()[0],
             get_current(),
             _caller(3) if STATE.file_line else None,
             exc,
@@ -47,8 +47,8 @@ def debug(msg: str, /, **kv: Any) -> None:
 def info(msg: str, /, **kv: Any) -> None:
     """Log an info entry (buffered inside a request scope)."""
     file_line = _caller(2) if STATE.file_line else None
-    entry = (INFO, msg, kv, time_ns(), FIELDS.get(), get_current(), file_line, None, False)
-    scope = SCOPE.get()
+    fields, scope = CURRENT.get()
+    entry = (INFO, msg, kv, time_ns(), fields, get_current(), file_line, None, False)
     if scope is None or not scope.keep(entry):
         pipeline.write_entry(entry)
 
@@ -56,8 +56,8 @@ def info(msg: str, /, **kv: Any) -> None:
 def warn(msg: str, /, **kv: Any) -> None:
     """Log a warning (buffered inside a request scope)."""
     file_line = _caller(2) if STATE.file_line else None
-    entry = (WARN, msg, kv, time_ns(), FIELDS.get(), get_current(), file_line, None, False)
-    scope = SCOPE.get()
+    fields, scope = CURRENT.get()
+    entry = (WARN, msg, kv, time_ns(), fields, get_current(), file_line, None, False)
     if scope is None or not scope.keep(entry):
         pipeline.write_entry(entry)
 
@@ -94,7 +94,7 @@ def print(msg: str, /, **kv: Any) -> None:
             msg,
             kv,
             time_ns(),
-            FIELDS.get(),
+            CURRENT.get()[0],
             get_current(),
             _caller(2) if STATE.file_line else None,
             None,

@@ -11,8 +11,10 @@ from opentelemetry.trace import get_current_span
 from clue.log import pipeline
 from clue.log.state import ERROR, INFO, STATE, WARN, Entry
 
-FIELDS: ContextVar[dict[str, Any]] = ContextVar("clue.log.fields", default={})  # noqa: B039
-SCOPE: ContextVar[RequestScope | None] = ContextVar("clue.log.scope", default=None)
+Current = tuple[dict[str, Any], "RequestScope | None"]
+CURRENT: ContextVar[Current] = ContextVar("clue.log", default=({}, None))
+"""The fields of every entry logged here, and the request scope they are logged in (one
+variable: a request scope sets both at once, a log call reads both at once)."""
 
 
 class Fields:
@@ -22,14 +24,15 @@ class Fields:
 
     def __init__(self, fields: dict[str, Any]) -> None:
         self._fields = fields
-        self._token: Token[dict[str, Any]] | None = None
+        self._token: Token[Current] | None = None
 
     def __enter__(self) -> None:
-        self._token = FIELDS.set({**FIELDS.get(), **self._fields})
+        fields, scope = CURRENT.get()
+        self._token = CURRENT.set(({**fields, **self._fields}, scope))
 
     def __exit__(self, *_exc: object) -> None:
         if self._token is not None:
-            FIELDS.reset(self._token)
+            CURRENT.reset(self._token)
             self._token = None
 
 
@@ -54,7 +57,7 @@ class RequestScope:
         "_otel_context",
         "_sampled",
         "_size",
-        "_tokens",
+        "_token",
         "open",
     )
 
@@ -65,13 +68,14 @@ class RequestScope:
         self._count = 0
         self._otel_context: Any = None
         self._sampled = False
-        self._tokens: tuple[Token[RequestScope | None], Token[dict[str, Any]] | None] | None = None
+        self._token: Token[Current] | None = None
         self.open = False
 
     def __enter__(self) -> RequestScope:
-        fields = self._fields
-        fields_token = FIELDS.set({**FIELDS.get(), **fields}) if fields else None
-        self._tokens = (SCOPE.set(self), fields_token)
+        fields = CURRENT.get()[0]
+        if self._fields:
+            fields = {**fields, **self._fields}
+        self._token = CURRENT.set((fields, self))
         self.open = True
         return self
 
@@ -79,15 +83,12 @@ class RequestScope:
         if exc_type is not None:
             self.flush()
         self.close()
-        if self._tokens is not None:
-            scope_token, fields_token = self._tokens
-            self._tokens = None
+        if self._token is not None:
+            token, self._token = self._token, None
             try:
-                if fields_token is not None:
-                    FIELDS.reset(fields_token)
-                SCOPE.reset(scope_token)
+                CURRENT.reset(token)
             except ValueError:  # exited from another context than it was entered in
-                SCOPE.set(None)
+                CURRENT.set((CURRENT.get()[0], None))
 
     def keep(self, entry: Entry) -> bool:
         """Buffer ``entry`` (an info or warn entry) if buffering is on.
@@ -165,7 +166,7 @@ def request_scope(**fields: Any) -> RequestScope:
 
 def flush() -> None:
     """Write the current request scope's buffered entries now (no-op outside a scope)."""
-    scope = SCOPE.get()
+    scope = CURRENT.get()[1]
     if scope is not None:
         scope.flush()
 
@@ -173,7 +174,7 @@ def flush() -> None:
 def route(entry: Entry) -> None:
     """Buffer ``entry`` in the current request scope, or write it (errors write the scope's
     buffered entries first)."""
-    scope = SCOPE.get()
+    scope = CURRENT.get()[1]
     if scope is None:
         pipeline.write_entry(entry)
     elif entry[0] >= ERROR:

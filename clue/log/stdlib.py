@@ -16,7 +16,7 @@ from typing import Any
 
 from opentelemetry.context import get_current
 
-from clue.log.scopes import FIELDS, route
+from clue.log.scopes import CURRENT, route
 from clue.log.state import DEBUG, ERROR, FATAL, INFO, STATE, WARN
 
 # Record attributes that are not ``extra=`` fields (uvicorn's color_message repeats msg in ANSI).
@@ -79,7 +79,7 @@ class ClueHandler(logging.Handler):
                     record.getMessage(),
                     kv,
                     int(record.created * 1e9) if record.created else time_ns(),
-                    FIELDS.get(),
+                    CURRENT.get()[0],
                     get_current(),
                     file_line,
                     exc,

@@ -14,7 +14,7 @@ from typing import Any
 import structlog
 from opentelemetry.context import get_current
 
-from clue.log.scopes import FIELDS, route
+from clue.log.scopes import CURRENT, route
 from clue.log.state import DEBUG, ERROR, FATAL, INFO, STATE, WARN
 
 _LEVELS = {
@@ -50,6 +50,16 @@ def structlog_processor(_logger: Any, method_name: str, event_dict: dict[str, An
     if not isinstance(exc, BaseException):
         exc = None
     route(
-        (level, msg, event_dict, time_ns(), FIELDS.get(), get_current(), None, exc, exc is not None)
+        (
+            level,
+            msg,
+            event_dict,
+            time_ns(),
+            CURRENT.get()[0],
+            get_current(),
+            None,
+            exc,
+            exc is not None,
+        )
     )
     raise structlog.DropEvent
