@@ -134,7 +134,7 @@ def write_entry(entry: Entry) -> None:
     level = LEVEL_NAMES[entry[0]]
     _writing.depth = depth + 1
     try:
-        for output in STATE.outputs or outputs():
+        for output in outputs():
             output.write(_line(output.render, level, event))  # type: ignore[arg-type]
         if depth == 0 and STATE.otel_logger is not None:
             _export(STATE.otel_logger, entry, event)
