@@ -23,6 +23,7 @@ from clue import log
 from clue._payload import body_payload
 from clue._request_id import HEADER, new_request_id
 from clue.log.api import report_unhandled
+from clue.telemetry.histograms import bind
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -72,7 +73,7 @@ class ClueMiddleware:
             description="Duration of HTTP server requests",
             explicit_bucket_boundaries_advisory=_BUCKETS,
         )
-        self._attributes: dict[tuple[str, str | None, int, str], dict[str, AttributeValue]] = {}
+        self._records: dict[tuple[str, str | None, int, str], Callable[[float], None]] = {}
         self._propagator: Any = None
         self._fields: frozenset[bytes] = frozenset()
 
@@ -92,18 +93,19 @@ class ClueMiddleware:
 
     def record(self, method: str, route: str | None, status: int, scheme: str, s: float) -> None:
         key = (method, route, status, scheme)
-        attributes = self._attributes.get(key)
-        if attributes is None:
-            attributes = {
+        record = self._records.get(key)
+        if record is None:
+            attributes: dict[str, AttributeValue] = {
                 "http.request.method": method,
                 "http.response.status_code": status,
                 "url.scheme": scheme,
             }
             if route:
                 attributes["http.route"] = route
-            if len(self._attributes) < 10_000:
-                self._attributes[key] = attributes
-        self._duration.record(s, attributes)
+            record = bind(self._duration, attributes)
+            if len(self._records) < 10_000:
+                self._records[key] = record
+        record(s)
 
 
 class _Request:
@@ -146,7 +148,9 @@ class _Request:
             elif name in fields:
                 carrier[name.decode("latin-1")] = value.decode("latin-1")
         self.request_id = self.request_id or new_request_id()
-        parent = propagate.extract(carrier) if carrier else None
+        parent = otel_context.get_current()  # read once, for the span and its context
+        if carrier:
+            parent = propagate.extract(carrier, parent)
         span = middleware._tracer.start_span(method, context=parent, kind=SpanKind.SERVER)
         if span.is_recording():
             _set_request_attributes(span, scope, method)

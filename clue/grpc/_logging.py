@@ -50,7 +50,7 @@ class RequestLog:
                 log.flush()
             if not quiet:
                 duration_ms = round((time.perf_counter() - started) * 1000.0, 3)
-                log.print("request", code=code.name, duration_ms=duration_ms)
+                log.print("request", code=code._name_, duration_ms=duration_ms)  # no enum property
         finally:
             scope.__exit__(None, None, None)
 

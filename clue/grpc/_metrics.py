@@ -3,37 +3,36 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import grpc
 from opentelemetry import metrics
 from opentelemetry.metrics import MeterProvider
-from opentelemetry.util.types import AttributeValue
 
 from clue.grpc._rpc import Metadata, RpcInfo
-
-Attributes = dict[str, AttributeValue]
+from clue.telemetry.histograms import bind
 
 
 class Durations:
-    """One histogram with the attributes of each (method, status) computed once."""
+    """One histogram, bound once to the attributes of each (method, status)."""
 
     def __init__(
         self, name: str, description: str, meter_provider: MeterProvider | None = None
     ) -> None:
         meter = metrics.get_meter("clue.grpc", meter_provider=meter_provider)
         self._histogram = meter.create_histogram(name, unit="ms", description=description)
-        self._attributes: dict[tuple[str, grpc.StatusCode], Attributes] = {}
+        self._records: dict[tuple[str, str], Callable[[float], None]] = {}
 
     def record(self, info: RpcInfo, code: grpc.StatusCode, started: float) -> None:
         """Record the time since ``started`` (a ``time.perf_counter()`` reading)."""
         elapsed_ms = (time.perf_counter() - started) * 1000.0
-        key = (info.full, code)
-        attributes = self._attributes.get(key)
-        if attributes is None:
+        key = (info.full, code._name_)  # a str hash: StatusCode's own __hash__ is Python code
+        record = self._records.get(key)
+        if record is None:
             attributes = {**info.attributes, "rpc.grpc.status_code": code.value[0]}
-            self._attributes[key] = attributes
-        self._histogram.record(elapsed_ms, attributes)
+            record = self._records[key] = bind(self._histogram, attributes)
+        record(elapsed_ms)
 
 
 class ServerMetrics:

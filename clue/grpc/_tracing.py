@@ -33,12 +33,12 @@ class ServerTracing:
     def enter(
         self, info: RpcInfo, context: Any, metadata: Metadata, request: Any
     ) -> tuple[trace.Span, object]:
-        parent = None
+        parent = otel_context.get_current()  # read once, for the span and its context
         if metadata:
             fields = self._propagation_fields()
             carrier = {key: value for key, value in metadata if key in fields}
             if carrier:  # no trace context sent: skip the propagators
-                parent = propagate.extract(carrier)
+                parent = propagate.extract(carrier, parent)
         span = self._tracer.start_span(
             info.name, context=parent, kind=SpanKind.SERVER, attributes=info.attributes
         )

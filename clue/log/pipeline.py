@@ -10,8 +10,9 @@ from typing import Any
 
 from opentelemetry._logs import Logger
 from opentelemetry.context import Context
-from opentelemetry.trace import SpanContext, get_current_span
+from opentelemetry.trace import SpanContext
 
+from clue._span_context import span_context_in
 from clue.log import otlp
 from clue.log.output import Output
 from clue.log.renderers import Renderer, format_from_env, render_json
@@ -68,7 +69,7 @@ def event_of(entry: Entry) -> dict[str, Any]:
         event.update(_describe(exc, with_traceback))
     clean_event(event, STATE.sensitive_keys, STATE.max_value_size)
     if otel_context:  # an empty OpenTelemetry context holds no span
-        ids = _trace_ids(get_current_span(otel_context).get_span_context())
+        ids = _trace_ids(span_context_in(otel_context))
         if ids is not None:
             event["trace_id"], event["span_id"] = ids
     if file_line is not None:

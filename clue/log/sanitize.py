@@ -18,6 +18,8 @@ _WHOLE = frozenset({"time", "level", "trace_id", "span_id", "file", "error_type"
 
 _verdicts: dict[str, bool] = {}  # key -> sensitive?, for the set in _verdicts_for
 _verdicts_for: frozenset[str] = frozenset()
+_clear: set[str] = set()  # top-level keys known not to be sensitive, for the set in _clear_for
+_clear_for: frozenset[str] = frozenset()
 
 
 def is_sensitive(key: str, sensitive: frozenset[str]) -> bool:
@@ -75,15 +77,24 @@ def clean_value(value: Any, sensitive: frozenset[str], max_size: int, depth: int
 
 def clean_event(event: dict[str, Any], sensitive: frozenset[str], max_size: int) -> None:
     """Sanitize the top-level ``event`` in place."""
-    verdicts = _verdicts if sensitive is _verdicts_for else {}
+    global _clear, _clear_for
+    clear = _clear
+    if sensitive is not _clear_for or len(clear) > 4096:
+        clear = _clear = set()
+        _clear_for = sensitive
+    if not clear.issuperset(event):  # one C-level pass when every key is known to be clear
+        for key in event:
+            if is_sensitive(key, sensitive):
+                event[key] = MASK
+            else:
+                clear.add(key)
     for key, value in event.items():
-        verdict = verdicts.get(key)
-        if verdict is None:
-            verdict = is_sensitive(key, sensitive)
-        if verdict:
-            event[key] = MASK
-        elif type(value) is str:
+        kind = type(value)
+        if kind is str:
             if len(value) > max_size and key not in _WHOLE:
                 event[key] = truncate(value, max_size)
-        elif type(value) is not int and type(value) is not bool and value is not None:
+        elif kind is float:
+            if not math.isfinite(value):
+                event[key] = str(value)
+        elif kind is not int and kind is not bool and value is not None:
             event[key] = clean_value(value, sensitive, max_size)

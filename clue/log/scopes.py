@@ -6,8 +6,7 @@ from collections import deque
 from contextvars import ContextVar, Token
 from typing import Any
 
-from opentelemetry.trace import get_current_span
-
+from clue._span_context import is_sampled, span_context_in
 from clue.log import pipeline
 from clue.log.state import ERROR, INFO, STATE, WARN, Entry
 
@@ -101,8 +100,7 @@ class RequestScope:
         otel_context = entry[5]
         if otel_context is not self._otel_context:
             self._otel_context = otel_context
-            span_context = get_current_span(otel_context).get_span_context()
-            self._sampled = span_context.trace_flags.sampled
+            self._sampled = is_sampled(span_context_in(otel_context))
         if self._sampled:
             return False
         entries = self._entries

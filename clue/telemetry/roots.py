@@ -16,7 +16,7 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
 
-from opentelemetry.context import Context
+from opentelemetry.context import Context, get_current
 from opentelemetry.sdk.trace import Tracer as SDKTracer
 from opentelemetry.trace import (
     Link,
@@ -26,12 +26,12 @@ from opentelemetry.trace import (
     SpanKind,
     TraceFlags,
     Tracer,
-    get_current_span,
     use_span,
 )
 from opentelemetry.util._decorator import _agnosticcontextmanager
 from opentelemetry.util.types import Attributes
 
+from clue._span_context import span_context_in
 from clue.telemetry.sampler import AdaptiveSampler
 
 _UNDECIDED = nullcontext()
@@ -77,9 +77,8 @@ class FastRoots(Tracer):
     ) -> Span:
         """``Tracer.start_span``, with a dropped new trace answered here."""
         decided: AbstractContextManager[None] = _UNDECIDED
-        if not get_current_span(context).get_span_context().is_valid and (
-            self._enabled is None or self._enabled()
-        ):
+        parent = span_context_in(get_current() if context is None else context)
+        if not parent.is_valid and (self._enabled is None or self._enabled()):
             ids = self._ids
             trace_id = ids.generate_trace_id()
             if not self._root.decide(trace_id):
