@@ -263,3 +263,33 @@ def test_exemplars_follow_the_exemplar_filter(
     if expected:
         assert point.exemplars[0].value == 0.5
     assert points(reader, "test.exemplars")[0].exemplars == []  # each collection its own
+
+
+def test_bound_recorders_aggregate_like_record_and_survive_a_reconfiguration() -> None:
+    unbound_reader = InMemoryMetricReader()
+    early = histograms.bind(histogram("test.bound"), {"k": "v"})  # before configure: the proxy
+    early(1.0)  # nothing listens yet
+    clue.configure("svc", metric_exporter=unbound_reader, exporter="none")
+    h = histogram("test.bound")
+    bound = histograms.bind(h, {"k": "v"})
+    for value in (0.5, 1.5, 7.0):
+        bound(value)
+        h.record(value, {"k": "v"})
+        early(value)
+    [point] = points(unbound_reader, "test.bound")
+    assert (dict(point.attributes), point.count, point.sum) == ({"k": "v"}, 9, 27.0)
+    assert tuple(point.bucket_counts) == (3, 3, 0, 3)
+    reader = InMemoryMetricReader()
+    clue.configure("svc", metric_exporter=reader, exporter="none")
+    bound(2.5)
+    [point] = points(reader, "test.bound")
+    assert (point.count, point.sum) == (1, 2.5)
+
+
+def test_binding_an_sdk_histogram_records_through_the_sdk() -> None:
+    reader = InMemoryMetricReader()
+    sdk = MeterProvider(metric_readers=[reader]).get_meter("sdk").create_histogram("test.sdk")
+    record = histograms.bind(sdk, {"k": "v"})
+    record(3.0)
+    [point] = points(reader, "test.sdk")
+    assert (dict(point.attributes), point.count, point.sum) == ({"k": "v"}, 1, 3.0)

@@ -194,6 +194,9 @@ def test_sensitive_keys_are_configurable(captured: Captured) -> None:
     log.configure(outputs=[log.Output(captured.stream)], sensitive_keys=["ssn"], stdlib=False)
     log.info("user", ssn="123", password="p")
     assert captured.entries()[1]["password"] == "p"
+    log.configure(outputs=[log.Output(captured.stream)], sensitive_keys=["password"], stdlib=False)
+    log.info("user", password="p")  # known to be clear under the previous set, not this one
+    assert captured.entries()[2]["password"] == "[REDACTED]"
 
 
 def test_format_argument_and_default_output(capsys: pytest.CaptureFixture[str]) -> None:
