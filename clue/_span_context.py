@@ -2,7 +2,9 @@
 
 ``trace.get_current_span(ctx).get_span_context()`` goes through several Python
 calls, an ABC ``isinstance`` check among them; the request path asks it several
-times per request (new trace or not, trace ids of a log line, exemplars).
+times per request (new trace or not, trace ids of a log line, exemplars). A
+``SpanContext`` is declared as ``tuple[trace_id, span_id, is_remote, trace_flags,
+trace_state, is_valid]``: unpacking it costs less than one of its properties.
 """
 
 from __future__ import annotations
@@ -39,4 +41,5 @@ def span_context_in(context: Context) -> SpanContext:
 
 def is_sampled(span_context: SpanContext) -> bool:
     """Whether the sampled flag of ``span_context`` is set."""
-    return bool(span_context.trace_flags & _SAMPLED)
+    _, _, _, flags, _, _ = span_context
+    return bool(flags & _SAMPLED)

@@ -7,6 +7,7 @@ import random
 import pytest
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.id_generator import IdGenerator
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
@@ -165,3 +166,38 @@ def test_a_disabled_tracer_makes_no_decision() -> None:
     span = fast.start_span("off")
     assert not span.get_span_context().is_valid
     assert sampler.root._count == 0  # no decision was made, so none was counted
+
+
+def test_dropped_ids_are_the_draws_of_the_id_generator() -> None:
+    tracer, _ = starved()
+    random.seed(7)
+    span = tracer.start_span("dropped")
+    random.seed(7)  # the SDK's RandomIdGenerator: one 128-bit draw, then one 64-bit draw
+    expected = (random.getrandbits(128), random.getrandbits(64))
+    assert not span.is_recording()
+    assert (span.get_span_context().trace_id, span.get_span_context().span_id) == expected
+
+
+class CountingIds(IdGenerator):
+    def __init__(self) -> None:
+        self.next = 0
+
+    def generate_trace_id(self) -> int:
+        self.next += 1
+        return self.next << 64 | (1 << 64) - 1  # the sampler reads the low 64 bits: drop
+
+    def generate_span_id(self) -> int:
+        self.next += 1
+        return self.next
+
+
+def test_another_id_generator_is_asked_for_the_ids_of_dropped_traces() -> None:
+    sampler = AdaptiveSampler(max_sampled_per_second=1, sample_size=10, clock=FakeClock())
+    provider = TracerProvider(sampler=sampler, id_generator=CountingIds())
+    tracer = FastRoots.of(provider.get_tracer("tests.roots"))
+    assert type(tracer) is FastRoots
+    for _ in range(10):
+        tracer.start_span("warm-up").end()
+    spans = [tracer.start_span("dropped") for _ in range(20)]
+    dropped = [s.get_span_context() for s in spans if not s.is_recording()]
+    assert dropped and all(c.trace_id >> 64 == c.span_id - 1 for c in dropped)

@@ -87,12 +87,8 @@ def _trace_ids(span_context: SpanContext) -> tuple[str, str] | None:
     last, ids = _last_ids
     if span_context is last:
         return ids
-    ids = None
-    if span_context.is_valid:
-        ids = (
-            span_context.trace_id.to_bytes(16).hex(),
-            span_context.span_id.to_bytes(8).hex(),
-        )
+    trace_id, span_id, _, _, _, valid = span_context  # see clue._span_context
+    ids = (trace_id.to_bytes(16).hex(), span_id.to_bytes(8).hex()) if valid else None
     _last_ids = (span_context, ids)
     return ids
 

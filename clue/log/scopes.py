@@ -73,7 +73,7 @@ class RequestScope:
     def __enter__(self) -> RequestScope:
         fields = CURRENT.get()[0]
         if self._fields:
-            fields = {**fields, **self._fields}
+            fields = {**fields, **self._fields} if fields else self._fields
         self._token = CURRENT.set((fields, self))
         self.open = True
         return self

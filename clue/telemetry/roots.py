@@ -13,11 +13,13 @@ that the decision is made so that it is not counted twice.
 from __future__ import annotations
 
 import os
+from random import getrandbits
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
 
 from opentelemetry.context import Context, get_current
 from opentelemetry.sdk.trace import Tracer as SDKTracer
+from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.trace import (
     Link,
     NonRecordingSpan,
@@ -44,6 +46,8 @@ class FastRoots(Tracer):
         self._tracer = tracer
         self._root = sampler.root
         self._ids = tracer.id_generator
+        # The SDK's default generator: its random draws are made here, without its two calls.
+        self._random_ids = type(self._ids) is RandomIdGenerator
         # The tracer configurator (SDK 1.39+) may switch a tracer off at any time.
         self._enabled: Callable[[], bool] | None = getattr(tracer, "_is_enabled", None)
         random_ids = self._ids.is_trace_id_random()
@@ -77,13 +81,19 @@ class FastRoots(Tracer):
     ) -> Span:
         """``Tracer.start_span``, with a dropped new trace answered here."""
         decided: AbstractContextManager[None] = _UNDECIDED
-        parent = span_context_in(get_current() if context is None else context)
-        if not parent.is_valid and (self._enabled is None or self._enabled()):
+        *_, has_parent = span_context_in(get_current() if context is None else context)
+        if not has_parent and (self._enabled is None or self._enabled()):
             ids = self._ids
-            trace_id = ids.generate_trace_id()
+            if self._random_ids:
+                trace_id = getrandbits(128) or ids.generate_trace_id()  # 0 is not a valid id
+            else:
+                trace_id = ids.generate_trace_id()
             if not self._root.decide(trace_id):
-                span_context = SpanContext(trace_id, ids.generate_span_id(), False, self._flags)
-                return NonRecordingSpan(span_context)
+                if self._random_ids:
+                    span_id = getrandbits(64) or ids.generate_span_id()
+                else:
+                    span_id = ids.generate_span_id()
+                return NonRecordingSpan(SpanContext(trace_id, span_id, False, self._flags))
             decided = self._root.decided()  # sampled: the SDK must not count it again
         with decided:
             return self._tracer.start_span(
