@@ -13,9 +13,9 @@ that the decision is made so that it is not counted twice.
 from __future__ import annotations
 
 import os
-from random import getrandbits
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
+from random import getrandbits
 
 from opentelemetry.context import Context, get_current
 from opentelemetry.sdk.trace import Tracer as SDKTracer
