@@ -218,7 +218,7 @@ class _Request:
                 "request",
                 status=status,
                 route=route or "",
-                duration_ms=round(elapsed * 1000.0, 3),
+                duration_ms=int(elapsed * 1e6) / 1000,  # to the µs; round() costs more
             )
         if span.is_recording():
             if route:

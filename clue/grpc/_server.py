@@ -160,18 +160,29 @@ def _exit(entered: Entered, context: Any, response: Any, exc: BaseException | No
         raise failure
 
 
+def _awaitable(behavior: Behavior) -> Callable[[Any, Any], Awaitable[Any]]:
+    """``behavior`` as a coroutine function (grpc.aio also runs plain functions)."""
+    if inspect.iscoroutinefunction(behavior):
+        return behavior
+
+    async def call(request: Any, context: Any) -> Any:
+        response = behavior(request, context)
+        return await response if inspect.isawaitable(response) else response
+
+    return call
+
+
 def _wrap_aio(layers: Layers, info: RpcInfo, handler: Handler) -> Handler:
     inner = _behavior(handler)
     single_request = not handler.request_streaming
 
     if not handler.response_streaming:
+        unary_inner = _awaitable(inner)
 
         async def unary(request: Any, context: Any) -> Any:
             entered = _enter(layers, info, context, request if single_request else None)
             try:
-                response = inner(request, context)
-                if inspect.isawaitable(response):
-                    response = await response
+                response = await unary_inner(request, context)
             except BaseException as exc:
                 _exit(entered, context, None, exc)
                 raise

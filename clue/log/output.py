@@ -44,7 +44,7 @@ class Output:
 
     def write(self, text: str) -> None:
         """Write ``text`` (whole newline-terminated lines) and flush; never raises."""
-        stream = self.target()
+        stream = sys.stdout if self.stream is None else self.stream  # target(), one call less
         try:
             try:
                 stream.write(text)
