@@ -527,3 +527,32 @@ def test_insecure_channel_sync(lines: Lines) -> None:
         server.stop()
     assert [e["code"] for e in lines.entries("grpc call")] == ["OK"]
     assert [e["code"] for e in lines.entries("grpc call failed")] == ["ALREADY_EXISTS"]
+
+
+async def test_aio_servers_run_plain_function_handlers_through_the_layers(lines: Lines) -> None:
+    """grpc.aio also runs plain functions, and functions returning an awaitable."""
+
+    async def later(value: str) -> StringValue:
+        return S(value=value)
+
+    ser = {"request_deserializer": S.FromString, "response_serializer": S.SerializeToString}
+    methods = {
+        "Plain": grpc.unary_unary_rpc_method_handler(lambda r, c: S(value=r.value * 2), **ser),
+        "Deferred": grpc.unary_unary_rpc_method_handler(lambda r, c: later(r.value[::-1]), **ser),
+    }
+    telemetry = Telemetry()
+    server = grpc.aio.server(interceptors=clue.grpc.server_interceptors(**telemetry.providers()))
+    server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(SERVICE, methods)])
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            assert (await stub(channel, "Plain")(S(value="ab"))).value == "abab"
+            assert (await stub(channel, "Deferred")(S(value="ab"))).value == "ba"
+    finally:
+        await server.stop(None)
+    assert sorted(line["method"] for line in lines.entries("request")) == [
+        f"/{SERVICE}/Deferred",
+        f"/{SERVICE}/Plain",
+    ]
+    assert {s.name for s in server_spans(telemetry)} == {f"{SERVICE}/Plain", f"{SERVICE}/Deferred"}
