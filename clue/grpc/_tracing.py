@@ -36,7 +36,11 @@ class ServerTracing:
         parent = otel_context.get_current()  # read once, for the span and its context
         if metadata:
             fields = self._propagation_fields()
-            carrier = {key: value for key, value in metadata if key in fields}
+            carrier = None
+            for key, value in metadata:  # a loop, not a comprehension: no frame per call
+                if key in fields:
+                    carrier = carrier or {}
+                    carrier[key] = value
             if carrier:  # no trace context sent: skip the propagators
                 parent = propagate.extract(carrier, parent)
         span = self._tracer.start_span(
