@@ -21,7 +21,7 @@ from tests.test_middleware_docs import (  # clean_env: the same autouse fixture 
 
 
 def test_the_page_has_the_examples_this_test_runs() -> None:
-    runs_here = {"quickstart", "objects", "sampler", "stats", "prometheus"}
+    runs_here = {"quickstart", "objects", "sampler", "stats", "prometheus", "bound"}
     assert set(EXAMPLES) == runs_here | MIDDLEWARE_EXAMPLES  # those: test_middleware_docs.py
 
 
@@ -44,7 +44,7 @@ def test_quickstart_exports_the_span_and_the_log(monkeypatch: pytest.MonkeyPatch
         receiver.stop()
 
 
-@pytest.mark.parametrize("name", ["objects", "sampler", "stats"])
+@pytest.mark.parametrize("name", ["objects", "sampler", "stats", "bound"])
 def test_self_checking_examples_run(name: str) -> None:
     run(name)
 
