@@ -44,7 +44,7 @@ class Output:
 
     def write(self, text: str) -> None:
         """Write ``text`` (whole newline-terminated lines) and flush; never raises."""
-        stream = sys.stdout if self.stream is None else self.stream  # target(), one call less
+        stream = self.target()
         try:
             try:
                 stream.write(text)

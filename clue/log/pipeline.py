@@ -136,7 +136,7 @@ def write_entry(entry: Entry) -> None:
     level = LEVEL_NAMES[entry[0]]
     _writing.depth = depth + 1
     try:
-        for output in STATE.outputs or outputs():
+        for output in outputs():
             output.write(_line(output.render, level, event))  # type: ignore[arg-type]
         if depth == 0 and STATE.otel_logger is not None:
             _export(STATE.otel_logger, entry, event)
@@ -160,7 +160,7 @@ def write(entries: Iterable[Entry]) -> None:
         return
     _writing.depth = depth + 1
     try:
-        for output in STATE.outputs or outputs():
+        for output in outputs():
             render: Renderer = output.render  # type: ignore[assignment]
             output.write(
                 "".join([_line(render, LEVEL_NAMES[entry[0]], event) for entry, event in events])

@@ -17,21 +17,23 @@ _NATIVE = (int, float, bool, type(None))
 _WHOLE = frozenset({"time", "level", "trace_id", "span_id", "file", "error_type"})  # never cut
 
 _verdicts: dict[str, bool] = {}  # key -> sensitive?, for the set in _verdicts_for
+_clear: set[str] = set()  # the keys of _verdicts that are not sensitive
 _verdicts_for: frozenset[str] = frozenset()
-_clear: set[str] = set()  # top-level keys known not to be sensitive, for the set in _clear_for
-_clear_for: frozenset[str] = frozenset()
 
 
 def is_sensitive(key: str, sensitive: frozenset[str]) -> bool:
     """Whether ``key`` names a sensitive value (case-insensitive), remembered per key."""
-    global _verdicts, _verdicts_for
+    global _verdicts, _clear, _verdicts_for
     verdicts = _verdicts
     if sensitive is not _verdicts_for or len(verdicts) > 4096:
         verdicts = _verdicts = {}
+        _clear = set()
         _verdicts_for = sensitive
     verdict = verdicts.get(key)
     if verdict is None:
         verdict = verdicts[key] = key.lower() in sensitive
+        if not verdict:
+            _clear.add(key)
     return verdict
 
 
@@ -77,17 +79,11 @@ def clean_value(value: Any, sensitive: frozenset[str], max_size: int, depth: int
 
 def clean_event(event: dict[str, Any], sensitive: frozenset[str], max_size: int) -> None:
     """Sanitize the top-level ``event`` in place."""
-    global _clear, _clear_for
-    clear = _clear
-    if sensitive is not _clear_for or len(clear) > 4096:
-        clear = _clear = set()
-        _clear_for = sensitive
-    if not clear.issuperset(event):  # one C-level pass when every key is known to be clear
+    # One C-level pass when every key is already known not to be sensitive.
+    if sensitive is not _verdicts_for or not _clear.issuperset(event):
         for key in event:
             if is_sensitive(key, sensitive):
                 event[key] = MASK
-            else:
-                clear.add(key)
     for key, value in event.items():
         kind = type(value)
         if kind is str:
