@@ -34,7 +34,8 @@ SECONDS = 1.5
 ROUNDS = 10  # the median over 10 rounds moves less between runs than over 6
 SERVICE = "bench.Echo"
 
-# name: (sampler, clue layers, "noop" (a pass-through interceptor), or "official" for the
+# name: (sampler, clue layers (wired by clue.grpc.instrument), "interceptors" (clue's layers as
+# grpc interceptors), "noop" (a pass-through interceptor), or "official" for the
 # OpenTelemetry interceptor)
 CONFIGS: dict[str, tuple[str, dict[str, bool] | str | None]] = {
     "bare": ("none", None),
@@ -42,6 +43,7 @@ CONFIGS: dict[str, tuple[str, dict[str, bool] | str | None]] = {
     "configure_only": ("adaptive", "noop"),
     "clue_adaptive": ("adaptive", {}),
     "clue_all_sampled": ("always_on", {}),
+    "clue_adaptive_interceptors": ("adaptive", "interceptors"),
     "tracing_only": ("always_on", {"logging": False, "payloads": False, "metrics": False}),
     "logging_only": ("always_on", {"tracing": False, "payloads": False, "metrics": False}),
     "payloads_only": ("always_on", {"tracing": False, "logging": False, "metrics": False}),
@@ -63,13 +65,13 @@ def _telemetry(sampler: str) -> None:
     log.configure(outputs=[log.Output(open(os.devnull, "w"), format="json")])  # noqa: SIM115
 
 
-def _interceptors(layers: dict[str, bool] | str | None) -> list[Any]:
+def _interceptors(layers: str | None) -> list[Any]:
     if layers is None:
         return []
     import clue.grpc
 
-    if isinstance(layers, dict):
-        return clue.grpc.server_interceptors(**layers)
+    if layers == "interceptors":
+        return clue.grpc.server_interceptors()
     if layers == "noop":
         import grpc.aio
 
@@ -103,7 +105,13 @@ async def _serve(name: str) -> None:
         request_deserializer=StringValue.FromString,
         response_serializer=StringValue.SerializeToString,
     )
-    server = grpc.aio.server(interceptors=_interceptors(layers))
+    server: Any
+    if isinstance(layers, dict):
+        import clue.grpc
+
+        server = clue.grpc.instrument(grpc.aio.server(), **layers)
+    else:
+        server = grpc.aio.server(interceptors=_interceptors(layers))
     server.add_generic_rpc_handlers(
         [grpc.method_handlers_generic_handler(SERVICE, {"Echo": handler})]
     )

@@ -143,10 +143,15 @@ class Telemetry:
 class AioServer:
     """A grpc.aio echo server with clue's interceptors on a free loopback port."""
 
-    def __init__(self, telemetry: Telemetry, **options: Any) -> None:
-        self.server = grpc.aio.server(
-            interceptors=clue.grpc.server_interceptors(**telemetry.providers(), **options)
-        )
+    def __init__(self, telemetry: Telemetry, wiring: str = "interceptors", **options: Any) -> None:
+        if wiring == "interceptors":
+            self.server = grpc.aio.server(
+                interceptors=clue.grpc.server_interceptors(**telemetry.providers(), **options)
+            )
+        else:  # clue.grpc.instrument: handlers wrapped when added through it
+            self.server = clue.grpc.instrument(
+                grpc.aio.server(), **telemetry.providers(), **options
+            )
         self.server.add_generic_rpc_handlers([echo_handlers(aio=True)])
         health_pb2_grpc.add_HealthServicer_to_server(health.aio.HealthServicer(), self.server)
         self.port = self.server.add_insecure_port("127.0.0.1:0")
@@ -159,8 +164,10 @@ class AioServer:
         )
 
 
-async def start_aio(telemetry: Telemetry, **options: Any) -> AioServer:
-    server = AioServer(telemetry, **options)
+async def start_aio(
+    telemetry: Telemetry, wiring: str = "interceptors", **options: Any
+) -> AioServer:
+    server = AioServer(telemetry, wiring, **options)
     await server.server.start()
     return server
 
@@ -172,9 +179,13 @@ def server_spans(telemetry: Telemetry) -> list[ReadableSpan]:
 # --- aio server ------------------------------------------------------------------------
 
 
-async def test_aio_unary_ok_traces_logs_and_measures(lines: Lines) -> None:
+WIRINGS = pytest.mark.parametrize("wiring", ["interceptors", "instrument"])
+
+
+@WIRINGS
+async def test_aio_unary_ok_traces_logs_and_measures(lines: Lines, wiring: str) -> None:
     telemetry = Telemetry()
-    server = await start_aio(telemetry)
+    server = await start_aio(telemetry, wiring)
     try:
         async with server.channel() as channel:
             assert (await stub(channel, "Unary")(S(value="hi"))).value == "hi"
@@ -231,9 +242,10 @@ async def test_aio_abort_flushes_buffer_and_records_code(lines: Lines) -> None:
     assert codes == [0, 5]
 
 
-async def test_aio_raise_is_unknown_with_error_span_and_log(lines: Lines) -> None:
+@WIRINGS
+async def test_aio_raise_is_unknown_with_error_span_and_log(lines: Lines, wiring: str) -> None:
     telemetry = Telemetry()
-    server = await start_aio(telemetry)
+    server = await start_aio(telemetry, wiring)
     try:
         async with server.channel() as channel:
             with pytest.raises(grpc.aio.AioRpcError) as failure:
@@ -283,10 +295,13 @@ async def test_request_id_is_reused_from_metadata(lines: Lines) -> None:
     assert lines.entries("request")[0]["request_id"] == "req-42"
 
 
-async def test_health_calls_are_quiet_and_request_line_switchable(lines: Lines) -> None:
+@WIRINGS
+async def test_health_calls_are_quiet_and_request_line_switchable(
+    lines: Lines, wiring: str
+) -> None:
     telemetry = Telemetry()
-    quiet = await start_aio(telemetry, log_requests=False)
-    loud = await start_aio(telemetry)
+    quiet = await start_aio(telemetry, wiring, log_requests=False)
+    loud = await start_aio(telemetry, wiring)
     try:
         for server in (quiet, loud):
             async with server.channel() as channel:
@@ -328,9 +343,10 @@ async def test_debug_payloads_are_json_masked_and_truncated(lines: Lines) -> Non
         assert len(entry["payload"]) < 1100
 
 
-async def test_aio_streaming_rpcs(lines: Lines) -> None:
+@WIRINGS
+async def test_aio_streaming_rpcs(lines: Lines, wiring: str) -> None:
     telemetry = Telemetry()
-    server = await start_aio(telemetry)
+    server = await start_aio(telemetry, wiring)
 
     async def numbers() -> AsyncIterator[StringValue]:
         for v in ("a", "b"):
@@ -369,9 +385,10 @@ async def test_aio_streaming_rpcs(lines: Lines) -> None:
     assert len(server_spans(telemetry)) == 4
 
 
-async def test_unknown_method_is_unimplemented(lines: Lines) -> None:
+@WIRINGS
+async def test_unknown_method_is_unimplemented(lines: Lines, wiring: str) -> None:
     telemetry = Telemetry()
-    server = await start_aio(telemetry)
+    server = await start_aio(telemetry, wiring)
     try:
         async with server.channel() as channel:
             with pytest.raises(grpc.aio.AioRpcError) as failure:
@@ -447,14 +464,19 @@ async def test_insecure_channel_aio_wires_the_client_interceptors(lines: Lines) 
 
 
 class SyncServer:
-    def __init__(self, telemetry: Telemetry, **options: Any) -> None:
+    def __init__(self, telemetry: Telemetry, wiring: str = "interceptors", **options: Any) -> None:
         self.pool = futures.ThreadPoolExecutor(max_workers=4)
-        self.server = grpc.server(
-            self.pool,
-            interceptors=clue.grpc.server_interceptors(
-                aio=False, **telemetry.providers(), **options
-            ),
-        )
+        if wiring == "interceptors":
+            self.server = grpc.server(
+                self.pool,
+                interceptors=clue.grpc.server_interceptors(
+                    aio=False, **telemetry.providers(), **options
+                ),
+            )
+        else:
+            self.server = clue.grpc.instrument(
+                grpc.server(self.pool), **telemetry.providers(), **options
+            )
         self.server.add_generic_rpc_handlers([echo_handlers(aio=False)])
         self.port = self.server.add_insecure_port("127.0.0.1:0")
         self.server.start()
@@ -470,9 +492,10 @@ class SyncServer:
         self.pool.shutdown()
 
 
-def test_sync_server_and_client(lines: Lines) -> None:
+@WIRINGS
+def test_sync_server_and_client(lines: Lines, wiring: str) -> None:
     telemetry = Telemetry(sampled=False)
-    server = SyncServer(telemetry)
+    server = SyncServer(telemetry, wiring)
     try:
         with server.channel() as channel:
             assert stub(channel, "Unary")(S(value="ok")).value == "ok"

@@ -1,8 +1,10 @@
 """gRPC integration: server interceptors, client interceptors and instrumented channels.
 
-Wire a server in one line::
+Wire a server in one line, and add its servicers through the result::
 
-    server = grpc.aio.server(interceptors=clue.grpc.server_interceptors())
+    server = clue.grpc.instrument(grpc.aio.server())
+
+(or with interceptors: ``grpc.aio.server(interceptors=clue.grpc.server_interceptors())``)
 
 and a client in one line::
 
@@ -23,10 +25,46 @@ from clue.grpc._client import SyncClientInterceptor, aio_client_interceptors
 from clue.grpc._logging import Payloads, RequestLog
 from clue.grpc._metrics import ServerMetrics
 from clue.grpc._rpc import HEALTH_PREFIXES
-from clue.grpc._server import AioInterceptor, Layer, SyncInterceptor
+from clue.grpc._server import AioInterceptor, InstrumentedServer, Layer, SyncInterceptor
 from clue.grpc._tracing import ServerTracing
 
-__all__ = ["client_interceptors", "insecure_channel", "server_interceptors"]
+__all__ = [
+    "InstrumentedServer",
+    "client_interceptors",
+    "insecure_channel",
+    "instrument",
+    "server_interceptors",
+]
+
+
+def instrument(
+    server: Any,
+    *,
+    log_requests: bool = True,
+    quiet_prefixes: Sequence[str] = HEALTH_PREFIXES,
+    tracing: bool = True,
+    logging: bool = True,
+    payloads: bool = True,
+    metrics: bool = True,
+    tracer_provider: TracerProvider | None = None,
+    meter_provider: MeterProvider | None = None,
+) -> InstrumentedServer:
+    """``server`` (``grpc.aio`` or ``grpc``) with clue's layers around every handler added
+    through the returned object; the fastest way to wire a server.
+
+    Add the servicers through it (``add_FooServicer_to_server(servicer,
+    instrumented)``); ports, start and stop are the server's own. The layers
+    and options are those of :func:`server_interceptors`, but the handlers are
+    wrapped once, when they are added, instead of going through grpc's
+    interceptor machinery on every call (about 24 µs a call in ``grpc.aio``).
+    """
+    return InstrumentedServer(
+        server,
+        *_layers(
+            log_requests, quiet_prefixes, tracing, logging, payloads, metrics,
+            tracer_provider, meter_provider,
+        ),
+    )  # fmt: skip
 
 
 def server_interceptors(
@@ -47,6 +85,7 @@ def server_interceptors(
     (SERVER span continuing the caller's trace), logging (request scope, request
     id, request line), debug payloads, RPC metrics. Handlers wrapped by
     interceptors listed after it run inside clue's span and log scope.
+    :func:`instrument` runs the same layers without grpc's interceptor machinery.
 
     ``aio`` picks ``grpc.aio.server`` (True) or ``grpc.server`` interceptors.
     ``log_requests`` writes one unbuffered line per call with its code and
@@ -54,6 +93,26 @@ def server_interceptors(
     gRPC health service by default). The other flags leave a layer out.
     Spans and metrics go to the global providers unless others are given.
     """
+    layers = _layers(
+        log_requests, quiet_prefixes, tracing, logging, payloads, metrics,
+        tracer_provider, meter_provider,
+    )  # fmt: skip
+    if not layers:
+        return []
+    adapter = AioInterceptor if aio else SyncInterceptor
+    return [adapter(*layers)]
+
+
+def _layers(
+    log_requests: bool,
+    quiet_prefixes: Sequence[str],
+    tracing: bool,
+    logging: bool,
+    payloads: bool,
+    metrics: bool,
+    tracer_provider: TracerProvider | None,
+    meter_provider: MeterProvider | None,
+) -> list[Layer]:
     layers: list[Layer] = []
     if tracing:
         layers.append(ServerTracing(tracer_provider))
@@ -63,10 +122,7 @@ def server_interceptors(
         layers.append(Payloads())
     if metrics:
         layers.append(ServerMetrics(meter_provider))
-    if not layers:
-        return []
-    adapter = AioInterceptor if aio else SyncInterceptor
-    return [adapter(*layers)]
+    return layers
 
 
 def client_interceptors(

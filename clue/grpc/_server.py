@@ -12,7 +12,7 @@ tuple of layers (entered in order, exited in reverse), for ``grpc.server`` and
 from __future__ import annotations
 
 import inspect
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Protocol
 
 import grpc
@@ -22,6 +22,7 @@ from clue.grpc._rpc import Metadata, RpcInfo, rpc_info, server_code
 
 if TYPE_CHECKING:
     Handler = grpc.RpcMethodHandler[Any, Any]
+    GenericHandler = grpc.GenericRpcHandler[Any, Any]
 Behavior = Callable[[Any, Any], Any]
 
 
@@ -104,6 +105,57 @@ class SyncInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
 
     def __repr__(self) -> str:
         return f"SyncInterceptor({', '.join(type(layer).__name__ for layer in self.layers)})"
+
+
+class _WrappedHandlers(grpc.GenericRpcHandler):  # type: ignore[type-arg]
+    """A generic handler whose method handlers run the layers."""
+
+    def __init__(self, handlers: GenericHandler, cache: _Cache) -> None:
+        self._handlers = handlers
+        self._cache = cache
+
+    def service(self, handler_call_details: grpc.HandlerCallDetails) -> Handler | None:
+        handler = self._handlers.service(handler_call_details)
+        return self._cache.get(handler_call_details.method, handler)
+
+
+class InstrumentedServer:
+    """A ``grpc.aio`` or ``grpc`` server whose handlers run the layers (entered in order,
+    exited in reverse), wrapped once when they are added through this object.
+
+    Generated ``add_..._to_server`` functions take it in place of the server; every
+    other attribute (ports, start, stop) is the server's own.
+    """
+
+    def __init__(self, server: Any, *layers: Layer) -> None:
+        self.server = server
+        self.layers = layers
+        self._cache = _Cache(
+            layers, _wrap_aio if isinstance(server, grpc.aio.Server) else _wrap_sync
+        )
+
+    def add_generic_rpc_handlers(self, generic_rpc_handlers: Iterable[GenericHandler]) -> None:
+        """Add generic handlers whose method handlers run the layers."""
+        self.server.add_generic_rpc_handlers(
+            [_WrappedHandlers(handlers, self._cache) for handlers in generic_rpc_handlers]
+        )
+
+    def add_registered_method_handlers(
+        self, service_name: str, method_handlers: dict[str, Handler]
+    ) -> None:
+        """Add the method handlers of ``service_name``, each wrapped in the layers."""
+        wrapped = {
+            name: self._cache.get(f"/{service_name}/{name}", handler)
+            for name, handler in method_handlers.items()
+        }
+        self.server.add_registered_method_handlers(service_name, wrapped)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.server, name)
+
+    def __repr__(self) -> str:
+        names = ", ".join(type(layer).__name__ for layer in self.layers)
+        return f"InstrumentedServer({self.server!r}, {names})"
 
 
 def _rebuild(handler: Handler, behavior: Behavior) -> Handler:

@@ -7,12 +7,15 @@ import contextlib
 import threading
 import time
 from collections.abc import AsyncIterator, Iterable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from clue.health.checker import Checker
+
+if TYPE_CHECKING:
+    from clue.grpc import InstrumentedServer
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -48,8 +51,8 @@ class HealthServicer(health_pb2_grpc.HealthServicer):  # type: ignore[misc]
         self._shutting_down = False
         self._wakeups: set[asyncio.Event] = set()
 
-    def add_to_server(self, server: grpc.aio.Server) -> None:
-        """Register this servicer with ``server``."""
+    def add_to_server(self, server: grpc.aio.Server | InstrumentedServer) -> None:
+        """Register this servicer with ``server`` (or a server clue instruments)."""
         health_pb2_grpc.add_HealthServicer_to_server(self, server)
 
     def enter_graceful_shutdown(self) -> None:
@@ -116,8 +119,8 @@ class SyncHealthServicer(health_pb2_grpc.HealthServicer):  # type: ignore[misc]
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
 
-    def add_to_server(self, server: grpc.Server) -> None:
-        """Register this servicer with ``server``."""
+    def add_to_server(self, server: grpc.Server | InstrumentedServer) -> None:
+        """Register this servicer with ``server`` (or a server clue instruments)."""
         health_pb2_grpc.add_HealthServicer_to_server(self, server)
 
     def enter_graceful_shutdown(self) -> None:

@@ -90,10 +90,11 @@ class GrpcService:
 
     async def start(self) -> None:
         """Bind the gRPC and admin ports and start serving."""
-        server = grpc.aio.server(interceptors=clue.grpc.server_interceptors())
+        server = grpc.aio.server()
+        instrumented = clue.grpc.instrument(server)  # handlers added through it run clue's layers
         for add, servicer in self.wiring.servicers:
-            add(servicer, server)
-        self.health.add_to_server(server)
+            add(servicer, instrumented)
+        self.health.add_to_server(instrumented)
         try:
             bound = server.add_insecure_port(f"{self.host}:{self.port}")
         except RuntimeError as exc:
