@@ -85,7 +85,7 @@ class AioInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         return self._cache.get(handler_call_details.method, handler)  # type: ignore[return-value]
 
     def __repr__(self) -> str:
-        return f"AioInterceptor({', '.join(type(layer).__name__ for layer in self.layers)})"
+        return f"AioInterceptor({_names(self.layers)})"
 
 
 class SyncInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
@@ -104,7 +104,7 @@ class SyncInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
         return self._cache.get(handler_call_details.method, handler)
 
     def __repr__(self) -> str:
-        return f"SyncInterceptor({', '.join(type(layer).__name__ for layer in self.layers)})"
+        return f"SyncInterceptor({_names(self.layers)})"
 
 
 class _WrappedHandlers(grpc.GenericRpcHandler):  # type: ignore[type-arg]
@@ -154,8 +154,12 @@ class InstrumentedServer:
         return getattr(self.server, name)
 
     def __repr__(self) -> str:
-        names = ", ".join(type(layer).__name__ for layer in self.layers)
-        return f"InstrumentedServer({self.server!r}, {names})"
+        return f"InstrumentedServer({self.server!r}, {_names(self.layers)})"
+
+
+def _names(layers: Layers) -> str:
+    """The layers' class names, for the reprs."""
+    return ", ".join(type(layer).__name__ for layer in layers)
 
 
 def _rebuild(handler: Handler, behavior: Behavior) -> Handler:
