@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
+from _cores import pin_load, pin_server
 from _goal import goal
 
 CONCURRENCY = 32
@@ -160,8 +161,10 @@ def _cpu(pid: int) -> float:
 
 def main(argv: Sequence[str]) -> int:
     if len(argv) > 2 and argv[1] == "--serve":
+        pin_server()
         asyncio.run(_serve(argv[2]))
         return 0
+    print(pin_load())
     servers: dict[str, tuple[subprocess.Popen[str], int]] = {}
     try:
         for name in CONFIGS:
