@@ -29,7 +29,8 @@ class Lines:
 
     @property
     def text(self) -> str:
-        """Everything written so far."""
+        """Everything logged so far (the entries waiting for the write delay written first)."""
+        log.sync()
         return self.stream.getvalue()
 
     def entries(self, msg: str | None = None) -> list[dict[str, Any]]:

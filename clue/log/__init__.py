@@ -11,6 +11,7 @@ See docs/logging.md.
 from clue.log.api import debug, debug_enabled, error, fatal, info, print, set_debug, warn
 from clue.log.configuration import configure, set_logger_provider
 from clue.log.output import Output
+from clue.log.pipeline import sync
 from clue.log.renderers import Renderer
 from clue.log.scopes import RequestScope, context, flush, request_scope
 from clue.log.state import DEFAULT_SENSITIVE_KEYS
@@ -34,5 +35,6 @@ __all__ = [
     "set_debug",
     "set_logger_provider",
     "structlog_processor",
+    "sync",
     "warn",
 ]

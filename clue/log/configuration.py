@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from clue.log import pipeline
 from clue.log import stdlib as bridge
 from clue.log.output import Output
 from clue.log.renderers import FORMAT_NAMES, FORMATS, Renderer, format_from_env
-from clue.log.state import DEFAULT_SENSITIVE_KEYS, STATE
+from clue.log.state import DEFAULT_SENSITIVE_KEYS, DEFAULT_WRITE_DELAY, STATE
 
 if TYPE_CHECKING:
     from opentelemetry._logs import LoggerProvider
@@ -31,6 +33,35 @@ def debug_from_env() -> bool | None:
     raise ValueError(f"CLUE_DEBUG={value!r} is not a boolean: use 1/true/on or 0/false/off")
 
 
+def _delay(name: str, value: Any) -> float:
+    if type(value) not in (int, float) or not 0 <= value <= 60:
+        raise ValueError(f"{name} must be a number of seconds from 0 to 60, got {value!r}")
+    return float(value)
+
+
+def write_delay_from_env() -> float | None:
+    """``CLUE_LOG_WRITE_DELAY`` in seconds if set; anything but a number from 0 to 60 is an
+    error."""
+    value = os.environ.get("CLUE_LOG_WRITE_DELAY")
+    if value is None:
+        return None
+    try:
+        return _delay("CLUE_LOG_WRITE_DELAY", float(value))
+    except ValueError:
+        raise ValueError(
+            f"CLUE_LOG_WRITE_DELAY={value!r} is not a number of seconds from 0 to 60"
+        ) from None
+
+
+def _delay_at_import() -> None:
+    """Apply ``CLUE_LOG_WRITE_DELAY`` without ``configure()`` too (a bad value is reported by
+    ``configure()``; without it, the default delay stays)."""
+    with contextlib.suppress(ValueError):
+        env_delay = write_delay_from_env()
+        if env_delay is not None:
+            STATE.write_delay = env_delay
+
+
 def _positive(name: str, value: Any) -> int:
     if type(value) is not int or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
@@ -47,6 +78,7 @@ def configure(
     sensitive_keys: Iterable[str] | None = None,
     file_line: bool = False,
     stdlib: bool = True,
+    write_delay: float = DEFAULT_WRITE_DELAY,
 ) -> None:
     """Set up clue's logging; calling it again replaces the previous set-up.
 
@@ -56,7 +88,10 @@ def configure(
     (unset: unchanged). ``sensitive_keys`` replaces the default set (extend
     ``DEFAULT_SENSITIVE_KEYS`` to keep it); keys match case-insensitively,
     nested dicts included. ``stdlib`` routes the ``logging`` module through
-    clue. Bad values raise ``ValueError`` naming the setting.
+    clue. ``write_delay`` lets entries below error wait up to that many
+    seconds to be written together, which a busy server wants (0, the
+    default, writes each at once); ``CLUE_LOG_WRITE_DELAY`` overrides it. Bad
+    values raise ``ValueError`` naming the setting.
     """
     env_format = format_from_env()
     if format is not None and not callable(format) and format not in FORMATS:
@@ -72,13 +107,17 @@ def configure(
         raise ValueError("sensitive_keys must be a collection of key names, not one string")
     keys = DEFAULT_SENSITIVE_KEYS if sensitive_keys is None else sensitive_keys
     env_debug = debug_from_env() if debug is None else None
+    env_delay = write_delay_from_env()
+    delay = env_delay if env_delay is not None else _delay("write_delay", write_delay)
 
+    pipeline.sync()  # what waits was logged under the old set-up: written there
     STATE.configured = True
     STATE.outputs = resolved
     STATE.max_value_size = size
     STATE.buffer_size = buffer
     STATE.sensitive_keys = frozenset(str(k).lower() for k in keys)
     STATE.file_line = bool(file_line)
+    STATE.write_delay = delay
     if debug is not None:
         STATE.debug = bool(debug)
     elif env_debug is not None:
@@ -98,3 +137,6 @@ def configure_unless_configured() -> None:
 def set_logger_provider(provider: LoggerProvider | None) -> None:
     """Also export written entries as OTLP log records through ``provider`` (None: stop)."""
     STATE.otel_logger = None if provider is None else provider.get_logger("clue.log")
+
+
+_delay_at_import()

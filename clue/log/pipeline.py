@@ -1,7 +1,19 @@
-"""The write path: raw entries become event dicts, lines on every output and OTLP records."""
+"""The write path: raw entries become event dicts, lines on every output and OTLP records.
+
+Entries below error wait (up to ``STATE.write_delay`` seconds, at most
+``BATCH`` of them) and are then written together: one write per output, by
+the call that fills the batch, by a writer thread when the delay is over, or
+first thing when an error is written, ``sync()`` is called, logging is
+reconfigured or the process exits. Inside a busy server, rendering a line in
+the middle of a request costs several times what it costs among a batch of
+lines, and every write is a system call.
+"""
 
 from __future__ import annotations
 
+import atexit
+import contextlib
+import os
 import threading
 import time
 import traceback
@@ -25,6 +37,10 @@ class _Writing(threading.local):
 
 
 _writing = _Writing()
+BATCH = 256  # entries written together at the latest, whatever the delay
+_pending: list[Entry] = []  # waiting for the delay; appended to without the lock
+_lock = threading.RLock()  # one writer at a time: batches are written in order
+_writer: threading.Thread | None = None
 _second: tuple[int, str] = (-1, "")  # the last second formatted ("...T03:04:05."), as a whole
 
 
@@ -128,25 +144,21 @@ def _line(render: Renderer, level: str, event: dict[str, Any]) -> str:
 
 
 def write_entry(entry: Entry) -> None:
-    """Render one entry on every output and export it over OTLP (see :func:`write`)."""
-    depth = _writing.depth
-    if depth > 1:
+    """Write one entry: after the write delay, or now (with the waiting ones first) when it
+    is an error, the delay is 0 or this thread is writing already (see :func:`write`)."""
+    if entry[0] >= ERROR or not STATE.write_delay or _writing.depth:
+        write((entry,))
         return
-    event = event_of(entry)
-    level = LEVEL_NAMES[entry[0]]
-    _writing.depth = depth + 1
-    try:
-        for output in outputs():
-            output.write(_line(output.render, level, event))  # type: ignore[arg-type]
-        if depth == 0 and STATE.otel_logger is not None:
-            _export(STATE.otel_logger, entry, event)
-    finally:
-        _writing.depth = depth
+    _pending.append(entry)
+    if len(_pending) >= BATCH:
+        write(())
+    elif _writer is None:
+        _start_writer()
 
 
 def write(entries: Iterable[Entry]) -> None:
-    """Render ``entries`` on every output, in order and in one write each, and export them
-    over OTLP.
+    """Render the waiting entries then ``entries`` on every output, in order and in one
+    write each, and export them over OTLP.
 
     An entry logged while this thread is writing (by a renderer, a stream or
     the OpenTelemetry SDK, through the stdlib bridge) is written but not
@@ -155,22 +167,63 @@ def write(entries: Iterable[Entry]) -> None:
     depth = _writing.depth
     if depth > 1:
         return
-    events = [(entry, event_of(entry)) for entry in entries]
-    if not events:
-        return
-    _writing.depth = depth + 1
-    try:
-        for output in outputs():
-            render: Renderer = output.render  # type: ignore[assignment]
-            output.write(
-                "".join([_line(render, LEVEL_NAMES[entry[0]], event) for entry, event in events])
-            )
-        logger = STATE.otel_logger
-        if logger is not None and depth == 0:
-            for entry, event in events:
-                _export(logger, entry, event)
-    finally:
-        _writing.depth = depth
+    with _lock:
+        if depth == 0 and _pending:
+            waiting = _pending[:]  # appends made meanwhile stay for the next batch
+            del _pending[: len(waiting)]
+            entries = [*waiting, *entries]
+        events = [(entry, event_of(entry)) for entry in entries]
+        if not events:
+            return
+        _writing.depth = depth + 1
+        try:
+            for output in outputs():
+                render: Renderer = output.render  # type: ignore[assignment]
+                output.write(
+                    "".join(
+                        [_line(render, LEVEL_NAMES[entry[0]], event) for entry, event in events]
+                    )
+                )
+            logger = STATE.otel_logger
+            if logger is not None and depth == 0:
+                for entry, event in events:
+                    _export(logger, entry, event)
+        finally:
+            _writing.depth = depth
+
+
+def sync() -> None:
+    """Write the entries waiting for the write delay now."""
+    write(())
+
+
+def _start_writer() -> None:
+    global _writer
+    with _lock:
+        if _writer is None:
+            _writer = threading.Thread(target=_write_late, name="clue-log-writer", daemon=True)
+            _writer.start()
+
+
+def _write_late() -> None:
+    """The writer thread: every write delay, write what is waiting."""
+    while True:
+        time.sleep(STATE.write_delay or 0.1)
+        if _pending:
+            with contextlib.suppress(Exception):  # a failing export must not end the thread
+                write(())
+
+
+def _after_fork_in_child() -> None:
+    """A forked child starts without the writer thread and the parent's waiting entries."""
+    global _lock, _writer
+    _lock = threading.RLock()
+    _writer = None
+    del _pending[:]
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+atexit.register(sync)
 
 
 def _export(logger: Logger, entry: Entry, event: dict[str, Any]) -> None:

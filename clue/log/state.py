@@ -31,6 +31,8 @@ DEFAULT_SENSITIVE_KEYS: frozenset[str] = frozenset(
     }
 )
 
+DEFAULT_WRITE_DELAY = 0.0
+
 Entry = tuple[int, str, dict[str, Any], int, dict[str, Any], Any, "str | None", Any, bool]
 """A log call kept raw until written: (level, msg, kv, time_ns, fields, otel_context,
 file_line, exception, with_traceback), where ``otel_context`` is the OpenTelemetry
@@ -50,6 +52,7 @@ class State:
         "otel_logger",
         "outputs",
         "sensitive_keys",
+        "write_delay",
     )
 
     def __init__(self) -> None:
@@ -61,6 +64,7 @@ class State:
         self.buffer_size = 1000
         self.file_line = False
         self.otel_logger: Logger | None = None
+        self.write_delay = DEFAULT_WRITE_DELAY  # seconds an entry below error may wait
 
 
 STATE = State()

@@ -318,6 +318,7 @@ def shutdown() -> None:
             return
         TRACER_PROVIDER.swap(NoOpTracerProvider())
         METER_PROVIDER.swap(NoOpMeterProvider())
+        log.sync()  # the entries waiting to be written are exported too
         log.set_logger_provider(None)
         pipeline.shutdown(keep_open=set())
 

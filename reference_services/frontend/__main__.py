@@ -22,7 +22,7 @@ import clue
 from clue import health, log
 from clue.admin import AdminServer
 from reference_services.common.config import ConfigError, env_addr, env_port, env_str
-from reference_services.common.runtime import VERSION
+from reference_services.common.runtime import SERVICE_LOG_WRITE_DELAY, VERSION
 from reference_services.frontend.app import create_app
 from reference_services.frontend.clients import Addresses, Clients
 
@@ -109,6 +109,7 @@ def main() -> int:
     except ConfigError as error:
         print(f"{SERVICE}: {error}", file=sys.stderr)
         return 2
+    log.configure(write_delay=SERVICE_LOG_WRITE_DELAY)
     clue.configure(SERVICE, VERSION, prometheus=True)
     try:
         asyncio.run(serve(config))
