@@ -87,7 +87,8 @@ def fatal(
 
 
 def print(msg: str, /, **kv: Any) -> None:
-    """Write an info entry now, never buffered (for access lines and start-up messages)."""
+    """Write an info entry, never buffered in the request scope (access lines, start-up
+    messages); with a write delay it may wait like any entry below error."""
     pipeline.write_entry(
         (
             INFO,

@@ -117,7 +117,7 @@ def configure(
     STATE.buffer_size = buffer
     STATE.sensitive_keys = frozenset(str(k).lower() for k in keys)
     STATE.file_line = bool(file_line)
-    STATE.write_delay = delay
+    pipeline.set_write_delay(delay)
     if debug is not None:
         STATE.debug = bool(debug)
     elif env_debug is not None:

@@ -41,6 +41,7 @@ BATCH = 256  # entries written together at the latest, whatever the delay
 _pending: list[Entry] = []  # waiting for the delay; appended to without the lock
 _lock = threading.RLock()  # one writer at a time: batches are written in order
 _writer: threading.Thread | None = None
+_wake = threading.Event()  # set when the delay changes: the writer starts a new wait
 _second: tuple[int, str] = (-1, "")  # the last second formatted ("...T03:04:05."), as a whole
 
 
@@ -205,10 +206,17 @@ def _start_writer() -> None:
             _writer.start()
 
 
+def set_write_delay(seconds: float) -> None:
+    """Let entries below error wait up to ``seconds`` (0: write each at once)."""
+    STATE.write_delay = seconds
+    _wake.set()
+
+
 def _write_late() -> None:
     """The writer thread: every write delay, write what is waiting."""
     while True:
-        time.sleep(STATE.write_delay or 0.1)
+        _wake.clear()  # a change of delay before this wait is read by it
+        _wake.wait(STATE.write_delay or 0.1)
         if _pending:
             with contextlib.suppress(Exception):  # a failing export must not end the thread
                 write(())
