@@ -45,7 +45,7 @@ from reference_services.cart.store import open_cart_store
 from reference_services.checkout import service as checkout
 from reference_services.checkout.orders import OrderStore
 from reference_services.common.database import SQLite
-from reference_services.common.runtime import GrpcService, Wiring
+from reference_services.common.runtime import SERVICE_LOG_WRITE_DELAY, GrpcService, Wiring
 from reference_services.currency import service as currency
 from reference_services.email import service as email
 from reference_services.payment import service as payment
@@ -219,7 +219,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="rounds of the three runs")
     args = parser.parse_args()
     devnull = open(os.devnull, "w")  # noqa: SIM115 - for the whole run
-    log.configure(outputs=[log.Output(devnull, format="json")])
+    # as the boutique's service processes configure it
+    log.configure(outputs=[log.Output(devnull, format="json")], write_delay=SERVICE_LOG_WRITE_DELAY)
     for key in [k for k in os.environ if k.startswith("OTEL_")]:
         del os.environ[key]
     print(

@@ -45,6 +45,7 @@ CONFIGS: dict[str, tuple[str, str]] = {
     "clue_all_sampled": ("always_on", "clue"),
     "clue_all_sampled_no_request_line": ("always_on", "clue_quiet"),
     "clue_no_sdk": ("none", "clue"),
+    "clue_adaptive_no_write_delay": ("adaptive", "clue"),
     "official_otel_all_sampled": ("always_on", "official"),
 }
 
@@ -54,9 +55,14 @@ DESCRIPTIONS = {
     "clue_all_sampled": "configure() + ClueMiddleware, every request sampled",
     "clue_all_sampled_no_request_line": "same, log_requests=False (no request line)",
     "clue_no_sdk": "ClueMiddleware without configure() (no-op tracer, log scope + line)",
+    "clue_adaptive_no_write_delay": "clue_adaptive, each log line written at once (the default)",
     "official_otel_all_sampled": "configure() + official OpenTelemetryMiddleware, all sampled",
 }
 
+
+# Log lines wait up to this long to be written together, as in the boutique's services
+# (docs/logging.md, "When lines are written"); clue_adaptive_no_write_delay writes each at once.
+WRITE_DELAY = 0.1
 
 # --- server side (one process per configuration) -----------------------------------------
 
@@ -96,7 +102,10 @@ def _serve(name: str) -> None:
     sampler, middleware = CONFIGS[name]
     if sampler != "none":
         _telemetry(sampler)
-    log.configure(outputs=[log.Output(open(os.devnull, "w"), format="json")])  # noqa: SIM115
+    log.configure(
+        outputs=[log.Output(open(os.devnull, "w"), format="json")],  # noqa: SIM115
+        write_delay=0 if name.endswith("_no_write_delay") else WRITE_DELAY,
+    )
     # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY only on sockets whose proto says TCP
     # (with proto 0, Nagle + delayed ACKs add 40 ms to every response).
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)

@@ -45,6 +45,7 @@ CONFIGS: dict[str, tuple[str, dict[str, bool] | str | None]] = {
     "clue_adaptive": ("adaptive", {}),
     "clue_all_sampled": ("always_on", {}),
     "clue_adaptive_interceptors": ("adaptive", "interceptors"),
+    "clue_adaptive_no_write_delay": ("adaptive", {}),
     "tracing_only": ("always_on", {"logging": False, "payloads": False, "metrics": False}),
     "logging_only": ("always_on", {"tracing": False, "payloads": False, "metrics": False}),
     "payloads_only": ("always_on", {"tracing": False, "logging": False, "metrics": False}),
@@ -57,13 +58,22 @@ CONFIGS: dict[str, tuple[str, dict[str, bool] | str | None]] = {
 # --- server side (one process per configuration) -----------------------------------------
 
 
-def _telemetry(sampler: str) -> None:
+# Log lines wait up to this long to be written together, as in the boutique's services
+# (docs/logging.md, "When lines are written"); the *_no_write_delay configuration writes each
+# line at once, clue.log's default.
+WRITE_DELAY = 0.1
+
+
+def _telemetry(name: str, sampler: str) -> None:
     import _null_telemetry
 
     from clue import log
 
     _null_telemetry.configure("bench-grpc", sampler)
-    log.configure(outputs=[log.Output(open(os.devnull, "w"), format="json")])  # noqa: SIM115
+    log.configure(
+        outputs=[log.Output(open(os.devnull, "w"), format="json")],  # noqa: SIM115
+        write_delay=0 if name.endswith("_no_write_delay") else WRITE_DELAY,
+    )
 
 
 def _interceptors(layers: str | None) -> list[Any]:
@@ -96,7 +106,7 @@ async def _serve(name: str) -> None:
 
     sampler, layers = CONFIGS[name]
     if sampler != "none":
-        _telemetry(sampler)
+        _telemetry(name, sampler)
 
     async def echo(request: StringValue, context: Any) -> StringValue:
         return request
