@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
+import time
 from typing import Any
 
 import pytest
@@ -293,3 +295,42 @@ def test_binding_an_sdk_histogram_records_through_the_sdk() -> None:
     record(3.0)
     [point] = points(reader, "test.sdk")
     assert (dict(point.attributes), point.count, point.sum) == ({"k": "v"}, 1, 3.0)
+
+
+def test_measurements_are_aggregated_in_batches_with_their_own_context_and_time() -> None:
+    reader = InMemoryMetricReader()
+    clue.configure("svc", metric_exporter=reader, exporter="none", sampler=ALWAYS_ON)
+    h = histogram("test.batches")
+    record = histograms.bind(h, {"k": "v"})
+    with telemetry.tracer("tests").start_as_current_span("sampled") as span:
+        recorded_before = time.time_ns()
+        record(0.5)  # waits for its batch, with the span of the moment
+    time.sleep(0.05)
+    for _ in range(histograms.BATCH * 2 + 10):  # two full batches, then some
+        record(1.5)
+    [point] = points(reader, "test.batches")
+    assert point.count == histograms.BATCH * 2 + 11
+    assert tuple(point.bucket_counts) == (1, histograms.BATCH * 2 + 10, 0, 0)
+    [exemplar] = [e for e in point.exemplars if e.value == 0.5]
+    assert exemplar.span_id == span.get_span_context().span_id
+    assert recorded_before <= exemplar.time_unix_nano < recorded_before + 50_000_000
+
+
+def test_records_from_many_threads_are_all_counted() -> None:
+    reader = InMemoryMetricReader()
+    clue.configure("svc", metric_exporter=reader, exporter="none")
+    record = histograms.bind(histogram("test.threads"), {"k": "v"})
+
+    def run() -> None:
+        for _ in range(1000):
+            record(1.5)
+
+    threads = [threading.Thread(target=run) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    middle = points(reader, "test.threads")  # a collection while they record
+    for thread in threads:
+        thread.join()
+    [point] = points(reader, "test.threads")
+    assert point.count == 4000 and point.sum == 6000.0
+    assert not middle or middle[0].count <= 4000

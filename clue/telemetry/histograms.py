@@ -6,8 +6,11 @@ machine of ``docs/performance.md``, as much as a fifth of what uvicorn and
 Starlette spend serving a small request. The histograms handed out by
 clue's meters (``clue.telemetry.meter``, or any meter once ``configure()``
 made clue's provider the global one) aggregate in place instead: the
-attributes are cleaned once per distinct set, and a record is a dictionary
-lookup, a bisection and a few additions under a lock (a few µs).
+attributes are cleaned once per distinct set, and a record appends the
+amount with its context and time to a list. Every ``BATCH`` records, and
+before each collection, the list is aggregated in one pass (a dictionary
+lookup, a bisection and a few additions each): inside a busy server, that
+work costs several times less in a batch than spread over the requests.
 
 Every metric reader of the SDK meter provider that ``configure()`` builds
 gets these histograms added to what it collects, with its own temporality
@@ -60,6 +63,7 @@ _logger = logging.getLogger(__name__)
 DEFAULT_BOUNDARIES = (0.0, 5.0, 10.0, 25.0, 50.0, 75.0, 100.0, 250.0, 500.0, 750.0, 1000.0,
                       2500.0, 5000.0, 7500.0, 10000.0)  # fmt: skip
 CARDINALITY_LIMIT = 2000
+BATCH = 256  # measurements aggregated together at the latest (collections take them all)
 _EXEMPLAR_FILTERS = ("trace_based", "always_on", "always_off")
 _OVERFLOW: Mapping[str, Any] = {"otel.metric.overflow": True}
 _Collect = Callable[..., MetricsData | None]
@@ -118,6 +122,8 @@ class ClueHistogram(_ProxyHistogram):
         self._lock = threading.Lock()
         self._series: dict[frozenset[Any], _Series] = {}
         self._slots: tuple[int, ...] = ()  # ids of the readers' aggregations, in window order
+        # (amount, key, attributes, context, time) recorded but not aggregated yet
+        self._pending: list[tuple[float, frozenset[Any], Attributes, Context, int]] = []
         self.exemplar_filter = "trace_based"
         self._warned = False
         REGISTRY.add(self)
@@ -150,19 +156,33 @@ class ClueHistogram(_ProxyHistogram):
         if not 0.0 <= amount < math.inf:
             self._warn(amount)
             return
-        index = bisect_left(self._bounds, amount)
-        exemplar = None
-        if self.exemplar_filter != "always_off":
-            span = span_context_in(get_current() if context is None else context)
-            if is_sampled(span) or self.exemplar_filter == "always_on":
-                exemplar = Exemplar(
-                    {},
-                    amount,
-                    time.time_ns(),
-                    span.span_id if span.is_valid else None,
-                    span.trace_id if span.is_valid else None,
-                )
-        with self._lock:
+        pending = self._pending
+        pending.append(
+            (amount, key, attributes, get_current() if context is None else context, time.time_ns())
+        )
+        if len(pending) >= BATCH:
+            with self._lock:
+                self._aggregate()
+
+    def _aggregate(self) -> None:
+        """Add the waiting measurements to the windows (the lock is held)."""
+        pending = self._pending
+        batch = pending[:]  # measurements recorded meanwhile wait for the next batch
+        del pending[: len(batch)]
+        bounds, exemplars = self._bounds, self.exemplar_filter
+        for amount, key, attributes, context, when in batch:
+            index = bisect_left(bounds, amount)
+            exemplar = None
+            if exemplars != "always_off":
+                span = span_context_in(context)
+                if is_sampled(span) or exemplars == "always_on":
+                    exemplar = Exemplar(
+                        {},
+                        amount,
+                        when,
+                        span.span_id if span.is_valid else None,
+                        span.trace_id if span.is_valid else None,
+                    )
             series = self._series.get(key)
             if series is None:
                 series = self._new_series(key, attributes)
@@ -201,6 +221,7 @@ class ClueHistogram(_ProxyHistogram):
     def set_slots(self, slots: tuple[int, ...]) -> None:
         """Aggregate for these readers from now on (kept windows carry on, new ones start)."""
         with self._lock:
+            self._aggregate()  # what was recorded for the readers of the moment
             kept = {slot: at for at, slot in enumerate(self._slots)}  # slot: window index
             now = time.time_ns()
             for key, series in list(self._series.items()):
@@ -221,6 +242,7 @@ class ClueHistogram(_ProxyHistogram):
         with self._lock:
             if slot not in self._slots:
                 return None
+            self._aggregate()
             at = self._slots.index(slot)
             for series in self._series.values():
                 window = series.windows[at]
