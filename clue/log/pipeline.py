@@ -17,7 +17,7 @@ import os
 import threading
 import time
 import traceback
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from opentelemetry._logs import Logger
@@ -147,14 +147,22 @@ def _line(render: Renderer, level: str, event: dict[str, Any]) -> str:
 def write_entry(entry: Entry) -> None:
     """Write one entry: after the write delay, or now (with the waiting ones first) when it
     is an error, the delay is 0 or this thread is writing already (see :func:`write`)."""
-    if entry[0] >= ERROR or not STATE.write_delay or _writing.depth:
+    depth = _writing.depth
+    if entry[0] < ERROR and STATE.write_delay and not depth:
+        _pending.append(entry)
+        if len(_pending) >= BATCH:
+            write(())
+        elif _writer is None:
+            _start_writer()
+    elif _pending and not depth:
         write((entry,))
-        return
-    _pending.append(entry)
-    if len(_pending) >= BATCH:
-        write(())
-    elif _writer is None:
-        _start_writer()
+    elif depth < 2:
+        event = event_of(entry)
+        if _writer is None:  # no batch was ever written: nothing to keep in order with
+            _emit(((entry, event),), depth)
+        else:
+            with _lock:
+                _emit(((entry, event),), depth)
 
 
 def write(entries: Iterable[Entry]) -> None:
@@ -174,23 +182,29 @@ def write(entries: Iterable[Entry]) -> None:
             del _pending[: len(waiting)]
             entries = [*waiting, *entries]
         events = [(entry, event_of(entry)) for entry in entries]
-        if not events:
-            return
-        _writing.depth = depth + 1
-        try:
-            for output in outputs():
-                render: Renderer = output.render  # type: ignore[assignment]
+        if events:
+            _emit(events, depth)
+
+
+def _emit(events: Sequence[tuple[Entry, dict[str, Any]]], depth: int) -> None:
+    """Write rendered ``events`` on every output and export them (the lock is held)."""
+    _writing.depth = depth + 1
+    try:
+        for output in outputs():
+            render: Renderer = output.render  # type: ignore[assignment]
+            if len(events) == 1:  # the common case, without a list
+                entry, event = events[0]
+                output.write(_line(render, LEVEL_NAMES[entry[0]], event))
+            else:
                 output.write(
-                    "".join(
-                        [_line(render, LEVEL_NAMES[entry[0]], event) for entry, event in events]
-                    )
+                    "".join([_line(render, LEVEL_NAMES[e[0]], event) for e, event in events])
                 )
-            logger = STATE.otel_logger
-            if logger is not None and depth == 0:
-                for entry, event in events:
-                    _export(logger, entry, event)
-        finally:
-            _writing.depth = depth
+        logger = STATE.otel_logger
+        if logger is not None and depth == 0:
+            for entry, event in events:
+                _export(logger, entry, event)
+    finally:
+        _writing.depth = depth
 
 
 def sync() -> None:
@@ -224,8 +238,9 @@ def _write_late() -> None:
 
 def _after_fork_in_child() -> None:
     """A forked child starts without the writer thread and the parent's waiting entries."""
-    global _lock, _writer
+    global _lock, _wake, _writer
     _lock = threading.RLock()
+    _wake = threading.Event()
     _writer = None
     del _pending[:]
 
