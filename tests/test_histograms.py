@@ -334,3 +334,15 @@ def test_records_from_many_threads_are_all_counted() -> None:
     [point] = points(reader, "test.threads")
     assert point.count == 4000 and point.sum == 6000.0
     assert not middle or middle[0].count <= 4000
+
+
+def test_a_reused_attributes_dict_keeps_each_record_in_its_own_series() -> None:
+    reader = InMemoryMetricReader()
+    clue.configure("svc", metric_exporter=reader, exporter="none")
+    h = histogram("test.reused")
+    attributes = {"k": "a"}
+    h.record(1.0, attributes)  # waits for its batch
+    attributes["k"] = "b"
+    h.record(2.0, attributes)
+    found = {p.attributes["k"]: p.sum for p in points(reader, "test.reused")}
+    assert found == {"a": 1.0, "b": 2.0}

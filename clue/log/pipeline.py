@@ -1,7 +1,8 @@
 """The write path: raw entries become event dicts, lines on every output and OTLP records.
 
-Entries below error wait (up to ``STATE.write_delay`` seconds, at most
-``BATCH`` of them) and are then written together: one write per output, by
+With a write delay (``STATE.write_delay``, 0 by default: each entry is
+written by its call), entries below error wait up to that many seconds, at
+most ``BATCH`` of them, and are then written together: one write per output, by
 the call that fills the batch, by a writer thread when the delay is over, or
 first thing when an error is written, ``sync()`` is called, logging is
 reconfigured or the process exits. Inside a busy server, rendering a line in

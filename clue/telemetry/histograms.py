@@ -122,8 +122,8 @@ class ClueHistogram(_ProxyHistogram):
         self._lock = threading.Lock()
         self._series: dict[frozenset[Any], _Series] = {}
         self._slots: tuple[int, ...] = ()  # ids of the readers' aggregations, in window order
-        # (amount, key, attributes, context, time) recorded but not aggregated yet
-        self._pending: list[tuple[float, frozenset[Any], Attributes, Context, int]] = []
+        # (amount, series, context, time) recorded but not aggregated yet
+        self._pending: list[tuple[float, _Series, Context, int]] = []
         self.exemplar_filter = "trace_based"
         self._warned = False
         REGISTRY.add(self)
@@ -156,9 +156,13 @@ class ClueHistogram(_ProxyHistogram):
         if not 0.0 <= amount < math.inf:
             self._warn(amount)
             return
+        series = self._series.get(key)
+        if series is None:  # made now, while the attributes are the caller's of this call
+            with self._lock:
+                series = self._series.get(key) or self._new_series(key, attributes)
         pending = self._pending
         pending.append(
-            (amount, key, attributes, get_current() if context is None else context, time.time_ns())
+            (amount, series, get_current() if context is None else context, time.time_ns())
         )
         if len(pending) >= BATCH:
             with self._lock:
@@ -170,7 +174,7 @@ class ClueHistogram(_ProxyHistogram):
         batch = pending[:]  # measurements recorded meanwhile wait for the next batch
         del pending[: len(batch)]
         bounds, exemplars = self._bounds, self.exemplar_filter
-        for amount, key, attributes, context, when in batch:
+        for amount, series, context, when in batch:
             index = bisect_left(bounds, amount)
             exemplar = None
             if exemplars != "always_off":
@@ -183,9 +187,6 @@ class ClueHistogram(_ProxyHistogram):
                         span.span_id if span.is_valid else None,
                         span.trace_id if span.is_valid else None,
                     )
-            series = self._series.get(key)
-            if series is None:
-                series = self._new_series(key, attributes)
             for window in series.windows:
                 window.counts[index] += 1
                 window.count += 1
