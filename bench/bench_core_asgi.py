@@ -60,10 +60,6 @@ DESCRIPTIONS = {
 }
 
 
-# Log lines wait up to this long to be written together, as in the boutique's services
-# (docs/logging.md, "When lines are written"); clue_adaptive_no_write_delay writes each at once.
-WRITE_DELAY = 0.1
-
 # --- server side (one process per configuration) -----------------------------------------
 
 
@@ -98,13 +94,16 @@ def _serve(name: str) -> None:
     import uvicorn
 
     from clue import log
+    from reference_services.common.runtime import SERVICE_LOG_WRITE_DELAY
 
     sampler, middleware = CONFIGS[name]
     if sampler != "none":
         _telemetry(sampler)
     log.configure(
         outputs=[log.Output(open(os.devnull, "w"), format="json")],  # noqa: SIM115
-        write_delay=0 if name.endswith("_no_write_delay") else WRITE_DELAY,
+        # the boutique services' delay (docs/logging.md, "When lines are written"), except in
+        # the *_no_write_delay configuration: clue.log's default, each line at once
+        write_delay=0 if name.endswith("_no_write_delay") else SERVICE_LOG_WRITE_DELAY,
     )
     # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY only on sockets whose proto says TCP
     # (with proto 0, Nagle + delayed ACKs add 40 ms to every response).

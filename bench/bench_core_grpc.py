@@ -58,21 +58,18 @@ CONFIGS: dict[str, tuple[str, dict[str, bool] | str | None]] = {
 # --- server side (one process per configuration) -----------------------------------------
 
 
-# Log lines wait up to this long to be written together, as in the boutique's services
-# (docs/logging.md, "When lines are written"); the *_no_write_delay configuration writes each
-# line at once, clue.log's default.
-WRITE_DELAY = 0.1
-
-
 def _telemetry(name: str, sampler: str) -> None:
     import _null_telemetry
 
     from clue import log
+    from reference_services.common.runtime import SERVICE_LOG_WRITE_DELAY
 
     _null_telemetry.configure("bench-grpc", sampler)
     log.configure(
         outputs=[log.Output(open(os.devnull, "w"), format="json")],  # noqa: SIM115
-        write_delay=0 if name.endswith("_no_write_delay") else WRITE_DELAY,
+        # the boutique services' delay (docs/logging.md, "When lines are written"), except in
+        # the *_no_write_delay configuration: clue.log's default, each line at once
+        write_delay=0 if name.endswith("_no_write_delay") else SERVICE_LOG_WRITE_DELAY,
     )
 
 

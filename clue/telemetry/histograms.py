@@ -6,11 +6,11 @@ machine of ``docs/performance.md``, as much as a fifth of what uvicorn and
 Starlette spend serving a small request. The histograms handed out by
 clue's meters (``clue.telemetry.meter``, or any meter once ``configure()``
 made clue's provider the global one) aggregate in place instead: the
-attributes are cleaned once per distinct set, and a record appends the
-amount with its context and time to a list. Every ``BATCH`` records, and
-before each collection, the list is aggregated in one pass (a dictionary
-lookup, a bisection and a few additions each): inside a busy server, that
-work costs several times less in a batch than spread over the requests.
+attributes are cleaned once per distinct set, and a record looks its set up
+and appends the amount with its context and time to a list. Every ``BATCH``
+records, and before each collection, the list is aggregated in one pass (a
+bisection and a few additions each): inside a busy server, that work costs
+several times less in a batch than spread over the requests.
 
 Every metric reader of the SDK meter provider that ``configure()`` builds
 gets these histograms added to what it collects, with its own temporality
