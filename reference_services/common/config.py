@@ -6,7 +6,9 @@ entry point turns it into one line on stderr and exit code 2.
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Self
@@ -64,6 +66,21 @@ def env_int(
 def env_port(name: str, default: int | None = None, *, env: Mapping[str, str] | None = None) -> int:
     """The variable as a TCP port (1..65535)."""
     return env_int(name, default, minimum=1, maximum=65535, env=env)
+
+
+_LABEL = r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)"
+_HOST_NAME = re.compile(rf"(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*")
+
+
+def env_host(name: str, default: str | None = None, *, env: Mapping[str, str] | None = None) -> str:
+    """The variable as an address to listen on: an IP address or a host name."""
+    raw = _raw(name, default, env)
+    try:
+        return str(ipaddress.ip_address(raw))
+    except ValueError:
+        if _HOST_NAME.fullmatch(raw):
+            return raw
+    raise ConfigError(f"{name}={raw[:40]!r} is not an IP address or host name")
 
 
 def env_addr(name: str, default: str | None = None, *, env: Mapping[str, str] | None = None) -> str:
