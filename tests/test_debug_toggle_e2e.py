@@ -66,11 +66,38 @@ def logs() -> Iterator[io.StringIO]:
     debug.disable()
 
 
-def payloads(buffer: io.StringIO) -> list[dict[str, Any]]:
-    lines = [json.loads(line) for line in buffer.getvalue().splitlines()]
-    buffer.seek(0)
-    buffer.truncate()
-    return [e for e in lines if e["msg"] in ("request payload", "response payload")]
+class Entries:
+    """The JSON entries written to a buffer, read in order as they are written."""
+
+    def __init__(self, buffer: io.StringIO) -> None:
+        self.buffer = buffer
+        self.offset = 0  # where the next read starts: never truncated under a writer
+
+    def through_request_line(self, path: str, timeout: float = 10.0) -> list[dict[str, Any]]:
+        """The entries written since the last read, once the access line of the HTTP
+        request to ``path`` is among them.
+
+        The middleware logs a request's payloads, then its access line, after the
+        response has been sent (the line holds the whole duration): the client can
+        read the response before they are written, from the server's thread.
+        ``log.sync()`` writes what waits for a write delay, such as the lines the
+        RPC logged before its response.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            log.sync()
+            text = self.buffer.getvalue()
+            end = text.rfind("\n") + 1  # complete lines only
+            entries = [json.loads(line) for line in text[self.offset : end].splitlines()]
+            if any(e["msg"] == "request" and e.get("path") == path for e in entries):
+                self.offset = end
+                return entries
+            assert time.monotonic() < deadline, f"no request line for {path}: {entries}"
+            time.sleep(0.01)
+
+
+def payloads(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [e for e in entries if e["msg"] in ("request payload", "response payload")]
 
 
 async def test_toggle_reaches_the_next_request_and_rpc(
@@ -84,13 +111,14 @@ async def test_toggle_reaches_the_next_request_and_rpc(
             stub = health_pb2_grpc.HealthStub(channel)
             await stub.Check(health_pb2.HealthCheckRequest(service="shop.Cart"))
 
+    entries = Entries(logs)
     async with AdminServer(metrics=False, token="") as admin, httpx.AsyncClient() as client:
         await traffic()
-        assert payloads(logs) == []
+        assert payloads(entries.through_request_line("/echo")) == []
 
         assert (await client.get(admin.url + "/debug?debug-logs=on")).status_code == 200
         await traffic()
-        seen = payloads(logs)
+        seen = payloads(entries.through_request_line("/echo"))
         http_request = next(e for e in seen if e.get("path") == "/echo")
         assert json.loads(http_request["payload"]) == {"sku": "OLJCESPC7Z"}
         rpc = [e for e in seen if e.get("method") == "/grpc.health.v1.Health/Check"]
@@ -100,4 +128,4 @@ async def test_toggle_reaches_the_next_request_and_rpc(
 
         assert (await client.get(admin.url + "/debug?debug-logs=off")).status_code == 200
         await traffic()
-        assert payloads(logs) == []
+        assert payloads(entries.through_request_line("/echo")) == []
