@@ -9,6 +9,8 @@ or, with Starlette, ``Starlette(middleware=[Middleware(ClueMiddleware)])``.
 
 from __future__ import annotations
 
+import functools
+import re
 import time
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
@@ -31,7 +33,16 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-DEFAULT_SKIP_PATHS = ("/healthz", "/livez", "/readyz", "/metrics")
+#: Paths ClueMiddleware passes through untouched by default: probes, scrapes, static
+#: assets. An entry ending in ``/`` is a prefix.
+DEFAULT_SKIP_PATHS = (
+    "/healthz",
+    "/livez",
+    "/readyz",
+    "/metrics",
+    "/static/",
+    "/favicon.ico",
+)
 REQUEST_ID_HEADER = HEADER.encode()
 # Buckets in seconds recommended by the HTTP semantic conventions.
 _BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
@@ -47,8 +58,13 @@ class ClueMiddleware:
     ``request`` line with status, route and duration (``log_requests``); a
     buffer flush when the status is 500 or more; request and response bodies
     logged at debug level when debug is on (text and JSON only, masked,
-    truncated); and the ``http.server.request.duration`` histogram. Paths in
-    ``skip_paths`` (health probes, metrics) are passed through untouched.
+    truncated); and the ``http.server.request.duration`` histogram.
+
+    Requests for paths in ``skip_paths`` are passed through untouched: no span,
+    scope, line or metric. An entry ending in ``/`` covers every path under it;
+    the default covers health probes, ``/metrics`` and static assets
+    (``/static/``, ``/favicon.ico``), which would otherwise each be a trace of
+    their own.
     """
 
     def __init__(
@@ -63,7 +79,9 @@ class ClueMiddleware:
     ) -> None:
         self.app = app
         self._log_requests = log_requests
-        self._skip = frozenset(skip_paths)
+        skip = tuple(skip_paths)
+        self._skip = frozenset(path for path in skip if not path.endswith("/"))
+        self._skip_under = tuple(path for path in skip if path.endswith("/"))
         self._log_payloads = log_payloads
         self._tracer = trace.get_tracer("clue.asgi", tracer_provider=tracer_provider)
         meter = metrics.get_meter("clue.asgi", meter_provider=meter_provider)
@@ -78,10 +96,14 @@ class ClueMiddleware:
         self._fields: frozenset[bytes] = frozenset()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in self._skip:
+        if scope["type"] != "http" or self.skips(scope["path"]):
             await self.app(scope, receive, send)
             return
         await _Request(self, scope).run(receive, send)
+
+    def skips(self, path: str) -> bool:
+        """Whether requests for ``path`` are passed through unobserved (``skip_paths``)."""
+        return path in self._skip or path.startswith(self._skip_under)
 
     def propagation_fields(self) -> frozenset[bytes]:
         """Header names the global propagator reads, as ASGI header names."""
@@ -252,14 +274,37 @@ def _keep(buffer: bytearray, chunk: bytes) -> None:
 
 
 def _route(scope: Scope) -> str | None:
-    """The matched route template (Starlette puts the route object in the scope)."""
+    """The matched route template (Starlette puts the route object in the scope).
+
+    A route's template is relative to the ``root_path`` it was matched under.
+    That is the scope's for a route, but a mount serving an application (such
+    as static files) appends its own path to ``root_path`` as it matches, and
+    its template starts with that path too: the mount's part is taken off
+    ``root_path`` so that it is not counted twice.
+    """
     route = scope.get("route")
     if isinstance(route, str):
         return route
     path_format = getattr(route, "path_format", None)
-    if isinstance(path_format, str):
-        return str(scope.get("root_path", "")) + path_format
-    return None
+    if not isinstance(path_format, str):
+        return None
+    root_path = str(scope.get("root_path", ""))
+    mount_path = getattr(route, "path", None)
+    if root_path and isinstance(mount_path, str) and hasattr(route, "routes"):
+        mounted = _mount_prefix(mount_path).search(root_path)
+        if mounted:
+            root_path = root_path[: mounted.start()]
+    return root_path + path_format
+
+
+@functools.lru_cache(maxsize=256)
+def _mount_prefix(path: str) -> re.Pattern[str]:
+    """What a mount at template ``path`` (``/users/{id}``) adds to the end of ``root_path``."""
+    pattern = "".join(
+        "[^/]+" if part.startswith("{") else re.escape(part)
+        for part in re.split(r"(\{[^}]*\})", path)
+    )
+    return re.compile(pattern + r"\Z")
 
 
 def _set_request_attributes(span: trace.Span, scope: Scope, method: str) -> None:

@@ -6,6 +6,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -20,7 +21,8 @@ from opentelemetry.trace import SpanKind, StatusCode
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
 
 from clue import log
 from clue.asgi import ClueMiddleware
@@ -236,3 +238,69 @@ async def test_debug_payloads_text_and_json_only(lines: Lines) -> None:
         assert entry["level"] == "debug" and entry["path"] == "/echo"
         assert json.loads(entry["payload"]) == {"user": "ana", "password": "[REDACTED]"}
     assert "truncated" in requests[1]["payload"] and len(requests[1]["payload"]) < 1100
+
+
+def mounted_app(files: Path) -> Starlette:
+    """Static files and a sub-router, each under a mount, one of them with a parameter."""
+    (files / "style.css").write_text("body {}")
+    return Starlette(
+        routes=[
+            Mount("/static", StaticFiles(directory=files)),
+            Mount("/assets/{version}", StaticFiles(directory=files)),
+            Mount("/api", routes=[Route("/items/{item_id}", item)]),
+        ]
+    )
+
+
+async def test_a_mount_names_its_route_once(tmp_path: Path, lines: Lines) -> None:
+    telemetry = Telemetry()
+    app = ClueMiddleware(
+        mounted_app(tmp_path),
+        skip_paths=(),
+        tracer_provider=telemetry.tracer_provider,
+        meter_provider=telemetry.meter_provider,
+    )
+    async with serve_app(app) as client:
+        for path in ("/static/style.css", "/assets/v2/style.css", "/api/items/7"):
+            assert (await client.get(path)).status_code == 200, path
+    names = [span.name for span in telemetry.finished()]
+    assert names == [
+        "GET /static/{path}",
+        "GET /assets/{version}/{path}",
+        "GET /api/items/{item_id}",
+    ]
+    assert [line["route"] for line in lines.entries("request")] == [
+        "/static/{path}",
+        "/assets/{version}/{path}",
+        "/api/items/{item_id}",
+    ]
+
+
+async def test_static_assets_are_not_observed_by_default(tmp_path: Path, lines: Lines) -> None:
+    telemetry = Telemetry()
+    app = ClueMiddleware(
+        mounted_app(tmp_path),
+        tracer_provider=telemetry.tracer_provider,
+        meter_provider=telemetry.meter_provider,
+    )
+    async with serve_app(app) as client:
+        static = await client.get("/static/style.css")
+        missing = await client.get("/static/nothing.css")
+        assert (static.status_code, missing.status_code) == (200, 404)
+        assert "x-request-id" not in static.headers
+        assert (await client.get("/assets/v2/style.css")).status_code == 200
+    # no root trace per asset, no request line, no duration point; other mounts are observed
+    assert [span.name for span in telemetry.finished()] == ["GET /assets/{version}/{path}"]
+    assert [line["path"] for line in lines.entries("request")] == ["/assets/v2/style.css"]
+    assert [attributes["http.route"] for attributes, _ in telemetry.points()] == [
+        "/assets/{version}/{path}"
+    ]
+
+
+def test_skip_paths_entries_ending_in_a_slash_are_prefixes() -> None:
+    middleware = ClueMiddleware(starlette_app(), skip_paths=("/ping", "/public/"))
+    assert middleware.skips("/ping") and middleware.skips("/public/a/b.js")
+    assert not middleware.skips("/ping/x") and not middleware.skips("/public")
+    default = ClueMiddleware(starlette_app())
+    assert default.skips("/healthz") and default.skips("/static/img/logo.svg")
+    assert default.skips("/favicon.ico") and not default.skips("/items/1")
