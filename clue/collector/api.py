@@ -11,7 +11,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from clue.collector import queries, series
-from clue.collector.params import BadParameter, Params, parse_trace_id
+from clue.collector.config import quote
+from clue.collector.params import BadParameter, Params, checked_length, parse_trace_id
 from clue.collector.store import Store
 
 TIME = {"start", "end", "lookback"}
@@ -70,10 +71,11 @@ def get_trace(store: Store, raw_id: str) -> dict[str, Any]:
 
 
 def get_series(store: Store, name: str, p: Params) -> dict[str, Any]:
+    checked_length("name", name)
     start, end = p.time_range()
     found = series.series(store, name, service=p.text("service"), start_ns=start, end_ns=end)
     if found is None:
-        raise NotFound(f"no points of metric {name!r} for this selection")
+        raise NotFound(f"no points of metric {quote(name)} for this selection")
     return found
 
 
@@ -87,7 +89,7 @@ def _json(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
         try:
             return JSONResponse(await run_in_threadpool(handler, request))
         except BadParameter as exc:
-            return JSONResponse({"error": str(exc)}, 400)
+            return JSONResponse({"error": str(exc), "parameter": exc.parameter}, 400)
         except NotFound as exc:
             return JSONResponse({"error": str(exc)}, 404)
 

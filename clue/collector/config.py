@@ -6,8 +6,10 @@ import argparse
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from decimal import Decimal
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ns|us|µs|ms|s|m|h|d)?\s*$")
+# ASCII digits only: \d alone would also take other scripts' digits (Arabic-Indic ones).
+_DURATION = re.compile(r"^\s*([0-9]{1,20}(?:\.[0-9]{1,9})?)\s*(ns|us|µs|ms|s|m|h|d)?\s*$")
 _DURATION_NS = {
     "ns": 1,
     "us": 1_000,
@@ -18,25 +20,37 @@ _DURATION_NS = {
     "h": 3_600_000_000_000,
     "d": 86_400_000_000_000,
 }
-_SIZE = re.compile(r"^\s*(\d+)\s*(b|kib|kb|k|mib|mb|m|gib|gb|g)?\s*$", re.IGNORECASE)
+_SIZE = re.compile(r"^\s*([0-9]{1,15})\s*(b|kib|kb|k|mib|mb|m|gib|gb|g)?\s*$", re.IGNORECASE)
 _SIZE_BYTES = {"b": 1, "k": 1024, "kb": 1024, "kib": 1024, "m": 1 << 20, "mb": 1 << 20}
 _SIZE_BYTES |= {"mib": 1 << 20, "g": 1 << 30, "gb": 1 << 30, "gib": 1 << 30}
+MAX_DURATION_NS = 36_500 * _DURATION_NS["d"]  # 100 years: any time minus it fits in 64 bits
 
 
 def parse_duration_ns(text: str, default_unit: str = "s") -> int:
-    """Parse ``250ms``, ``1.5s``, ``15m``, ``2h``, ``7d`` (bare numbers use *default_unit*)."""
+    """Parse ``250ms``, ``1.5s``, ``15m``, ``2h``, ``7d`` (bare numbers use *default_unit*),
+    at most 36500d (100 years)."""
     match = _DURATION.match(text)
     if not match:
-        raise ValueError(f"{text!r} is not a duration (examples: 250ms, 1.5s, 15m, 2h, 7d)")
+        raise ValueError(f"{quote(text)} is not a duration (examples: 250ms, 1.5s, 15m, 2h, 7d)")
     unit = match.group(2) or default_unit
-    return int(float(match.group(1)) * _DURATION_NS[unit])
+    ns = int(Decimal(match.group(1)) * _DURATION_NS[unit])
+    if ns > MAX_DURATION_NS:
+        raise ValueError(f"{quote(text)} is longer than 36500d (100 years)")
+    return ns
+
+
+def quote(text: str, most: int = 40) -> str:
+    """*text* quoted for a message: whole when short, else a prefix and its length."""
+    if len(text) <= most:
+        return repr(text)
+    return f"{text[:most]!r}... ({len(text)} characters)"
 
 
 def parse_size(text: str) -> int:
     """Parse a byte size such as ``4194304``, ``512KiB`` or ``4MiB``."""
     match = _SIZE.match(text)
     if not match:
-        raise ValueError(f"{text!r} is not a size (examples: 65536, 512KiB, 4MiB)")
+        raise ValueError(f"{quote(text)} is not a size (examples: 65536, 512KiB, 4MiB)")
     return int(match.group(1)) * _SIZE_BYTES[(match.group(2) or "b").lower()]
 
 

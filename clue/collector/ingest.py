@@ -31,6 +31,7 @@ class Ingest:
         self.forwarder = forwarder
         self.received = {"traces": 0, "metrics": 0, "logs": 0}
         self.rejected = {"traces": 0, "metrics": 0, "logs": 0}
+        self.truncated = {"traces": 0, "metrics": 0, "logs": 0}
         self._counting = threading.Lock()
 
     def export(self, signal: str, request: Message, raw: bytes | None = None) -> Message:
@@ -40,15 +41,29 @@ class Ingest:
         with self._counting:
             self.received[signal] += len(decoded.rows)
             self.rejected[signal] += decoded.rejected
+            self.truncated[signal] += decoded.truncated
         if self.forwarder is not None:
             self.forwarder.submit(signal, raw if raw is not None else request.SerializeToString())
-        return response(signal, decoded.rejected, decoded.error)
+        return response(signal, decoded.rejected, _message(decoded))
+
+
+def _message(decoded: otlp.Decoded) -> str:
+    """Why items were rejected, and (a warning, as OTLP allows) how many texts were cut."""
+    notes = [decoded.error] if decoded.error else []
+    if decoded.truncated:
+        notes.append(
+            f"{decoded.truncated} names or values longer than the collector's limits were "
+            f"truncated (names {otlp.NAME_LIMIT}, values {otlp.VALUE_LIMIT}, "
+            f"log bodies {otlp.BODY_LIMIT} characters)"
+        )
+    return "; ".join(notes)
 
 
 def response(signal: str, rejected: int = 0, error: str = "") -> Message:
-    """The export response of *signal*, with a partial success when items were rejected."""
+    """The export response of *signal*, with a partial success when items were rejected
+    or *error* carries a warning (then with zero rejected, as OTLP prescribes)."""
     if signal == "traces":
-        if rejected:
+        if rejected or error:
             return ExportTraceServiceResponse(
                 partial_success=ExportTracePartialSuccess(
                     rejected_spans=rejected, error_message=error
@@ -56,14 +71,14 @@ def response(signal: str, rejected: int = 0, error: str = "") -> Message:
             )
         return ExportTraceServiceResponse()
     if signal == "metrics":
-        if rejected:
+        if rejected or error:
             return ExportMetricsServiceResponse(
                 partial_success=ExportMetricsPartialSuccess(
                     rejected_data_points=rejected, error_message=error
                 )
             )
         return ExportMetricsServiceResponse()
-    if rejected:
+    if rejected or error:
         return ExportLogsServiceResponse(
             partial_success=ExportLogsPartialSuccess(
                 rejected_log_records=rejected, error_message=error

@@ -4,6 +4,10 @@ Rows are plain tuples in the column order of :mod:`clue.collector.store`, so a
 batch goes to SQLite with one ``executemany``. Items with invalid ids are
 rejected (counted, with a message) rather than failing the whole request, as
 the OTLP partial-success rules ask.
+
+Every name and text is bounded: longer ones keep their first characters and end
+with a marker (``…[truncated 1048576 characters]``), except metric names, whose
+points are rejected (a cut name could merge two metrics into one chart).
 """
 
 from __future__ import annotations
@@ -37,6 +41,10 @@ _ZERO_SPAN = bytes(8)
 Json = Any
 LATEST = 2**63 - 1  # SQLite integers are signed 64-bit: later than the year 2262 is invalid
 TIME_RANGE = "timestamps and counts must be below 2**63"
+NAME_LIMIT = 255  # characters: span, service, scope, event names; attribute keys; units
+VALUE_LIMIT = 4096  # an attribute value (arrays and maps as JSON), a status message
+BODY_LIMIT = 65536  # a log record's body
+_CUT_IDS = {16: 32, 8: 16}  # id bytes -> hex characters kept of a wrong-length link id
 
 
 class MalformedRequest(ValueError):
@@ -51,10 +59,43 @@ class Decoded:
     resources: dict[str, tuple[str, str]] = field(default_factory=dict)
     rejected: int = 0
     error: str = ""
+    truncated: int = 0
 
     def reject(self, count: int, why: str) -> None:
         self.rejected += count
         self.error = self.error or why
+
+    def cut(self, text: str, limit: int) -> str:
+        """*text*, or its first *limit* characters and a marker saying how many were cut."""
+        if len(text) <= limit:
+            return text
+        self.truncated += 1
+        return f"{text[:limit]}…[truncated {len(text) - limit} characters]"
+
+    def attributes(self, kvs: Any) -> dict[str, Json]:
+        """A dict of an OTLP ``repeated KeyValue``, keys and values bounded."""
+        out = {}
+        for kv in kvs:
+            key, v = kv.key, kv.value
+            if len(key) > NAME_LIMIT:
+                key = self.cut(key, NAME_LIMIT)
+            if v.WhichOneof("value") == "string_value":  # the common case, kept short
+                text = v.string_value
+                out[key] = text if len(text) <= VALUE_LIMIT else self.cut(text, VALUE_LIMIT)
+            else:
+                out[key] = self.value(v, VALUE_LIMIT)
+        return out
+
+    def value(self, v: AnyValue, limit: int) -> Json:
+        """:func:`value` of *v*; beyond *limit* characters (arrays and maps written as
+        JSON) it becomes its truncated text."""
+        plain = value(v)
+        if isinstance(plain, (list, dict)):
+            text = json.dumps(plain, separators=(",", ":"))
+            return plain if len(text) <= limit else self.cut(text, limit)
+        if isinstance(plain, str) and len(plain) > limit:
+            return self.cut(plain, limit)
+        return plain
 
 
 def parse(signal: str, body: bytes, *, json_encoded: bool = False) -> Message:
@@ -121,32 +162,26 @@ def value(v: AnyValue) -> Json:
     return None
 
 
-def attributes(kvs: Any) -> dict[str, Json]:
-    """A dict of an OTLP ``repeated KeyValue``."""
-    return {kv.key: value(kv.value) for kv in kvs}
-
-
 _encode = json.JSONEncoder(separators=(",", ":")).encode
 
 
-def _attributes_json(kvs: Any) -> str:
-    if not kvs:
-        return "{}"
-    out = {}
-    for kv in kvs:
-        v = kv.value
-        out[kv.key] = v.string_value if v.WhichOneof("value") == "string_value" else value(v)
-    return _encode(out)
+def _attributes_json(kvs: Any, decoded: Decoded) -> str:
+    return _encode(decoded.attributes(kvs)) if kvs else "{}"
 
 
 def _resource(resource: Resource, decoded: Decoded) -> tuple[str, str]:
     """(service name, resource key); registers the resource in *decoded*."""
-    attrs = attributes(resource.attributes)
+    attrs = decoded.attributes(resource.attributes)
     text = json.dumps(attrs, separators=(",", ":"), sort_keys=True)
     key = hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
-    service = str(attrs.get("service.name") or "unknown_service")
-    decoded.resources[key] = (service, text)
-    return service, key
+    named = [kv.value for kv in resource.attributes if kv.key == "service.name"]
+    service = str((value(named[-1]) if named else None) or "unknown_service")
+    decoded.resources[key] = (decoded.cut(service, NAME_LIMIT), text)
+    return decoded.resources[key][0], key
+
+
+def _link_id(raw: bytes, size: int, decoded: Decoded) -> str:
+    return decoded.cut(raw.hex(), _CUT_IDS[size])
 
 
 def spans(request: ExportTraceServiceRequest) -> Decoded:
@@ -156,7 +191,7 @@ def spans(request: ExportTraceServiceRequest) -> Decoded:
     for rs in request.resource_spans:
         service, resource_key = _resource(rs.resource, out)
         for ss in rs.scope_spans:
-            scope = ss.scope.name
+            scope = out.cut(ss.scope.name, NAME_LIMIT)
             for s in ss.spans:
                 tid, sid, parent = s.trace_id, s.span_id, s.parent_span_id
                 if (
@@ -176,8 +211,8 @@ def spans(request: ExportTraceServiceRequest) -> Decoded:
                         [
                             {
                                 "time_ns": e.time_unix_nano,
-                                "name": e.name,
-                                "attributes": attributes(e.attributes),
+                                "name": out.cut(e.name, NAME_LIMIT),
+                                "attributes": out.attributes(e.attributes),
                             }
                             for e in s.events
                         ],
@@ -190,9 +225,9 @@ def spans(request: ExportTraceServiceRequest) -> Decoded:
                     json.dumps(
                         [
                             {
-                                "trace_id": link.trace_id.hex(),
-                                "span_id": link.span_id.hex(),
-                                "attributes": attributes(link.attributes),
+                                "trace_id": _link_id(link.trace_id, 16, out),
+                                "span_id": _link_id(link.span_id, 8, out),
+                                "attributes": out.attributes(link.attributes),
                             }
                             for link in s.links
                         ],
@@ -208,13 +243,13 @@ def spans(request: ExportTraceServiceRequest) -> Decoded:
                         sid.hex(),
                         parent.hex(),
                         service,
-                        s.name,
+                        s.name if len(s.name) <= NAME_LIMIT else out.cut(s.name, NAME_LIMIT),
                         s.kind,
                         start,
                         max(s.end_time_unix_nano - start, 0),
                         s.status.code,
-                        s.status.message,
-                        _attributes_json(s.attributes),
+                        out.cut(s.status.message, VALUE_LIMIT),
+                        _attributes_json(s.attributes, out),
                         events,
                         links,
                         scope,
@@ -231,7 +266,7 @@ def logs(request: ExportLogsServiceRequest) -> Decoded:
     for rl in request.resource_logs:
         service, resource_key = _resource(rl.resource, out)
         for sl in rl.scope_logs:
-            scope = sl.scope.name
+            scope = out.cut(sl.scope.name, NAME_LIMIT)
             for r in sl.log_records:
                 trace_id = r.trace_id.hex() if r.trace_id else ""
                 span_id = r.span_id.hex() if r.span_id else ""
@@ -241,15 +276,15 @@ def logs(request: ExportLogsServiceRequest) -> Decoded:
                 if r.time_unix_nano > LATEST or r.observed_time_unix_nano > LATEST:
                     out.reject(1, TIME_RANGE)
                     continue
-                body = value(r.body)
+                body = out.value(r.body, BODY_LIMIT)
                 rows.append(
                     (
                         r.time_unix_nano or r.observed_time_unix_nano,
                         service,
                         r.severity_number,
-                        r.severity_text,
+                        out.cut(r.severity_text, NAME_LIMIT),
                         body if isinstance(body, str) else json.dumps(body),
-                        _attributes_json(r.attributes),
+                        _attributes_json(r.attributes, out),
                         trace_id,
                         span_id,
                         scope,
@@ -287,7 +322,14 @@ def metrics(request: ExportMetricsServiceRequest) -> Decoded:
                     count = len(getattr(m, kind).data_points) if kind else 1
                     out.reject(count, "metrics need a name and data")
                     continue
-                head = (service, m.name, kind, m.unit, m.description)
+                if len(m.name) > NAME_LIMIT:
+                    out.reject(
+                        len(getattr(m, kind).data_points),
+                        f"metric names must be at most {NAME_LIMIT} characters",
+                    )
+                    continue
+                unit = out.cut(m.unit, NAME_LIMIT)
+                head = (service, m.name, kind, unit, out.cut(m.description, VALUE_LIMIT))
                 data = getattr(m, kind)
                 monotonic = int(getattr(data, "is_monotonic", False))
                 temporality = getattr(data, "aggregation_temporality", 0)
@@ -312,7 +354,11 @@ def metrics(request: ExportMetricsServiceRequest) -> Decoded:
                         buckets = json.dumps(list(p.bucket_counts))
                     elif kind == "exponential_histogram":
                         count_, sum_ = p.count, p.sum
-                        b, c = _explicit_buckets(p)
+                        try:
+                            b, c = _explicit_buckets(p)
+                        except OverflowError:  # a bucket bound beyond a float
+                            out.reject(1, "exponential histogram buckets beyond 1.8e308")
+                            continue
                         bounds, buckets = json.dumps(b), json.dumps(c)
                     else:  # summary
                         count_, sum_ = p.count, p.sum
@@ -323,7 +369,7 @@ def metrics(request: ExportMetricsServiceRequest) -> Decoded:
                             *head,
                             monotonic,
                             temporality,
-                            _attributes_json(p.attributes),
+                            _attributes_json(p.attributes, out),
                             p.start_time_unix_nano,
                             p.time_unix_nano,
                             number,

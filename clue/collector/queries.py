@@ -64,8 +64,12 @@ def _where(f: TraceFilter) -> tuple[str, list[Any]]:
         clauses.append("start_ns <= ?")
         args.append(f.end_ns)
     for key, value in f.attributes:
-        clauses.append("CAST(json_extract(attributes, ?) AS TEXT) = ?")
-        args += [f"$.{json.dumps(key)}", _attribute_text(value)]
+        # json_each rather than json_extract: a JSON path cannot name every key (a '"' in it)
+        clauses.append(
+            "EXISTS (SELECT 1 FROM json_each(spans.attributes) "
+            "WHERE key = ? AND CAST(value AS TEXT) = ?)"
+        )
+        args += [key, _attribute_text(value)]
     return " AND ".join(clauses) or "1", args
 
 

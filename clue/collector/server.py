@@ -14,7 +14,7 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 
-from clue.collector import api, ui
+from clue.collector import api, otlp, ui
 from clue.collector.config import Config
 from clue.collector.forwarder import Forwarder
 from clue.collector.ingest import Ingest
@@ -102,9 +102,13 @@ class Collector:
                 "points": c.max_points,
                 "max_age_s": c.max_age_ns / 1e9,
                 "max_request_bytes": c.max_request_bytes,
+                "name_characters": otlp.NAME_LIMIT,
+                "value_characters": otlp.VALUE_LIMIT,
+                "log_body_characters": otlp.BODY_LIMIT,
             },
             "received": dict(self.ingest.received),
             "rejected": dict(self.ingest.rejected),
+            "truncated": dict(self.ingest.truncated),
             "forward": self.forwarder.stats() if self.forwarder else None,
             "ports": {"grpc": self.grpc_port, "http": self.http_port, "ui": self.ui_port},
             "uptime_s": time.time() - self._began,
