@@ -7,6 +7,9 @@ after what it calls is healthy), waits on ``grpc.health.v1`` (the frontend:
 ``/_healthz``), and stops them in reverse order with SIGTERM, then SIGKILL
 after a grace period. Telemetry goes to the local viewer (``python -m
 clue.collector``) when it is importable; otherwise the exporters are off.
+
+A running boutique (``up`` or ``demo``) is recorded in ``state.json`` under
+its data dir: what ``status`` and ``down`` read.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -33,7 +36,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 SERVICES: dict[str, tuple[str, ...]] = {
     "productcatalog": (),
     "currency": (),
-    "cart": (),
+    "cart": ("productcatalog",),
     "shipping": (),
     "payment": (),
     "email": (),
@@ -91,6 +94,11 @@ class Process:
     @property
     def admin_url(self) -> str:
         return f"http://{HOST}:{self.admin_port}"
+
+    @property
+    def grpc_address(self) -> str:
+        """The address of its gRPC server ("-" for the web shop, which serves HTTP)."""
+        return "-" if self.name == "frontend" else self.address
 
 
 def levels() -> list[list[str]]:
@@ -210,17 +218,23 @@ class Boutique:
 
     # --- processes ----------------------------------------------------------------------
 
-    def start(self) -> None:
-        """Start the viewer (if any) then every service level by level, waiting on health."""
+    def start(self, progress: Callable[[str], None] | None = None) -> None:
+        """Start the viewer (if any) then every service level by level, waiting on health;
+        ``progress`` is told of each group once it is healthy."""
         (self.data_dir / "logs").mkdir(parents=True, exist_ok=True)
+        started = time.monotonic()
         try:
             if self.with_collector:
                 self._spawn_collector()
                 self._wait(["collector"])
+                if progress:
+                    progress(f"trace viewer ready ({time.monotonic() - started:.1f} s)")
             for group in levels():
                 for name in group:
                     self.start_service(name, wait=False)
                 self._wait(group)
+                if progress:
+                    progress(f"{', '.join(group)} healthy ({time.monotonic() - started:.1f} s)")
         except BaseException:
             self.stop()
             raise
@@ -319,24 +333,21 @@ class Boutique:
         return f"http://{HOST}:{self.processes['frontend'].port}"
 
     def urls(self) -> list[tuple[str, str]]:
-        """(label, URL) of the shop, each admin port and the viewer."""
+        """(label, URL) of the shop and the viewer (the admin URLs are in the table)."""
         found = [("shop", self.shop_url)]
         if self.with_collector:
             found.append(
                 ("trace viewer", f"http://{HOST}:{self.processes['collector'].admin_port}")
             )
-        found += [
-            (f"{name} admin", proc.admin_url)
-            for name, proc in self.processes.items()
-            if name != "collector"
-        ]
         return found
 
-    def state(self) -> dict[str, Any]:
-        """What ``status`` and ``down`` need: pids, ports, logs, URLs."""
+    def state(self, launcher: int | None = None) -> dict[str, Any]:
+        """What ``status`` and ``down`` need: pids, ports, logs, URLs, and the pid of the
+        ``launcher`` that stops them itself (``demo``), if any."""
         return {
             "data_dir": str(self.data_dir),
             "collector": self.with_collector,
+            "launcher": launcher,
             "processes": [asdict(proc) for proc in self.processes.values()],
             "urls": self.urls(),
         }
@@ -411,15 +422,15 @@ def tail(path: str, lines: int = 20) -> str:
 # --- state file --------------------------------------------------------------------------
 
 
-def write_state(boutique: Boutique) -> Path:
-    """Record the running boutique under its data dir."""
+def write_state(boutique: Boutique, launcher: int | None = None) -> Path:
+    """Record the running boutique under its data dir (see `Boutique.state`)."""
     path = boutique.data_dir / STATE_FILE
-    path.write_text(json.dumps(boutique.state(), indent=2))
+    path.write_text(json.dumps(boutique.state(launcher), indent=2))
     return path
 
 
 def read_state(data_dir: Path) -> dict[str, Any] | None:
-    """The recorded state of a boutique started with ``up``, if any."""
+    """The recorded state of a boutique started with ``up`` or ``demo``, if any."""
     path = Path(data_dir) / STATE_FILE
     if not path.exists():
         return None
@@ -433,8 +444,26 @@ def recorded_processes(state: Mapping[str, Any]) -> Iterator[Process]:
         yield Process(**entry)
 
 
-def print_urls(urls: list[tuple[str, str]], out: IO[str]) -> None:
-    """The URL table shown after start."""
-    width = max(len(label) for label, _ in urls)
-    for label, url in urls:
-        print(f"  {label:<{width}}  {url}", file=out)
+def still_up(state: Mapping[str, Any]) -> bool:
+    """Whether a recorded boutique still runs (its launcher or any of its processes)."""
+    launcher = state.get("launcher")
+    return bool(launcher and alive(launcher)) or any(
+        p.pid and alive(p.pid) for p in recorded_processes(state)
+    )
+
+
+def print_columns(rows: Sequence[Sequence[object]], out: IO[str], indent: str = "  ") -> None:
+    """``rows`` as left-aligned columns."""
+    widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        cells = (f"{cell!s:<{width}}" for cell, width in zip(row, widths, strict=True))
+        print((indent + "  ".join(cells)).rstrip(), file=out)
+
+
+def print_running(state: Mapping[str, Any], out: IO[str]) -> None:
+    """What is shown after start: each process's gRPC address and admin URL, then the
+    shop, the viewer and the logs."""
+    rows = [("process", "gRPC", "admin")]
+    rows += [(p.name, p.grpc_address, p.admin_url) for p in recorded_processes(state)]
+    print_columns(rows, out)
+    print_columns([*state["urls"], ("logs", str(Path(state["data_dir"]) / "logs"))], out)

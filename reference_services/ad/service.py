@@ -8,9 +8,10 @@ from opentelemetry import trace
 
 from clue import log
 from reference_services.ad.ads import ads_for
+from reference_services.common import fields
 from reference_services.common.config import NoSettings
 from reference_services.common.faults import Faults, Rate
-from reference_services.common.rpc import invalid_argument, rpc, unavailable
+from reference_services.common.rpc import rpc, unavailable
 from reference_services.common.runtime import Wiring, run_grpc_service
 from reference_services.protos import hipstershop_pb2 as pb
 from reference_services.protos import hipstershop_pb2_grpc as pb_grpc
@@ -33,11 +34,9 @@ class AdServer(pb_grpc.AdServiceServicer):
     @rpc
     async def GetAds(self, request: pb.AdRequest, context: Any) -> pb.AdResponse:
         """The ads of each category key, or two random ads."""
-        if len(request.context_keys) > MAX_KEYS:
-            raise invalid_argument(f"context_keys holds more than {MAX_KEYS} keys")
+        fields.count(request.context_keys, "context_keys", MAX_KEYS)
         for i, key in enumerate(request.context_keys):
-            if len(key) > MAX_KEY_LENGTH:
-                raise invalid_argument(f"context_keys[{i}] is longer than {MAX_KEY_LENGTH}")
+            fields.text(key, f"context_keys[{i}]", MAX_KEY_LENGTH, required=False)
         if self.faults.roll("failure_rate"):
             log.error("ad request failed", reason="injected fault failure_rate")
             raise unavailable("ads unavailable (injected fault failure_rate)")

@@ -5,21 +5,25 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import grpc
 from opentelemetry import metrics, trace
 
 from clue import log
 from reference_services.cart.store import (
-    MAX_LINE_QUANTITY,
+    CartFull,
     CartStore,
     LineFull,
     StoreUnavailable,
     open_cart_store,
 )
+from reference_services.common import fields
+from reference_services.common.clients import Clients
+from reference_services.common.config import env_addr, env_str
 from reference_services.common.faults import Faults, Rate
 from reference_services.common.rpc import (
     failed_precondition,
-    invalid_argument,
-    require,
+    not_found,
+    quote,
     rpc,
     unavailable,
 )
@@ -45,9 +49,26 @@ def faults() -> Faults:
 class Cart(pb_grpc.CartServiceServicer):
     """Adds to, reads and empties carts."""
 
-    def __init__(self, store: CartStore, switches: Faults) -> None:
+    def __init__(
+        self,
+        store: CartStore,
+        switches: Faults,
+        catalog: pb_grpc.ProductCatalogServiceStub | None = None,
+    ) -> None:
         self.store = store
         self.faults = switches
+        self.catalog = catalog
+
+    async def _check_product(self, product_id: str) -> None:
+        """NOT_FOUND unless the catalog knows ``product_id`` (when a catalog is configured)."""
+        if self.catalog is None:
+            return
+        try:
+            await self.catalog.GetProduct(pb.GetProductRequest(id=product_id), timeout=5.0)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() is grpc.StatusCode.NOT_FOUND:
+                raise not_found(f"no product with id {quote(product_id)}") from None
+            raise unavailable(f"product catalog: {exc.details()}") from None
 
     def _store(self) -> CartStore:
         if self.faults.roll("store_failure_rate"):
@@ -56,19 +77,18 @@ class Cart(pb_grpc.CartServiceServicer):
 
     @rpc
     async def AddItem(self, request: pb.AddItemRequest, context: Any) -> pb.Empty:
-        """Add units of a product; quantities of the same product add up."""
-        require(request.user_id, "user_id")
-        require(request.item.product_id, "item.product_id")
+        """Add units of a catalog product; quantities of the same product add up."""
+        fields.identifier(request.user_id, "user_id")
+        fields.cart_item(request.item, "item")
         quantity = request.item.quantity
-        if not 1 <= quantity <= MAX_LINE_QUANTITY:
-            raise invalid_argument(f"item.quantity {quantity} is outside 1..{MAX_LINE_QUANTITY}")
+        await self._check_product(request.item.product_id)
         span = trace.get_current_span()
         span.set_attribute("app.user.id", request.user_id)
         span.set_attribute("app.product.id", request.item.product_id)
         span.set_attribute("app.cart.quantity", quantity)
         try:
             total = await self._store().add(request.user_id, request.item.product_id, quantity)
-        except LineFull as exc:
+        except (LineFull, CartFull) as exc:
             raise failed_precondition(str(exc)) from None
         except StoreUnavailable as exc:
             log.error("cart store failed", exc=exc)
@@ -80,7 +100,7 @@ class Cart(pb_grpc.CartServiceServicer):
     @rpc
     async def GetCart(self, request: pb.GetCartRequest, context: Any) -> pb.Cart:
         """The user's cart; an unknown user has an empty one."""
-        require(request.user_id, "user_id")
+        fields.identifier(request.user_id, "user_id")
         try:
             lines = await self._store().get(request.user_id)
         except StoreUnavailable as exc:
@@ -99,7 +119,7 @@ class Cart(pb_grpc.CartServiceServicer):
     @rpc
     async def EmptyCart(self, request: pb.EmptyCartRequest, context: Any) -> pb.Empty:
         """Remove everything from the user's cart."""
-        require(request.user_id, "user_id")
+        fields.identifier(request.user_id, "user_id")
         trace.get_current_span().set_attribute("app.user.id", request.user_id)
         try:
             await self._store().empty(request.user_id)
@@ -111,25 +131,39 @@ class Cart(pb_grpc.CartServiceServicer):
 
 @dataclass(frozen=True)
 class Config:
-    """Where carts are kept."""
+    """Where carts are kept and where the catalog that knows the product ids is."""
 
     store_url: str
+    catalog_addr: str | None = None
 
     @classmethod
     def from_env(cls) -> Config:
-        """``CART_STORE``: sqlite:/// (default ``$DATA_DIR/cart.db``), postgresql:// or redis://."""
-        return cls(store_url("CART_STORE", "cart.db", (*STORE_SCHEMES, "redis://", "rediss://")))
+        """``CART_STORE``: sqlite:/// (default ``$DATA_DIR/cart.db``), postgresql:// or
+        redis://; ``PRODUCT_CATALOG_SERVICE_ADDR`` (host:port; unset, AddItem checks the
+        form of product ids but not that they exist)."""
+        schemes = (*STORE_SCHEMES, "redis://", "rediss://")
+        catalog = None
+        if env_str("PRODUCT_CATALOG_SERVICE_ADDR", ""):
+            catalog = env_addr("PRODUCT_CATALOG_SERVICE_ADDR")
+        return cls(store_url("CART_STORE", "cart.db", schemes), catalog)
 
 
 async def build(config: Config) -> Wiring:
-    """The cart servicer on its store; the store is also its health pinger."""
+    """The cart servicer on its store; the store and the catalog are its health pingers."""
     store = open_cart_store(config.store_url)
     switches = faults()
+    clients = Clients()
+    catalog = None
+    if config.catalog_addr is None:
+        log.warn("PRODUCT_CATALOG_SERVICE_ADDR is not set: AddItem cannot tell unknown products")
+    else:
+        stub = pb_grpc.ProductCatalogServiceStub
+        catalog = clients.stub("productcatalog", config.catalog_addr, stub)
     return Wiring(
-        servicers=[(pb_grpc.add_CartServiceServicer_to_server, Cart(store, switches))],
-        pingers=[store],
+        servicers=[(pb_grpc.add_CartServiceServicer_to_server, Cart(store, switches, catalog))],
+        pingers=[store, *clients.pingers],
         faults=switches,
-        closers=[store.close],
+        closers=[store.close, clients.close],
     )
 
 

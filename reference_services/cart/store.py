@@ -19,13 +19,22 @@ from reference_services.common.database import (
     open_database,
     redact,
 )
-
-MAX_LINE_QUANTITY = 1000
-"""The most units of one product a cart may hold."""
+from reference_services.common.fields import MAX_LINES, MAX_QUANTITY
+from reference_services.common.rpc import quote
 
 
 class LineFull(Exception):
-    """Adding would put more than `MAX_LINE_QUANTITY` units of a product in a cart."""
+    """Adding would put more than `MAX_QUANTITY` units of a product in a cart."""
+
+    def __init__(self, product_id: str) -> None:
+        super().__init__(f"a cart holds at most {MAX_QUANTITY} of product {quote(product_id)}")
+
+
+class CartFull(Exception):
+    """Adding a new product would put more than `MAX_LINES` lines in a cart."""
+
+    def __init__(self) -> None:
+        super().__init__(f"a cart holds at most {MAX_LINES} different products")
 
 
 class CartStore(Protocol):
@@ -34,7 +43,8 @@ class CartStore(Protocol):
     name: str
 
     async def add(self, user_id: str, product_id: str, quantity: int) -> int:
-        """Add ``quantity`` units; the product's new quantity. LineFull changes nothing."""
+        """Add ``quantity`` units; the product's new quantity. LineFull or CartFull
+        change nothing."""
         ...
 
     async def get(self, user_id: str) -> list[tuple[str, int]]:
@@ -69,18 +79,29 @@ class SQLCartStore(SQLTable):
 
     async def add(self, user_id: str, product_id: str, quantity: int) -> int:
         await self._setup()
+        # one statement: a new line only while the cart's other lines are fewer than
+        # MAX_LINES, an existing line only while its quantity stays within MAX_QUANTITY
         rows = await self.db.execute(
             f"INSERT INTO {self.table} AS t (user_id, product_id, quantity, added_at_ns)"
-            " VALUES (%s, %s, %s, %s)"
+            " SELECT %s, %s, %s, %s"
+            f" WHERE (SELECT count(*) FROM {self.table}"
+            " WHERE user_id = %s AND product_id <> %s) < %s"
             " ON CONFLICT (user_id, product_id) DO UPDATE"
             " SET quantity = t.quantity + excluded.quantity"
             " WHERE t.quantity + excluded.quantity <= %s"
             " RETURNING quantity",
-            (user_id, product_id, quantity, time.time_ns(), MAX_LINE_QUANTITY),
+            (
+                *(user_id, product_id, quantity, time.time_ns()),
+                *(user_id, product_id, MAX_LINES, MAX_QUANTITY),
+            ),
         )
-        if not rows:
-            raise LineFull(f"a cart holds at most {MAX_LINE_QUANTITY} of product {product_id!r}")
-        return int(rows[0][0])
+        if rows:
+            return int(rows[0][0])
+        line = await self.db.execute(
+            f"SELECT 1 FROM {self.table} WHERE user_id = %s AND product_id = %s",
+            (user_id, product_id),
+        )
+        raise LineFull(product_id) if line else CartFull()
 
     async def get(self, user_id: str) -> list[tuple[str, int]]:
         await self._setup()
@@ -97,6 +118,10 @@ class SQLCartStore(SQLTable):
 
 
 _ADD = """
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0
+  and redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[4]) then
+  return -2
+end
 local q = redis.call('HINCRBY', KEYS[1], ARGV[1], ARGV[2])
 if q > tonumber(ARGV[3]) then
   q = redis.call('HINCRBY', KEYS[1], ARGV[1], -tonumber(ARGV[2]))
@@ -127,13 +152,16 @@ class RedisCartStore:
         try:
             result = int(
                 await self._add(
-                    keys=[self.prefix + user_id], args=[product_id, quantity, MAX_LINE_QUANTITY]
+                    keys=[self.prefix + user_id],
+                    args=[product_id, quantity, MAX_QUANTITY, MAX_LINES],
                 )
             )
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
             raise self._unreachable(exc) from exc
+        if result == -2:
+            raise CartFull()
         if result < 0:
-            raise LineFull(f"a cart holds at most {MAX_LINE_QUANTITY} of product {product_id!r}")
+            raise LineFull(product_id)
         return result
 
     async def get(self, user_id: str) -> list[tuple[str, int]]:
@@ -166,4 +194,4 @@ def open_cart_store(url: str) -> SQLCartStore | RedisCartStore:
     return SQLCartStore(open_database(url))
 
 
-__all__ = ["CartStore", "LineFull", "StoreUnavailable", "open_cart_store"]
+__all__ = ["CartFull", "CartStore", "LineFull", "StoreUnavailable", "open_cart_store"]

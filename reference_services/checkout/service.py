@@ -12,7 +12,7 @@ from opentelemetry import metrics, trace
 
 from clue import log
 from reference_services.checkout.orders import OrderStore
-from reference_services.common import money
+from reference_services.common import fields, money
 from reference_services.common.clients import Clients
 from reference_services.common.config import env_addr
 from reference_services.common.database import StoreUnavailable, open_database
@@ -20,13 +20,12 @@ from reference_services.common.rpc import (
     RpcFailure,
     failed_precondition,
     invalid_argument,
-    require,
+    quote,
     rpc,
     unavailable,
 )
 from reference_services.common.runtime import Wiring, run_grpc_service
 from reference_services.common.settings import store_url
-from reference_services.email.confirmation import valid_email
 from reference_services.protos import hipstershop_pb2 as pb
 from reference_services.protos import hipstershop_pb2_grpc as pb_grpc
 
@@ -65,17 +64,18 @@ class Downstream:
 
 
 def _check_request(request: pb.PlaceOrderRequest) -> None:
-    require(request.user_id, "user_id")
+    """Every field within its bounds before anything is called (the card itself is the
+    payment service's to judge)."""
+    fields.identifier(request.user_id, "user_id")
     money.check_code(request.user_currency, "user_currency")
-    if not valid_email(request.email):
-        raise invalid_argument(f"email {request.email!r} is not an email address")
+    fields.email(request.email)
     if not request.HasField("address"):
         raise invalid_argument("address is required")
-    for field in ("street_address", "city", "country"):
-        require(getattr(request.address, field), f"address.{field}")
+    fields.address(request.address)
     if not request.HasField("credit_card"):
         raise invalid_argument("credit_card is required")
-    require(request.credit_card.credit_card_number, "credit_card.credit_card_number")
+    number = "credit_card.credit_card_number"
+    fields.text(request.credit_card.credit_card_number, number, fields.MAX_CARD_NUMBER)
 
 
 class Checkout(pb_grpc.CheckoutServiceServicer):
@@ -162,7 +162,12 @@ class Checkout(pb_grpc.CheckoutServiceServicer):
         )
         if not cart.items:
             FAILED.add(1, {"step": "empty cart"})
-            raise failed_precondition(f"the cart of user {request.user_id!r} is empty")
+            raise failed_precondition(f"the cart of user {quote(request.user_id)} is empty")
+        if len(cart.items) > fields.MAX_LINES:
+            FAILED.add(1, {"step": "get cart"})
+            raise failed_precondition(
+                f"the cart holds {len(cart.items)} lines, more than {fields.MAX_LINES}"
+            )
         items: list[pb.OrderItem] = []
         for line in cart.items:
             product = await self._call(
@@ -171,13 +176,15 @@ class Checkout(pb_grpc.CheckoutServiceServicer):
             )
             price = await self._convert("convert price", product.price_usd, currency, timeout)
             items.append(pb.OrderItem(item=line, cost=price))
-        quote = await self._call(
+        shipping_quote = await self._call(
             "quote shipping",
             d.shipping.GetQuote(
                 pb.GetQuoteRequest(address=request.address, items=cart.items), timeout=timeout
             ),
         )
-        shipping_cost = await self._convert("convert shipping", quote.cost_usd, currency, timeout)
+        shipping_cost = await self._convert(
+            "convert shipping", shipping_quote.cost_usd, currency, timeout
+        )
         total = shipping_cost
         for item in items:
             total = money.add(total, money.multiply(item.cost, item.item.quantity))

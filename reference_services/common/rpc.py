@@ -1,4 +1,8 @@
-"""Turning domain errors into gRPC status codes, in one decorator."""
+"""Turning domain errors into gRPC status codes, in one decorator.
+
+Every error message that shows a caller's value goes through `quote`, so a
+huge value is never echoed back (gRPC carries the message in a header).
+"""
 
 from __future__ import annotations
 
@@ -8,10 +12,20 @@ from typing import Any, TypeVar
 
 import grpc
 
-from reference_services.common.money import MoneyError
-
 T = TypeVar("T")
 Handler = Callable[[Any, Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[T]]
+
+QUOTED_PREFIX = 32
+"""The most characters of a caller's value an error message shows."""
+MAX_MESSAGE = 1000
+"""The longest status message sent (a last guard: messages quote short prefixes)."""
+
+
+def quote(value: str) -> str:
+    """``value`` quoted for an error message: whole when short, else a prefix and its length."""
+    if len(value) <= QUOTED_PREFIX:
+        return repr(value)
+    return f"{value[:QUOTED_PREFIX]!r}... ({len(value)} characters)"
 
 
 class RpcFailure(Exception):
@@ -44,23 +58,17 @@ def unavailable(message: str) -> RpcFailure:
 
 
 def rpc(method: Handler[T]) -> Handler[T]:
-    """Decorate a servicer method: `RpcFailure` and `MoneyError` become its status."""
+    """Decorate a servicer method: an `RpcFailure` (a MoneyError is one) becomes its status."""
 
     @functools.wraps(method)
     async def handler(self: Any, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> T:
         try:
             return await method(self, request, context)
         except RpcFailure as exc:
-            await context.abort(exc.code, exc.message)
-        except MoneyError as exc:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            message = exc.message
+            if len(message) > MAX_MESSAGE:
+                message = message[:MAX_MESSAGE] + "..."
+            await context.abort(exc.code, message)
         raise AssertionError("context.abort returned")  # pragma: no cover
 
     return handler
-
-
-def require(value: str, field: str) -> str:
-    """``value`` if non-empty, else INVALID_ARGUMENT naming ``field``."""
-    if not value.strip():
-        raise invalid_argument(f"{field} must not be empty")
-    return value

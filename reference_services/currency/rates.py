@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 
 from reference_services.common import money
+from reference_services.common.rpc import quote
 from reference_services.protos import hipstershop_pb2 as pb
 
 RATES: dict[str, float] = {
@@ -64,7 +65,7 @@ def rate(code: str, field: str) -> float:
     try:
         return RATES[code]
     except KeyError:
-        raise money.MoneyError(f"{field} {code!r} is not a supported currency") from None
+        raise money.MoneyError(f"{field} {quote(code)} is not a supported currency") from None
 
 
 def _carry(units: float, nanos: float) -> tuple[float, float]:
@@ -86,4 +87,5 @@ def convert(amount: pb.Money, to_code: str) -> pb.Money:
     euro_units, euro_nanos = _carry(amount.units / source, amount.nanos / source)
     euro_nanos = _round_half_up(euro_nanos)
     units, nanos = _carry(euro_units * target, euro_nanos * target)
-    return pb.Money(currency_code=to_code, units=math.floor(units), nanos=math.floor(nanos))
+    whole = money.whole_units(math.floor(units))
+    return pb.Money(currency_code=to_code, units=whole, nanos=math.floor(nanos))

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import re
-
 import jinja2
 
 from reference_services.common.money import format_money
 from reference_services.protos import hipstershop_pb2 as pb
-
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 _TEMPLATE = jinja2.Environment(autoescape=False, trim_blocks=True, lstrip_blocks=True)
 TEMPLATE = _TEMPLATE.from_string(
@@ -30,11 +26,6 @@ Items:
 {% endfor %}
 """
 )
-
-
-def valid_email(address: str) -> bool:
-    """Whether ``address`` looks like ``name@domain.tld``."""
-    return bool(_EMAIL.match(address))
 
 
 def render(order: pb.OrderResult) -> str:

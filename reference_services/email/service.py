@@ -7,12 +7,25 @@ from typing import Any
 from opentelemetry import trace
 
 from clue import log
+from reference_services.common import fields
 from reference_services.common.config import NoSettings
-from reference_services.common.rpc import invalid_argument, require, rpc
+from reference_services.common.rpc import invalid_argument, rpc
 from reference_services.common.runtime import Wiring, run_grpc_service
-from reference_services.email.confirmation import render, valid_email
+from reference_services.email.confirmation import render
 from reference_services.protos import hipstershop_pb2 as pb
 from reference_services.protos import hipstershop_pb2_grpc as pb_grpc
+
+
+def _check_order(order: pb.OrderResult) -> None:
+    """Ids, address, the shipping cost and at most `MAX_LINES` priced lines, in bounds."""
+    fields.identifier(order.order_id, "order.order_id")
+    fields.identifier(order.shipping_tracking_id, "order.shipping_tracking_id")
+    fields.price(order.shipping_cost, "order.shipping_cost")
+    fields.address(order.shipping_address, "order.shipping_address")
+    fields.count(order.items, "order.items", fields.MAX_LINES)
+    for i, line in enumerate(order.items):
+        fields.cart_item(line.item, f"order.items[{i}].item")
+        fields.price(line.cost, f"order.items[{i}].cost")
 
 
 class Email(pb_grpc.EmailServiceServicer):
@@ -23,11 +36,10 @@ class Email(pb_grpc.EmailServiceServicer):
         self, request: pb.SendOrderConfirmationRequest, context: Any
     ) -> pb.Empty:
         """Render the confirmation of ``order`` for ``email`` and log it."""
-        if not valid_email(request.email):
-            raise invalid_argument(f"email {request.email!r} is not an email address")
+        fields.email(request.email)
         if not request.HasField("order"):
             raise invalid_argument("order is required")
-        require(request.order.order_id, "order.order_id")
+        _check_order(request.order)
         trace.get_current_span().set_attribute("app.order.id", request.order.order_id)
         body = render(request.order)
         log.print("order confirmation sent", order_id=request.order.order_id, body=body)

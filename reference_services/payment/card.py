@@ -9,7 +9,11 @@ from __future__ import annotations
 import datetime as dt
 from enum import Enum
 
+from reference_services.common.fields import MAX_CARD_NUMBER
 from reference_services.protos import hipstershop_pb2 as pb
+
+MAX_YEARS_AHEAD = 99
+"""How far ahead an expiry year may be (a card prints it with two digits)."""
 
 
 class CardError(ValueError):
@@ -41,6 +45,10 @@ ACCEPTED = (CardType.VISA, CardType.MASTERCARD)
 
 def digits_of(number: str) -> str:
     """The number without spaces and dashes; CardError if anything else is not a digit."""
+    if len(number) > MAX_CARD_NUMBER:
+        raise CardError(
+            "invalid_number", f"credit_card_number is longer than {MAX_CARD_NUMBER} characters"
+        )
     cleaned = number.replace(" ", "").replace("-", "")
     if not cleaned.isdigit() or not cleaned.isascii():
         raise CardError("invalid_number", "credit_card_number must hold only digits")
@@ -93,6 +101,11 @@ def validate(card: pb.CreditCardInfo, today: dt.date) -> CardType:
     month, year = card.credit_card_expiration_month, card.credit_card_expiration_year
     if not 1 <= month <= 12:
         raise CardError("invalid_expiry", f"credit_card_expiration_month {month} is not 1..12")
+    if year > today.year + MAX_YEARS_AHEAD:
+        raise CardError(
+            "invalid_expiry",
+            f"credit_card_expiration_year {year} is more than {MAX_YEARS_AHEAD} years ahead",
+        )
     if (year, month) < (today.year, today.month):
         raise CardError("expired", f"credit card ending {tail} expired on {month:02d}/{year}")
     return kind

@@ -55,7 +55,7 @@ class Payment(pb_grpc.PaymentServiceServicer):
         try:
             money.check(request.amount, "amount")
         except money.MoneyError as exc:
-            raise self._decline("invalid_amount", invalid_argument(str(exc))) from None
+            raise self._decline("invalid_amount", exc) from None
         if money.to_nanos(request.amount) <= 0:
             raise self._decline("invalid_amount", invalid_argument("amount must be positive"))
         span = trace.get_current_span()

@@ -9,9 +9,10 @@ from typing import Any
 
 from opentelemetry import trace
 
+from reference_services.common import fields
 from reference_services.common.config import ConfigError, env_str
 from reference_services.common.faults import Faults, Flag, Millis
-from reference_services.common.rpc import invalid_argument, not_found, require, rpc
+from reference_services.common.rpc import not_found, quote, rpc
 from reference_services.common.runtime import Wiring, run_grpc_service
 from reference_services.productcatalog.catalog import DATA_FILE, MAX_QUERY, Catalog
 from reference_services.protos import hipstershop_pb2 as pb
@@ -52,11 +53,11 @@ class ProductCatalog(pb_grpc.ProductCatalogServiceServicer):
     @rpc
     async def GetProduct(self, request: pb.GetProductRequest, context: Any) -> pb.Product:
         """One product by id; NOT_FOUND when unknown."""
-        require(request.id, "id")
+        fields.identifier(request.id, "id", fields.MAX_PRODUCT_ID)
         trace.get_current_span().set_attribute("app.product.id", request.id)
         product = (await self._current()).get(request.id)
         if product is None:
-            raise not_found(f"no product with id {request.id!r}")
+            raise not_found(f"no product with id {quote(request.id)}")
         return product
 
     @rpc
@@ -64,8 +65,7 @@ class ProductCatalog(pb_grpc.ProductCatalogServiceServicer):
         self, request: pb.SearchProductsRequest, context: Any
     ) -> pb.SearchProductsResponse:
         """Products whose name or description contains the query (any case)."""
-        if len(request.query) > MAX_QUERY:
-            raise invalid_argument(f"query is longer than {MAX_QUERY} characters")
+        fields.text(request.query, "query", MAX_QUERY, required=False)
         results = (await self._current()).search(request.query)
         span = trace.get_current_span()
         span.set_attribute("app.search.query", request.query)

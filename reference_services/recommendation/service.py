@@ -9,6 +9,7 @@ from typing import Any
 import grpc
 from opentelemetry import trace
 
+from reference_services.common import fields
 from reference_services.common.clients import Clients
 from reference_services.common.config import env_addr
 from reference_services.common.faults import Faults, Flag
@@ -35,6 +36,15 @@ class LeakyCache:
         self.entries[uuid.uuid4().hex] = catalog.SerializeToString() * 4
 
 
+def _check_request(request: pb.ListRecommendationsRequest) -> None:
+    """An optional user id and at most `MAX_LINES` product ids, all in bounds."""
+    if request.user_id:
+        fields.identifier(request.user_id, "user_id")
+    fields.count(request.product_ids, "product_ids", fields.MAX_LINES)
+    for i, product_id in enumerate(request.product_ids):
+        fields.identifier(product_id, f"product_ids[{i}]", fields.MAX_PRODUCT_ID)
+
+
 class Recommendation(pb_grpc.RecommendationServiceServicer):
     """Recommends other products from the catalog."""
 
@@ -48,6 +58,7 @@ class Recommendation(pb_grpc.RecommendationServiceServicer):
         self, request: pb.ListRecommendationsRequest, context: Any
     ) -> pb.ListRecommendationsResponse:
         """Up to five random catalog products, none of those in the request."""
+        _check_request(request)
         try:
             products = await self.catalog.ListProducts(pb.Empty(), timeout=5.0)
         except grpc.aio.AioRpcError as exc:

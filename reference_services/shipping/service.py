@@ -2,27 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 from opentelemetry import trace
 
 from clue import log
+from reference_services.common import fields
 from reference_services.common.config import NoSettings
 from reference_services.common.money import format_money
-from reference_services.common.rpc import invalid_argument, require, rpc
+from reference_services.common.rpc import invalid_argument, rpc
 from reference_services.common.runtime import Wiring, run_grpc_service
 from reference_services.protos import hipstershop_pb2 as pb
 from reference_services.protos import hipstershop_pb2_grpc as pb_grpc
 from reference_services.shipping.quote import quote, tracking_id
-
-
-def _check_items(items: Sequence[pb.CartItem]) -> int:
-    for i, item in enumerate(items):
-        require(item.product_id, f"items[{i}].product_id")
-        if item.quantity < 0:
-            raise invalid_argument(f"items[{i}].quantity {item.quantity} is negative")
-    return sum(item.quantity for item in items)
 
 
 class Shipping(pb_grpc.ShippingServiceServicer):
@@ -30,8 +22,9 @@ class Shipping(pb_grpc.ShippingServiceServicer):
 
     @rpc
     async def GetQuote(self, request: pb.GetQuoteRequest, context: Any) -> pb.GetQuoteResponse:
-        """USD 0 for no items, a flat USD 8.99 otherwise."""
-        count = _check_items(request.items)
+        """USD 0 for no items, a flat USD 8.99 otherwise; the address may be blank."""
+        fields.address(request.address, required=False)
+        count = fields.cart_items(request.items)
         cost = quote(request.items)
         span = trace.get_current_span()
         span.set_attribute("app.shipping.items", count)
@@ -43,10 +36,8 @@ class Shipping(pb_grpc.ShippingServiceServicer):
         """A tracking id for the parcel; the address and at least one item are required."""
         if not request.HasField("address"):
             raise invalid_argument("address is required")
-        require(request.address.street_address, "address.street_address")
-        require(request.address.city, "address.city")
-        require(request.address.country, "address.country")
-        if _check_items(request.items) == 0:
+        fields.address(request.address)
+        if fields.cart_items(request.items) == 0:
             raise invalid_argument("items must hold at least one unit to ship")
         tracking = tracking_id(request.address)
         trace.get_current_span().set_attribute("app.shipping.tracking_id", tracking)

@@ -43,7 +43,7 @@ async def test_ads_over_grpc() -> None:
         error = await rpc_error(stub.GetAds(pb.AdRequest(context_keys=["k"] * 21)))
         assert error.code() is grpc.StatusCode.INVALID_ARGUMENT
         error = await rpc_error(stub.GetAds(pb.AdRequest(context_keys=["x" * 65])))
-        assert error.details() == "context_keys[0] is longer than 64"
+        assert error.details() == "context_keys[0] is 65 characters long, more than 64"
 
         service.wiring.faults.set({"failure_rate": "1.0"})  # type: ignore[union-attr]
         error = await rpc_error(stub.GetAds(pb.AdRequest()))

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import grpc
+import pytest
 
+from reference_services.common import fields
+from reference_services.common.rpc import RpcFailure
 from reference_services.email import service as email
-from reference_services.email.confirmation import render, valid_email
+from reference_services.email.confirmation import render
 from reference_services.protos import hipstershop_pb2 as pb
 from reference_services.protos import hipstershop_pb2_grpc as pb_grpc
 from tests.boutique.conftest import rpc_error, serving, stub_for
@@ -46,8 +49,10 @@ def test_render_holds_the_order_details() -> None:
 
 
 def test_valid_email() -> None:
-    assert valid_email("a.b@example.co.uk")
-    assert not valid_email("nope") and not valid_email("a@b") and not valid_email("a b@c.d")
+    assert fields.email("a.b@example.co.uk") == "a.b@example.co.uk"
+    for bad in ("nope", "a@b", "a b@c.d", "a\x00@b.c", "x" * 250 + "@b.cd"):
+        with pytest.raises(RpcFailure):
+            fields.email(bad)
 
 
 async def test_send_confirmation_over_grpc(lines: Lines) -> None:

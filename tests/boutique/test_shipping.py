@@ -49,7 +49,7 @@ async def test_shipping_over_grpc() -> None:
         assert re.fullmatch(r"[A-Z]{2}-\d{5}-\d{9}", shipped.tracking_id)
 
         bad = {
-            "items[0].quantity -1 is negative": stub.GetQuote(
+            "items[0].quantity -1 is outside 1..1000": stub.GetQuote(
                 pb.GetQuoteRequest(items=[pb.CartItem(product_id="A", quantity=-1)])
             ),
             "address is required": stub.ShipOrder(pb.ShipOrderRequest(items=items)),

@@ -9,13 +9,14 @@ from pathlib import Path
 import pytest
 
 from reference_services.cart.store import (
-    MAX_LINE_QUANTITY,
+    CartFull,
     LineFull,
     RedisCartStore,
     SQLCartStore,
     open_cart_store,
 )
 from reference_services.checkout.orders import OrderStore
+from reference_services.common.fields import MAX_LINES, MAX_QUANTITY
 from reference_services.common.database import (
     Postgres,
     SQLite,
@@ -68,13 +69,28 @@ async def test_cart_store_adds_merges_reads_and_empties(cart_factory: CartFactor
     assert await store.add("alice", "OLJCESPC7Z", 3) == 5
     await store.add("bob", "6E92ZMYYFZ", 4)
     assert await store.get("alice") == [("OLJCESPC7Z", 5), ("6E92ZMYYFZ", 1)]
-    with pytest.raises(LineFull, match=f"at most {MAX_LINE_QUANTITY}"):
-        await store.add("alice", "OLJCESPC7Z", MAX_LINE_QUANTITY - 4)
+    with pytest.raises(LineFull, match=f"at most {MAX_QUANTITY}"):
+        await store.add("alice", "OLJCESPC7Z", MAX_QUANTITY - 4)
     assert await store.get("alice") == [("OLJCESPC7Z", 5), ("6E92ZMYYFZ", 1)]
     await store.empty("alice")
     assert await store.get("alice") == []
     assert await store.get("bob") == [("6E92ZMYYFZ", 4)]
     await store.ping()
+
+
+async def test_cart_store_holds_at_most_max_lines_products(cart_factory: CartFactory) -> None:
+    store = cart_factory()
+    ids = [f"P{i:03d}" for i in range(MAX_LINES)]
+    for product_id in ids:
+        await store.add("carol", product_id, 1)
+    with pytest.raises(CartFull, match=f"at most {MAX_LINES} different products"):
+        await store.add("carol", "ONE-TOO-MANY", 1)
+    assert await store.add("carol", ids[-1], 2) == 3  # a product already there still adds up
+    with pytest.raises(LineFull):
+        await store.add("carol", ids[0], MAX_QUANTITY)
+    cart = await store.get("carol")
+    assert [p for p, _ in cart] == ids and sum(q for _, q in cart) == MAX_LINES + 2
+    assert await store.add("dave", "ONE-TOO-MANY", 1) == 1  # another cart is not full
 
 
 async def test_cart_survives_a_new_store_object(cart_factory: CartFactory) -> None:
