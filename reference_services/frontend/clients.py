@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import clue.grpc
+from reference_services.common.clients import CHANNEL_OPTIONS
 from reference_services.protos import hipstershop_pb2_grpc as rpc
 
 #: Deadline (seconds) of every outgoing call from a page.
@@ -40,7 +41,7 @@ class Clients:
         self.ad = rpc.AdServiceStub(self._channel(addresses.ad))
 
     def _channel(self, target: str) -> Any:
-        channel = clue.grpc.insecure_channel(target)
+        channel = clue.grpc.insecure_channel(target, options=CHANNEL_OPTIONS)
         self._channels.append(channel)
         return channel
 
