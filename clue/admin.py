@@ -16,9 +16,13 @@ from starlette.applications import Starlette
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from clue import debug, health, log
+from clue import health, log
+from clue.debug.endpoints import unguarded_routes
+from clue.debug.guard import Guard
 
 PORT_ENV = "CLUE_ADMIN_PORT"
+PROBE_ROUTES = ("/livez", "/healthz", "/readyz")
+"""The paths a kubelet or load balancer probes: open to every caller by default."""
 
 _IN_ADMIN: contextvars.ContextVar[bool] = contextvars.ContextVar("clue_admin", default=False)
 
@@ -31,9 +35,10 @@ class AdminServer:
     thread of its own (``start_in_thread()`` / ``stop_thread()``). It binds
     127.0.0.1 unless told otherwise; the port comes from ``port``, else
     ``CLUE_ADMIN_PORT``, else any free port (see ``.port`` once started).
-    ``routes`` are served too; ``app`` is the Starlette app, to mount
-    elsewhere. ``token`` and ``allow_from`` guard ``/debug*`` (see
-    `clue.debug.Guard`); health and metrics stay open.
+    ``routes`` are served too; ``app`` is the guarded ASGI app, to mount
+    elsewhere. One `clue.debug.Guard` (``token``, ``allow_from``) stands in
+    front of every path but ``open_routes``: by default the health probes;
+    add ``"/metrics"`` for a scraper that carries no token.
     """
 
     def __init__(
@@ -48,11 +53,15 @@ class AdminServer:
         debug: bool = True,
         token: str | None = None,
         allow_from: Iterable[str] = (),
+        open_routes: Iterable[str] = PROBE_ROUTES,
     ) -> None:
         self.host = host
         self.port = _port(port)
-        self.app = Starlette(
-            routes=_routes(checker, version, routes, metrics, debug, token, tuple(allow_from))
+        self.app: Guard = Guard(
+            Starlette(routes=_routes(checker, version, routes, metrics, debug)),
+            token=token,
+            allow_from=allow_from,
+            open_paths=open_routes,
         )
         self._server: _Server | None = None
         self._task: asyncio.Task[None] | None = None
@@ -199,8 +208,6 @@ def _routes(
     extra: Sequence[BaseRoute],
     metrics: bool,
     with_debug: bool,
-    token: str | None,
-    allow_from: tuple[str, ...],
 ) -> list[BaseRoute]:
     found: list[BaseRoute] = [*health.routes(checker, version)]
     if metrics:
@@ -208,7 +215,7 @@ def _routes(
 
         found.append(Route("/metrics", _AsgiEndpoint(metrics_app()), name="metrics"))
     if with_debug:
-        found += debug.routes(token=token, allow_from=allow_from)
+        found += unguarded_routes()
     return found + list(extra)
 
 

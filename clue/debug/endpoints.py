@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Mount, Route, Router, request_response
+from starlette.types import ASGIApp
 
 from clue import log
 from clue.debug import toggle
@@ -35,15 +36,42 @@ def routes(
     """
     allowed = tuple(allow_from)
 
-    def guard(app: Any) -> Guard:
+    def guard(app: ASGIApp) -> Guard:
         return Guard(app, token=token, allow_from=allowed)
 
-    endpoint = request_response(_toggle_endpoint(param, ttl_param, max_ttl))
-    result: list[BaseRoute] = [Route(path, guard(endpoint), methods=["GET", "POST"], name="debug")]
+    return _routes(path, param, ttl_param, max_ttl, pprof, guard)
+
+
+def unguarded_routes(
+    *,
+    path: str = "/debug",
+    param: str = "debug-logs",
+    ttl_param: str = "ttl",
+    max_ttl: float = toggle.MAX_TTL,
+    pprof: bool = True,
+) -> list[BaseRoute]:
+    """The same routes without a guard, for an app guarded as a whole (`clue.admin`)."""
+    return _routes(path, param, ttl_param, max_ttl, pprof, None)
+
+
+def _routes(
+    path: str,
+    param: str,
+    ttl_param: str,
+    max_ttl: float,
+    pprof: bool,
+    guard: Callable[[ASGIApp], Guard] | None,
+) -> list[BaseRoute]:
+    toggle_endpoint = _toggle_endpoint(param, ttl_param, max_ttl)
+    # A Route calls a plain function as a request handler and an object as an ASGI app.
+    endpoint = toggle_endpoint if guard is None else guard(request_response(toggle_endpoint))
+    result: list[BaseRoute] = [Route(path, endpoint, methods=["GET", "POST"], name="debug")]
     if pprof:
         from clue.debug.pprof import routes as profiling
 
-        result.append(Mount(path + "/pprof", app=guard(Router(routes=profiling())), name="pprof"))
+        profiles = Router(routes=profiling())
+        app = profiles if guard is None else guard(profiles)
+        result.append(Mount(path + "/pprof", app=app, name="pprof"))
     return result
 
 

@@ -1,4 +1,4 @@
-"""Guard: who may reach ``/debug*`` (loopback peers or allowed networks, bearer token)."""
+"""Guard: who may reach the admin and debug endpoints (loopback or allowed peers, bearer token)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,8 @@ class Guard:
     as ``"10.0.0.0/8"``) gets 403. When ``token`` is set (by default from
     ``CLUE_ADMIN_TOKEN``, read once here), a request without
     ``Authorization: Bearer <token>`` gets 401; tokens are compared in
-    constant time.
+    constant time. Requests for one of ``open_paths`` (exact paths within
+    ``app``, such as ``"/livez"``) pass unchecked; nothing else does.
     """
 
     def __init__(
@@ -31,22 +32,33 @@ class Guard:
         *,
         token: str | None = None,
         allow_from: Iterable[str] = (),
+        open_paths: Iterable[str] = (),
     ) -> None:
         self.app = app
         secret = os.environ.get(TOKEN_ENV, "") if token is None else token
         self._token = secret.encode() if secret else None
         self._networks = tuple(_network(cidr) for cidr in allow_from)
+        self.open_paths = frozenset(_path(path) for path in open_paths)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] in ("http", "websocket"):
+        if scope["type"] in ("http", "websocket") and not self._open(scope):
             client = scope.get("client")
             if not self._allowed(client[0] if client else None):
-                await _refuse(scope, send, 403, "debug endpoints only answer local callers")
+                await _refuse(scope, send, 403, "this endpoint only answers local callers")
                 return
             if self._token is not None and not self._authorized(scope):
                 await _refuse(scope, send, 401, "missing or wrong bearer token")
                 return
         await self.app(scope, receive, send)
+
+    def _open(self, scope: Scope) -> bool:
+        if not self.open_paths:
+            return False
+        path: str = scope["path"]
+        root: str = scope.get("root_path", "")
+        if root and path.startswith(root):  # mounted under a prefix: match within the app
+            path = path[len(root) :]
+        return path in self.open_paths
 
     def _allowed(self, host: str | None) -> bool:
         if host is None:
@@ -74,6 +86,12 @@ def _network(cidr: str) -> Network:
         return ipaddress.ip_network(cidr, strict=False)
     except ValueError as exc:
         raise ValueError(f"allow_from: {cidr!r} is not an IP network ({exc})") from None
+
+
+def _path(path: str) -> str:
+    if not path.startswith("/"):
+        raise ValueError(f"open paths must start with '/', got {path[:40]!r}")
+    return path
 
 
 async def _refuse(scope: Scope, send: Send, code: int, message: str) -> None:
