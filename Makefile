@@ -7,9 +7,10 @@ STAMP := $(VENV)/.installed
 .PHONY: test lint typecheck pytest bench demo clean venv
 
 $(STAMP): pyproject.toml
+	@echo "== installing clue and the boutique into $(VENV) (once, about a minute)"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install -e '.[dev]'
 	touch $(STAMP)
 
 venv: $(STAMP)
