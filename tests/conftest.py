@@ -4,20 +4,15 @@ from __future__ import annotations
 
 import io
 import json
-import socket
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
 
 from clue import log
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that is free right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests import servers
+from tests.servers import free_port as free_port  # the tests import it from here
 
 
 class Lines:
@@ -46,3 +41,34 @@ def lines() -> Iterator[Lines]:
     yield captured
     log.set_debug(False)
     log.configure()
+
+
+@contextmanager
+def server(kind: servers.Kind) -> Iterator[str]:
+    """The URL of a ``kind`` server for the session; the run stops at once if there is none."""
+    try:
+        with servers.serving(kind) as url:
+            yield url
+    except servers.ServerUnavailable as error:
+        pytest.exit(str(error), returncode=1)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A PostgreSQL URL (trust auth, database ``test``): the configured one or a throwaway."""
+    with server(servers.POSTGRES) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """A Redis URL (database 9): the configured one or a throwaway."""
+    with server(servers.REDIS) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def nats_url() -> Iterator[str]:
+    """A NATS URL with JetStream: the configured one or a throwaway."""
+    with server(servers.NATS) as url:
+        yield url

@@ -15,6 +15,7 @@ import redis.asyncio
 from grpc_health.v1 import health_pb2
 from grpc_health.v1._async import HealthServicer as StandardHealthServicer
 from grpc_health.v1.health_pb2_grpc import add_HealthServicer_to_server
+from psycopg.conninfo import make_conninfo
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
@@ -24,27 +25,26 @@ from clue import health
 from clue.admin import AdminServer
 from tests.conftest import free_port
 
-POSTGRES = "host=127.0.0.1 port=5432 dbname=test user=postgres connect_timeout=2"
-
 
 def closed_port() -> int:
     """A loopback port nobody listens on."""
     return free_port()
 
 
-async def ping_postgres() -> None:
-    async with await psycopg.AsyncConnection.connect(POSTGRES) as conn:
-        await conn.execute("SELECT 1")
+async def test_postgres_pinger(postgres_url: str) -> None:
+    dsn = make_conninfo(postgres_url, connect_timeout=2)
 
-
-async def test_postgres_pinger() -> None:
-    async def wrong_database() -> None:
-        dsn = POSTGRES.replace("dbname=test", "dbname=no_such_database")
+    async def ping_postgres() -> None:
         async with await psycopg.AsyncConnection.connect(dsn) as conn:
             await conn.execute("SELECT 1")
 
+    async def wrong_database() -> None:
+        dsn_elsewhere = make_conninfo(dsn, dbname="no_such_database")
+        async with await psycopg.AsyncConnection.connect(dsn_elsewhere) as conn:
+            await conn.execute("SELECT 1")
+
     def sync_postgres() -> None:
-        with psycopg.connect(POSTGRES) as conn:
+        with psycopg.connect(dsn) as conn:
             conn.execute("SELECT 1")
 
     checker = health.Checker(
@@ -61,11 +61,11 @@ async def test_postgres_pinger() -> None:
     }
 
 
-async def test_redis_pinger() -> None:
-    up = redis.asyncio.Redis(host="127.0.0.1", port=6379)
+async def test_redis_pinger(redis_url: str) -> None:
+    up = redis.asyncio.Redis.from_url(redis_url)
     no_retry = Retry(NoBackoff(), 0)  # fail at once rather than retry until the timeout
     down = redis.asyncio.Redis(host="127.0.0.1", port=closed_port(), retry=no_retry)
-    blocking = redis.Redis(host="127.0.0.1", port=6379)
+    blocking = redis.Redis.from_url(redis_url)
     try:
         checker = health.Checker(
             health.pinger("redis", up.ping),

@@ -35,8 +35,6 @@ from reference_services.productcatalog import service as productcatalog
 from reference_services.recommendation import service as recommendation
 from reference_services.shipping import service as shipping
 
-PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
-REDIS_URL = "redis://127.0.0.1:6379/9"
 S = TypeVar("S")
 
 _ = (ad, cart, checkout, currency, email, payment, productcatalog, recommendation, shipping)

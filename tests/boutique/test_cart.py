@@ -11,7 +11,7 @@ import pytest
 from reference_services.cart import service as cart
 from reference_services.protos import hipstershop_pb2 as pb
 from reference_services.protos import hipstershop_pb2_grpc as pb_grpc
-from tests.boutique.conftest import PG_URL, REDIS_URL, rpc_error, serving, stub_for, unique
+from tests.boutique.conftest import rpc_error, serving, stub_for, unique
 
 
 def add(user: str, product_id: str, quantity: int) -> pb.AddItemRequest:
@@ -107,8 +107,11 @@ async def test_store_outage_and_injected_store_failures(tmp_path: Path) -> None:
         assert lines(await stub.GetCart(pb.GetCartRequest(user_id="u1"))) == [("OLJCESPC7Z", 1)]
 
 
-@pytest.mark.parametrize("url", [PG_URL, REDIS_URL])
-async def test_cart_service_on_postgresql_and_redis_survives_a_restart(url: str) -> None:
+@pytest.mark.parametrize("server", ["postgres_url", "redis_url"])
+async def test_cart_service_on_postgresql_and_redis_survives_a_restart(
+    server: str, request: pytest.FixtureRequest
+) -> None:
+    url = request.getfixturevalue(server)
     user = unique("shopper")  # the default table / key prefix is shared: a user of our own
     config = cart.Config(url)
     async with (

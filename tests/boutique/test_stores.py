@@ -16,7 +16,6 @@ from reference_services.cart.store import (
     open_cart_store,
 )
 from reference_services.checkout.orders import OrderStore
-from reference_services.common.fields import MAX_LINES, MAX_QUANTITY
 from reference_services.common.database import (
     Postgres,
     SQLite,
@@ -24,8 +23,9 @@ from reference_services.common.database import (
     open_database,
     redact,
 )
+from reference_services.common.fields import MAX_LINES, MAX_QUANTITY
 from reference_services.protos import hipstershop_pb2 as pb
-from tests.boutique.conftest import PG_URL, REDIS_URL, unique
+from tests.boutique.conftest import unique
 
 CartFactory = Callable[[], SQLCartStore | RedisCartStore]
 
@@ -43,9 +43,9 @@ async def cart_factory(
         if request.param == "sqlite":
             store = SQLCartStore(SQLite(tmp_path / "cart.db"), name)
         elif request.param == "postgresql":
-            store = SQLCartStore(Postgres(PG_URL), name)
+            store = SQLCartStore(Postgres(request.getfixturevalue("postgres_url")), name)
         else:
-            store = RedisCartStore(REDIS_URL, prefix=f"{name}:")
+            store = RedisCartStore(request.getfixturevalue("redis_url"), prefix=f"{name}:")
         made.append(store)
         return store
 
@@ -145,11 +145,16 @@ def order(order_id: str) -> pb.OrderResult:
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
-async def test_order_store_records_durably(backend: str, tmp_path: Path) -> None:
+async def test_order_store_records_durably(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     table = unique("orders")
 
     def make() -> OrderStore:
-        db = SQLite(tmp_path / "orders.db") if backend == "sqlite" else Postgres(PG_URL)
+        if backend == "sqlite":
+            db: SQLite | Postgres = SQLite(tmp_path / "orders.db")
+        else:
+            db = Postgres(request.getfixturevalue("postgres_url"))
         return OrderStore(db, table)
 
     store = make()
