@@ -1,36 +1,50 @@
-"""Regenerate the Python stubs from ``hipstershop.proto``.
+"""Regenerate the project's committed protobuf code from its ``.proto`` files.
 
 Run from the repository root: ``python -m reference_services.protos.generate``.
-The proto is compiled with ``-I .`` so the generated modules import each other
-as ``reference_services.protos.hipstershop_pb2``.
+Each proto is compiled with ``-I <root>`` so the generated modules import each other
+by their package path (``reference_services.protos.hipstershop_pb2``). The output names
+the grpcio-tools and protobuf versions that wrote it, so the ``boutique`` extra pins
+grpcio-tools exactly; ``tests/test_generated_stubs.py`` fails when the committed files
+differ from what this writes.
 """
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 from grpc_tools import protoc
 
 ROOT = Path(__file__).resolve().parents[2]
-PROTO = "reference_services/protos/hipstershop.proto"
+# proto -> whether it has services (a *_pb2_grpc.py module)
+PROTOS = {
+    "reference_services/protos/hipstershop.proto": True,
+    "clue/debug/pprof/profile.proto": False,
+}
 
 
-def main() -> int:
-    """Compile the proto into ``*_pb2.py``, ``*_pb2_grpc.py`` and ``*_pb2.pyi``."""
-    args = [
-        "grpc_tools.protoc",
-        f"-I{ROOT}",
-        f"--python_out={ROOT}",
-        f"--pyi_out={ROOT}",
-        f"--grpc_python_out={ROOT}",
-        str(ROOT / PROTO),
-    ]
-    code = protoc.main(args)
-    if code != 0:
-        print(f"protoc failed with exit code {code}", file=sys.stderr)
-    return int(code)
+def generated_files() -> list[str]:
+    """The committed files :func:`generate` writes, relative to the repository root."""
+    names = []
+    for proto, has_services in PROTOS.items():
+        stem = proto.removesuffix(".proto")
+        names += [f"{stem}_pb2.py", f"{stem}_pb2.pyi"]
+        names += [f"{stem}_pb2_grpc.py"] if has_services else []
+    return names
+
+
+def generate(out: Path = ROOT, root: Path = ROOT, protos: Mapping[str, bool] = PROTOS) -> int:
+    """Compile ``protos`` under ``root`` into ``out``; protoc's exit code (0: all compiled)."""
+    for proto, has_services in protos.items():
+        args = ["grpc_tools.protoc", f"-I{root}", f"--python_out={out}", f"--pyi_out={out}"]
+        args += [f"--grpc_python_out={out}"] if has_services else []
+        code = int(protoc.main([*args, str(root / proto)]))
+        if code != 0:
+            print(f"protoc failed on {proto} with exit code {code}", file=sys.stderr)
+            return code
+    return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(generate())
