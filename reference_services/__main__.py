@@ -1,10 +1,12 @@
 """``python -m reference_services up|status|down|demo``: run the boutique locally.
 
-- ``demo``: start everything in the foreground, print the URLs, stop it all on
-  Ctrl-C or SIGTERM (what ``make demo`` runs);
-- ``up``: start everything in the background and record it under the data dir;
-- ``status``: show each recorded process, alive and healthy or not;
-- ``down``: stop what ``up`` started.
+- ``demo``: start everything in the foreground, print the addresses, stop it all
+  on Ctrl-C or SIGTERM (what ``make demo`` runs);
+- ``up``: start everything in the background;
+- ``status``: show each process of a running ``up`` or ``demo``, healthy or not;
+- ``down``: stop what ``up`` or ``demo`` started.
+
+Both record the running boutique in ``state.json`` under the data dir.
 """
 
 from __future__ import annotations
@@ -27,10 +29,13 @@ from reference_services.launcher import (
     LaunchError,
     alive,
     is_healthy,
-    print_urls,
+    print_columns,
+    print_running,
     read_state,
     recorded_processes,
+    still_up,
     stop_order,
+    terminate,
     wait_or_kill,
     write_state,
 )
@@ -63,17 +68,31 @@ def _boutique(args: argparse.Namespace) -> Boutique:
     )
 
 
+def _already_up(data_dir: Path) -> bool:
+    """Whether a boutique recorded under ``data_dir`` still runs (then say so)."""
+    state = read_state(data_dir)
+    if state and still_up(state):
+        print(f"already up (see {data_dir / STATE_FILE}); run `down` first", file=sys.stderr)
+        return True
+    return False
+
+
+def _progress(step: str) -> None:
+    print(f"  {step}", flush=True)
+
+
 def _started(boutique: Boutique) -> None:
     print("The boutique is running:")
-    print_urls(boutique.urls(), sys.stdout)
-    print(f"  logs  {boutique.data_dir / 'logs'}")
+    print_running(boutique.state(), sys.stdout)
     if not boutique.with_collector:
         print("  (no trace viewer: clue.collector is not importable; telemetry stays local)")
     sys.stdout.flush()
 
 
 def demo(args: argparse.Namespace) -> int:
-    """Run in the foreground until Ctrl-C or SIGTERM."""
+    """Run in the foreground until Ctrl-C or SIGTERM (or `down`)."""
+    if _already_up(args.data_dir):
+        return 1
     boutique = _boutique(args)
 
     def interrupt(signum: int, frame: FrameType | None) -> None:
@@ -82,7 +101,8 @@ def demo(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, interrupt)
     try:
         print("Starting the boutique...", flush=True)
-        boutique.start()
+        boutique.start(_progress)
+        write_state(boutique, launcher=os.getpid())
         _started(boutique)
         print("Press Ctrl-C to stop.", flush=True)
         reported: set[str] = set()
@@ -102,19 +122,20 @@ def demo(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         boutique.stop()
+        recorded = read_state(args.data_dir)
+        if recorded and recorded.get("launcher") == os.getpid():
+            (args.data_dir / STATE_FILE).unlink()
     print("Stopped.")
     return 0
 
 
 def up(args: argparse.Namespace) -> int:
     """Start in the background and record the processes."""
-    state = read_state(args.data_dir)
-    if state and any(alive(p.pid) for p in recorded_processes(state)):
-        print(f"already up (see {args.data_dir / STATE_FILE}); run `down` first", file=sys.stderr)
+    if _already_up(args.data_dir):
         return 1
     boutique = _boutique(args)
     try:
-        boutique.start()
+        boutique.start(_progress)
     except LaunchError as error:
         print(f"the boutique did not start: {error}", file=sys.stderr)
         return 1
@@ -130,24 +151,37 @@ def status(args: argparse.Namespace) -> int:
         print("not up")
         return 3
     healthy = True
-    print(f"{'process':<16}{'pid':>8}{'port':>7}{'admin':>7}  state")
+    launcher = state.get("launcher")
+    if launcher:
+        print(f"demo (pid {launcher}) {'running' if alive(launcher) else 'gone'}")
+    rows = [("process", "pid", "gRPC", "admin", "state")]
     for proc in recorded_processes(state):
-        running = alive(proc.pid)
-        ok = running and is_healthy(proc)
+        live = alive(proc.pid)
+        ok = live and is_healthy(proc)
         healthy &= ok
-        label = "healthy" if ok else ("running, not healthy" if running else "stopped")
-        print(f"{proc.name:<16}{proc.pid:>8}{proc.port:>7}{proc.admin_port:>7}  {label}")
-    print_urls([tuple(pair) for pair in state["urls"]], sys.stdout)
+        label = "healthy" if ok else ("running, not healthy" if live else "stopped")
+        rows.append((proc.name, str(proc.pid), proc.grpc_address, proc.admin_url, label))
+    print_columns(rows, sys.stdout, indent="")
+    print_columns(state["urls"], sys.stdout)
     return 0 if healthy else 1
 
 
 def down(args: argparse.Namespace) -> int:
-    """Stop what ``up`` started, frontend first, viewer last."""
+    """Stop what ``up`` or ``demo`` started, frontend first, viewer last (a demo's
+    launcher is asked to: SIGTERM, as Ctrl-C)."""
     state = read_state(args.data_dir)
     if state is None:
         print("not up")
         return 0
     recorded = {proc.name: proc for proc in recorded_processes(state)}
+    launcher = state.get("launcher")
+    if launcher and alive(launcher):
+        was_up = [p for p in recorded.values() if alive(p.pid)]
+        terminate(launcher, STOP_GRACE * (len(stop_order()) + 1))
+        print(f"stopped the demo (pid {launcher})")
+        for proc in was_up:
+            if not alive(proc.pid):
+                print(f"stopped {proc.name} (pid {proc.pid})")
     for group in stop_order():
         running = [
             recorded[name] for name in group if name in recorded and alive(recorded[name].pid)
@@ -158,7 +192,7 @@ def down(args: argparse.Namespace) -> int:
         for proc in running:
             wait_or_kill(proc.pid, STOP_GRACE)
             print(f"stopped {proc.name} (pid {proc.pid})")
-    (Path(args.data_dir) / STATE_FILE).unlink()
+    (Path(args.data_dir) / STATE_FILE).unlink(missing_ok=True)  # a demo removes its own
     return 0
 
 

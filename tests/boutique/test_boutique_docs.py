@@ -20,7 +20,7 @@ import pytest
 
 from reference_services.__main__ import parser as launcher_parser
 from reference_services.common.faults import FaultError
-from reference_services.launcher import DEFAULT_BASE_PORT, Boutique, print_urls
+from reference_services.launcher import DEFAULT_BASE_PORT, Boutique, print_running
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "boutique.md"
@@ -42,8 +42,9 @@ def options(table_of: str) -> set[str]:
 def test_the_printed_urls_are_the_default_port_plan(tmp_path: Path) -> None:
     plan = Boutique(tmp_path, base_port=DEFAULT_BASE_PORT, collector=True)
     printed = io.StringIO()
-    print_urls(plan.urls(), printed)
-    assert printed.getvalue() in section("Run it")
+    print_running(plan.state(), printed)
+    shown = printed.getvalue().replace(str(plan.data_dir), "/path/to/clue/var/boutique")
+    assert shown in section("Run it")
     assert plan.processes["collector"].port == 18020
     assert plan.processes["collector"].extra["http_port"] == 18022
 

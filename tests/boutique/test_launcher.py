@@ -10,9 +10,11 @@ import sys
 import time
 from pathlib import Path
 
+import grpc
 import httpx
 import psutil
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from reference_services.launcher import (
     ADDRESS_VARIABLES,
@@ -36,6 +38,24 @@ def command(*args: str, data: Path) -> subprocess.CompletedProcess[str]:
         timeout=120,
         check=False,
     )
+
+
+def addresses(output: str) -> dict[str, tuple[str, str]]:
+    """process -> (gRPC address, admin URL), from the table ``demo``, ``up`` or ``status``
+    prints (``status`` puts the pid between the name and the address)."""
+    rows = re.findall(
+        r"^\s*(\w+)\s+(?:\d+\s+)?(127\.0\.0\.1:\d+|-)\s+(http://\S+)", output, re.MULTILINE
+    )
+    return {name: (address, admin) for name, address, admin in rows}
+
+
+def serving(address: str) -> bool:
+    """Whether a real gRPC health check at ``address`` answers SERVING."""
+    with grpc.insecure_channel(address) as channel:
+        reply = health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(), timeout=5
+        )
+    return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
 
 
 def test_levels_start_callees_before_callers() -> None:
@@ -99,7 +119,7 @@ def test_up_status_down(tmp_path: Path) -> None:
     up = command("up", "--base-port", "0", "--no-collector", data=tmp_path)
     assert up.returncode == 0, up.stderr
     shop = re.search(r"shop\s+(http://\S+)", up.stdout)
-    assert shop and "checkout admin" in up.stdout
+    assert shop and addresses(up.stdout).keys() == SERVICES.keys()
     try:
         assert httpx.get(shop.group(1) + "/_healthz", timeout=10).text == "ok"
         status = command("status", data=tmp_path)
@@ -118,7 +138,7 @@ def test_up_status_down(tmp_path: Path) -> None:
     assert gone.returncode == 3 and "not up" in gone.stdout
 
 
-def test_demo_runs_in_the_foreground_with_the_viewer_and_stops_on_sigterm(tmp_path: Path) -> None:
+def test_demo_prints_every_port_status_sees_it_and_down_stops_it(tmp_path: Path) -> None:
     args = ["demo", "--base-port", "0", "--data-dir", str(tmp_path)]
     demo = subprocess.Popen(
         [sys.executable, "-m", "reference_services", *args],
@@ -138,16 +158,41 @@ def test_demo_runs_in_the_foreground_with_the_viewer_and_stops_on_sigterm(tmp_pa
             if "Press Ctrl-C" in line:
                 break
         output = "".join(lines)
+        assert "frontend healthy" in output  # progress while it starts
         shop = re.search(r"shop\s+(http://\S+)", output)
         viewer = re.search(r"trace viewer\s+(http://\S+)", output)
         assert shop and viewer, output
         assert httpx.get(shop.group(1), timeout=10).status_code == 200
         assert httpx.get(viewer.group(1), timeout=10).status_code == 200
+        printed = addresses(output)
+        assert printed.keys() == {*SERVICES, "collector"}, output
+        for name, (address, admin) in printed.items():
+            if name not in ("frontend", "collector"):  # the shop serves HTTP; the viewer OTLP
+                assert serving(address), name
+            if name != "collector":
+                assert httpx.get(admin + "/livez", timeout=10).status_code == 200, name
         children = psutil.Process(demo.pid).children()
         assert len(children) == len(SERVICES) + 1  # and the viewer
-    finally:
-        os.kill(demo.pid, signal.SIGTERM)
+
+        status = command("status", data=tmp_path)
+        assert status.returncode == 0, status.stdout + status.stderr
+        assert f"demo (pid {demo.pid}) running" in status.stdout
+        assert addresses(status.stdout) == printed
+        assert status.stdout.count("healthy") == len(SERVICES) + 1
+        again = command("up", "--base-port", "0", data=tmp_path)
+        assert again.returncode == 1 and "already up" in again.stderr
+
+        down = command("down", data=tmp_path)  # SIGTERM to the demo, as Ctrl-C
+        assert down.returncode == 0, down.stderr
+        assert down.stdout.count("stopped ") == len(SERVICES) + 2  # and the viewer, the demo
         rest, _ = demo.communicate(timeout=60)
+    finally:
+        if demo.poll() is None:
+            os.kill(demo.pid, signal.SIGTERM)
+            demo.communicate(timeout=60)
     assert demo.returncode == 0
     assert "Stopped." in rest
     assert not any(child.is_running() and child.status() != "zombie" for child in children)
+    assert not (tmp_path / "state.json").exists()
+    gone = command("status", data=tmp_path)
+    assert gone.returncode == 3 and "not up" in gone.stdout
