@@ -173,20 +173,29 @@ def test_debug_toggle_shows_payloads_on_the_next_call(
     def payloads() -> list[dict[str, Any]]:
         return [e for e in log_lines(boutique, "shipping") if "payload" in str(e.get("msg", ""))]
 
+    def quoted(page: str) -> None:
+        """Get ``page`` and wait for shipping's access line of the GetQuote it makes: the
+        service writes it after that call's payloads, and its lines can wait 0.1 s."""
+
+        def quotes() -> int:
+            return sum(
+                e.get("msg") == "request" and str(e.get("method", "")).endswith("/GetQuote")
+                for e in log_lines(boutique, "shipping")
+            )
+
+        before = quotes()
+        assert visitor.get(page).status_code == 200
+        wait(lambda: quotes() > before)
+
     add(visitor, WATCH, 1)
-    visitor.get("/cart")  # GetQuote on shipping
-    before = len(payloads())
-    assert before == 0
+    quoted("/cart")
+    assert payloads() == []
     turned_on = admin(boutique, "shipping", "/debug", **{"debug-logs": "on"})
     assert turned_on.status_code == 200
     try:
-        visitor.get("/cart")
-
-        def seen() -> list[dict[str, Any]] | None:
-            found = payloads()
-            return found if len(found) >= 2 else None
-
-        found = wait(seen)
+        quoted("/cart")
+        found = payloads()
+        assert len(found) >= 2
         text = json.dumps(found)
         assert "GetQuote" in text or "items" in text
         assert WATCH in text  # the request payload: the cart items
@@ -194,7 +203,7 @@ def test_debug_toggle_shows_payloads_on_the_next_call(
     finally:
         admin(boutique, "shipping", "/debug", **{"debug-logs": "off"})
     settled = len(payloads())
-    visitor.get("/cart")
+    quoted("/cart")
     assert len(payloads()) == settled  # off again: no more payloads
 
 
