@@ -16,7 +16,7 @@ from clue import log
 from clue.log import renderers
 from clue.log.pipeline import event_of
 from clue.log.renderers import render_json, render_logfmt, renderer_for
-from clue.log.state import INFO
+from clue.log.state import INFO, Entry
 from tests.test_log_fixtures import reset_logging
 from tests.test_log_formats import parse_logfmt
 
@@ -50,10 +50,10 @@ values = st.recursive(
 keys = st.text(min_size=1, max_size=12)
 
 
-def _entry(msg: str, kv: dict[str, Any]) -> tuple[Any, ...]:
+def _entry(msg: str, kv: dict[str, Any]) -> Entry:
     from opentelemetry.context import get_current
 
-    return (INFO, msg, kv, 1_700_000_000_123_456_789, {}, get_current(), None, None, False)
+    return Entry((INFO, msg, kv, 1_700_000_000_123_456_789, {}, get_current(), None, None, False))
 
 
 @settings(max_examples=150, deadline=None)

@@ -1,4 +1,4 @@
-"""clue._span_context answers as the OpenTelemetry API does, in fewer steps."""
+"""clue._otel_internals reads span contexts as the OpenTelemetry API does, in fewer steps."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 from opentelemetry import context, trace
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
-from clue._span_context import _SPAN_KEY, is_sampled, span_context_in
+from clue._otel_internals import _SPAN_KEY, is_sampled, span_context_in
 
 SAMPLED = SpanContext(0xABC, 0xDEF, is_remote=False, trace_flags=TraceFlags(TraceFlags.SAMPLED))
 DROPPED = SpanContext(0xABC, 0x123, is_remote=True, trace_flags=TraceFlags(0))

@@ -11,7 +11,7 @@ from opentelemetry.context import get_current
 
 from clue.log import pipeline, stdlib
 from clue.log.scopes import CURRENT, route
-from clue.log.state import DEBUG, ERROR, FATAL, INFO, STATE, WARN
+from clue.log.state import DEBUG, ERROR, FATAL, INFO, STATE, WARN, Entry
 
 
 def _caller(depth: int) -> str:
@@ -21,16 +21,18 @@ def _caller(depth: int) -> str:
 
 def _log(level: int, msg: str, kv: dict[str, Any], exc: Any = None, tb: bool = False) -> None:
     route(
-        (
-            level,
-            msg,
-            kv,
-            time_ns(),
-            CURRENT.get()[0],
-            get_current(),
-            _caller(3) if STATE.file_line else None,
-            exc,
-            tb,
+        Entry(
+            (
+                level,
+                msg,
+                kv,
+                time_ns(),
+                CURRENT.get()[0],
+                get_current(),
+                _caller(3) if STATE.file_line else None,
+                exc,
+                tb,
+            )
         )
     )
 
@@ -48,7 +50,7 @@ def info(msg: str, /, **kv: Any) -> None:
     """Log an info entry (buffered inside a request scope)."""
     file_line = _caller(2) if STATE.file_line else None
     fields, scope = CURRENT.get()
-    entry = (INFO, msg, kv, time_ns(), fields, get_current(), file_line, None, False)
+    entry = Entry((INFO, msg, kv, time_ns(), fields, get_current(), file_line, None, False))
     if scope is None or not scope.keep(entry):
         pipeline.write_entry(entry)
 
@@ -57,7 +59,7 @@ def warn(msg: str, /, **kv: Any) -> None:
     """Log a warning (buffered inside a request scope)."""
     file_line = _caller(2) if STATE.file_line else None
     fields, scope = CURRENT.get()
-    entry = (WARN, msg, kv, time_ns(), fields, get_current(), file_line, None, False)
+    entry = Entry((WARN, msg, kv, time_ns(), fields, get_current(), file_line, None, False))
     if scope is None or not scope.keep(entry):
         pipeline.write_entry(entry)
 
@@ -90,16 +92,18 @@ def print(msg: str, /, **kv: Any) -> None:
     """Write an info entry, never buffered in the request scope (access lines, start-up
     messages); with a write delay it may wait like any entry below error."""
     pipeline.write_entry(
-        (
-            INFO,
-            msg,
-            kv,
-            time_ns(),
-            CURRENT.get()[0],
-            get_current(),
-            _caller(2) if STATE.file_line else None,
-            None,
-            False,
+        Entry(
+            (
+                INFO,
+                msg,
+                kv,
+                time_ns(),
+                CURRENT.get()[0],
+                get_current(),
+                _caller(2) if STATE.file_line else None,
+                None,
+                False,
+            )
         )
     )
 

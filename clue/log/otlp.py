@@ -37,7 +37,6 @@ def _attribute(value: Any) -> Any:
 
 def emit(logger: Logger, entry: Entry, event: dict[str, Any]) -> None:
     """Emit ``entry`` (its sanitized ``event``) on ``logger``; exporter errors are swallowed."""
-    level, _msg, _kv, ts, _fields, otel_context, _file_line, _exc, _tb = entry
     attributes = {
         _RENAMED.get(key, key): _attribute(value)
         for key, value in event.items()
@@ -45,11 +44,11 @@ def emit(logger: Logger, entry: Entry, event: dict[str, Any]) -> None:
     }
     with contextlib.suppress(Exception):  # a broken exporter must never break the code that logs
         logger.emit(
-            timestamp=ts,
+            timestamp=entry.time_ns,
             observed_timestamp=time.time_ns(),
-            context=otel_context,
-            severity_number=_SEVERITY[level],
-            severity_text=LEVEL_NAMES[level].upper(),
+            context=entry.otel_context,
+            severity_number=_SEVERITY[entry.level],
+            severity_text=LEVEL_NAMES[entry.level].upper(),
             body=event["msg"],
             attributes=attributes,
         )

@@ -25,7 +25,7 @@ from opentelemetry._logs import Logger
 from opentelemetry.context import Context
 from opentelemetry.trace import SpanContext
 
-from clue._span_context import span_context_in
+from clue._otel_internals import ids_of, span_context_in
 from clue.log import otlp
 from clue.log.output import Output
 from clue.log.renderers import Renderer, format_from_env, render_json
@@ -80,21 +80,23 @@ def event_of(entry: Entry) -> dict[str, Any]:
 
     The trace ids and ``file`` are clue's own values, added once the rest is sanitized.
     """
-    level, msg, kv, ts, fields, otel_context, file_line, exc, with_traceback = entry
     event: dict[str, Any] = {
-        "time": format_time(ts),
-        "level": LEVEL_NAMES[level],
-        "msg": msg,
-        **fields,
-        **kv,
+        "time": format_time(entry.time_ns),
+        "level": LEVEL_NAMES[entry.level],
+        "msg": entry.msg,
+        **entry.fields,
+        **entry.kv,
     }
+    exc = entry.exc
     if exc is not None:
-        event.update(_describe(exc, with_traceback))
+        event.update(_describe(exc, entry.with_traceback))
     clean_event(event, STATE.sensitive_keys, STATE.max_value_size)
+    otel_context = entry.otel_context
     if otel_context:  # an empty OpenTelemetry context holds no span
         ids = _trace_ids(span_context_in(otel_context))
         if ids is not None:
             event["trace_id"], event["span_id"] = ids
+    file_line = entry.file_line
     if file_line is not None:
         event["file"] = file_line
     return event
@@ -110,8 +112,8 @@ def _trace_ids(span_context: SpanContext) -> tuple[str, str] | None:
     last, ids = _last_ids
     if span_context is last:
         return ids
-    trace_id, span_id, _, _, _, valid = span_context  # see clue._span_context
-    ids = (trace_id.to_bytes(16).hex(), span_id.to_bytes(8).hex()) if valid else None
+    found = ids_of(span_context)
+    ids = None if found is None else (found[0].to_bytes(16).hex(), found[1].to_bytes(8).hex())
     _last_ids = (span_context, ids)
     return ids
 
@@ -130,7 +132,9 @@ def outputs() -> tuple[Output, ...]:
             fmt, problem = None, str(exc)
         current = STATE.outputs = (Output(None).resolved(fmt),)
         if problem is not None:
-            write_entry((ERROR, problem, {}, time.time_ns(), {}, Context(), None, None, False))
+            write_entry(
+                Entry((ERROR, problem, {}, time.time_ns(), {}, Context(), None, None, False))
+            )
     return current
 
 
@@ -149,7 +153,7 @@ def write_entry(entry: Entry) -> None:
     """Write one entry: after the write delay, or now (with the waiting ones first) when it
     is an error, the delay is 0 or this thread is writing already (see :func:`write`)."""
     depth = _writing.depth
-    if entry[0] < ERROR and STATE.write_delay and not depth:
+    if entry.level < ERROR and STATE.write_delay and not depth:
         _pending.append(entry)
         if len(_pending) >= BATCH:
             write(())
@@ -195,10 +199,10 @@ def _emit(events: Sequence[tuple[Entry, dict[str, Any]]], depth: int) -> None:
             render: Renderer = output.render  # type: ignore[assignment]
             if len(events) == 1:  # the common case, without a list
                 entry, event = events[0]
-                output.write(_line(render, LEVEL_NAMES[entry[0]], event))
+                output.write(_line(render, LEVEL_NAMES[entry.level], event))
             else:
                 output.write(
-                    "".join([_line(render, LEVEL_NAMES[e[0]], event) for e, event in events])
+                    "".join([_line(render, LEVEL_NAMES[e.level], event) for e, event in events])
                 )
         logger = STATE.otel_logger
         if logger is not None and depth == 0:
@@ -251,5 +255,5 @@ atexit.register(sync)
 
 
 def _export(logger: Logger, entry: Entry, event: dict[str, Any]) -> None:
-    if not str(entry[2].get("logger", "")).startswith("opentelemetry"):
+    if not str(entry.kv.get("logger", "")).startswith("opentelemetry"):
         otlp.emit(logger, entry, event)  # the SDK's own records are not fed back

@@ -6,7 +6,7 @@ from collections import deque
 from contextvars import ContextVar, Token
 from typing import Any
 
-from clue._span_context import is_sampled, span_context_in
+from clue._otel_internals import is_sampled, span_context_in
 from clue.log import pipeline
 from clue.log.state import ERROR, INFO, STATE, WARN, Entry
 
@@ -97,7 +97,7 @@ class RequestScope:
         """
         if not self.open or STATE.debug:
             return False
-        otel_context = entry[5]
+        otel_context = entry.otel_context
         if otel_context is not self._otel_context:
             self._otel_context = otel_context
             self._sampled = is_sampled(span_context_in(otel_context))
@@ -136,10 +136,9 @@ class RequestScope:
         if dropped and entries:
             first = entries[0]
             note = f"{dropped} earlier log entries of this request were dropped (buffer full)"
-            ts, fields, otel_context = first[3], first[4], first[5]
-            entries.insert(
-                0, (WARN, note, {"dropped": dropped}, ts, fields, otel_context, None, None, False)
-            )
+            ts, fields, otel_context = first.time_ns, first.fields, first.otel_context
+            kv = {"dropped": dropped}
+            entries.insert(0, Entry((WARN, note, kv, ts, fields, otel_context, None, None, False)))
         return entries
 
     def flush(self) -> None:
@@ -175,7 +174,7 @@ def route(entry: Entry) -> None:
     scope = CURRENT.get()[1]
     if scope is None:
         pipeline.write_entry(entry)
-    elif entry[0] >= ERROR:
+    elif entry.level >= ERROR:
         pipeline.write([*scope.take(), entry])
-    elif entry[0] < INFO or not scope.keep(entry):
+    elif entry.level < INFO or not scope.keep(entry):
         pipeline.write_entry(entry)

@@ -17,7 +17,7 @@ from typing import Any
 from opentelemetry.context import get_current
 
 from clue.log.scopes import CURRENT, route
-from clue.log.state import DEBUG, ERROR, FATAL, INFO, STATE, WARN
+from clue.log.state import DEBUG, ERROR, FATAL, INFO, STATE, WARN, Entry
 
 # Record attributes that are not ``extra=`` fields (uvicorn's color_message repeats msg in ANSI).
 _NOT_FIELDS = frozenset(
@@ -74,16 +74,18 @@ class ClueHandler(logging.Handler):
                 f"{os.path.basename(record.pathname)}:{record.lineno}" if STATE.file_line else None
             )
             route(
-                (
-                    level,
-                    record.getMessage(),
-                    kv,
-                    int(record.created * 1e9) if record.created else time_ns(),
-                    CURRENT.get()[0],
-                    get_current(),
-                    file_line,
-                    exc,
-                    exc is not None,
+                Entry(
+                    (
+                        level,
+                        record.getMessage(),
+                        kv,
+                        int(record.created * 1e9) if record.created else time_ns(),
+                        CURRENT.get()[0],
+                        get_current(),
+                        file_line,
+                        exc,
+                        exc is not None,
+                    )
                 )
             )
         except Exception:

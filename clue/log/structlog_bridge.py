@@ -15,7 +15,7 @@ import structlog
 from opentelemetry.context import get_current
 
 from clue.log.scopes import CURRENT, route
-from clue.log.state import DEBUG, ERROR, FATAL, INFO, STATE, WARN
+from clue.log.state import DEBUG, ERROR, FATAL, INFO, STATE, WARN, Entry
 
 _LEVELS = {
     "debug": DEBUG,
@@ -50,16 +50,18 @@ def structlog_processor(_logger: Any, method_name: str, event_dict: dict[str, An
     if not isinstance(exc, BaseException):
         exc = None
     route(
-        (
-            level,
-            msg,
-            event_dict,
-            time_ns(),
-            CURRENT.get()[0],
-            get_current(),
-            None,
-            exc,
-            exc is not None,
+        Entry(
+            (
+                level,
+                msg,
+                event_dict,
+                time_ns(),
+                CURRENT.get()[0],
+                get_current(),
+                None,
+                exc,
+                exc is not None,
+            )
         )
     )
     raise structlog.DropEvent

@@ -37,7 +37,6 @@ from typing import Any
 from opentelemetry import metrics
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.context import Context, get_current
-from opentelemetry.metrics._internal.instrument import _ProxyHistogram
 from opentelemetry.sdk.metrics import Exemplar
 from opentelemetry.sdk.metrics import Histogram as SDKHistogram
 from opentelemetry.sdk.metrics.export import (
@@ -54,7 +53,15 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.util.types import Attributes
 
-from clue._span_context import is_sampled, span_context_in
+from clue._otel_internals import (
+    collect_hooks,
+    ids_of,
+    is_sampled,
+    span_context_in,
+    temporalities,
+    wrap_collect,
+)
+from clue.telemetry.instruments import Forwarding
 
 _logger = logging.getLogger(__name__)
 
@@ -94,30 +101,32 @@ class _Series:
         self.windows = windows
 
 
-class ClueHistogram(_ProxyHistogram):
+class ClueHistogram(Forwarding[metrics.Histogram], metrics.Histogram):
     """A histogram aggregated in place while clue's readers are attached (see module doc).
 
-    It is also an API proxy histogram bound to the SDK meter of the moment, which
-    records when clue's aggregation cannot be used.
+    It also forwards to a histogram of the SDK meter of the moment, which records
+    when clue's aggregation cannot be used.
     """
 
     def __init__(
         self,
         scope: InstrumentationScope,
         name: str,
-        unit: str = "",
-        description: str = "",
+        unit: str,
+        description: str,
+        meter: metrics.Meter,
         *,
         explicit_bucket_boundaries_advisory: Sequence[float] | None = None,
     ) -> None:
+        bounds = explicit_bucket_boundaries_advisory
         super().__init__(
-            name,
-            unit,
-            description,
-            explicit_bucket_boundaries_advisory=explicit_bucket_boundaries_advisory,
+            lambda real: real.create_histogram(
+                name, unit, description, explicit_bucket_boundaries_advisory=bounds
+            ),
+            meter,
         )
         self.scope = scope
-        bounds = explicit_bucket_boundaries_advisory
+        self._name, self._unit, self._description = name, unit, description
         self._bounds = tuple(float(b) for b in (DEFAULT_BOUNDARIES if bounds is None else bounds))
         self._lock = threading.Lock()
         self._series: dict[frozenset[Any], _Series] = {}
@@ -135,7 +144,7 @@ class ClueHistogram(_ProxyHistogram):
         if self._slots:
             self._add(amount, _key(attributes), attributes, context)
         else:
-            super().record(amount, attributes, context)
+            self._real.record(amount, attributes, context)
 
     def bind(self, attributes: Attributes) -> Callable[[float], None]:
         """``record`` for one attribute set, whose lookup key is computed once here (the
@@ -146,7 +155,7 @@ class ClueHistogram(_ProxyHistogram):
             if self._slots:
                 self._add(amount, key, attributes, None)
             else:
-                _ProxyHistogram.record(self, amount, attributes)
+                self._real.record(amount, attributes)
 
         return record
 
@@ -180,13 +189,8 @@ class ClueHistogram(_ProxyHistogram):
             if exemplars != "always_off":
                 span = span_context_in(context)
                 if is_sampled(span) or exemplars == "always_on":
-                    exemplar = Exemplar(
-                        {},
-                        amount,
-                        when,
-                        span.span_id if span.is_valid else None,
-                        span.trace_id if span.is_valid else None,
-                    )
+                    trace_id, span_id = ids_of(span) or (None, None)
+                    exemplar = Exemplar({}, amount, when, span_id, trace_id)
             for window in series.windows:
                 window.counts[index] += 1
                 window.count += 1
@@ -315,8 +319,8 @@ class Registry:
         The exemplar filter is read from ``OTEL_METRICS_EXEMPLAR_FILTER`` as the
         SDK does (``trace_based`` by default: exemplars of sampled spans only).
         """
-        if not all(callable(getattr(r, "_collect", None)) for r in readers):
-            return ()  # not the SDK this was written for: the SDK records instead
+        if not collect_hooks(readers):
+            return ()  # the SDK aggregates the histograms instead
         wanted = os.environ.get("OTEL_METRICS_EXEMPLAR_FILTER", "trace_based").strip().lower()
         self.exemplar_filter = wanted if wanted in _EXEMPLAR_FILTERS else "trace_based"
         slots: list[int] = []
@@ -326,9 +330,10 @@ class Registry:
                 self._next_slot += 1
                 slots.append(slot)
                 temporality = _temporality(reader)
-                original: Any = reader._collect  # the SDK's annotation is not what it calls
-                merged: Any = _merging(original, self, slot, temporality, resource)
-                reader._set_collect_callback(merged)
+                merging = functools.partial(
+                    _merging, registry=self, slot=slot, temporality=temporality, resource=resource
+                )
+                wrap_collect(reader, merging)
             self._set_slots(self._slots + tuple(slots))
         return tuple(slots)
 
@@ -359,8 +364,7 @@ class Registry:
 
 def _temporality(reader: MetricReader) -> AggregationTemporality:
     """The temporality ``reader`` wants for histograms (its map is keyed by SDK classes)."""
-    wanted = getattr(reader, "_instrument_class_temporality", {})
-    for kind, temporality in wanted.items():
+    for kind, temporality in temporalities(reader).items():
         if isinstance(kind, type) and issubclass(kind, SDKHistogram):
             return temporality  # type: ignore[no-any-return]
     return AggregationTemporality.CUMULATIVE

@@ -10,28 +10,21 @@ the swap follow it (the instrumentations keep the tracer they got at start-up).
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from opentelemetry import metrics, trace
 from opentelemetry.context import Context
 from opentelemetry.metrics import CallbackT, NoOpMeterProvider
-from opentelemetry.metrics._internal.instrument import (
-    _ProxyCounter,
-    _ProxyGauge,
-    _ProxyInstrument,
-    _ProxyObservableCounter,
-    _ProxyObservableGauge,
-    _ProxyObservableUpDownCounter,
-    _ProxyUpDownCounter,
-)
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, NoOpTracerProvider, Span, SpanKind
-from opentelemetry.util._decorator import _agnosticcontextmanager
 from opentelemetry.util.types import Attributes
 
+from clue._otel_internals import GAUGE_IS_THE_APIS, Gauge, fell_back
+from clue.telemetry import instruments
 from clue.telemetry.histograms import ClueHistogram
-from clue.telemetry.roots import FastRoots
+from clue.telemetry.instruments import Forwarding
+from clue.telemetry.roots import FastRoots, SpanStarter
 
 
 class SwappableTracerProvider(trace.TracerProvider):
@@ -65,7 +58,7 @@ class SwappableTracerProvider(trace.TracerProvider):
         return True if flush is None else flush(timeout_millis)
 
 
-class _SwappableTracer(trace.Tracer):
+class _SwappableTracer(SpanStarter):
     def __init__(self, provider: SwappableTracerProvider, args: tuple[Any, ...]) -> None:
         self._provider = provider
         self._args = args
@@ -100,11 +93,6 @@ class _SwappableTracer(trace.Tracer):
             record_exception,
             set_status_on_exception,
         )
-
-    @_agnosticcontextmanager
-    def start_as_current_span(self, *args: Any, **kwargs: Any) -> Iterator[Span]:
-        with self._tracer().start_as_current_span(*args, **kwargs) as span:
-            yield span
 
 
 class SwappableMeterProvider(metrics.MeterProvider):
@@ -145,14 +133,14 @@ class SwappableMeterProvider(metrics.MeterProvider):
 
 
 class _SwappableMeter(metrics.Meter):
-    """Hands out proxy instruments (one per distinct definition) that follow each swap."""
+    """Hands out forwarding instruments (one per distinct definition) that follow each swap."""
 
     def __init__(self, name: str, version: str | None, schema_url: str | None) -> None:
         super().__init__(name, version, schema_url)
         self._scope = InstrumentationScope(name, version, schema_url)
         self._lock = threading.Lock()
         self._real: metrics.Meter = NoOpMeterProvider().get_meter(name)
-        self._instruments: dict[tuple[Any, ...], _ProxyInstrument[Any]] = {}
+        self._instruments: dict[tuple[Any, ...], Forwarding[Any] | ClueHistogram] = {}
 
     def bind(self, provider: metrics.MeterProvider) -> None:
         real = provider.get_meter(self.name, self.version, self.schema_url)
@@ -162,23 +150,30 @@ class _SwappableMeter(metrics.Meter):
         for instrument in instruments:
             instrument.on_meter_set(real)
 
-    def _instrument(self, key: tuple[Any, ...], make: Callable[[], Any]) -> Any:
+    def _instrument(self, key: tuple[Any, ...], make: Callable[[metrics.Meter], Any]) -> Any:
         with self._lock:
             instrument = self._instruments.get(key)
             if instrument is None:
-                instrument = self._instruments[key] = make()
-                instrument.on_meter_set(self._real)
+                instrument = self._instruments[key] = make(self._real)
             return instrument
 
     def create_counter(self, name: str, unit: str = "", description: str = "") -> metrics.Counter:
         key = ("counter", name, unit, description)
-        return self._instrument(key, lambda: _ProxyCounter(name, unit, description))  # type: ignore[no-any-return]
+        return self._instrument(  # type: ignore[no-any-return]
+            key,
+            lambda m: instruments.Counter(lambda r: r.create_counter(name, unit, description), m),
+        )
 
     def create_up_down_counter(
         self, name: str, unit: str = "", description: str = ""
     ) -> metrics.UpDownCounter:
         key = ("updown", name, unit, description)
-        return self._instrument(key, lambda: _ProxyUpDownCounter(name, unit, description))  # type: ignore[no-any-return]
+        return self._instrument(  # type: ignore[no-any-return]
+            key,
+            lambda m: instruments.UpDownCounter(
+                lambda r: r.create_up_down_counter(name, unit, description), m
+            ),
+        )
 
     def create_histogram(
         self,
@@ -192,14 +187,19 @@ class _SwappableMeter(metrics.Meter):
         key = ("histogram", name, unit, description, tuple(bounds) if bounds else None)
         return self._instrument(  # type: ignore[no-any-return]
             key,
-            lambda: ClueHistogram(
-                self._scope, name, unit, description, explicit_bucket_boundaries_advisory=bounds
+            lambda m: ClueHistogram(
+                self._scope, name, unit, description, m, explicit_bucket_boundaries_advisory=bounds
             ),
         )
 
-    def create_gauge(self, name: str, unit: str = "", description: str = "") -> metrics._Gauge:
+    def create_gauge(self, name: str, unit: str = "", description: str = "") -> Gauge:
+        if not GAUGE_IS_THE_APIS:
+            fell_back("sync-gauge", "gauges that are not the API's _Gauge class")
         key = ("gauge", name, unit, description)
-        return self._instrument(key, lambda: _ProxyGauge(name, unit, description))  # type: ignore[no-any-return]
+        return self._instrument(  # type: ignore[no-any-return]
+            key,
+            lambda m: instruments.SyncGauge(lambda r: r.create_gauge(name, unit, description), m),
+        )
 
     def create_observable_counter(
         self,
@@ -210,7 +210,10 @@ class _SwappableMeter(metrics.Meter):
     ) -> metrics.ObservableCounter:
         key = ("obs_counter", name, object())  # callbacks differ: never shared
         return self._instrument(  # type: ignore[no-any-return]
-            key, lambda: _ProxyObservableCounter(name, callbacks, unit, description)
+            key,
+            lambda m: instruments.ObservableCounter(
+                lambda r: r.create_observable_counter(name, callbacks, unit, description), m
+            ),
         )
 
     def create_observable_up_down_counter(
@@ -222,7 +225,10 @@ class _SwappableMeter(metrics.Meter):
     ) -> metrics.ObservableUpDownCounter:
         key = ("obs_updown", name, object())  # callbacks differ: never shared
         return self._instrument(  # type: ignore[no-any-return]
-            key, lambda: _ProxyObservableUpDownCounter(name, callbacks, unit, description)
+            key,
+            lambda m: instruments.ObservableUpDownCounter(
+                lambda r: r.create_observable_up_down_counter(name, callbacks, unit, description), m
+            ),
         )
 
     def create_observable_gauge(
@@ -234,5 +240,8 @@ class _SwappableMeter(metrics.Meter):
     ) -> metrics.ObservableGauge:
         key = ("obs_gauge", name, object())  # callbacks differ: never shared
         return self._instrument(  # type: ignore[no-any-return]
-            key, lambda: _ProxyObservableGauge(name, callbacks, unit, description)
+            key,
+            lambda m: instruments.ObservableGauge(
+                lambda r: r.create_observable_gauge(name, callbacks, unit, description), m
+            ),
         )

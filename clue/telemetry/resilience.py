@@ -22,6 +22,8 @@ from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult,
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
+from clue._otel_internals import exporter_preferences, replace_drop_counter
+
 LOGGER = logging.getLogger("clue.telemetry")
 
 
@@ -179,10 +181,8 @@ class GuardedMetricExporter(MetricExporter):
     """A metric exporter wrapper that counts and reports (see module docstring)."""
 
     def __init__(self, inner: MetricExporter, report: FailureReport) -> None:
-        super().__init__(
-            preferred_temporality=inner._preferred_temporality,
-            preferred_aggregation=inner._preferred_aggregation,
-        )
+        temporality, aggregation = exporter_preferences(inner)
+        super().__init__(preferred_temporality=temporality, preferred_aggregation=aggregation)
         self.inner = inner
         self.guard = _Guard("metrics", report)
 
@@ -238,11 +238,6 @@ class _DropCounter:
         """Unused: exported items are counted by the exporter wrapper."""
 
 
-# The SDK logs one line per dropped item (a LogRecord built per span while the
-# queue is full); with drops reported above, its logger only needs its errors.
-_SDK_QUEUE_LOGGER = "opentelemetry.sdk._shared_internal"
-
-
 def count_drops(processor: Any, signal: str, interval: float) -> bool:
     """Count the queue-full drops of an SDK batch processor in ``stats()[signal]`` and
     report them at most once per ``interval`` seconds.
@@ -250,9 +245,4 @@ def count_drops(processor: Any, signal: str, interval: float) -> bool:
     The SDK reports drops to a bookkeeping object of its batch processor; this
     replaces it with a counter. Returns False if this SDK version has no such hook.
     """
-    batch = getattr(processor, "_batch_processor", None)
-    if batch is None or not hasattr(batch, "_metrics"):
-        return False
-    batch._metrics = _DropCounter(signal, interval)
-    logging.getLogger(_SDK_QUEUE_LOGGER).setLevel(logging.ERROR)
-    return True
+    return replace_drop_counter(processor, _DropCounter(signal, interval))

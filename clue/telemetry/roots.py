@@ -30,26 +30,64 @@ from opentelemetry.trace import (
     Tracer,
     use_span,
 )
-from opentelemetry.util._decorator import _agnosticcontextmanager
 from opentelemetry.util.types import Attributes
 
-from clue._span_context import span_context_in
+from clue._otel_internals import agnostic_contextmanager, is_valid, span_context_in, tracer_switch
 from clue.telemetry.sampler import AdaptiveSampler
 
 _UNDECIDED = nullcontext()
 
 
-class FastRoots(Tracer):
+class SpanStarter(Tracer):
+    """A tracer whose ``start_as_current_span`` is its ``start_span`` made current, as the
+    SDK defines it: written once here for clue's tracers (the fast roots and the swappable
+    proxy), which define ``start_span`` only."""
+
+    @agnostic_contextmanager
+    def start_as_current_span(
+        self,
+        name: str,
+        context: Context | None = None,
+        kind: SpanKind = SpanKind.INTERNAL,
+        attributes: Attributes = None,
+        links: Sequence[Link] | None = (),
+        start_time: int | None = None,
+        record_exception: bool = True,
+        set_status_on_exception: bool = True,
+        end_on_exit: bool = True,
+    ) -> Iterator[Span]:
+        """``start_span`` with the span current in the block (ended at its end by default)."""
+        span = self.start_span(
+            name,
+            context,
+            kind,
+            attributes,
+            links,
+            start_time,
+            record_exception,
+            set_status_on_exception,
+        )
+        with use_span(
+            span,
+            end_on_exit=end_on_exit,
+            record_exception=record_exception,
+            set_status_on_exception=set_status_on_exception,
+        ) as current:
+            yield current
+
+
+class FastRoots(SpanStarter):
     """An SDK tracer whose new traces are decided before the SDK sees them."""
 
-    def __init__(self, tracer: SDKTracer, sampler: AdaptiveSampler) -> None:
+    def __init__(
+        self, tracer: SDKTracer, sampler: AdaptiveSampler, enabled: Callable[[], bool] | None
+    ) -> None:
         self._tracer = tracer
         self._root = sampler.root
         self._ids = tracer.id_generator
         # The SDK's default generator: its random draws are made here, without its two calls.
         self._random_ids = type(self._ids) is RandomIdGenerator
-        # The tracer configurator (SDK 1.39+) may switch a tracer off at any time.
-        self._enabled: Callable[[], bool] | None = getattr(tracer, "_is_enabled", None)
+        self._enabled = enabled  # the SDK's tracer configurator may switch it off at any time
         random_ids = self._ids.is_trace_id_random()
         self._flags = TraceFlags(TraceFlags.RANDOM_TRACE_ID if random_ids else TraceFlags.DEFAULT)
 
@@ -66,7 +104,8 @@ class FastRoots(Tracer):
         internal = os.environ.get("OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED", "")
         if internal.strip().lower() == "true":
             return tracer
-        return cls(tracer, sampler)
+        usable, enabled = tracer_switch(tracer)
+        return cls(tracer, sampler, enabled) if usable else tracer
 
     def start_span(
         self,
@@ -81,7 +120,7 @@ class FastRoots(Tracer):
     ) -> Span:
         """``Tracer.start_span``, with a dropped new trace answered here."""
         decided: AbstractContextManager[None] = _UNDECIDED
-        *_, has_parent = span_context_in(get_current() if context is None else context)
+        has_parent = is_valid(span_context_in(get_current() if context is None else context))
         if not has_parent and (self._enabled is None or self._enabled()):
             ids = self._ids
             if self._random_ids:
@@ -106,35 +145,3 @@ class FastRoots(Tracer):
                 record_exception,
                 set_status_on_exception,
             )
-
-    @_agnosticcontextmanager
-    def start_as_current_span(
-        self,
-        name: str,
-        context: Context | None = None,
-        kind: SpanKind = SpanKind.INTERNAL,
-        attributes: Attributes = None,
-        links: Sequence[Link] | None = (),
-        start_time: int | None = None,
-        record_exception: bool = True,
-        set_status_on_exception: bool = True,
-        end_on_exit: bool = True,
-    ) -> Iterator[Span]:
-        """``Tracer.start_as_current_span`` on :meth:`start_span` (as the SDK's does)."""
-        span = self.start_span(
-            name,
-            context,
-            kind,
-            attributes,
-            links,
-            start_time,
-            record_exception,
-            set_status_on_exception,
-        )
-        with use_span(
-            span,
-            end_on_exit=end_on_exit,
-            record_exception=record_exception,
-            set_status_on_exception=set_status_on_exception,
-        ) as current:
-            yield current
