@@ -3,8 +3,11 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# the second virtualenv: every direct dependency at the lowest version pyproject.toml admits
+LOWEST ?= .venv-lowest
+LOWEST_STAMP := $(LOWEST)/.installed
 
-.PHONY: test lint typecheck pytest bench demo clean venv
+.PHONY: test test-lowest lint typecheck pytest bench demo clean venv
 
 $(STAMP): pyproject.toml
 	@echo "== installing clue and the boutique into $(VENV) (once, about a minute)"
@@ -28,6 +31,16 @@ pytest: $(STAMP)
 ## make test: the project's test command (virtualenv, install, ruff, mypy --strict, pytest)
 test: lint typecheck pytest
 
+$(LOWEST_STAMP): pyproject.toml $(STAMP)
+	@echo "== installing the lowest admitted versions into $(LOWEST)"
+	$(BIN)/uv venv --quiet --clear --python $(BIN)/python $(LOWEST)
+	$(BIN)/uv pip install --quiet --python $(LOWEST)/bin/python --resolution lowest-direct -e '.[dev]'
+	touch $(LOWEST_STAMP)
+
+## make test-lowest: clue's own tests (not the boutique's) against the lowest admitted versions
+test-lowest: $(LOWEST_STAMP)
+	$(LOWEST)/bin/pytest -q -p no:cacheprovider tests --ignore=tests/boutique
+
 ## make bench: every benchmark; each goal prints one `goal <name> ... pass|fail` line
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
@@ -37,4 +50,4 @@ demo: $(STAMP)
 	$(BIN)/python -m reference_services demo
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(LOWEST) .mypy_cache .pytest_cache .ruff_cache
