@@ -283,20 +283,26 @@ def test_truncation_is_a_partial_success_warning_over_grpc(collector: CollectorP
     spans = request.resource_spans.add().scope_spans.add().spans
     trace_id, now = os.urandom(16), time.time_ns()
     for name in ("ok", "o" * 300):
-        spans.add(
+        span = spans.add(
             trace_id=trace_id,
             span_id=os.urandom(8),
             name=name,
             start_time_unix_nano=now,
             end_time_unix_nano=now + 1,
         )
+    span.links.add(trace_id=os.urandom(1000), span_id=os.urandom(8))
     with grpc.insecure_channel(collector.grpc_endpoint) as channel:
         raw = channel.unary_unary(TRACES, None, None)(request.SerializeToString(), timeout=10)
     answer = ExportTraceServiceResponse.FromString(raw)
     assert answer.partial_success.rejected_spans == 0
-    assert answer.partial_success.error_message.startswith("1 names or values")
-    names = sorted(s["name"] for s in collector.api(f"/api/traces/{trace_id.hex()}")["spans"])
-    assert names[0] == "ok" and truncated_to(names[1], 255, 300)
+    assert answer.partial_success.error_message.startswith("2 names or values")
+    stored = sorted(collector.api(f"/api/traces/{trace_id.hex()}")["spans"], key=len_of_name)
+    assert stored[0]["name"] == "ok" and truncated_to(stored[1]["name"], 255, 300)
+    assert truncated_to(stored[1]["links"][0]["trace_id"], 32, 2000)
+
+
+def len_of_name(span: dict[str, Any]) -> int:
+    return len(span["name"])
 
 
 def test_an_exponential_histogram_beyond_floats_is_rejected_not_fatal(

@@ -44,7 +44,6 @@ TIME_RANGE = "timestamps and counts must be below 2**63"
 NAME_LIMIT = 255  # characters: span, service, scope, event names; attribute keys; units
 VALUE_LIMIT = 4096  # an attribute value (arrays and maps as JSON), a status message
 BODY_LIMIT = 65536  # a log record's body
-_CUT_IDS = {16: 32, 8: 16}  # id bytes -> hex characters kept of a wrong-length link id
 
 
 class MalformedRequest(ValueError):
@@ -180,10 +179,6 @@ def _resource(resource: Resource, decoded: Decoded) -> tuple[str, str]:
     return decoded.resources[key][0], key
 
 
-def _link_id(raw: bytes, size: int, decoded: Decoded) -> str:
-    return decoded.cut(raw.hex(), _CUT_IDS[size])
-
-
 def spans(request: ExportTraceServiceRequest) -> Decoded:
     """Rows for the ``spans`` table."""
     out = Decoded()
@@ -225,8 +220,8 @@ def spans(request: ExportTraceServiceRequest) -> Decoded:
                     json.dumps(
                         [
                             {
-                                "trace_id": _link_id(link.trace_id, 16, out),
-                                "span_id": _link_id(link.span_id, 8, out),
+                                "trace_id": out.cut(link.trace_id.hex(), 32),
+                                "span_id": out.cut(link.span_id.hex(), 16),
                                 "attributes": out.attributes(link.attributes),
                             }
                             for link in s.links
