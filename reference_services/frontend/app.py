@@ -10,6 +10,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import grpc
+from opentelemetry import trace
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -29,6 +30,9 @@ from reference_services.frontend.forms import (
     cart_form,
     checkout_form,
     currency_form,
+    product_id,
+    quote,
+    read_form,
 )
 from reference_services.frontend.session import (
     COOKIE_MAX_AGE,
@@ -39,8 +43,9 @@ from reference_services.frontend.session import (
 from reference_services.protos import hipstershop_pb2 as pb
 
 HERE = Path(__file__).parent
-#: Paths the clue middleware leaves alone: the load balancer's probe.
-QUIET_PATHS = ("/_healthz",)
+#: Paths the clue middleware leaves alone: the load balancer's probe and the
+#: static files (each would be a trace of its own).
+QUIET_PATHS = ("/_healthz", "/static/")
 MAX_RECOMMENDATIONS = 4
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -157,16 +162,16 @@ class Shop:
         return self._page(request, "home.html", frame, products=items)
 
     async def product(self, request: Request) -> Response:
-        product_id = request.path_params["id"]
+        wanted = product_id(request.path_params["id"])
         product: pb.Product = await call(
-            f"reading product {product_id}",
+            f"reading product {wanted}",
             self.clients.catalog.GetProduct,
-            pb.GetProductRequest(id=product_id),
+            pb.GetProductRequest(id=wanted),
         )
         frame, price, recommended, ads = await asyncio.gather(
             self._frame(request),
             self._convert(product.price_usd, request.state.currency),
-            self._recommended(request, [product_id]),
+            self._recommended(request, [wanted]),
             optional(
                 "reading ads",
                 self.clients.ad.GetAds,
@@ -227,7 +232,7 @@ class Shop:
         )
 
     async def add_to_cart(self, request: Request) -> Response:
-        form = cart_form(await request.form())
+        form = cart_form(await read_form(request))
         try:
             await call(
                 f"reading product {form.product_id}",
@@ -237,7 +242,9 @@ class Shop:
         except ShopError as error:
             if error.status != 404:
                 raise
-            raise FormError({"product_id": f"no product has the id {form.product_id!r}"}) from None
+            raise FormError(
+                {"product_id": f"no product has the id {quote(form.product_id)}"}
+            ) from None
         await call(
             "adding to the cart",
             self.clients.cart.AddItem,
@@ -261,13 +268,13 @@ class Shop:
         supported = await call(
             "listing currencies", self.clients.currency.GetSupportedCurrencies, pb.Empty()
         )
-        code = currency_form(await request.form(), list(supported.currency_codes))
+        code = currency_form(await read_form(request), list(supported.currency_codes))
         response = RedirectResponse(_back(request), status_code=302)
         response.set_cookie(CURRENCY_COOKIE, code, max_age=COOKIE_MAX_AGE, samesite="lax")
         return response
 
     async def checkout(self, request: Request) -> Response:
-        form = checkout_form(await request.form())
+        form = checkout_form(await read_form(request))
         state = request.state
         placed = pb.PlaceOrderRequest(
             user_id=state.session_id,
@@ -328,21 +335,42 @@ class Shop:
             except ShopError as error:
                 return self.error_page(request, error)
             except FormError as error:
-                chain = [f"{field}: {problem}" for field, problem in error.errors.items()]
-                return self.error_page(request, ShopError(422, "Please check the form", chain))
+                reasons = [f"{field}: {problem}" for field, problem in error.errors.items()]
+                return self.error_page(
+                    request,
+                    ShopError(
+                        error.status,
+                        "Please check the form",
+                        "Some of what was sent needs a change:",
+                        reasons=reasons,
+                        chain=reasons,
+                    ),
+                )
             except Exception as error:
                 log.error("page failed", exc=error)
                 chain = [f"{type(error).__name__}: {error}"]
-                return self.error_page(request, ShopError(500, "Something went wrong", chain))
+                message = "Something went wrong on our side."
+                return self.error_page(
+                    request, ShopError(500, "Something went wrong", message, chain=chain)
+                )
 
         return page
 
     def error_page(self, request: Request, error: ShopError) -> Response:
-        """The error page of ``error`` with its status."""
+        """The error page of ``error`` with its status; its chain goes to the log and
+        to the request's span (an event; clue marks the span an error on a 5xx)."""
         if error.status >= 500:
             log.error("page failed", status=error.status, chain=error.chain)
         else:
             log.info("page refused", status=error.status, chain=error.chain)
+        trace.get_current_span().add_event(
+            "shop error",
+            {
+                "http.response.status_code": error.status,
+                "shop.error.title": error.title,
+                "shop.error.chain": error.chain,
+            },
+        )
         state = request.state
         frame = {
             "session_id": state.session_id,
@@ -355,11 +383,16 @@ class Shop:
 
     async def not_found(self, request: Request, exc: Exception) -> Response:
         status = exc.status_code if isinstance(exc, HTTPException) else 404
+        path = quote(request.url.path)
         if status == 405:
-            chain = [f"{request.method} is not allowed on {request.url.path}"]
-            return self.error_page(request, ShopError(405, "Method not allowed", chain))
-        chain = [f"{request.method} {request.url.path}: no such page"]
-        return self.error_page(request, ShopError(status, "Not found", chain))
+            message = f"{request.method} is not allowed on this page."
+            chain = [f"{request.method} is not allowed on {path}"]
+            return self.error_page(
+                request, ShopError(405, "Method not allowed", message, chain=chain)
+            )
+        message = "There is no such page in the shop."
+        chain = [f"{request.method} {path}: no such page"]
+        return self.error_page(request, ShopError(status, "Not found", message, chain=chain))
 
 
 def _back(request: Request) -> str:
