@@ -166,6 +166,31 @@ def test_config_parsing_and_bad_flags() -> None:
     assert done.returncode == 2 and "--max-age: 'soon' is not a duration" in done.stderr
 
 
+@pytest.mark.parametrize(
+    ("flag", "value", "message"),
+    [
+        ("--max-age", "99999999999999999999d", "is longer than 36500d"),
+        ("--max-request-size", "4GiB", "above gRPC's largest message"),
+        ("--grpc-port", "\u0661", "is not a port"),
+        ("--max-spans", "9" * 5000, "is not an integer below 10**18"),
+    ],
+)
+def test_out_of_range_flags_stop_start_up_naming_the_flag(
+    flag: str, value: str, message: str
+) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "clue.collector", flag, value],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2 and f"{flag}: " in done.stderr and message in done.stderr
+    assert len(done.stderr) < 2000
+    with pytest.raises(ValueError, match="max_request_bytes must be at most"):
+        Config(max_request_bytes=2**31)
+
+
 def test_store_rolls_back_a_failing_batch_and_keeps_what_it_had() -> None:
     s = Store(max_spans=10)
     good = otlp.Decoded(

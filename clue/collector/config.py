@@ -24,6 +24,7 @@ _SIZE = re.compile(r"^\s*([0-9]{1,15})\s*(b|kib|kb|k|mib|mb|m|gib|gb|g)?\s*$", r
 _SIZE_BYTES = {"b": 1, "k": 1024, "kb": 1024, "kib": 1024, "m": 1 << 20, "mb": 1 << 20}
 _SIZE_BYTES |= {"mib": 1 << 20, "g": 1 << 30, "gb": 1 << 30, "gib": 1 << 30}
 MAX_DURATION_NS = 36_500 * _DURATION_NS["d"]  # 100 years: any time minus it fits in 64 bits
+MAX_REQUEST_BYTES = 2**31 - 1  # gRPC's largest message (sizes are signed 32-bit)
 
 
 def parse_duration_ns(text: str, default_unit: str = "s") -> int:
@@ -80,28 +81,34 @@ class Config:
         for name in ("max_spans", "max_logs", "max_points", "max_age_ns", "max_request_bytes"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        upper = {"max_request_bytes": MAX_REQUEST_BYTES, "max_age_ns": MAX_DURATION_NS}
+        for name, most in upper.items():
+            if getattr(self, name) > most:
+                raise ValueError(f"{name} must be at most {most}, got {getattr(self, name)}")
         if self.forward_queue <= 0:
             raise ValueError(f"forward_queue must be positive, got {self.forward_queue}")
 
 
 def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if not re.fullmatch(r"\s*[0-9]{1,18}\s*", text):
+        raise argparse.ArgumentTypeError(f"{quote(text)} is not an integer below 10**18")
+    value = int(text)
     if value <= 0:
         raise argparse.ArgumentTypeError(f"{text!r} must be positive")
     return value
 
 
 def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"{text!r} is not between 0 and 65535")
-    return value
+    if not re.fullmatch(r"\s*[0-9]{1,5}\s*", text) or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"{quote(text)} is not a port between 0 and 65535")
+    return int(text)
+
+
+def _request_size(text: str) -> int:
+    size = parse_size(text)
+    if size > MAX_REQUEST_BYTES:
+        raise ValueError(f"{quote(text)} is above gRPC's largest message, 2GiB - 1 byte")
+    return size
 
 
 def _converted(parse: Callable[[str], int]) -> Callable[[str], int]:
@@ -136,7 +143,7 @@ def argument_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--max-request-size",
-        type=_converted(parse_size),
+        type=_converted(_request_size),
         default="16MiB",
         help="largest accepted OTLP request, e.g. 4MiB",
     )
