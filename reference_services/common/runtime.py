@@ -28,10 +28,11 @@ import clue
 import clue.grpc
 from clue import health, log
 from clue.admin import AdminServer
-from reference_services.common.config import ConfigError, env_port
+from reference_services.common.config import ConfigError, env_host, env_port
 from reference_services.common.faults import Faults
 
 C = TypeVar("C")
+LOOPBACK = "127.0.0.1"
 AddServicer = Callable[[Any, grpc.aio.Server], None]
 GRACE_SECONDS = 5.0
 EXIT_CONFIG = 2
@@ -57,14 +58,20 @@ class Wiring:
 
 
 class GrpcService:
-    """A gRPC server with clue's interceptors, grpc.health.v1 and an admin HTTP port."""
+    """A gRPC server with clue's interceptors, grpc.health.v1 and an admin HTTP port.
+
+    The gRPC server listens on ``host`` only (loopback unless told otherwise);
+    the admin port always stays on loopback. grpc.health.v1 answers for the
+    server as a whole ("") and for each service the servicers add, by its full
+    name (``hipstershop.CartService``).
+    """
 
     def __init__(
         self,
         name: str,
         wiring: Wiring,
         *,
-        host: str = "0.0.0.0",
+        host: str = LOOPBACK,
         port: int = 0,
         admin_port: int = 0,
         grace: float = GRACE_SECONDS,
@@ -75,7 +82,7 @@ class GrpcService:
         self.port = port
         self.grace = grace
         self.checker = health.Checker(*wiring.pingers)
-        self.health = health.HealthServicer(self.checker)
+        self.health: health.HealthServicer | None = None  # made at start, knowing the services
         routes = [*(wiring.faults.routes() if wiring.faults else []), *wiring.routes]
         self.admin = AdminServer(
             checker=self.checker,
@@ -88,22 +95,26 @@ class GrpcService:
 
     @property
     def address(self) -> str:
-        """``127.0.0.1:<port>``: where a local client reaches the server."""
-        return f"127.0.0.1:{self.port}"
+        """``<host>:<port>`` where a local client reaches the server (loopback for a wildcard)."""
+        host = {"0.0.0.0": LOOPBACK, "::": "::1"}.get(self.host, self.host)
+        return _host_port(host, self.port)
 
     async def start(self) -> None:
         """Bind the gRPC and admin ports and start serving."""
         server = grpc.aio.server()
-        instrumented = clue.grpc.instrument(server)  # handlers added through it run clue's layers
+        # Handlers added through it run clue's layers; the names of their services are noted.
+        registry = _Registry(clue.grpc.instrument(server))
         for add, servicer in self.wiring.servicers:
-            add(servicer, instrumented)
-        self.health.add_to_server(instrumented)
+            add(servicer, registry)
+        self.health = health.HealthServicer(self.checker, services=registry.names)
+        self.health.add_to_server(registry.server)
+        listen = _host_port(self.host, self.port)
         try:
-            bound = server.add_insecure_port(f"{self.host}:{self.port}")
+            bound = server.add_insecure_port(listen)
         except RuntimeError as exc:
-            raise OSError(f"cannot listen on {self.host}:{self.port}: {exc}") from exc
+            raise OSError(f"cannot listen on {listen}: {exc}") from exc
         if bound == 0:
-            raise OSError(f"cannot listen on {self.host}:{self.port}")
+            raise OSError(f"cannot listen on {listen}")
         self.port = bound
         await server.start()
         self.server = server
@@ -123,7 +134,8 @@ class GrpcService:
         if self._stopped:
             return
         self._stopped = True
-        self.health.enter_graceful_shutdown()
+        if self.health is not None:
+            self.health.enter_graceful_shutdown()
         if self.server is not None:
             await self.server.stop(self.grace)
             self.server = None
@@ -142,6 +154,25 @@ class GrpcService:
         await self.stop()
 
 
+class _Registry:
+    """A server as the generated ``add_..._to_server`` functions use it, noting service names."""
+
+    def __init__(self, server: Any) -> None:
+        self.server = server
+        self.names: list[str] = []
+
+    def add_generic_rpc_handlers(self, handlers: Sequence[grpc.GenericRpcHandler]) -> None:
+        self.names += [h.service_name() for h in handlers if isinstance(h, grpc.ServiceRpcHandler)]
+        self.server.add_generic_rpc_handlers(handlers)
+
+    def add_registered_method_handlers(self, service: str, handlers: dict[str, Any]) -> None:
+        self.names.append(service)
+        self.server.add_registered_method_handlers(service, handlers)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.server, name)
+
+
 def run_grpc_service(
     name: str,
     read_config: Callable[[], C],
@@ -149,12 +180,14 @@ def run_grpc_service(
 ) -> int:
     """Run service ``name`` until SIGTERM or SIGINT; the process exit code.
 
-    Reads ``PORT`` and ``ADMIN_PORT`` and the service's own configuration; a
+    Reads ``HOST`` (the address to listen on, default 127.0.0.1: the deploy
+    files set 0.0.0.0), ``PORT`` and ``ADMIN_PORT`` and the service's own configuration; a
     missing or bad variable prints one line and returns 2 before anything
     starts. Telemetry is configured by clue from the standard ``OTEL_*`` and
     ``CLUE_*`` variables.
     """
     try:
+        host = env_host("HOST", LOOPBACK)
         port = env_port("PORT")
         admin_port = env_port("ADMIN_PORT")
         config = read_config()
@@ -164,7 +197,7 @@ def run_grpc_service(
         print(f"{name}: configuration error: {exc}", file=sys.stderr, flush=True)
         return EXIT_CONFIG
     try:
-        asyncio.run(_serve(name, port, admin_port, config, build))
+        asyncio.run(_serve(name, host, port, admin_port, config, build))
     except OSError as exc:
         log.fatal(f"{name} could not start", exc=exc)
         print(f"{name}: {exc}", file=sys.stderr, flush=True)
@@ -175,14 +208,19 @@ def run_grpc_service(
 
 
 async def _serve(
-    name: str, port: int, admin_port: int, config: C, build: Callable[[C], Awaitable[Wiring]]
+    name: str,
+    host: str,
+    port: int,
+    admin_port: int,
+    config: C,
+    build: Callable[[C], Awaitable[Wiring]],
 ) -> None:
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
     wiring = await build(config)
-    service = GrpcService(name, wiring, port=port, admin_port=admin_port)
+    service = GrpcService(name, wiring, host=host, port=port, admin_port=admin_port)
     try:
         await service.start()
     except BaseException:
@@ -193,3 +231,8 @@ async def _serve(
     log.print(f"{name} stopping", grace_seconds=service.grace)
     await service.stop()
     log.print(f"{name} stopped")
+
+
+def _host_port(host: str, port: int) -> str:
+    """``host:port``, an IPv6 address in brackets."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

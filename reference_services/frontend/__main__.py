@@ -1,6 +1,7 @@
 """Run the web shop: ``python -m reference_services.frontend``.
 
-Environment: ``PORT`` (HTTP, default 8080), ``HOST`` (default 0.0.0.0),
+Environment: ``PORT`` (HTTP, default 8080), ``HOST`` (the address to listen
+on, default 127.0.0.1; the deploy files set 0.0.0.0),
 ``ADMIN_PORT`` (admin routes on 127.0.0.1, default 8081), and the
 ``*_SERVICE_ADDR`` of every service the shop calls. A missing or bad variable
 stops the start with one line naming it (exit code 2).
@@ -21,8 +22,8 @@ import uvicorn
 import clue
 from clue import health, log
 from clue.admin import AdminServer
-from reference_services.common.config import ConfigError, env_addr, env_port, env_str
-from reference_services.common.runtime import SERVICE_LOG_WRITE_DELAY, VERSION
+from reference_services.common.config import ConfigError, env_addr, env_host, env_port
+from reference_services.common.runtime import LOOPBACK, SERVICE_LOG_WRITE_DELAY, VERSION
 from reference_services.frontend.app import create_app
 from reference_services.frontend.clients import Addresses, Clients
 
@@ -50,7 +51,7 @@ def load_config(env: Mapping[str, str]) -> Config:
     """The shop's configuration, validated (:class:`ConfigError` names the variable)."""
     addresses = {name: env_addr(var, env=env) for name, var in ADDRESS_VARIABLES.items()}
     return Config(
-        host=env_str("HOST", "0.0.0.0", env=env),
+        host=env_host("HOST", LOOPBACK, env=env),
         port=env_port("PORT", 8080, env=env),
         admin_port=env_port("ADMIN_PORT", 8081, env=env),
         addresses=Addresses(**addresses),

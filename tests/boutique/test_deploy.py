@@ -161,3 +161,22 @@ def test_collector_pipelines_use_only_defined_components() -> None:
     embedded = yaml.safe_load(k8s("ConfigMap", "otel-collector")["data"]["config.yaml"])
     assert embedded == config
     assert "jaeger:4317" in config["exporters"]["otlp/jaeger"]["endpoint"]
+
+
+def test_deployed_services_listen_on_every_interface_and_admin_stays_local() -> None:
+    """Services listen on loopback unless ``HOST`` says otherwise; a container's peers
+    (and the kubelet's gRPC and HTTP probes) need them on every interface."""
+    services = compose()["services"]
+    for name in SERVICES:
+        env = services[name]["environment"]
+        assert env["HOST"] == "0.0.0.0", name
+        assert "127.0.0.1" in services[name]["healthcheck"]["test"][1]  # run inside it
+        assert not [p for p in services[name].get("ports", []) if env["ADMIN_PORT"] in str(p)]
+    shared = k8s("ConfigMap", "boutique")["data"]
+    assert shared["HOST"] == "0.0.0.0"
+    for name in SERVICES:
+        container = k8s("Deployment", name)["spec"]["template"]["spec"]["containers"][0]
+        assert container["envFrom"] == [{"configMapRef": {"name": "boutique"}}]
+        assert "HOST" not in {e["name"] for e in container["env"]}
+        ports = [p["containerPort"] for p in container["ports"]]
+        assert int(shared["ADMIN_PORT"]) not in ports  # nothing outside the pod calls it

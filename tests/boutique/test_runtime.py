@@ -19,7 +19,14 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from reference_services.cart import service as cart
 from reference_services.cart.store import SQLCartStore
 from reference_services.checkout import service as checkout
-from reference_services.common.config import ConfigError, env_addr, env_int, env_port, env_str
+from reference_services.common.config import (
+    ConfigError,
+    env_addr,
+    env_host,
+    env_int,
+    env_port,
+    env_str,
+)
 from reference_services.common.database import SQLite
 from reference_services.common.faults import FaultError, Faults, Flag, Millis, Rate
 from reference_services.common.runtime import GrpcService
@@ -282,3 +289,18 @@ async def test_health_watch_reports_not_serving_when_the_service_stops() -> None
             await stopping
     finally:
         await service.stop()
+
+
+def test_env_host_reads_an_address_to_listen_on() -> None:
+    env = {"A": " 0.0.0.0 ", "B": "::", "C": "cart-1.boutique.svc", "D": "fe80::1%eth0"}
+    assert [env_host(name, env=env) for name in env] == [
+        "0.0.0.0",
+        "::",
+        "cart-1.boutique.svc",
+        "fe80::1%eth0",
+    ]
+    assert env_host("MISSING", "127.0.0.1", env=env) == "127.0.0.1"
+    for bad in ("[::1]", "0.0.0.0:80", "a host", "-cart", "x" * 300, "x." * 130):
+        with pytest.raises(ConfigError, match="is not an IP address or host name") as caught:
+            env_host("HOST", env={"HOST": bad})
+        assert len(str(caught.value)) < 100
