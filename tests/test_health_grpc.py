@@ -173,3 +173,13 @@ def test_sync_servicer_check_and_watch(
         unknown = stub.Watch(health_pb2.HealthCheckRequest(service="shop.Nothing"), timeout=5)
         assert next(unknown).status == Status.SERVICE_UNKNOWN
         unknown.cancel()
+
+
+@pytest.mark.parametrize("length", [65, 3_000_000])
+async def test_a_long_unknown_name_is_quoted_short(
+    target: tuple[str, health.HealthServicer], length: int
+) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as error:
+        await check(target[0], "x" * length, timeout=10)
+    assert error.value.code() is grpc.StatusCode.NOT_FOUND
+    assert error.value.details() == f"unknown service {'x' * 64!r}..."

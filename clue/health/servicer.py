@@ -23,6 +23,8 @@ SERVICE_UNKNOWN = health_pb2.HealthCheckResponse.SERVICE_UNKNOWN
 
 _MARGIN = 0.05
 """Seconds kept from the caller's deadline to send the answer in time."""
+_QUOTED = 64
+"""Characters of an unknown service name quoted back (the whole could exceed metadata limits)."""
 
 
 class HealthServicer(health_pb2_grpc.HealthServicer):  # type: ignore[misc]
@@ -64,7 +66,7 @@ class HealthServicer(health_pb2_grpc.HealthServicer):  # type: ignore[misc]
     async def Check(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         """Answer the current status of ``request.service``."""
         if request.service not in self.services:
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"unknown service {request.service!r}")
+            await context.abort(grpc.StatusCode.NOT_FOUND, _unknown(request.service))
         remaining = context.time_remaining()
         deadline = None if remaining is None else time.monotonic() + remaining - _MARGIN
         return health_pb2.HealthCheckResponse(status=await self._status(deadline))
@@ -138,7 +140,7 @@ class SyncHealthServicer(health_pb2_grpc.HealthServicer):  # type: ignore[misc]
     def Check(self, request: Any, context: grpc.ServicerContext) -> Any:
         """Answer the current status of ``request.service``."""
         if request.service not in self._core.services:
-            context.abort(grpc.StatusCode.NOT_FOUND, f"unknown service {request.service!r}")
+            context.abort(grpc.StatusCode.NOT_FOUND, _unknown(request.service))
         remaining = context.time_remaining()
         deadline = None if remaining is None else time.monotonic() + remaining - _MARGIN
         return health_pb2.HealthCheckResponse(status=self._status(deadline))
@@ -172,6 +174,11 @@ class SyncHealthServicer(health_pb2_grpc.HealthServicer):  # type: ignore[misc]
                 ).start()
                 self._loop = loop
             return self._loop
+
+
+def _unknown(service: str) -> str:
+    shown = repr(service[:_QUOTED]) + ("..." if len(service) > _QUOTED else "")
+    return f"unknown service {shown}"
 
 
 def _run_forever(loop: asyncio.AbstractEventLoop) -> None:
