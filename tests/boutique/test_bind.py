@@ -9,6 +9,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import grpc
@@ -150,3 +151,23 @@ def test_a_bad_host_stops_the_start_with_one_line(name: str, host: str, tmp_path
     (line,) = proc.stderr.splitlines()
     assert f"HOST={host[:40]!r} is not an IP address or host name" in line
     assert len(line) < 120
+
+
+def test_the_trace_viewer_listens_on_loopback_as_launched() -> None:
+    """The launcher starts ``clue.collector`` without a host: its flags default to loopback."""
+    outside = outside_address()
+    grpc_port, http_port, ui_port = free_port(), free_port(), free_port()
+    command = [sys.executable, "-m", "clue.collector", "--grpc-port", str(grpc_port)]
+    command += ["--http-port", str(http_port), "--ui-port", str(ui_port)]
+    proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 20
+        while refused("127.0.0.1", ui_port):
+            assert proc.poll() is None and time.monotonic() < deadline, "viewer did not start"
+            time.sleep(0.05)
+        assert httpx.get(f"http://127.0.0.1:{ui_port}/api/status", timeout=10).status_code == 200
+        for port in (grpc_port, http_port, ui_port):
+            assert refused(outside, port), port
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=20)
