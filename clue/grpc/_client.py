@@ -51,15 +51,18 @@ class _Call:
         self.span = span
         self.started = started
 
-    def finish(self, code: grpc.StatusCode, details: str | None) -> None:
+    def finish(self, code: grpc.StatusCode, details: str | None, by_caller: bool = False) -> None:
+        """End the observation; ``by_caller``: the caller cancelled the call itself, which
+        is not a failure (closing a Watch, leaving a stream early)."""
         self.durations.record(self.info, code, self.started)
         duration_ms = round((time.perf_counter() - self.started) * 1000.0, 3)
+        ok = code is grpc.StatusCode.OK or (by_caller and code is grpc.StatusCode.CANCELLED)
         if self.span.is_recording():
             self.span.set_attribute("rpc.grpc.status_code", code.value[0])
-            if code is not grpc.StatusCode.OK:
+            if not ok:
                 self.span.set_status(Status(StatusCode.ERROR, details or code.name))
         self.span.end()
-        if code is grpc.StatusCode.OK:
+        if ok:
             log.info("grpc call", method=self.info.full, code=code.name, duration_ms=duration_ms)
         else:
             log.warn(
@@ -97,8 +100,8 @@ class _AioClientInterceptor:
         call, details = self._details(client_call_details)
         try:
             rpc = await continuation(details, request)
-        except BaseException as exc:
-            call.finish(error_code(exc), _details_of(exc))
+        except BaseException as exc:  # CancelledError: the caller cancelled the call
+            call.finish(error_code(exc), _details_of(exc), isinstance(exc, asyncio.CancelledError))
             raise
         task = asyncio.ensure_future(_finish_when_done(call, rpc))
         self._pending.add(task)
@@ -114,8 +117,8 @@ class _AioUnaryUnary(_AioClientInterceptor, grpc.aio.UnaryUnaryClientInterceptor
         try:
             rpc = await continuation(details, request)
             await rpc
-        except BaseException as exc:
-            call.finish(error_code(exc), _details_of(exc))
+        except BaseException as exc:  # CancelledError: the caller cancelled the call
+            call.finish(error_code(exc), _details_of(exc), isinstance(exc, asyncio.CancelledError))
             raise
         call.finish(grpc.StatusCode.OK, None)
         return rpc
@@ -159,7 +162,7 @@ async def _finish_when_done(call: _Call, rpc: Any) -> None:
     except asyncio.CancelledError:
         call.finish(grpc.StatusCode.CANCELLED, "cancelled")
         raise
-    call.finish(code, details)
+    call.finish(code, details, by_caller=rpc.cancelled())
 
 
 def _details_of(exc: BaseException) -> str:
@@ -244,4 +247,5 @@ def _finish_sync(call: _Call, done: Any) -> None:
     code = done.code()
     if not isinstance(code, grpc.StatusCode):
         code = grpc.StatusCode.UNKNOWN
-    call.finish(code, done.details() if code is not grpc.StatusCode.OK else None)
+    details = done.details() if code is not grpc.StatusCode.OK else None
+    call.finish(code, details, by_caller=done.cancelled())

@@ -80,6 +80,21 @@ def server_code(context: Any, exc: BaseException | None) -> grpc.StatusCode:
     return grpc.StatusCode.UNKNOWN
 
 
+def sync_stream_code(context: Any, exc: BaseException | None) -> grpc.StatusCode:
+    """The status a ``grpc.server`` streaming call ends with: a stream its client cancelled
+    (or whose deadline passed) can end without an error in the handler (a request
+    iterator raising a bare RpcError, a health Watch returning)."""
+    code = server_code(context, exc)
+    if code in _SET_BY_CLIENT or context.is_active():
+        return code
+    if context.time_remaining() <= 0:
+        return grpc.StatusCode.DEADLINE_EXCEEDED
+    return grpc.StatusCode.CANCELLED
+
+
+_SET_BY_CLIENT = frozenset({grpc.StatusCode.CANCELLED, grpc.StatusCode.DEADLINE_EXCEEDED})
+
+
 def error_code(exc: BaseException) -> grpc.StatusCode:
     """The status of a failed client call."""
     if isinstance(exc, grpc.RpcError):

@@ -11,14 +11,23 @@ tuple of layers (entered in order, exited in reverse), for ``grpc.server`` and
 
 from __future__ import annotations
 
+import contextvars
 import inspect
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+import types
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Generator,
+    Iterable,
+    Iterator,
+)
 from typing import TYPE_CHECKING, Any, Protocol
 
 import grpc
 import grpc.aio
 
-from clue.grpc._rpc import Metadata, RpcInfo, rpc_info, server_code
+from clue.grpc._rpc import Metadata, RpcInfo, rpc_info, server_code, sync_stream_code
 
 if TYPE_CHECKING:
     Handler = grpc.RpcMethodHandler[Any, Any]
@@ -203,10 +212,16 @@ def _enter(layers: Layers, info: RpcInfo, context: Any, request: Any) -> Entered
     return entered
 
 
-def _exit(entered: Entered, context: Any, response: Any, exc: BaseException | None) -> None:
+def _exit(
+    entered: Entered,
+    context: Any,
+    response: Any,
+    exc: BaseException | None,
+    code_of: Callable[[Any, BaseException | None], grpc.StatusCode] = server_code,
+) -> None:
     """Exit the entered layers in reverse order, all of them even if one raises."""
     failure: BaseException | None = None
-    code = server_code(context, exc)
+    code = code_of(context, exc)
     for layer, state in reversed(entered):
         try:
             layer.exit(state, context, code, response, exc)
@@ -248,21 +263,41 @@ def _wrap_aio(layers: Layers, info: RpcInfo, handler: Handler) -> Handler:
         return _rebuild(handler, unary)
 
     async def stream(request: Any, context: Any) -> AsyncIterator[Any]:
-        entered = _enter(layers, info, context, request if single_request else None)
+        # The call's own context: the layers enter and exit in it and every step of the
+        # handler runs in it, so their context variables are reset where they were set
+        # even when grpc drops the stream mid-send and the event loop closes it later,
+        # from another task (opentelemetry-python #2606).
+        scope = contextvars.copy_context()
+        entered = scope.run(_enter, layers, info, context, request if single_request else None)
         try:
-            result = inner(request, context)
+            result = scope.run(inner, request, context)
             if inspect.isawaitable(result):  # handler writes with context.write()
-                await result
+                await _in_context(result, scope)
             elif isinstance(result, Iterator):
-                for message in result:
-                    yield message
+                while (message := scope.run(next, result, _END)) is not _END:
+                    try:
+                        yield message
+                    except GeneratorExit:
+                        _close(result, scope)
+                        raise
             else:
-                async for message in result:
-                    yield message
+                messages = aiter(result)
+                while True:
+                    try:
+                        message = await _in_context(anext(messages), scope)
+                    except StopAsyncIteration:
+                        break
+                    try:
+                        yield message
+                    except GeneratorExit:
+                        aclose = getattr(messages, "aclose", None)
+                        if aclose is not None:
+                            await _in_context(aclose(), scope)
+                        raise
         except BaseException as exc:
-            _exit(entered, context, None, exc)
+            scope.run(_exit, entered, context, None, exc)
             raise
-        _exit(entered, context, None, None)
+        scope.run(_exit, entered, context, None, None)
 
     return _rebuild(handler, stream)
 
@@ -270,6 +305,8 @@ def _wrap_aio(layers: Layers, info: RpcInfo, handler: Handler) -> Handler:
 def _wrap_sync(layers: Layers, info: RpcInfo, handler: Handler) -> Handler:
     inner = _behavior(handler)
     single_request = not handler.request_streaming
+    # a client that cancels a stream may leave the handler ending without an error
+    code_of = server_code if single_request and not handler.response_streaming else sync_stream_code
 
     if not handler.response_streaming:
 
@@ -278,20 +315,61 @@ def _wrap_sync(layers: Layers, info: RpcInfo, handler: Handler) -> Handler:
             try:
                 response = inner(request, context)
             except BaseException as exc:
-                _exit(entered, context, None, exc)
+                _exit(entered, context, None, exc, code_of)
                 raise
-            _exit(entered, context, response, None)
+            _exit(entered, context, response, None, code_of)
             return response
 
         return _rebuild(handler, unary)
 
     def stream(request: Any, context: Any) -> Iterator[Any]:
-        entered = _enter(layers, info, context, request if single_request else None)
+        # As in grpc.aio: layers and handler steps in the call's own context, so a stream
+        # closed by the garbage collector in another thread still resets its variables.
+        scope = contextvars.copy_context()
+        entered = scope.run(_enter, layers, info, context, request if single_request else None)
         try:
-            yield from inner(request, context)
+            messages = iter(scope.run(inner, request, context))
+            while (message := scope.run(next, messages, _END)) is not _END:
+                try:
+                    yield message
+                except GeneratorExit:
+                    _close(messages, scope)
+                    raise
         except BaseException as exc:
-            _exit(entered, context, None, exc)
+            scope.run(_exit, entered, context, None, exc, code_of)
             raise
-        _exit(entered, context, None, None)
+        scope.run(_exit, entered, context, None, None, code_of)
 
     return _rebuild(handler, stream)
+
+
+_END = object()
+"""What ``next`` returns for a handler's exhausted iterator."""
+
+
+@types.coroutine
+def _in_context(awaitable: Awaitable[Any], scope: contextvars.Context) -> Generator[Any, Any, Any]:
+    """Await ``awaitable`` with each of its steps run in ``scope`` (a task would run them
+    in its own context; this runs one awaitable in the call's, inside the current task)."""
+    steps = awaitable.__await__()
+    sent: Any = None
+    thrown: BaseException | None = None
+    while True:
+        try:
+            if thrown is None:
+                waiting = scope.run(steps.send, sent)
+            else:
+                waiting = scope.run(steps.throw, thrown)
+        except StopIteration as done:
+            return done.value
+        try:
+            sent, thrown = (yield waiting), None
+        except BaseException as exc:  # cancellation included: the awaitable handles it
+            sent, thrown = None, exc
+
+
+def _close(messages: Iterator[Any], scope: contextvars.Context) -> None:
+    """Close a handler's iterator that was left early, in the call's context."""
+    close = getattr(messages, "close", None)
+    if close is not None:
+        scope.run(close)
