@@ -18,6 +18,9 @@ COOKIE_MAX_AGE = 48 * 3600
 DEFAULT_CURRENCY = "USD"
 CURRENCY_CODE = re.compile(r"^[A-Z]{3}$")
 REQUEST_ID = b"x-request-id"
+#: A caller's X-Request-ID the shop takes on (it is shown on every page): at
+#: most 64 characters among letters, digits and ``._:-``; another gets a new id.
+REQUEST_ID_FORMAT = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
 
 def _cookies(scope: Scope) -> dict[str, str]:
@@ -37,7 +40,8 @@ class ShopSession:
     probes sending ``shop_session-id=x-readiness-probe`` never create a session.
 
     It wraps :class:`clue.asgi.ClueMiddleware`: the request id it picks (the
-    caller's ``X-Request-ID`` or a new one) goes into the request headers, so
+    caller's ``X-Request-ID`` when it is short and plain, else a new one) goes
+    into the request headers, so
     clue's logs, response header and this page all show the same id.
     """
 
@@ -59,8 +63,9 @@ class ShopSession:
             currency = DEFAULT_CURRENCY
         headers = list(scope.get("headers", ()))
         request_id = next((v.decode("latin-1") for k, v in headers if k == REQUEST_ID), "")
-        if not request_id:
+        if not REQUEST_ID_FORMAT.fullmatch(request_id):
             request_id = uuid.uuid4().hex[:16]
+            headers = [(k, v) for k, v in headers if k != REQUEST_ID]
             headers.append((REQUEST_ID, request_id.encode("latin-1")))
         scope = {**scope, "headers": headers}
         state = scope.setdefault("state", {})

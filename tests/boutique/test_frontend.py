@@ -75,6 +75,20 @@ def test_home_lists_the_catalog_and_mints_a_48h_session(visitor: httpx.Client) -
         assert f'<option value="{code}"' in page
 
 
+def test_a_caller_request_id_is_kept_when_short_and_plain(boutique: Boutique) -> None:
+    with httpx.Client(base_url=boutique.shop_url) as client:
+        kept = client.get("/", headers={"X-Request-ID": "probe-42.a:b"})
+        odd = client.get("/nowhere", headers={"X-Request-ID": "x" * 5000})
+        spaced = client.get("/", headers={"X-Request-ID": "<b>hi</b>"})
+    assert kept.headers["x-request-id"] == "probe-42.a:b"
+    assert '<code id="request-id">probe-42.a:b</code>' in kept.text
+    for response in (odd, spaced):
+        minted = response.headers["x-request-id"]
+        assert re.fullmatch(r"[0-9a-f]{16}", minted), minted
+        assert f'<code id="request-id">{minted}</code>' in response.text
+    assert "x" * 40 not in odd.text and len(odd.content) < 10_000
+
+
 def test_head_answers_without_a_body(visitor: httpx.Client) -> None:
     for path in ("/", f"/product/{MUG}", "/cart"):
         response = visitor.head(path)
