@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 LOWEST ?= .venv-lowest
 LOWEST_STAMP := $(LOWEST)/.installed
 
-.PHONY: test test-lowest lint typecheck pytest bench demo clean venv
+.PHONY: test test-lowest lint typecheck pytest bench probe demo clean venv
 
 $(STAMP): pyproject.toml
 	@echo "== installing clue and the boutique into $(VENV) (once, about a minute)"
@@ -44,6 +44,10 @@ test-lowest: $(LOWEST_STAMP)
 ## make bench: every benchmark; each goal prints one `goal <name> ... pass|fail` line
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
+
+## make probe: replay issue 12's hostile inputs against a fresh boutique, one held|broke line each
+probe: $(STAMP)
+	$(BIN)/python bench/probe_boundaries.py
 
 ## make demo: start the whole boutique with its local trace viewer
 demo: $(STAMP)
