@@ -283,8 +283,11 @@ def _wrap_aio(layers: Layers, info: RpcInfo, handler: Handler) -> Handler:
             else:
                 messages = aiter(result)
                 while True:
-                    try:
-                        message = await _in_context(anext(messages), scope)
+                    steps = anext(messages).__await__()
+                    try:  # most steps are done at once: no coroutine for them
+                        message = await _resume(steps, scope.run(steps.send, None), scope)
+                    except StopIteration as done:
+                        message = done.value
                     except StopAsyncIteration:
                         break
                     try:
@@ -347,14 +350,26 @@ _END = object()
 """What ``next`` returns for a handler's exhausted iterator."""
 
 
-@types.coroutine
-def _in_context(awaitable: Awaitable[Any], scope: contextvars.Context) -> Generator[Any, Any, Any]:
+async def _in_context(awaitable: Awaitable[Any], scope: contextvars.Context) -> Any:
     """Await ``awaitable`` with each of its steps run in ``scope`` (a task would run them
     in its own context; this runs one awaitable in the call's, inside the current task)."""
     steps = awaitable.__await__()
-    sent: Any = None
-    thrown: BaseException | None = None
+    try:
+        waiting = scope.run(steps.send, None)
+    except StopIteration as done:
+        return done.value
+    return await _resume(steps, waiting, scope)
+
+
+@types.coroutine
+def _resume(steps: Generator[Any, Any, Any], waiting: Any, scope: contextvars.Context) -> Any:
+    """Go on with an awaitable's ``steps``, now ``waiting`` (for its task to wake it up),
+    each later step run in ``scope``."""
     while True:
+        try:
+            sent, thrown = (yield waiting), None
+        except BaseException as exc:  # cancellation included: the awaitable handles it
+            sent, thrown = None, exc
         try:
             if thrown is None:
                 waiting = scope.run(steps.send, sent)
@@ -362,10 +377,8 @@ def _in_context(awaitable: Awaitable[Any], scope: contextvars.Context) -> Genera
                 waiting = scope.run(steps.throw, thrown)
         except StopIteration as done:
             return done.value
-        try:
-            sent, thrown = (yield waiting), None
-        except BaseException as exc:  # cancellation included: the awaitable handles it
-            sent, thrown = None, exc
+        finally:
+            thrown = None  # an exception raised on is not kept by its own traceback's frame
 
 
 def _close(messages: Iterator[Any], scope: contextvars.Context) -> None:
