@@ -17,9 +17,12 @@ from typing import Any
 import grpc
 import pytest
 
+from reference_services.ad import service as ad
 from reference_services.cart import service as cart
 from reference_services.common import fields, money
 from reference_services.common.rpc import QUOTED_PREFIX
+from reference_services.payment import card as card_rules
+from reference_services.productcatalog import catalog
 from reference_services.protos import hipstershop_pb2 as pb
 from reference_services.protos import hipstershop_pb2_grpc as pb_grpc
 from tests.boutique.conftest import Boutique, rpc_error, serving, stub_for
@@ -409,3 +412,31 @@ def test_money_arithmetic_never_overflows_int64() -> None:
     with pytest.raises(money.MoneyError, match="overflows"):
         money.from_nanos("USD", -(2**63 + 1) * money.NANOS_PER_UNIT)
     assert money.add(usd(INT64_MAX - 1), usd(1)).units == INT64_MAX
+
+
+def test_the_documented_limits_are_the_code_s() -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "boutique.md").read_text()
+    start = doc.index("\n### Input limits\n")
+    limits = doc[start : doc.index("\n### ", start + 1)]
+    for phrase in (
+        f"at most the\nfirst {QUOTED_PREFIX} characters",
+        f"| 1..{fields.MAX_ID} visible ASCII characters: no spaces",
+        f"| 1..{fields.MAX_PRODUCT_ID} visible ASCII characters;",
+        f"| at most {fields.MAX_EMAIL} characters",
+        f"| 1..{fields.MAX_STREET} printable characters |",
+        f"| 1..{fields.MAX_PLACE} printable characters |",
+        f"| 1..{fields.MAX_QUANTITY}; a cart line adds up to at most {fields.MAX_QUANTITY}",
+        f"| at most {fields.MAX_LINES}; a cart holds at most {fields.MAX_LINES} products",
+        "`units` within ±10^12",
+        f"| 0..{catalog.MAX_QUERY} printable characters |",
+        f"at most {ad.MAX_KEYS} keys of at most {ad.MAX_KEY_LENGTH} printable",
+        f"| at most {fields.MAX_CARD_NUMBER} characters;",
+        f"at most {card_rules.MAX_YEARS_AHEAD} years ahead",
+    ):
+        assert phrase in limits, phrase
+    assert money.MAX_UNITS == 10**12
+
+
+async def test_the_documented_3mb_message(stubs: Stubs) -> None:
+    error = await rpc_error(stubs.cart.GetCart(pb.GetCartRequest(user_id=HUGE)))
+    assert error.details() == "user_id is 3145728 characters long, more than 128"
