@@ -234,8 +234,8 @@ class _DropCounter:
             extra={"dropped": dropped, "reason": error_type, "next_report_in_s": self._interval},
         )
 
-    def finish_items(self, count: int) -> None:
-        """Unused: exported items are counted by the exporter wrapper."""
+    def finish_items(self, count: int, error: Exception | None = None) -> None:
+        """Unused: exported items are counted by the exporter wrapper (SDK 1.43 passes an error)."""
 
 
 def count_drops(processor: Any, signal: str, interval: float) -> bool:
