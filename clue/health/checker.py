@@ -140,7 +140,7 @@ async def _within(ping: Coroutine[Any, Any, None], timeout: float) -> BaseExcept
     finally:
         if not task.done():
             task.cancel()
-            task.add_done_callback(_retrieve)
+        task.add_done_callback(_retrieve)  # also when the check itself was cancelled
     if not done:
         return TimeoutError(f"no answer within {timeout:g}s")
     if task.cancelled():
