@@ -28,10 +28,11 @@ class Currency(pb_grpc.CurrencyServiceServicer):
     async def Convert(self, request: pb.CurrencyConversionRequest, context: Any) -> pb.Money:
         """The amount in ``to_code``; INVALID_ARGUMENT for a bad amount or code."""
         source = getattr(request, "from")
+        converted = rates.convert(source, request.to_code)  # validates both codes first
         span = trace.get_current_span()
         span.set_attribute("app.currency.from", source.currency_code)
         span.set_attribute("app.currency.to", request.to_code)
-        return rates.convert(source, request.to_code)
+        return converted
 
 
 class Config(NoSettings):
