@@ -159,24 +159,29 @@ async def flapping() -> None:
 
 
 async def start(kind: str, telemetry: Telemetry) -> tuple[Any, int, Any]:
-    """A server of ``kind`` (``aio``: grpc.aio wired by instrument; ``sync``: grpc.server
-    wired by interceptors) with the streams and health services; its port and its
-    health servicer."""
+    """A server of ``kind`` (``aio`` or ``sync``, then how clue is wired: ``instrument``
+    or ``interceptors``) with the streams and health services; its port and its health
+    servicer."""
+    server_kind, wiring = kind.split("-")
+    aio = server_kind == "aio"
     providers = telemetry.providers()
     checker = clue.health.Checker(clue.health.pinger("flapping", flapping))
+    interceptors = []
+    if wiring == "interceptors":
+        interceptors = clue.grpc.server_interceptors(aio=aio, **providers)
     server: Any
     servicer: Any
-    if kind == "aio":
-        server = clue.grpc.instrument(grpc.aio.server(), **providers)
+    if aio:
+        server = grpc.aio.server(interceptors=interceptors)
         servicer = clue.health.HealthServicer(checker, watch_interval=0.001)
     else:
-        server = grpc.server(
-            futures.ThreadPoolExecutor(max_workers=CONCURRENCY * 2),
-            interceptors=clue.grpc.server_interceptors(aio=False, **providers),
-        )
+        pool = futures.ThreadPoolExecutor(max_workers=CONCURRENCY * 2)
+        server = grpc.server(pool, interceptors=interceptors)
         servicer = clue.health.SyncHealthServicer(checker, watch_interval=0.001)
+    if wiring == "instrument":
+        server = clue.grpc.instrument(server, **providers)
     servicer.add_to_server(server)
-    server.add_generic_rpc_handlers([handlers(aio=kind == "aio")])
+    server.add_generic_rpc_handlers([handlers(aio)])
     port = server.add_insecure_port("127.0.0.1:0")
     started = server.start()
     if started is not None:
@@ -273,7 +278,7 @@ async def first_then_wait() -> AsyncIterator[StringValue]:
 SHAPES = ("Feed", "Upload", "Chat")  # server, client and bidirectional streaming
 
 
-@pytest.mark.parametrize("server_kind", ["aio", "sync"])
+@pytest.mark.parametrize("server_kind", ["aio-instrument", "sync-interceptors"])
 async def test_cancelled_streams_leave_no_error(
     server_kind: str, problems: Problems, lines: Lines, capfd: pytest.CaptureFixture[str]
 ) -> None:
@@ -335,7 +340,7 @@ class Started(SpanProcessor):
             self.kinds[span.kind] += 1
 
 
-@pytest.mark.parametrize("server_kind", ["aio", "sync"])
+@pytest.mark.parametrize("server_kind", ["aio-interceptors", "sync-instrument"])
 async def test_cancelled_health_watches_leave_no_error(
     server_kind: str, problems: Problems, lines: Lines, capfd: pytest.CaptureFixture[str]
 ) -> None:
@@ -372,7 +377,7 @@ async def test_cancelled_health_watches_leave_no_error(
     finally:
         await channel.close()
         await stop(server)
-        if server_kind == "sync":
+        if server_kind.startswith("sync"):
             servicer.close()
     assert_clean(problems, lines, capfd)
     calls = started.kinds[SpanKind.CLIENT]
