@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -22,8 +23,22 @@ def shown_log_lines(text: str) -> list[dict[str, object]]:
     return [entry for entry in entries if "msg" in entry]
 
 
-def test_health_doc_examples_run(capsys: pytest.CaptureFixture[str]) -> None:
-    text = DOC.read_text()
+def on_the_sessions_servers(text: str, postgres_url: str, redis_url: str) -> str:
+    """The page with its addresses (the default local services) moved to the session's."""
+    postgres, redis = urlsplit(postgres_url), urlsplit(redis_url)
+    return (
+        text.replace(
+            "host=127.0.0.1 dbname=", f"host={postgres.hostname} port={postgres.port} dbname="
+        )
+        .replace("port 5432 failed", f"port {postgres.port} failed")
+        .replace('host="127.0.0.1", port=6379', f'host="{redis.hostname}", port={redis.port}')
+    )
+
+
+def test_health_doc_examples_run(
+    capsys: pytest.CaptureFixture[str], postgres_url: str, redis_url: str
+) -> None:
+    text = on_the_sessions_servers(DOC.read_text(), postgres_url, redis_url)
     blocks = python_blocks(text)
     assert len(blocks) >= 6
     namespace: dict[str, object] = {"__name__": "health_doc"}
