@@ -73,6 +73,17 @@ async def aio_upload(requests: AsyncIterator[StringValue], context: Any) -> Stri
         log.info("closed")
 
 
+ARRIVED: dict[str, asyncio.Event] = {}
+"""Unary calls that reached ``aio_hold``, by request value."""
+
+
+async def aio_hold(request: StringValue, context: Any) -> StringValue:
+    """Unary: tells the test it arrived, then never answers."""
+    ARRIVED[request.value].set()
+    await asyncio.Event().wait()
+    return request
+
+
 async def aio_chat(requests: AsyncIterator[StringValue], context: Any) -> AsyncIterator[Any]:
     """Bidirectional streaming: a thousand echoes of each request."""
     log.info("started")
@@ -126,6 +137,7 @@ def handlers(aio: bool) -> grpc.GenericRpcHandler:
                 aio_upload if aio else sync_upload, **ser
             ),
             "Chat": grpc.stream_stream_rpc_method_handler(aio_chat if aio else sync_chat, **ser),
+            "Hold": grpc.unary_unary_rpc_method_handler(aio_hold, **ser),
         },
     )
 
@@ -427,3 +439,37 @@ def test_sync_client_cancelled_streams_leave_no_error(
     assert [e["code"] for e in lines.entries("grpc call")] == ["CANCELLED"] * STREAMS
     assert lines.entries("grpc call failed") == []
     assert_clean(problems, lines, capfd)
+
+
+async def test_aio_client_unary_calls_whose_task_is_cancelled_are_not_failures(
+    problems: Problems, lines: Lines, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """A unary call abandoned by its caller's task (a timeout, a request that went away)."""
+    telemetry = Telemetry()
+    server, port, _ = await start("aio-instrument", telemetry)
+    channel = grpc.aio.insecure_channel(
+        f"127.0.0.1:{port}", interceptors=clue.grpc.client_interceptors(**telemetry.providers())
+    )
+    hold = stream_of(channel, "Hold", "unary_unary")
+    calls = 100
+
+    async def one(key: str) -> None:
+        arrived = ARRIVED[key] = asyncio.Event()
+        task = asyncio.ensure_future(hold(S(value=key)))
+        await arrived.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    try:
+        await asyncio.wait_for(asyncio.gather(*(one(str(i)) for i in range(calls))), 10)
+        client_spans = await spans_of(telemetry, SpanKind.CLIENT, calls)
+        server_spans = await spans_of(telemetry, SpanKind.SERVER, calls)
+    finally:
+        await channel.close()
+        await stop(server)
+    assert_clean(problems, lines, capfd)
+    assert_all_cancelled(client_spans, calls)
+    assert_all_cancelled(server_spans, calls)
+    assert [e["code"] for e in lines.entries("grpc call")] == ["CANCELLED"] * calls
+    assert lines.entries("grpc call failed") == []
