@@ -19,8 +19,10 @@ import pytest
 
 from reference_services.ad import service as ad
 from reference_services.cart import service as cart
+from reference_services.checkout import service as checkout
 from reference_services.common import fields, money
-from reference_services.common.rpc import QUOTED_PREFIX
+from reference_services.common.rpc import MAX_MESSAGE, QUOTED_PREFIX
+from reference_services.common.runtime import Wiring
 from reference_services.payment import card as card_rules
 from reference_services.productcatalog import catalog
 from reference_services.protos import hipstershop_pb2 as pb
@@ -440,3 +442,35 @@ def test_the_documented_limits_are_the_code_s() -> None:
 async def test_the_documented_3mb_message(stubs: Stubs) -> None:
     error = await rpc_error(stubs.cart.GetCart(pb.GetCartRequest(user_id=HUGE)))
     assert error.details() == "user_id is 3145728 characters long, more than 128"
+
+
+class WordyCurrency(pb_grpc.CurrencyServiceServicer):
+    """A foreign currency service whose refusals echo a whole 6,000-character value."""
+
+    async def Convert(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "bad amount " + "y" * 6000)
+
+
+async def test_a_downstream_s_long_message_is_cut_short(boutique: Boutique, tmp_path: Path) -> None:
+    wordy = Wiring(servicers=[(pb_grpc.add_CurrencyServiceServicer_to_server, WordyCurrency())])
+    async with serving("currency", wordy) as currency:
+        config = checkout.Config(
+            cart_addr=boutique["cart"].address,
+            catalog_addr=boutique["productcatalog"].address,
+            currency_addr=currency.address,
+            shipping_addr=boutique["shipping"].address,
+            payment_addr=boutique["payment"].address,
+            email_addr=boutique["email"].address,
+            order_store=f"sqlite:///{tmp_path / 'orders.db'}",
+        )
+        async with (
+            serving("checkout", await checkout.build(config)) as service,
+            stub_for(service, pb_grpc.CheckoutServiceStub) as stub,
+            stub_for(boutique["cart"], pb_grpc.CartServiceStub) as carts,
+        ):
+            await carts.AddItem(add_item(user_id="cy"))
+            error = await rpc_error(stub.PlaceOrder(place_order(user_id="cy")))
+    assert error.code() is grpc.StatusCode.INVALID_ARGUMENT
+    details = error.details() or ""
+    assert details.startswith("convert price: bad amount yyy")
+    assert len(details) == MAX_MESSAGE + len("...") and details.endswith("y...")
