@@ -51,12 +51,12 @@ class _Call:
         self.span = span
         self.started = started
 
-    def finish(self, code: grpc.StatusCode, details: str | None, by_caller: bool = False) -> None:
-        """End the observation; ``by_caller``: the caller cancelled the call itself, which
-        is not a failure (closing a Watch, leaving a stream early)."""
+    def finish(self, code: grpc.StatusCode, details: str | None, cancelled: bool = False) -> None:
+        """End the observation; ``cancelled``: grpc says the call was cancelled (mostly by
+        its caller: leaving a Watch or a stream early), which is not a failure."""
         self.durations.record(self.info, code, self.started)
         duration_ms = round((time.perf_counter() - self.started) * 1000.0, 3)
-        ok = code is grpc.StatusCode.OK or (by_caller and code is grpc.StatusCode.CANCELLED)
+        ok = code is grpc.StatusCode.OK or (cancelled and code is grpc.StatusCode.CANCELLED)
         if self.span.is_recording():
             self.span.set_attribute("rpc.grpc.status_code", code.value[0])
             if not ok:
@@ -162,7 +162,7 @@ async def _finish_when_done(call: _Call, rpc: Any) -> None:
     except asyncio.CancelledError:
         call.finish(grpc.StatusCode.CANCELLED, "cancelled")
         raise
-    call.finish(code, details, by_caller=rpc.cancelled())
+    call.finish(code, details, cancelled=rpc.cancelled())
 
 
 def _details_of(exc: BaseException) -> str:
@@ -248,4 +248,4 @@ def _finish_sync(call: _Call, done: Any) -> None:
     if not isinstance(code, grpc.StatusCode):
         code = grpc.StatusCode.UNKNOWN
     details = done.details() if code is not grpc.StatusCode.OK else None
-    call.finish(code, details, by_caller=done.cancelled())
+    call.finish(code, details, cancelled=done.cancelled())
