@@ -6,7 +6,9 @@ single message) and returns a state; ``exit`` runs after it with the
 response (single message) or the exception, and the status code the call
 ends with (computed once for all layers). One interceptor runs an ordered
 tuple of layers (entered in order, exited in reverse), for ``grpc.server`` and
-``grpc.aio.server`` alike; wrapped handlers are cached per method.
+``grpc.aio.server`` alike; wrapped handlers are cached per method. A streaming
+call's layers and handler steps all run in a context of the call's own, so its
+context variables are reset where they were set, whoever closes the stream.
 """
 
 from __future__ import annotations
@@ -14,14 +16,7 @@ from __future__ import annotations
 import contextvars
 import inspect
 import types
-from collections.abc import (
-    AsyncIterator,
-    Awaitable,
-    Callable,
-    Generator,
-    Iterable,
-    Iterator,
-)
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Protocol
 
 import grpc
