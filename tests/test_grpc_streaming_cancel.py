@@ -249,8 +249,7 @@ def assert_all_cancelled(
 
 def assert_clean(problems: Problems, lines: Lines, capfd: pytest.CaptureFixture[str]) -> None:
     """No stdlib warning or error record, no error line of clue's (but the flapping
-    dependency's), nothing on stderr
-    about contexts, tracebacks or exceptions."""
+    dependency's), nothing on stderr about contexts, tracebacks or exceptions."""
     gc.collect()
     assert problems.records == []
     errors = [e for e in lines.entries() if e["level"] == "error" and e["msg"] != HEALTH_CHANGES]
