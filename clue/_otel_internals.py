@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -52,22 +53,28 @@ if TYPE_CHECKING:
 
 _T = TypeVar("_T")
 _said: set[str] = set()  # hooks whose absence was logged
+_said_lock = threading.Lock()
 
 
 def fell_back(hook: str, fallback: str) -> None:
     """Say once in clue's log that ``hook`` is unusable and ``fallback`` is taken instead."""
     if hook in _said:
         return
-    _said.add(hook)
+    with _said_lock:
+        if hook in _said:
+            return
+        _said.add(hook)
     from clue.log import pipeline  # clue.log imports this module: imported when first needed
     from clue.log.state import WARN, Entry
 
     message = "an OpenTelemetry internal clue relies on has changed: using the plain path"
     kv = {"hook": hook, "fallback": fallback}
-    # Written directly: a request scope must not buffer (and then drop) it.
-    pipeline.write_entry(
-        Entry((WARN, message, kv, time.time_ns(), {}, Context(), None, None, False))
-    )
+    # Written directly (a request scope must not buffer, then drop it); the caller may be
+    # serving a request: nothing raised here reaches it.
+    with contextlib.suppress(Exception):
+        pipeline.write_entry(
+            Entry((WARN, message, kv, time.time_ns(), {}, Context(), None, None, False))
+        )
 
 
 # --- span-key: the key the API keeps the current span under -------------------------------
