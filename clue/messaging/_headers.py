@@ -1,0 +1,112 @@
+"""Trace context, baggage and clue's request id in message headers, written and read.
+
+Headers come from the network: reading them never raises. A value longer
+than ``MAX_VALUE`` characters, not text, or not UTF-8 is treated as absent,
+so a bad ``traceparent`` makes the consumer start a new trace and a bad
+request id is replaced by a fresh one.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, MutableMapping
+from typing import Any
+
+from opentelemetry import propagate
+from opentelemetry.context import Context, get_current
+from opentelemetry.propagators.textmap import Getter, Setter
+
+from clue._request_id import HEADER, new_request_id
+from clue.log.scopes import CURRENT
+
+MAX_VALUE = 8192
+"""Longest header value read, in characters (the W3C baggage limit, in bytes)."""
+MAX_SCANNED = 64
+"""Headers looked at when a name is not found as given (case-insensitive lookup)."""
+REQUEST_ID_HEADER = HEADER
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+
+Headers = Mapping[str, Any]
+
+
+def _text(value: Any) -> str | None:
+    """A header value as text within bounds, else None."""
+    if isinstance(value, bytes | bytearray):
+        if len(value) > MAX_VALUE:
+            return None
+        try:
+            value = bytes(value).decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+    if isinstance(value, str) and len(value) <= MAX_VALUE:
+        return value
+    return None
+
+
+def header(headers: Headers | None, name: str) -> str | None:
+    """The value of header ``name`` (``name`` in lower case; other cases found too)."""
+    if not headers:
+        return None
+    value = headers.get(name)
+    if value is None:
+        for scanned, key in enumerate(headers):
+            if scanned >= MAX_SCANNED:
+                return None
+            if isinstance(key, str) and len(key) == len(name) and key.lower() == name:
+                value = headers[key]
+                break
+        else:
+            return None
+    return _text(value)
+
+
+class _Getter(Getter[Headers]):
+    def get(self, carrier: Headers, key: str) -> list[str] | None:
+        value = header(carrier, key)
+        return None if value is None else [value]
+
+    def keys(self, carrier: Headers) -> list[str]:
+        return [key for key in carrier if isinstance(key, str)]
+
+
+class _Setter(Setter[MutableMapping[str, Any]]):
+    def set(self, carrier: MutableMapping[str, Any], key: str, value: str) -> None:
+        carrier[key] = value
+
+
+GETTER = _Getter()
+SETTER = _Setter()
+
+
+def inject(headers: MutableMapping[str, Any] | None = None) -> MutableMapping[str, Any]:
+    """Put the current trace context, baggage and request id into ``headers`` (a new dict
+    if None) and return them; a request id already there is kept."""
+    if headers is None:
+        headers = {}
+    propagate.inject(headers, setter=SETTER)
+    if REQUEST_ID_HEADER not in headers:
+        request_id = CURRENT.get()[0].get("request_id")
+        if isinstance(request_id, str) and request_id:
+            headers[REQUEST_ID_HEADER] = request_id
+    return headers
+
+
+def extract(headers: Headers | None, context: Context | None = None) -> Context:
+    """The trace context and baggage in ``headers`` over ``context`` (the current one if
+    None); ``context`` itself when they carry none that is valid."""
+    if context is None:
+        context = get_current()
+    if not headers:
+        return context
+    try:
+        return propagate.extract(headers, context, getter=GETTER)
+    except Exception:  # a propagator that fails on odd input must not fail the handler
+        return context
+
+
+def request_id(headers: Headers | None) -> str:
+    """The request id in ``headers`` when it is at most 64 plain characters, else a new one."""
+    value = header(headers, REQUEST_ID_HEADER)
+    if value is not None and _REQUEST_ID.fullmatch(value):
+        return value
+    return new_request_id()
