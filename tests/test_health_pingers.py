@@ -219,3 +219,38 @@ def test_grpc_pinger_bad_arguments() -> None:
         health.GRPCPinger("x", "")
     with pytest.raises(ValueError, match="timeout"):
         health.GRPCPinger("x", "127.0.0.1:1", timeout=-2)
+
+
+async def test_grpc_pinger_sees_a_server_back_within_a_second_or_two() -> None:
+    """After a six-second outage gRPC's default back-off would wait about four seconds
+    more before reconnecting; the pinger's channel retries at most a second apart."""
+    port = free_port()
+    target = f"127.0.0.1:{port}"
+
+    async def serve() -> grpc.aio.Server:
+        standard = StandardHealthServicer()
+        await standard.set("", health_pb2.HealthCheckResponse.SERVING)
+        server = grpc.aio.server()
+        add_HealthServicer_to_server(standard, server)
+        server.add_insecure_port(target)
+        await server.start()
+        return server
+
+    checker = health.Checker(health.GRPCPinger("dependency", target, timeout=0.5), timeout=5)
+    server = await serve()
+    try:
+        assert (await checker.check()).healthy["dependency"]
+        await server.stop(None)
+        down = time.monotonic()
+        while time.monotonic() - down < 6:  # failing checks grow the channel's back-off
+            assert not (await checker.check()).healthy["dependency"]
+            await asyncio.sleep(0.2)
+        server = await serve()
+        back = time.monotonic()
+        while not (await checker.check()).healthy["dependency"]:
+            assert time.monotonic() - back < 2.0, "the pinger did not see the server's return"
+            await asyncio.sleep(0.05)
+    finally:
+        await checker.aclose()
+        await server.stop(None)
+

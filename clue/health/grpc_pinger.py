@@ -8,6 +8,14 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from clue.health._loopbound import LoopBound
 from clue.health.pinger import PingError
 
+#: gRPC's channels wait up to two minutes between reconnection attempts to a server
+#: that was down; a pinger must see the server's return within a check or two, so its
+#: channel retries at most a second apart.
+RECONNECT_OPTIONS = (
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+)
+
 
 class GRPCPinger:
     """Ping a gRPC server with ``grpc.health.v1.Health/Check``.
@@ -15,7 +23,9 @@ class GRPCPinger:
     Healthy when the answer is ``SERVING`` for ``service`` ("" asks about
     the server as a whole). Pass ``credentials`` for a TLS channel;
     ``timeout`` (seconds) is both the RPC deadline and this pinger's timeout
-    in the checker.
+    in the checker. The channel retries a server that was down at most a
+    second apart (`RECONNECT_OPTIONS`); ``options`` adds or overrides channel
+    arguments.
     """
 
     def __init__(
@@ -26,6 +36,7 @@ class GRPCPinger:
         service: str = "",
         timeout: float | None = None,
         credentials: grpc.ChannelCredentials | None = None,
+        options: tuple[tuple[str, int | str], ...] = (),
     ) -> None:
         if not name:
             raise ValueError("a pinger needs a non-empty name")
@@ -37,11 +48,12 @@ class GRPCPinger:
         self.target = target
         self.service = service
         self.timeout = timeout
+        arguments = tuple({**dict(RECONNECT_OPTIONS), **dict(options)}.items())
         self._channels = LoopBound(
             lambda: (
-                grpc.aio.secure_channel(target, credentials)
+                grpc.aio.secure_channel(target, credentials, options=arguments)
                 if credentials is not None
-                else grpc.aio.insecure_channel(target)
+                else grpc.aio.insecure_channel(target, options=arguments)
             )
         )
 
