@@ -253,4 +253,3 @@ async def test_grpc_pinger_sees_a_server_back_within_a_second_or_two() -> None:
     finally:
         await checker.aclose()
         await server.stop(None)
-
