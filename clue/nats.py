@@ -101,7 +101,7 @@ class Instrumentation:
         tracer_provider: TracerProvider | None = None,
         meter_provider: MeterProvider | None = None,
     ) -> None:
-        self.producer = Producer(SYSTEM, tracer_provider=tracer_provider)
+        self.producer = Producer(SYSTEM, operation="publish", tracer_provider=tracer_provider)
         self.consumer = Consumer(
             SYSTEM,
             log_payloads=log_payloads,

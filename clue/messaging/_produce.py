@@ -23,7 +23,7 @@ class Producer:
         self,
         system: str,
         *,
-        operation: str = "publish",
+        operation: str = sc.SEND,
         tracer_provider: TracerProvider | None = None,
     ) -> None:
         self.system = system
