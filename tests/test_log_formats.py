@@ -100,6 +100,16 @@ def test_terminal_without_colours_when_no_color_is_set(monkeypatch: pytest.Monke
     assert "\x1b[" not in text and "hello world" in text and "items=3" in text
 
 
+@pytest.mark.parametrize("level", [None, ["a", "list"], 3])
+def test_terminal_writes_a_field_named_level_that_is_not_text(
+    monkeypatch: pytest.MonkeyPatch, level: Any
+) -> None:
+    monkeypatch.setenv("NO_COLOR", "1")
+    text = write_one("terminal", level=level)
+    assert f"[{level!s}" in text
+    assert "hello world" in text and "render_error" not in text
+
+
 def test_terminal_prints_tracebacks_below_the_line(captured: Captured) -> None:
     stream = io.StringIO()
     log.configure(outputs=[log.Output(stream, "terminal")], stdlib=False)
