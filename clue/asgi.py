@@ -23,7 +23,7 @@ from opentelemetry.util.types import AttributeValue
 
 from clue import log
 from clue._payload import body_payload
-from clue._request_id import HEADER, new_request_id
+from clue._request_id import HEADER, request_id_or_new
 from clue.log.api import report_unhandled
 from clue.telemetry.histograms import bind
 
@@ -169,7 +169,7 @@ class _Request:
                 self.content_type = value.decode("latin-1")
             elif name in fields:
                 carrier[name.decode("latin-1")] = value.decode("latin-1")
-        self.request_id = self.request_id or new_request_id()
+        self.request_id = request_id_or_new(self.request_id)
         parent = otel_context.get_current()  # read once, for the span and its context
         if carrier:
             parent = propagate.extract(carrier, parent)

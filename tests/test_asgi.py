@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import uvicorn
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
@@ -170,6 +171,24 @@ async def test_request_id_header_is_honoured(lines: Lines) -> None:
     assert lines.entries("request")[0]["request_id"] == "abc-123"
 
 
+@pytest.mark.parametrize(
+    "caller", ["r" * 5000, "<script>alert(1)</script>", "id with spaces", "é" * 8]
+)
+async def test_a_long_or_odd_request_id_is_replaced(lines: Lines, caller: str) -> None:
+    async with serve(Telemetry()) as client:
+        response = await client.get("/items/1", headers={b"X-Request-ID": caller.encode("utf-8")})
+    fresh = response.headers["x-request-id"]
+    assert len(fresh) == 16 and int(fresh, 16) >= 0
+    assert lines.entries("request")[0]["request_id"] == fresh
+
+
+async def test_a_uuid_request_id_is_kept(lines: Lines) -> None:
+    caller = "3f2b1c9e-4d5a-4e8b-9c7d-1a2b3c4d5e6f"
+    async with serve(Telemetry()) as client:
+        response = await client.get("/items/1", headers={"X-Request-ID": caller})
+    assert response.headers["x-request-id"] == caller
+
+
 async def test_5xx_flushes_buffer_success_drops_it(lines: Lines) -> None:
     async with serve(Telemetry(sampled=False)) as client:
         assert (await client.get("/items/7")).status_code == 200
@@ -263,16 +282,17 @@ async def test_a_mount_names_its_route_once(tmp_path: Path, lines: Lines) -> Non
     async with serve_app(app) as client:
         for path in ("/static/style.css", "/assets/v2/style.css", "/api/items/7"):
             assert (await client.get(path)).status_code == 200, path
-    names = [span.name for span in telemetry.finished()]
+    # a span ends after its response is sent, so the next request may finish first
+    names = sorted(span.name for span in telemetry.finished())
     assert names == [
-        "GET /static/{path}",
-        "GET /assets/{version}/{path}",
         "GET /api/items/{item_id}",
+        "GET /assets/{version}/{path}",
+        "GET /static/{path}",
     ]
-    assert [line["route"] for line in lines.entries("request")] == [
-        "/static/{path}",
-        "/assets/{version}/{path}",
+    assert sorted(line["route"] for line in lines.entries("request")) == [
         "/api/items/{item_id}",
+        "/assets/{version}/{path}",
+        "/static/{path}",
     ]
 
 

@@ -295,6 +295,19 @@ async def test_request_id_is_reused_from_metadata(lines: Lines) -> None:
     assert lines.entries("request")[0]["request_id"] == "req-42"
 
 
+async def test_a_long_or_odd_request_id_in_metadata_is_replaced(lines: Lines) -> None:
+    telemetry = Telemetry()
+    server = await start_aio(telemetry)
+    try:
+        async with server.channel() as channel:
+            for caller in ("r" * 5000, "a b", "<b>"):
+                await stub(channel, "Unary")(S(value="x"), metadata=(("x-request-id", caller),))
+    finally:
+        await server.server.stop(None)
+    ids = [entry["request_id"] for entry in lines.entries("request")]
+    assert len(ids) == 3 and all(len(i) == 16 and int(i, 16) >= 0 for i in ids)
+
+
 @WIRINGS
 async def test_health_calls_are_quiet_and_request_line_switchable(
     lines: Lines, wiring: str

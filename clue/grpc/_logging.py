@@ -9,7 +9,7 @@ import grpc
 
 from clue import log
 from clue._payload import message_payload
-from clue._request_id import HEADER, new_request_id
+from clue._request_id import HEADER, request_id_or_new
 from clue.grpc._rpc import Metadata, RpcInfo, is_expected, metadata_value
 from clue.log.api import report_unhandled
 
@@ -28,7 +28,7 @@ class RequestLog:
     def enter(
         self, info: RpcInfo, context: Any, metadata: Metadata, request: Any
     ) -> tuple[Any, float, bool]:
-        request_id = metadata_value(metadata, HEADER) or new_request_id()
+        request_id = request_id_or_new(metadata_value(metadata, HEADER))
         scope = log.request_scope(method=info.full, peer=context.peer(), request_id=request_id)
         scope.__enter__()
         quiet = not self._log_requests or info.full.startswith(self._quiet)
