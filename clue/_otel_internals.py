@@ -301,16 +301,37 @@ def temporalities(reader: Any) -> dict[type, Any]:
 _SDK_QUEUE_LOGGER = "opentelemetry.sdk._shared_internal"
 
 
+_BOOKKEEPING = ("register_queue_size", "drop_items", "finish_items")
+
+
 def replace_drop_counter(processor: Any, counter: Any) -> bool:
     """Make ``counter`` (``drop_items``, ``finish_items``, ``register_queue_size``) receive
-    the queue bookkeeping of the SDK batch ``processor``; False (said once) when it cannot."""
+    the queue bookkeeping of the SDK batch ``processor``; False (said once) when it cannot,
+    or when its methods do not take every call the SDK's are declared to take (the SDK
+    calls them from its export thread)."""
     batch: Any = getattr(processor, "_batch_processor", None)
     bookkeeping = getattr(batch, "_metrics", None)
-    if not callable(getattr(bookkeeping, "drop_items", None)):
+    if bookkeeping is None or not all(
+        _takes(getattr(counter, name), getattr(bookkeeping, name, None)) for name in _BOOKKEEPING
+    ):
         fell_back("batch-processor-drops", "the SDK logs each dropped item")
         return False
     batch._metrics = counter
     logging.getLogger(_SDK_QUEUE_LOGGER).setLevel(logging.ERROR)
+    return True
+
+
+def _takes(ours: Callable[..., Any], theirs: Any) -> bool:
+    """Whether ``ours`` accepts every argument the method ``theirs`` declares."""
+    try:
+        parameters = inspect.signature(theirs).parameters.values()
+        positional = [
+            p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+        ]
+        keywords = {p.name: None for p in parameters if p.kind is p.KEYWORD_ONLY}
+        inspect.signature(ours).bind(*[None] * len(positional), **keywords)
+    except (TypeError, ValueError):  # theirs is missing, not callable, or takes more
+        return False
     return True
 
 

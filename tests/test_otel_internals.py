@@ -118,17 +118,30 @@ def test_tracer_enabled_changed_the_sdk_starts_every_span(
     assert said(lines) == ["tracer-enabled"]
 
 
+class RenamedDrops:
+    """The queue bookkeeping of a release that renamed ``drop_items``."""
+
+    def register_queue_size(self, get: Any) -> None: ...
+    def record_dropped(self, count: int) -> None: ...
+    def finish_items(self, count: int, error: Exception | None = None) -> None: ...
+
+
+class WiderFinish(RenamedDrops):
+    """The queue bookkeeping of a release whose ``finish_items`` takes one more argument."""
+
+    def drop_items(self, count: int) -> None: ...
+    def finish_items(self, count: int, error: Any = None, duration: Any = None) -> None: ...
+
+
+@pytest.mark.parametrize(
+    "bookkeeping", [RenamedDrops(), WiderFinish()], ids=["drop_items-renamed", "finish_items-wider"]
+)
 def test_batch_processor_drops_taken_away_spans_are_still_exported(
-    lines: Lines, monkeypatch: pytest.MonkeyPatch
+    lines: Lines, monkeypatch: pytest.MonkeyPatch, bookkeeping: Any
 ) -> None:
     from opentelemetry.sdk.trace import export as sdk_export
 
-    class Bookkeeping:  # a release whose queue bookkeeping was renamed
-        def register_queue_size(self, get: Any) -> None: ...
-        def record_dropped(self, count: int, error_type: str = "") -> None: ...
-        def finish_items(self, count: int) -> None: ...
-
-    monkeypatch.setattr(sdk_export, "create_processor_metrics", lambda *a, **k: Bookkeeping())
+    monkeypatch.setattr(sdk_export, "create_processor_metrics", lambda *a, **k: bookkeeping)
     receiver = OTLPReceiver()
     receiver.start()
     try:
