@@ -33,6 +33,7 @@ from opentelemetry.trace import TracerProvider
 
 from clue.messaging import Consumer, ConsumeScope, Producer, header
 from clue.messaging import handler as _scoped_handler
+from clue.messaging._headers import lowered, text_value
 
 SYSTEM = "nats"
 MESSAGE_ID_HEADER = "nats-msg-id"
@@ -111,19 +112,18 @@ class Instrumentation:
 
     def scope(self, msg: Msg, group: str | None = None) -> MessageScope:
         """The consume scope of ``msg``."""
-        headers = msg.headers
-        message_id = header(headers, MESSAGE_ID_HEADER) if headers else None
+        headers = lowered(msg.headers)
+        message_id = text_value(headers.get(MESSAGE_ID_HEADER))
         if message_id is not None and len(message_id) > MAX_MESSAGE_ID:
             message_id = message_id[:MAX_MESSAGE_ID]
-        content_type = header(headers, "content-type") if headers else None
         scope = MessageScope(
             self.consumer,
             msg.subject,
             headers,
             message_id,
-            _attempt(msg),
+            _attempt(msg.reply),
             msg.data,
-            content_type,
+            text_value(headers.get("content-type")),
             group,
         )
         scope.message = msg
@@ -141,14 +141,21 @@ class Instrumentation:
         return handle
 
 
-def _attempt(msg: Msg) -> int | None:
-    """The delivery attempt of a JetStream message (1 for the first), None for core NATS."""
-    if not msg.reply.startswith(_ACK_PREFIX):
+def _attempt(reply: str) -> int | None:
+    """The delivery count in a JetStream message's reply subject (1 for the first delivery),
+    None for core NATS: ``$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<time>.<pending>``,
+    or with a domain and account hash before the stream (nats-py's ``Msg.Metadata`` reads
+    the same tokens, and parses the rest too)."""
+    if not reply.startswith(_ACK_PREFIX):
         return None
-    try:
-        return msg.metadata.num_delivered
-    except Exception:  # a reply subject that only looks like one
+    tokens = reply.split(".")
+    if len(tokens) == 9:
+        delivered = tokens[4]
+    elif len(tokens) >= 11:
+        delivered = tokens[6]
+    else:
         return None
+    return int(delivered) if delivered.isascii() and delivered.isdigit() else None
 
 
 def instrument(

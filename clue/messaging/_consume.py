@@ -10,7 +10,7 @@ from types import TracebackType
 from typing import Any
 
 from opentelemetry import metrics, trace
-from opentelemetry.context import attach, detach
+from opentelemetry.context import attach, detach, get_current
 from opentelemetry.metrics import MeterProvider
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, TracerProvider
 from opentelemetry.util.types import AttributeValue
@@ -21,7 +21,14 @@ from clue.log.api import report_unhandled
 from clue.log.scopes import RequestScope
 from clue.log.state import STATE
 from clue.messaging import _semconv as sc
-from clue.messaging._headers import Headers, extract, request_id
+from clue.messaging._headers import (
+    REQUEST_ID_HEADER,
+    Headers,
+    checked_request_id,
+    extract_lowered,
+    lowered,
+    text_value,
+)
 from clue.telemetry.histograms import bind
 
 # Buckets in seconds, as for HTTP server durations (the conventions advise none).
@@ -75,7 +82,7 @@ class Consumer:
     ) -> ConsumeScope:
         """The scope handling one message received from ``destination`` (see ConsumeScope)."""
         return ConsumeScope(
-            self, destination, headers, message_id, attempt, body, content_type, group
+            self, destination, lowered(headers), message_id, attempt, body, content_type, group
         )
 
     def span_name(self, destination: str) -> str:
@@ -145,7 +152,7 @@ class ConsumeScope:
         self,
         consumer: Consumer,
         destination: str,
-        headers: Headers | None,
+        headers: dict[str, Any],
         message_id: str | None,
         attempt: int | None,
         body: bytes | None,
@@ -175,7 +182,7 @@ class ConsumeScope:
         consumer, destination = self._consumer, self.destination
         headers = self.headers
         if consumer.trace:
-            parent = extract(headers)
+            parent = extract_lowered(headers, get_current())
             span = consumer.tracer.start_span(
                 consumer.span_name(destination), context=parent, kind=SpanKind.CONSUMER
             )
@@ -192,7 +199,7 @@ class ConsumeScope:
             fields["message_id"] = self.message_id
         if self.attempt is not None:
             fields["attempt"] = self.attempt
-        fields["request_id"] = request_id(headers)
+        fields["request_id"] = checked_request_id(text_value(headers.get(REQUEST_ID_HEADER)))
         scope = self._log = RequestScope(fields, STATE.buffer_size)
         scope.__enter__()
         if consumer.log_payloads and STATE.debug and self.body is not None:
@@ -208,7 +215,7 @@ class ConsumeScope:
         consumer, span = self._consumer, self.span
         error: str | None = None
         try:
-            if isinstance(exc, Exception):
+            if exc is not None and isinstance(exc, Exception):  # not a cancellation
                 error = error_type(exc)
                 report_unhandled(exc)
                 if span.is_recording():

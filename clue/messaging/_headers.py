@@ -22,15 +22,17 @@ from clue.log.scopes import CURRENT
 MAX_VALUE = 8192
 """Longest header value read, in characters (the W3C baggage limit, in bytes)."""
 MAX_SCANNED = 64
-"""Headers looked at when a name is not found as given (case-insensitive lookup)."""
+"""Headers looked at for a name in another case, and kept by :func:`lowered`."""
 REQUEST_ID_HEADER = HEADER
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
 Headers = Mapping[str, Any]
 
 
-def _text(value: Any) -> str | None:
+def text_value(value: Any) -> str | None:
     """A header value as text within bounds, else None."""
+    if type(value) is str:  # the usual case first: one check
+        return value if len(value) <= MAX_VALUE else None
     if isinstance(value, bytes | bytearray):
         if len(value) > MAX_VALUE:
             return None
@@ -57,7 +59,32 @@ def header(headers: Headers | None, name: str) -> str | None:
                 break
         else:
             return None
-    return _text(value)
+    return text_value(value)
+
+
+def lowered(headers: Headers | None) -> dict[str, Any]:
+    """``headers`` with lower-case names (the first ``MAX_SCANNED`` text names), read once
+    per message so that each look-up after is one ``dict.get``."""
+    if not headers:
+        return {}
+    names: dict[str, Any] = {}
+    for scanned, (name, value) in enumerate(headers.items()):
+        if scanned >= MAX_SCANNED:
+            break
+        if isinstance(name, str):
+            names[name.lower()] = value
+    return names
+
+
+class _LoweredGetter(Getter[dict[str, Any]]):
+    """The getter of headers made by :func:`lowered`."""
+
+    def get(self, carrier: dict[str, Any], key: str) -> list[str] | None:
+        value = text_value(carrier.get(key))
+        return None if value is None else [value]
+
+    def keys(self, carrier: dict[str, Any]) -> list[str]:
+        return list(carrier)
 
 
 class _Getter(Getter[Headers]):
@@ -75,6 +102,7 @@ class _Setter(Setter[MutableMapping[str, Any]]):
 
 
 GETTER = _Getter()
+LOWERED_GETTER = _LoweredGetter()
 SETTER = _Setter()
 
 
@@ -104,9 +132,23 @@ def extract(headers: Headers | None, context: Context | None = None) -> Context:
         return context
 
 
+def extract_lowered(headers: dict[str, Any], context: Context) -> Context:
+    """:func:`extract` for headers made by :func:`lowered`."""
+    if not headers:
+        return context
+    try:
+        return propagate.extract(headers, context, getter=LOWERED_GETTER)
+    except Exception:  # a propagator that fails on odd input must not fail the handler
+        return context
+
+
 def request_id(headers: Headers | None) -> str:
     """The request id in ``headers`` when it is at most 64 plain characters, else a new one."""
-    value = header(headers, REQUEST_ID_HEADER)
-    if value is not None and _REQUEST_ID.fullmatch(value):
+    return checked_request_id(header(headers, REQUEST_ID_HEADER))
+
+
+def checked_request_id(value: Any) -> str:
+    """``value`` if it is a request id of at most 64 plain characters, else a new one."""
+    if isinstance(value, str) and _REQUEST_ID.fullmatch(value):
         return value
     return new_request_id()

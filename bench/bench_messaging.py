@@ -1,0 +1,112 @@
+"""JetStream messages handled per second under clue's consume stack, against the same
+handler bare, on a real NATS server (CLUE_TEST_NATS_URL, else a throwaway nats-server).
+
+Goals (ratios measured in the same rounds, interleaved):
+- messaging.nats_consume_adaptive: clue's stack (``clue.nats.instrument`` and
+  ``PullSubscription.handle``, clue's default adaptive sampler) / bare nats-py
+  (``fetch`` and the handler), at least 0.7;
+- messaging.nats_consume_all_sampled: the same with every trace sampled, at least 0.5.
+
+Both consume the same stream of messages published by an instrumented producer
+(headers carry the trace context); the handler acks each message. The spans and
+metrics go through the SDK's batch processor and periodic reader into exporters
+that drop them. Also printed: the µs each message costs under each variant.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import nats
+from nats.aio.msg import Msg
+
+sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parent.parent))
+from _goal import goal
+from _null_telemetry import configure
+
+import clue.nats
+from tests import servers
+
+MESSAGES = 2000
+BATCH = 100
+ROUNDS = 7
+
+
+async def handler(msg: Msg) -> None:
+    await msg.ack()
+
+
+async def bare_round(nc: nats.NATS, stream: str, subject: str) -> float:
+    js = nc.jetstream()
+    sub = await js.pull_subscribe(subject, stream=stream)
+    started = time.perf_counter()
+    handled = 0
+    while handled < MESSAGES:
+        for msg in await sub.fetch(BATCH, timeout=5):
+            await handler(msg)
+            handled += 1
+    await nc.flush()
+    elapsed = time.perf_counter() - started
+    await sub.unsubscribe()
+    return elapsed
+
+
+async def clue_round(nc: clue.nats.InstrumentedClient, stream: str, subject: str) -> float:
+    js = nc.jetstream()
+    sub = await js.pull_subscribe(subject, stream=stream)
+    started = time.perf_counter()
+    handled = 0
+    while handled < MESSAGES:
+        handled += await sub.handle(handler, BATCH, timeout=5)
+    await nc.flush()
+    elapsed = time.perf_counter() - started
+    await sub.unsubscribe()
+    return elapsed
+
+
+async def measure(url: str, sampler: str) -> tuple[float, float]:
+    """Best seconds for MESSAGES messages, bare and under clue."""
+    configure("bench-messaging", sampler)
+    bare = await nats.connect(url)
+    instrumented = clue.nats.instrument(await nats.connect(url))
+    stream, subject = f"BENCH_{uuid.uuid4().hex[:8]}", f"bench.{uuid.uuid4().hex[:8]}"
+    js = instrumented.jetstream()
+    await js.add_stream(name=stream, subjects=[subject])
+    best_bare = best_clue = float("inf")
+    try:
+        for n in range(MESSAGES):
+            await js.publish_async(subject, b'{"order":"o-%d"}' % n)
+        await js.publish_async_completed()
+        for _ in range(ROUNDS):
+            best_bare = min(best_bare, await bare_round(bare, stream, subject))
+            best_clue = min(best_clue, await clue_round(instrumented, stream, subject))
+    finally:
+        await js.delete_stream(stream)
+        await bare.close()
+        await instrumented.close()
+    return best_bare, best_clue
+
+
+def main() -> None:
+    with servers.serving(servers.NATS) as url:
+        for sampler, name, target in (
+            ("adaptive", "messaging.nats_consume_adaptive", 0.7),
+            ("always_on", "messaging.nats_consume_all_sampled", 0.5),
+        ):
+            bare, instrumented = asyncio.run(measure(url, sampler))
+            per_bare, per_clue = bare / MESSAGES * 1e6, instrumented / MESSAGES * 1e6
+            print(
+                f"{sampler}: bare {MESSAGES / bare:,.0f} msg/s ({per_bare:.1f} µs), "
+                f"clue {MESSAGES / instrumented:,.0f} msg/s ({per_clue:.1f} µs, "
+                f"+{per_clue - per_bare:.1f} µs)"
+            )
+            goal(name, bare / instrumented, ">=", target)
+
+
+if __name__ == "__main__":
+    main()
