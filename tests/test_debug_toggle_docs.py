@@ -1,4 +1,7 @@
-"""docs/debug.md runs: its curl sessions against real admin servers, its Python blocks."""
+"""docs/debug.md runs: its curl sessions against real admin servers, its Python blocks.
+
+The admin server's own page, docs/admin.md, runs in tests/test_admin_docs.py.
+"""
 
 from __future__ import annotations
 
@@ -95,7 +98,7 @@ def test_curl_session(servers: dict[str, str], command: str, shown: str) -> None
 def test_python_blocks_run() -> None:
     namespace: dict[str, object] = {"__name__": "debug_doc"}
     found = blocks("python")
-    assert len(found) >= 4
+    assert len(found) >= 1
     try:
         for number, block in enumerate(found, 1):
             exec(compile(block, f"{DOC.name} block {number}", "exec"), namespace)
