@@ -1,4 +1,4 @@
-"""The examples of docs/telemetry.md's "Middleware and interceptors" section, run as written.
+"""The examples of docs/integrations.md (gRPC, ASGI, httpx), run as written.
 
 The ASGI example is served by uvicorn on a real port and the gRPC example by a
 real ``grpc.aio`` server on loopback; the client examples call them.
@@ -31,11 +31,16 @@ from clue.telemetry.bootstrap import METER_PROVIDER, TRACER_PROVIDER
 from tests.conftest import Lines, free_port
 from tests.test_telemetry_configure import force_globals
 
-PAGE = Path(__file__).resolve().parent.parent / "docs" / "telemetry.md"
-EXAMPLES = dict(
-    re.findall(r"<!-- example: (\w+) -->\n```python\n(.*?)```", PAGE.read_text(), re.DOTALL)
-)
-MIDDLEWARE_EXAMPLES = {"asgi", "grpc_server", "clients"}
+PAGE = Path(__file__).resolve().parent.parent / "docs" / "integrations.md"
+
+
+def examples(page: Path) -> dict[str, str]:
+    """The ``<!-- example: name -->`` Python blocks of a docs page, by name."""
+    found = re.findall(r"<!-- example: (\w+) -->\n```python\n(.*?)```", page.read_text(), re.S)
+    return dict(found)
+
+
+EXAMPLES = examples(PAGE)
 
 
 def install_clue_globals() -> None:
@@ -61,9 +66,10 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     clue.shutdown()
 
 
-def run(name: str) -> dict[str, Any]:
-    namespace: dict[str, Any] = {"__name__": f"docs_telemetry_{name}"}
-    exec(compile(EXAMPLES[name], f"docs/telemetry.md:{name}", "exec"), namespace)
+def run(name: str, page: Path = PAGE) -> dict[str, Any]:
+    """Run the example ``name`` of ``page`` in a fresh namespace; return the namespace."""
+    namespace: dict[str, Any] = {"__name__": f"docs_{page.stem}_{name}"}
+    exec(compile(examples(page)[name], f"docs/{page.name}:{name}", "exec"), namespace)
     return namespace
 
 
@@ -108,7 +114,7 @@ async def serve_grpc() -> AsyncIterator[str]:
 
 
 def test_the_page_has_the_examples_this_test_runs() -> None:
-    assert set(EXAMPLES) >= MIDDLEWARE_EXAMPLES
+    assert set(EXAMPLES) == {"asgi", "grpc_server", "clients"}
 
 
 async def test_asgi_example_request_line_buffering_and_request_id(lines: Lines) -> None:

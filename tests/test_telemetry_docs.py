@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 import threading
 import time
+from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -13,16 +15,21 @@ import uvicorn
 from tests.conftest import free_port
 from tests.otlp_receiver import OTLPReceiver
 from tests.test_middleware_docs import (  # clean_env: the same autouse fixture here
-    EXAMPLES,
-    MIDDLEWARE_EXAMPLES,
     clean_env,  # noqa: F401
-    run,
+    examples,
 )
+from tests.test_middleware_docs import run as run_example
+
+PAGE = Path(__file__).resolve().parent.parent / "docs" / "telemetry.md"
+
+
+def run(name: str) -> dict[str, Any]:
+    return run_example(name, PAGE)
 
 
 def test_the_page_has_the_examples_this_test_runs() -> None:
     runs_here = {"quickstart", "objects", "sampler", "stats", "prometheus", "bound"}
-    assert set(EXAMPLES) == runs_here | MIDDLEWARE_EXAMPLES  # those: test_middleware_docs.py
+    assert set(examples(PAGE)) == runs_here
 
 
 def test_quickstart_exports_the_span_and_the_log(monkeypatch: pytest.MonkeyPatch) -> None:
