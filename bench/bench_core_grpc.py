@@ -1,7 +1,7 @@
 """gRPC aio unary echo: bare server against clue's interceptor stack, layer by layer.
 
 Each configuration runs in its own server process, configured the way a service
-would be (``clue.configure`` + ``clue.grpc.server_interceptors()``); spans go
+would be (``clue.configure`` + ``clue.grpc.async_server_interceptors()``); spans go
 through the batch processor to a no-op exporter, metrics to a no-op exporter,
 logs as JSON to /dev/null. This process is the client: a closed loop of
 CONCURRENCY calls on one grpc.aio channel for SECONDS per configuration,
@@ -79,7 +79,7 @@ def _interceptors(layers: str | None) -> list[Any]:
     import clue.grpc
 
     if layers == "interceptors":
-        return clue.grpc.server_interceptors()
+        return clue.grpc.async_server_interceptors()
     if layers == "noop":
         import grpc.aio
 
@@ -93,7 +93,7 @@ def _interceptors(layers: str | None) -> list[Any]:
     official = [aio_server_interceptor()]
     if layers == "official":
         return official
-    return official + clue.grpc.server_interceptors(tracing=False)
+    return official + clue.grpc.async_server_interceptors(tracing=False)
 
 
 async def _serve(name: str) -> None:

@@ -146,7 +146,7 @@ class AioServer:
     def __init__(self, telemetry: Telemetry, wiring: str = "interceptors", **options: Any) -> None:
         if wiring == "interceptors":
             self.server = grpc.aio.server(
-                interceptors=clue.grpc.server_interceptors(**telemetry.providers(), **options)
+                interceptors=clue.grpc.async_server_interceptors(**telemetry.providers(), **options)
             )
         else:  # clue.grpc.instrument: handlers wrapped when added through it
             self.server = clue.grpc.instrument(
@@ -160,7 +160,7 @@ class AioServer:
     def channel(self) -> grpc.aio.Channel:
         return grpc.aio.insecure_channel(
             f"127.0.0.1:{self.port}",
-            interceptors=clue.grpc.client_interceptors(**self.telemetry.providers()),
+            interceptors=clue.grpc.async_client_interceptors(**self.telemetry.providers()),
         )
 
 
@@ -435,11 +435,11 @@ class Recording:
 
 @pytest.mark.parametrize("fail", ["", "enter", "exit"])
 async def test_layers_run_in_order_and_a_failing_layer_unwinds_the_others(fail: str) -> None:
-    from clue.grpc._server import AioInterceptor
+    from clue.grpc._server import AsyncServerInterceptor
 
     journal: list[str] = []
     layers = [Recording("a", journal), Recording("b", journal, fail), Recording("c", journal)]
-    server = grpc.aio.server(interceptors=[AioInterceptor(*layers)])
+    server = grpc.aio.server(interceptors=[AsyncServerInterceptor(*layers)])
     server.add_generic_rpc_handlers([echo_handlers(aio=True)])
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
@@ -465,7 +465,7 @@ async def test_layers_run_in_order_and_a_failing_layer_unwinds_the_others(fail: 
 async def test_insecure_channel_aio_wires_the_client_interceptors(lines: Lines) -> None:
     server = await start_aio(Telemetry())
     try:
-        async with clue.grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        async with clue.grpc.async_insecure_channel(f"127.0.0.1:{server.port}") as channel:
             assert (await stub(channel, "Unary")(S(value="one line"))).value == "one line"
     finally:
         await server.server.stop(None)
@@ -482,9 +482,7 @@ class SyncServer:
         if wiring == "interceptors":
             self.server = grpc.server(
                 self.pool,
-                interceptors=clue.grpc.server_interceptors(
-                    aio=False, **telemetry.providers(), **options
-                ),
+                interceptors=clue.grpc.server_interceptors(**telemetry.providers(), **options),
             )
         else:
             self.server = clue.grpc.instrument(
@@ -497,7 +495,7 @@ class SyncServer:
 
     def channel(self) -> grpc.Channel:
         channel = grpc.insecure_channel(f"127.0.0.1:{self.port}")
-        interceptors = clue.grpc.client_interceptors(aio=False, **self.telemetry.providers())
+        interceptors = clue.grpc.client_interceptors(**self.telemetry.providers())
         return grpc.intercept_channel(channel, *interceptors)
 
     def stop(self) -> None:
@@ -555,7 +553,7 @@ def test_sync_trace_propagates_from_client_to_server(lines: Lines) -> None:
 def test_insecure_channel_sync(lines: Lines) -> None:
     server = SyncServer(Telemetry())
     try:
-        with clue.grpc.insecure_channel(f"127.0.0.1:{server.port}", aio=False) as channel:
+        with clue.grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
             assert stub(channel, "Unary")(S(value="sync")).value == "sync"
             with pytest.raises(grpc.RpcError):
                 stub(channel, "Unary")(S(value="abort:ALREADY_EXISTS"))
@@ -577,7 +575,9 @@ async def test_aio_servers_run_plain_function_handlers_through_the_layers(lines:
         "Deferred": grpc.unary_unary_rpc_method_handler(lambda r, c: later(r.value[::-1]), **ser),
     }
     telemetry = Telemetry()
-    server = grpc.aio.server(interceptors=clue.grpc.server_interceptors(**telemetry.providers()))
+    server = grpc.aio.server(
+        interceptors=clue.grpc.async_server_interceptors(**telemetry.providers())
+    )
     server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(SERVICE, methods)])
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()

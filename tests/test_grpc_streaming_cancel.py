@@ -180,7 +180,11 @@ async def start(kind: str, telemetry: Telemetry) -> tuple[Any, int, Any]:
     checker = clue.health.Checker(clue.health.pinger("flapping", flapping))
     interceptors = []
     if wiring == "interceptors":
-        interceptors = clue.grpc.server_interceptors(aio=aio, **providers)
+        interceptors = (
+            clue.grpc.async_server_interceptors(**providers)
+            if aio
+            else clue.grpc.server_interceptors(**providers)
+        )
     server: Any
     servicer: Any
     if aio:
@@ -298,7 +302,8 @@ async def test_cancelled_streams_leave_no_error(
     telemetry = Telemetry()
     server, port, _ = await start(server_kind, telemetry)
     channel = grpc.aio.insecure_channel(
-        f"127.0.0.1:{port}", interceptors=clue.grpc.client_interceptors(**telemetry.providers())
+        f"127.0.0.1:{port}",
+        interceptors=clue.grpc.async_client_interceptors(**telemetry.providers()),
     )
     feed = stream_of(channel, "Feed", "unary_stream")
     upload = stream_of(channel, "Upload", "stream_unary")
@@ -363,7 +368,8 @@ async def test_cancelled_health_watches_leave_no_error(
     telemetry.tracer_provider.add_span_processor(started)
     server, port, servicer = await start(server_kind, telemetry)
     channel = grpc.aio.insecure_channel(
-        f"127.0.0.1:{port}", interceptors=clue.grpc.client_interceptors(**telemetry.providers())
+        f"127.0.0.1:{port}",
+        interceptors=clue.grpc.async_client_interceptors(**telemetry.providers()),
     )
     watch = health_pb2_grpc.HealthStub(channel).Watch
     moments = itertools.cycle(("at once", "next tick", "after the answer"))
@@ -412,7 +418,7 @@ def test_sync_client_cancelled_streams_leave_no_error(
     server.start()
     channel = grpc.intercept_channel(
         grpc.insecure_channel(f"127.0.0.1:{port}"),
-        *clue.grpc.client_interceptors(aio=False, **telemetry.providers()),
+        *clue.grpc.client_interceptors(**telemetry.providers()),
     )
     feed = channel.unary_stream(
         f"/{SERVICE}/Feed",
@@ -447,7 +453,8 @@ async def test_aio_client_unary_calls_whose_task_is_cancelled_are_not_failures(
     telemetry = Telemetry()
     server, port, _ = await start("aio-instrument", telemetry)
     channel = grpc.aio.insecure_channel(
-        f"127.0.0.1:{port}", interceptors=clue.grpc.client_interceptors(**telemetry.providers())
+        f"127.0.0.1:{port}",
+        interceptors=clue.grpc.async_client_interceptors(**telemetry.providers()),
     )
     hold = stream_of(channel, "Hold", "unary_unary")
     calls = 100

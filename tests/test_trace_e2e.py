@@ -2,7 +2,7 @@
 
 Process A is a Starlette app on uvicorn wrapped in ``clue.asgi.ClueMiddleware``;
 its handler calls process B, a ``grpc.aio`` server with
-``clue.grpc.server_interceptors()``, through ``clue.grpc.insecure_channel``. Both
+``clue.grpc.async_server_interceptors()``, through ``clue.grpc.async_insecure_channel``. Both
 run ``clue.configure`` with the OTLP exporters pointed (by the standard
 environment variables) at the test's OTLP/gRPC receiver. The test asserts one
 trace ``A SERVER -> A CLIENT -> B SERVER`` and log records from both processes
@@ -68,7 +68,7 @@ async def _serve_inventory() -> None:
         request_deserializer=StringValue.FromString,
         response_serializer=StringValue.SerializeToString,
     )
-    server = grpc.aio.server(interceptors=clue.grpc.server_interceptors())
+    server = grpc.aio.server(interceptors=clue.grpc.async_server_interceptors())
     service, method = METHOD.lstrip("/").split("/")
     server.add_generic_rpc_handlers(
         [grpc.method_handlers_generic_handler(service, {method: handler})]
@@ -95,7 +95,7 @@ async def _serve_shop(inventory: str) -> None:
     from clue.asgi import ClueMiddleware
 
     clue.configure("shop", "1.0.0")
-    channel = clue.grpc.insecure_channel(inventory)
+    channel = clue.grpc.async_insecure_channel(inventory)
     reserve = channel.unary_unary(
         METHOD,
         request_serializer=StringValue.SerializeToString,

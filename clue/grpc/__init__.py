@@ -4,11 +4,14 @@ Wire a server in one line, and add its servicers through the result::
 
     server = clue.grpc.instrument(grpc.aio.server())
 
-(or with interceptors: ``grpc.aio.server(interceptors=clue.grpc.server_interceptors())``)
+(or with interceptors: ``grpc.aio.server(interceptors=clue.grpc.async_server_interceptors())``)
 
 and a client in one line::
 
-    channel = clue.grpc.insecure_channel("localhost:50051")
+    channel = clue.grpc.async_insecure_channel("localhost:50051")
+
+The plain names serve ``grpc`` (thread pool, blocking calls), the ``async_`` ones
+``grpc.aio``; :func:`instrument` serves both, by the type of the server it is given.
 """
 
 from __future__ import annotations
@@ -21,15 +24,23 @@ import grpc.aio
 from opentelemetry.metrics import MeterProvider
 from opentelemetry.trace import TracerProvider
 
-from clue.grpc._client import SyncClientInterceptor, aio_client_interceptors
+from clue.grpc import _client
 from clue.grpc._logging import Payloads, RequestLog
 from clue.grpc._metrics import ServerMetrics
 from clue.grpc._rpc import HEALTH_PREFIXES
-from clue.grpc._server import AioInterceptor, InstrumentedServer, Layer, SyncInterceptor
+from clue.grpc._server import (
+    AsyncServerInterceptor,
+    InstrumentedServer,
+    Layer,
+    ServerInterceptor,
+)
 from clue.grpc._tracing import ServerTracing
 
 __all__ = [
     "InstrumentedServer",
+    "async_client_interceptors",
+    "async_insecure_channel",
+    "async_server_interceptors",
     "client_interceptors",
     "insecure_channel",
     "instrument",
@@ -54,7 +65,7 @@ def instrument(
 
     Add the servicers through it (``add_FooServicer_to_server(servicer,
     instrumented)``); ports, start and stop are the server's own. The layers
-    and options are those of :func:`server_interceptors`, but the handlers are
+    and options are those of :func:`async_server_interceptors`, but the handlers are
     wrapped once, when they are added, instead of going through grpc's
     interceptor machinery on every call (about 24 µs a call in ``grpc.aio``).
     """
@@ -69,7 +80,6 @@ def instrument(
 
 def server_interceptors(
     *,
-    aio: bool = True,
     log_requests: bool = True,
     quiet_prefixes: Sequence[str] = HEALTH_PREFIXES,
     tracing: bool = True,
@@ -79,7 +89,29 @@ def server_interceptors(
     tracer_provider: TracerProvider | None = None,
     meter_provider: MeterProvider | None = None,
 ) -> list[Any]:
-    """The server interceptors to pass to ``grpc.aio.server`` (or ``grpc.server``).
+    """The server interceptors to pass to ``grpc.server`` (thread pool).
+
+    Same layers and options as :func:`async_server_interceptors`.
+    """
+    layers = _layers(
+        log_requests, quiet_prefixes, tracing, logging, payloads, metrics,
+        tracer_provider, meter_provider,
+    )  # fmt: skip
+    return [ServerInterceptor(*layers)] if layers else []
+
+
+def async_server_interceptors(
+    *,
+    log_requests: bool = True,
+    quiet_prefixes: Sequence[str] = HEALTH_PREFIXES,
+    tracing: bool = True,
+    logging: bool = True,
+    payloads: bool = True,
+    metrics: bool = True,
+    tracer_provider: TracerProvider | None = None,
+    meter_provider: MeterProvider | None = None,
+) -> list[Any]:
+    """The server interceptors to pass to ``grpc.aio.server``.
 
     The list holds one interceptor running clue's layers in order: tracing
     (SERVER span continuing the caller's trace), logging (request scope, request
@@ -87,7 +119,6 @@ def server_interceptors(
     interceptors listed after it run inside clue's span and log scope.
     :func:`instrument` runs the same layers without grpc's interceptor machinery.
 
-    ``aio`` picks ``grpc.aio.server`` (True) or ``grpc.server`` interceptors.
     ``log_requests`` writes one unbuffered line per call with its code and
     duration, except for methods starting with one of ``quiet_prefixes`` (the
     gRPC health service by default). The other flags leave a layer out.
@@ -97,10 +128,7 @@ def server_interceptors(
         log_requests, quiet_prefixes, tracing, logging, payloads, metrics,
         tracer_provider, meter_provider,
     )  # fmt: skip
-    if not layers:
-        return []
-    adapter = AioInterceptor if aio else SyncInterceptor
-    return [adapter(*layers)]
+    return [AsyncServerInterceptor(*layers)] if layers else []
 
 
 def _layers(
@@ -127,30 +155,42 @@ def _layers(
 
 def client_interceptors(
     *,
-    aio: bool = True,
     tracer_provider: TracerProvider | None = None,
     meter_provider: MeterProvider | None = None,
 ) -> list[Any]:
-    """Client interceptors: trace context propagation, CLIENT span, duration, log entry."""
-    if aio:
-        return aio_client_interceptors(tracer_provider, meter_provider)
-    return [SyncClientInterceptor(tracer_provider, meter_provider)]
+    """Interceptors for a ``grpc`` channel (``grpc.intercept_channel``): trace context
+    propagation, CLIENT span, duration, log entry."""
+    return [_client.ClientInterceptor(tracer_provider, meter_provider)]
+
+
+def async_client_interceptors(
+    *,
+    tracer_provider: TracerProvider | None = None,
+    meter_provider: MeterProvider | None = None,
+) -> list[Any]:
+    """Interceptors for a ``grpc.aio`` channel: the same observation as
+    :func:`client_interceptors`."""
+    return _client.async_client_interceptors(tracer_provider, meter_provider)
 
 
 def insecure_channel(
     target: str,
     *,
-    aio: bool = True,
     options: Sequence[tuple[str, Any]] | None = None,
     compression: grpc.Compression | None = None,
-) -> Any:
-    """An insecure channel to ``target`` with :func:`client_interceptors` wired in.
-
-    Returns a ``grpc.aio.Channel`` when ``aio`` is true, else a ``grpc.Channel``.
-    """
-    if aio:
-        return grpc.aio.insecure_channel(
-            target, options=options, compression=compression, interceptors=client_interceptors()
-        )
+) -> grpc.Channel:
+    """An insecure ``grpc.Channel`` to ``target`` with :func:`client_interceptors` wired in."""
     channel = grpc.insecure_channel(target, options=options, compression=compression)
-    return grpc.intercept_channel(channel, *client_interceptors(aio=False))
+    return grpc.intercept_channel(channel, *client_interceptors())
+
+
+def async_insecure_channel(
+    target: str,
+    *,
+    options: Sequence[tuple[str, Any]] | None = None,
+    compression: grpc.Compression | None = None,
+) -> grpc.aio.Channel:
+    """An insecure ``grpc.aio.Channel`` to ``target`` with :func:`async_client_interceptors`."""
+    return grpc.aio.insecure_channel(
+        target, options=options, compression=compression, interceptors=async_client_interceptors()
+    )

@@ -145,7 +145,7 @@ class _AioStreamStream(_AioClientInterceptor, grpc.aio.StreamStreamClientInterce
         return await self._streaming(continuation, client_call_details, request_iterator)
 
 
-def aio_client_interceptors(
+def async_client_interceptors(
     tracer_provider: TracerProvider | None = None, meter_provider: MeterProvider | None = None
 ) -> list[Any]:
     """One ``grpc.aio`` interceptor per call kind, sharing their span and metric set-up."""
@@ -189,7 +189,7 @@ class _SyncCallDetails(_SyncDetails, grpc.ClientCallDetails):
     """grpc.ClientCallDetails has no constructor: a named tuple implementing it."""
 
 
-class SyncClientInterceptor(
+class ClientInterceptor(
     grpc.UnaryUnaryClientInterceptor,  # type: ignore[type-arg]
     grpc.UnaryStreamClientInterceptor,  # type: ignore[type-arg]
     grpc.StreamUnaryClientInterceptor,  # type: ignore[type-arg]

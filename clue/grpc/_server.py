@@ -69,7 +69,7 @@ class _Cache:
         return wrapped
 
 
-class AioInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
+class AsyncServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
     """Layers as one ``grpc.aio`` server interceptor (entered in order, exited in reverse).
 
     One interceptor running every layer costs one continuation and one handler
@@ -89,10 +89,10 @@ class AioInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         return self._cache.get(handler_call_details.method, handler)  # type: ignore[return-value]
 
     def __repr__(self) -> str:
-        return f"AioInterceptor({_names(self.layers)})"
+        return f"AsyncServerInterceptor({_names(self.layers)})"
 
 
-class SyncInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
+class ServerInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
     """Layers as one ``grpc.server`` interceptor (entered in order, exited in reverse)."""
 
     def __init__(self, *layers: Layer) -> None:
@@ -108,7 +108,7 @@ class SyncInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
         return self._cache.get(handler_call_details.method, handler)
 
     def __repr__(self) -> str:
-        return f"SyncInterceptor({_names(self.layers)})"
+        return f"ServerInterceptor({_names(self.layers)})"
 
 
 class _WrappedHandlers(grpc.GenericRpcHandler):  # type: ignore[type-arg]

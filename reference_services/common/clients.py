@@ -32,7 +32,7 @@ class Clients:
 
     def stub(self, name: str, address: str, stub_class: Callable[[Any], S]) -> S:
         """A stub for the service ``name`` at ``address``; it is also pinged for health."""
-        channel = clue.grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
+        channel = clue.grpc.async_insecure_channel(address, options=CHANNEL_OPTIONS)
         self._channels.append(channel)
         self.pingers.append(health.GRPCPinger(name, address, timeout=1.0))
         return stub_class(channel)

@@ -41,7 +41,7 @@ class Clients:
         self.ad = rpc.AdServiceStub(self._channel(addresses.ad))
 
     def _channel(self, target: str) -> Any:
-        channel = clue.grpc.insecure_channel(target, options=CHANNEL_OPTIONS)
+        channel = clue.grpc.async_insecure_channel(target, options=CHANNEL_OPTIONS)
         self._channels.append(channel)
         return channel
 

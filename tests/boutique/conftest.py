@@ -59,7 +59,7 @@ async def serving(name: str, wiring: Wiring) -> AsyncIterator[GrpcService]:
 @asynccontextmanager
 async def stub_for(service: GrpcService, stub_class: Callable[[Any], S]) -> AsyncIterator[S]:
     """A traced client stub of ``service`` for the block."""
-    channel = clue.grpc.insecure_channel(service.address)
+    channel = clue.grpc.async_insecure_channel(service.address)
     try:
         yield stub_class(channel)
     finally:
