@@ -40,8 +40,9 @@ _MAX_PAYLOAD = 64 * 1024  # bytes of a body rendered for the debug log (logs tru
 class Consumer:
     """Makes the consume scopes of one messaging system (``"nats"``, ``"rabbitmq"``, ...).
 
-    With ``trace=False`` a scope starts no span of its own and annotates the
-    current one (an instrumentation's consumer span) instead.
+    With ``trace=False`` a scope starts no span of its own: it adds the delivery
+    count, the settlement and ``error.type`` to the current one (an
+    instrumentation's consumer span, which records the exception itself).
     """
 
     def __init__(
@@ -190,10 +191,10 @@ class ConsumeScope:
                 self._describe(span)
             self._token = attach(trace.set_span_in_context(span, parent))
             self.span = span
-        else:
+        else:  # annotate the instrumentation's span: what it lacks only
             span = self.span = trace.get_current_span()
-            if span.is_recording():
-                self._describe(span)
+            if self.attempt is not None and span.is_recording():
+                span.set_attribute(consumer.delivery_count, self.attempt)
         fields: dict[str, Any] = {"subject": destination}
         if self.message_id is not None:
             fields["message_id"] = self.message_id
@@ -219,8 +220,9 @@ class ConsumeScope:
                 error = error_type(exc)
                 report_unhandled(exc)
                 if span.is_recording():
-                    span.record_exception(exc)
-                    span.set_status(Status(StatusCode.ERROR, f"{error}: {exc}"))
+                    if consumer.trace:  # an instrumentation records it on its own span
+                        span.record_exception(exc)
+                        span.set_status(Status(StatusCode.ERROR, f"{error}: {exc}"))
                     span.set_attribute(sc.ERROR_TYPE, error)
             if self.outcome is not None and span.is_recording():
                 span.set_attribute(consumer.settlement, self.outcome)
