@@ -49,7 +49,7 @@ def web() -> Iterator[str]:
 async def rpc_target() -> AsyncIterator[str]:
     """A grpc.aio server with clue's interceptors, serving grpc.health.v1."""
     server = grpc.aio.server(interceptors=clue.grpc.async_server_interceptors())
-    health.HealthServicer(services=["shop.Cart"]).add_to_server(server)
+    health.AsyncHealthServicer(services=["shop.Cart"]).add_to_server(server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     yield f"127.0.0.1:{port}"

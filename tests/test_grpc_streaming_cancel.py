@@ -189,11 +189,11 @@ async def start(kind: str, telemetry: Telemetry) -> tuple[Any, int, Any]:
     servicer: Any
     if aio:
         server = grpc.aio.server(interceptors=interceptors)
-        servicer = clue.health.HealthServicer(checker, watch_interval=0.001)
+        servicer = clue.health.AsyncHealthServicer(checker, watch_interval=0.001)
     else:
         pool = futures.ThreadPoolExecutor(max_workers=CONCURRENCY * 2)
         server = grpc.server(pool, interceptors=interceptors)
-        servicer = clue.health.SyncHealthServicer(checker, watch_interval=0.001)
+        servicer = clue.health.HealthServicer(checker, watch_interval=0.001)
     if wiring == "instrument":
         server = clue.grpc.instrument(server, **providers)
     servicer.add_to_server(server)

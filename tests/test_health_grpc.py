@@ -23,7 +23,7 @@ def db_ping() -> None:
         raise ConnectionError("database is down")
 
 
-async def serve(servicer: health.HealthServicer) -> tuple[grpc.aio.Server, str]:
+async def serve(servicer: health.AsyncHealthServicer) -> tuple[grpc.aio.Server, str]:
     server = grpc.aio.server()
     servicer.add_to_server(server)
     port = server.add_insecure_port("127.0.0.1:0")
@@ -32,11 +32,11 @@ async def serve(servicer: health.HealthServicer) -> tuple[grpc.aio.Server, str]:
 
 
 @pytest.fixture
-async def target() -> AsyncIterator[tuple[str, health.HealthServicer]]:
+async def target() -> AsyncIterator[tuple[str, health.AsyncHealthServicer]]:
     """A servicer checking "db", answering for "" and "shop.Cart"."""
     STATE["db"] = True
     checker = health.Checker(health.pinger("db", db_ping))
-    servicer = health.HealthServicer(checker, services=["shop.Cart"], watch_interval=0.05)
+    servicer = health.AsyncHealthServicer(checker, services=["shop.Cart"], watch_interval=0.05)
     server, address = await serve(servicer)
     yield address, servicer
     await server.stop(None)
@@ -48,7 +48,7 @@ async def hanging_target() -> AsyncIterator[str]:
     """A servicer whose only dependency hangs for 10 s (checker timeout 5 s)."""
     release = threading.Event()
     checker = health.Checker(health.pinger("hangs", lambda: release.wait(10)), timeout=5)
-    server, address = await serve(health.HealthServicer(checker))
+    server, address = await serve(health.AsyncHealthServicer(checker))
     yield address
     release.set()
     await server.stop(None)
@@ -61,7 +61,9 @@ async def check(target: str, service: str = "", timeout: float = 1.0) -> int:
         return int(response.status)
 
 
-async def test_check_like_a_kubernetes_probe(target: tuple[str, health.HealthServicer]) -> None:
+async def test_check_like_a_kubernetes_probe(
+    target: tuple[str, health.AsyncHealthServicer],
+) -> None:
     address, _ = target
     assert await check(address) == Status.SERVING
     assert await check(address, "shop.Cart") == Status.SERVING
@@ -71,7 +73,7 @@ async def test_check_like_a_kubernetes_probe(target: tuple[str, health.HealthSer
 
 
 async def test_check_unknown_service_is_not_found(
-    target: tuple[str, health.HealthServicer],
+    target: tuple[str, health.AsyncHealthServicer],
 ) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as error:
         await check(target[0], "shop.Nothing")
@@ -86,7 +88,7 @@ async def test_check_answers_within_the_probe_deadline(hanging_target: str) -> N
     assert time.monotonic() - start < 1.0
 
 
-async def test_watch_sees_changes(target: tuple[str, health.HealthServicer]) -> None:
+async def test_watch_sees_changes(target: tuple[str, health.AsyncHealthServicer]) -> None:
     address, servicer = target
     async with grpc.aio.insecure_channel(address) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
@@ -103,7 +105,7 @@ async def test_watch_sees_changes(target: tuple[str, health.HealthServicer]) -> 
     assert await check(address) == Status.NOT_SERVING
 
 
-async def test_watch_unknown_service(target: tuple[str, health.HealthServicer]) -> None:
+async def test_watch_unknown_service(target: tuple[str, health.AsyncHealthServicer]) -> None:
     async with grpc.aio.insecure_channel(target[0]) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         call = stub.Watch(health_pb2.HealthCheckRequest(service="shop.Nothing"))
@@ -113,7 +115,7 @@ async def test_watch_unknown_service(target: tuple[str, health.HealthServicer]) 
 
 
 async def test_grpc_pinger_chains_to_the_servicer(
-    target: tuple[str, health.HealthServicer],
+    target: tuple[str, health.AsyncHealthServicer],
 ) -> None:
     checker = health.Checker(health.GRPCPinger("cart", target[0], service="shop.Cart"))
     assert (await checker.check()).ok
@@ -124,15 +126,15 @@ async def test_grpc_pinger_chains_to_the_servicer(
 
 def test_bad_watch_interval() -> None:
     with pytest.raises(ValueError, match="watch_interval"):
-        health.HealthServicer(watch_interval=0)
+        health.AsyncHealthServicer(watch_interval=0)
 
 
 @pytest.fixture
-def sync_target() -> Iterator[tuple[str, health.SyncHealthServicer]]:
+def sync_target() -> Iterator[tuple[str, health.HealthServicer]]:
     """A thread-pool grpc.server with the sync servicer checking "db"."""
     STATE["db"] = True
     checker = health.Checker(health.pinger("db", db_ping))
-    servicer = health.SyncHealthServicer(checker, services=["shop.Cart"], watch_interval=0.05)
+    servicer = health.HealthServicer(checker, services=["shop.Cart"], watch_interval=0.05)
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
     servicer.add_to_server(server)
     port = server.add_insecure_port("127.0.0.1:0")
@@ -144,7 +146,7 @@ def sync_target() -> Iterator[tuple[str, health.SyncHealthServicer]]:
 
 
 def test_sync_servicer_check_and_watch(
-    sync_target: tuple[str, health.SyncHealthServicer],
+    sync_target: tuple[str, health.HealthServicer],
 ) -> None:
     address, servicer = sync_target
     with grpc.insecure_channel(address) as channel:
@@ -177,7 +179,7 @@ def test_sync_servicer_check_and_watch(
 
 @pytest.mark.parametrize("length", [65, 3_000_000])
 async def test_a_long_unknown_name_is_quoted_short(
-    target: tuple[str, health.HealthServicer], length: int
+    target: tuple[str, health.AsyncHealthServicer], length: int
 ) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as error:
         await check(target[0], "x" * length, timeout=10)

@@ -1,8 +1,8 @@
 """Health checks: pingers, a concurrent Checker, HTTP endpoints and a gRPC servicer.
 
 ``Checker`` and ``pinger`` need nothing beyond clue itself; ``HTTPPinger``
-needs the ``httpx`` extra, ``routes``/``app`` the ``asgi`` extra, and
-``GRPCPinger``/``HealthServicer``/``SyncHealthServicer`` the ``grpc`` extra (imported on first use).
+needs the ``httpx`` extra, ``routes``/``app`` the ``asgi`` extra, and ``GRPCPinger``,
+``HealthServicer`` and ``AsyncHealthServicer`` the ``grpc`` extra (imported on first use).
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING, Any
 from clue.health.checker import NOT_OK, OK, Checker, Report
 from clue.health.pinger import (
     AsyncFunctionPinger,
+    FunctionPinger,
     Pinger,
     PingError,
-    SyncFunctionPinger,
     pinger,
 )
 
@@ -23,13 +23,13 @@ if TYPE_CHECKING:
     from clue.health.grpc_pinger import GRPCPinger
     from clue.health.handler import app, routes
     from clue.health.http_pinger import HTTPPinger
-    from clue.health.servicer import HealthServicer, SyncHealthServicer
+    from clue.health.servicer import AsyncHealthServicer, HealthServicer
 
 _LAZY = {
     "HTTPPinger": "clue.health.http_pinger",
     "GRPCPinger": "clue.health.grpc_pinger",
+    "AsyncHealthServicer": "clue.health.servicer",
     "HealthServicer": "clue.health.servicer",
-    "SyncHealthServicer": "clue.health.servicer",
     "routes": "clue.health.handler",
     "app": "clue.health.handler",
 }
@@ -38,15 +38,15 @@ __all__ = [
     "NOT_OK",
     "OK",
     "AsyncFunctionPinger",
+    "AsyncHealthServicer",
     "Checker",
+    "FunctionPinger",
     "GRPCPinger",
     "HTTPPinger",
     "HealthServicer",
     "PingError",
     "Pinger",
     "Report",
-    "SyncFunctionPinger",
-    "SyncHealthServicer",
     "app",
     "pinger",
     "routes",

@@ -53,7 +53,7 @@ class _FunctionPinger:
         return f"pinger({self._name!r}, {self._fn!r})"
 
 
-class SyncFunctionPinger(_FunctionPinger):
+class FunctionPinger(_FunctionPinger):
     """A pinger calling a plain function (the checker runs it in a thread)."""
 
     def ping(self) -> Any:
@@ -77,7 +77,7 @@ def pinger(
     fn: Callable[[], Any] | Callable[[], Awaitable[Any]],
     *,
     timeout: float | None = None,
-) -> SyncFunctionPinger | AsyncFunctionPinger:
+) -> FunctionPinger | AsyncFunctionPinger:
     """Make a pinger from a callable that raises when ``name`` is unhealthy.
 
     ``fn`` may be a plain function (run in its own thread so that a blocking
@@ -93,4 +93,4 @@ def pinger(
     """
     if inspect.iscoroutinefunction(fn):
         return AsyncFunctionPinger(name, fn, timeout)
-    return SyncFunctionPinger(name, fn, timeout)
+    return FunctionPinger(name, fn, timeout)

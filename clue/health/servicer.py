@@ -27,7 +27,7 @@ _QUOTED = 64
 """Characters of an unknown service name quoted back (the whole could exceed metadata limits)."""
 
 
-class HealthServicer(health_pb2_grpc.HealthServicer):  # type: ignore[misc]
+class AsyncHealthServicer(health_pb2_grpc.HealthServicer):  # type: ignore[misc]
     """``grpc.health.v1.Health`` for a ``grpc.aio`` server.
 
     ``Check`` runs the checker within the caller's deadline and answers
@@ -101,10 +101,10 @@ class HealthServicer(health_pb2_grpc.HealthServicer):  # type: ignore[misc]
         return int(SERVING if report.ok and not self._shutting_down else NOT_SERVING)
 
 
-class SyncHealthServicer(health_pb2_grpc.HealthServicer):  # type: ignore[misc]
+class HealthServicer(health_pb2_grpc.HealthServicer):  # type: ignore[misc]
     """``grpc.health.v1.Health`` for a thread-pool ``grpc.server``.
 
-    Same answers as `HealthServicer`; the checker runs on an event loop of
+    Same answers as `AsyncHealthServicer`; the checker runs on an event loop of
     the servicer's own, in a daemon thread, so pingers keep their pooled
     connections between checks. `close` stops that loop.
     """
@@ -116,7 +116,7 @@ class SyncHealthServicer(health_pb2_grpc.HealthServicer):  # type: ignore[misc]
         *,
         watch_interval: float = 5.0,
     ) -> None:
-        self._core = HealthServicer(checker, services, watch_interval=watch_interval)
+        self._core = AsyncHealthServicer(checker, services, watch_interval=watch_interval)
         self._shutdown = threading.Event()
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None

@@ -82,7 +82,7 @@ class GrpcService:
         self.port = port
         self.grace = grace
         self.checker = health.Checker(*wiring.pingers)
-        self.health: health.HealthServicer | None = None  # made at start, knowing the services
+        self.health: health.AsyncHealthServicer | None = None  # made at start, knowing the services
         routes = [*(wiring.faults.routes() if wiring.faults else []), *wiring.routes]
         self.admin = AdminServer(
             checker=self.checker,
@@ -106,7 +106,7 @@ class GrpcService:
         registry = _Registry(clue.grpc.instrument(server))
         for add, servicer in self.wiring.servicers:
             add(servicer, registry)
-        self.health = health.HealthServicer(self.checker, services=registry.names)
+        self.health = health.AsyncHealthServicer(self.checker, services=registry.names)
         self.health.add_to_server(registry.server)
         listen = _host_port(self.host, self.port)
         try:
