@@ -377,3 +377,18 @@ async def test_request_reply_carries_the_trace(nats_url: str, lines: Lines) -> N
     [sent] = by_kind(telemetry.finished(), SpanKind.PRODUCER)
     [processed] = by_kind(telemetry.finished(), SpanKind.CONSUMER)
     assert processed.parent is not None and processed.parent.span_id == sent.context.span_id
+
+
+async def test_publish_failures_and_async_publishes_are_spans(nats_url: str, lines: Lines) -> None:
+    telemetry = Telemetry()
+    async with connected(nats_url, telemetry) as (nc, _), stream(nc) as (name, subject):
+        js = nc.jetstream()
+        with pytest.raises(nats.js.errors.NoStreamResponseError):
+            await js.publish(unique("clue.nowhere."), b"x", timeout=2)
+        future = await js.publish_async(subject, b"x", headers={"Nats-Msg-Id": "evt-a"})
+        assert (await asyncio.wait_for(future, DEADLINE)).stream == name
+    failed, sent = by_kind(telemetry.finished(), SpanKind.PRODUCER)
+    assert failed.status.status_code is StatusCode.ERROR
+    assert attributes(failed)["error.type"] == "nats.js.errors.NoStreamResponseError"
+    assert sent.status.status_code is StatusCode.UNSET
+    assert attributes(sent)["messaging.message.id"] == "evt-a"
