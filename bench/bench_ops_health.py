@@ -108,7 +108,7 @@ def main() -> None:
         hanging = AdminServer(
             checker=health.Checker(*hanging_pingers, timeout=TIMEOUT), metrics=False
         )
-        with fast.running_in_thread(), hanging.running_in_thread():
+        with fast, hanging:
             healthz(client, fast.url)()  # warm the pingers' connection pools
             ten = median_ms(healthz(client, fast.url), 30)
             with_hang = median_ms(healthz(client, hanging.url), 7)

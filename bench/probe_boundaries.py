@@ -164,10 +164,10 @@ async def main():
     async def fault(request):
         return PlainTextResponse("switched")
     admin = AdminServer(host="0.0.0.0", token="s3cret", routes=[Route("/faults", fault)])
-    await admin.start()
+    await admin.astart()
     print(admin.port, flush=True)
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
-    await admin.stop()
+    await admin.astop()
 
 asyncio.run(main())
 """

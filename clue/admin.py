@@ -30,9 +30,10 @@ _IN_ADMIN: contextvars.ContextVar[bool] = contextvars.ContextVar("clue_admin", d
 class AdminServer:
     """An HTTP server for the operator: ``/livez /healthz /readyz /metrics /debug /debug/pprof/``.
 
-    It runs with uvicorn inside the service's process, either on the
-    service's event loop (``await start()`` / ``await stop()``) or on a
-    thread of its own (``start_in_thread()`` / ``stop_thread()``). It binds
+    It runs with uvicorn inside the service's process, either on a thread of
+    its own (``start()`` / ``stop()``, or ``with admin:``) or on the service's
+    event loop (``await astart()`` / ``await astop()``, or ``async with
+    admin:``). It binds
     127.0.0.1 unless told otherwise; the port comes from ``port``, else
     ``CLUE_ADMIN_PORT``, else any free port (see ``.port`` once started).
     ``routes`` are served too; ``app`` is the guarded ASGI app, to mount
@@ -73,7 +74,56 @@ class AdminServer:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}"
 
-    async def start(self) -> None:
+    def start(self) -> None:
+        """Bind and serve from a daemon thread with its own event loop; return once listening.
+
+        For a service without an event loop of its own (a ``grpc.server``, a
+        WSGI app); `astart` serves on the running loop instead.
+        """
+        if self._thread is not None or self._server is not None:
+            raise RuntimeError("the admin server is already running")
+        started = threading.Event()
+        failure: list[BaseException] = []
+
+        def run() -> None:
+            async def serve() -> None:
+                try:
+                    await self.astart()
+                except BaseException as exc:
+                    failure.append(exc)
+                    raise
+                finally:
+                    started.set()
+                assert self._task is not None
+                await self._task
+
+            try:
+                asyncio.run(serve())
+            except BaseException as exc:
+                if not failure:
+                    log.error("admin server stopped", exc=exc)
+
+        self._thread = threading.Thread(target=run, name="clue-admin", daemon=True)
+        self._thread.start()
+        started.wait()
+        if failure:
+            self._thread.join()
+            self._thread = None
+            raise failure[0]
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop a server started by `start`: finish in-flight requests, wait for its thread."""
+        thread, server = self._thread, self._server
+        if thread is None:
+            if server is not None:
+                raise RuntimeError("the admin server was started by astart(): await astop()")
+            return
+        if server is not None:
+            server.should_exit = True  # uvicorn polls it every 0.1 s
+        thread.join(timeout)
+        self._thread = self._server = self._task = None
+
+    async def astart(self) -> None:
         """Bind and start serving on the running event loop."""
         if self._server is not None:
             raise RuntimeError("the admin server is already running")
@@ -98,8 +148,11 @@ class AdminServer:
             await asyncio.sleep(0.005)
         log.print("admin server listening", url=self.url)
 
-    async def stop(self) -> None:
-        """Stop accepting, finish in-flight requests, and return once closed."""
+    async def astop(self) -> None:
+        """Stop a server started by `astart`: stop accepting, finish in-flight requests,
+        and return once closed."""
+        if self._thread is not None:
+            raise RuntimeError("the admin server was started by start(): call stop()")
         server, task = self._server, self._task
         if server is None or task is None:
             return
@@ -107,64 +160,19 @@ class AdminServer:
         await task
         self._server = self._task = None
 
-    def start_in_thread(self) -> None:
-        """Serve from a daemon thread with its own event loop (for sync services)."""
-        if self._thread is not None:
-            raise RuntimeError("the admin server is already running")
-        started = threading.Event()
-        failure: list[BaseException] = []
+    def __enter__(self) -> AdminServer:
+        self.start()
+        return self
 
-        def run() -> None:
-            async def serve() -> None:
-                try:
-                    await self.start()
-                except BaseException as exc:
-                    failure.append(exc)
-                    raise
-                finally:
-                    started.set()
-                assert self._task is not None
-                await self._task
-
-            try:
-                asyncio.run(serve())
-            except BaseException as exc:
-                if not failure:
-                    log.error("admin server stopped", exc=exc)
-
-        self._thread = threading.Thread(target=run, name="clue-admin", daemon=True)
-        self._thread.start()
-        started.wait()
-        if failure:
-            self._thread.join()
-            self._thread = None
-            raise failure[0]
-
-    def stop_thread(self, timeout: float = 10.0) -> None:
-        """Stop a server started by `start_in_thread` and wait for its thread."""
-        thread, server = self._thread, self._server
-        if thread is None:
-            return
-        if server is not None:
-            server.should_exit = True  # uvicorn polls it every 0.1 s
-        thread.join(timeout)
-        self._thread = self._server = self._task = None
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
     async def __aenter__(self) -> AdminServer:
-        await self.start()
+        await self.astart()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
-
-    @contextlib.contextmanager
-    def running_in_thread(self) -> Iterator[AdminServer]:
-        """``with admin.running_in_thread():`` start in a thread, stop on exit."""
-        self.start_in_thread()
-        try:
-            yield self
-        finally:
-            self.stop_thread()
+        await self.astop()
 
 
 class _Server(uvicorn.Server):

@@ -38,7 +38,7 @@ async def test_serves_everything_on_its_own_port() -> None:
         checker=checker, version="9.9", port=free_port(), routes=[Route("/fault", fault)]
     )
     handlers = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
-    await admin.start()
+    await admin.astart()
     try:
         assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == handlers
         assert listening_address(admin.port) == "127.0.0.1"
@@ -56,7 +56,7 @@ async def test_serves_everything_on_its_own_port() -> None:
             pprof = await client.get("/debug/pprof/")
             assert pprof.status_code == 200
     finally:
-        await admin.stop()
+        await admin.astop()
     with pytest.raises(httpx.ConnectError):
         httpx.get(admin.url + "/livez")
 
@@ -70,11 +70,11 @@ async def test_in_flight_requests_finish_on_stop() -> None:
         return PlainTextResponse("done")
 
     admin = AdminServer(metrics=False, routes=[Route("/slow", slow)])
-    await admin.start()
+    await admin.astart()
     async with httpx.AsyncClient() as client:
         request = asyncio.create_task(client.get(admin.url + "/slow"))
         await asyncio.wait_for(arrived.wait(), 10)
-        await admin.stop()
+        await admin.astop()
         response = await request
     assert response.text == "done"
 
@@ -109,20 +109,42 @@ async def test_busy_port_is_a_clear_error() -> None:
         port = taken.getsockname()[1]
         admin = AdminServer(port=port, metrics=False)
         with pytest.raises(OSError, match=f"cannot listen on 127.0.0.1:{port}"):
-            await admin.start()
+            await admin.astart()
         with pytest.raises(OSError, match="cannot listen"):
-            admin.start_in_thread()
+            admin.start()
 
 
 async def test_start_twice_is_refused() -> None:
     async with AdminServer(metrics=False) as admin:
         with pytest.raises(RuntimeError, match="already running"):
-            await admin.start()
+            await admin.astart()
+        with pytest.raises(RuntimeError, match="already running"):
+            admin.start()
+    with AdminServer(metrics=False) as admin:
+        with pytest.raises(RuntimeError, match="already running"):
+            admin.start()
+        with pytest.raises(RuntimeError, match="already running"):
+            await admin.astart()
+
+
+async def test_stopping_the_other_way_is_a_clear_error() -> None:
+    """A server started on the loop is not stopped by the blocking stop(), nor the
+    reverse: each says which call stops it, and the server keeps serving."""
+    async with AdminServer(metrics=False, debug=False) as admin:
+        with pytest.raises(RuntimeError, match=r"await astop\(\)"):
+            admin.stop()
+        async with httpx.AsyncClient() as client:
+            assert (await client.get(admin.url + "/livez")).status_code == 200
+    with AdminServer(metrics=False, debug=False) as admin:
+        with pytest.raises(RuntimeError, match=r"call stop\(\)"):
+            await admin.astop()
+        async with httpx.AsyncClient() as client:
+            assert (await client.get(admin.url + "/livez")).status_code == 200
 
 
 def test_sync_service_runs_it_in_a_thread() -> None:
     admin = AdminServer(metrics=False, host="localhost", routes=[Route("/fault", fault)])
-    admin.start_in_thread()
+    admin.start()
     try:
         assert httpx.get(admin.url + "/livez").status_code == 200
         assert httpx.get(admin.url + "/fault?on=errors").json() == {"fault": "errors"}
@@ -130,7 +152,14 @@ def test_sync_service_runs_it_in_a_thread() -> None:
         assert response.json() == {"debug-logs": "on"} and log.debug_enabled()
     finally:
         debug.disable()
-        admin.stop_thread()
+        admin.stop()
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(admin.url + "/livez")
+
+
+def test_with_block_serves_from_a_thread() -> None:
+    with AdminServer(metrics=False, debug=False) as admin:
+        assert httpx.get(admin.url + "/livez").status_code == 200
     with pytest.raises(httpx.ConnectError):
         httpx.get(admin.url + "/livez")
 

@@ -48,7 +48,7 @@ def debug_off() -> Iterator[None]:
 def test_every_route_but_the_probes_refuses_a_non_loopback_peer() -> None:
     switch = Switch()
     admin = AdminServer(host="0.0.0.0", token=TOKEN, routes=[switch.route()])
-    with admin.running_in_thread():
+    with admin:
         outside = f"http://{outside_address()}:{admin.port}"
         with httpx.Client(base_url=outside, timeout=10) as client:
             for path in ("/faults?on=1", "/metrics", "/debug?debug-logs=on", "/no/such/path"):
@@ -79,7 +79,7 @@ def test_open_routes_is_the_explicit_choice_of_what_stays_open() -> None:
         open_routes=[*PROBE_ROUTES, "/metrics"],
     )
     closed = AdminServer(host="0.0.0.0", token=TOKEN, metrics=False, open_routes=())
-    with scraped.running_in_thread(), closed.running_in_thread():
+    with scraped, closed:
         address = outside_address()
         with httpx.Client(base_url=f"http://{address}:{scraped.port}", timeout=10) as client:
             metrics = client.get("/metrics")
@@ -100,7 +100,7 @@ def test_allowed_network_still_needs_the_token_on_added_routes() -> None:
     admin = AdminServer(
         host="0.0.0.0", token=TOKEN, routes=[switch.route()], allow_from=[f"{address}/32"]
     )
-    with admin.running_in_thread():
+    with admin:
         url = f"http://{address}:{admin.port}/faults?on=1"
         for headers in ({}, {"Authorization": "Bearer no"}):
             assert httpx.post(url, headers=headers, timeout=10).status_code == 401

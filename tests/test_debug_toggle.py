@@ -23,7 +23,7 @@ def debug_off() -> Iterator[None]:
 
 @pytest.fixture(scope="module")
 def url() -> Iterator[str]:
-    with AdminServer(metrics=False, token="").running_in_thread() as server:
+    with AdminServer(metrics=False, token="") as server:
         yield server.url + "/debug"
 
 

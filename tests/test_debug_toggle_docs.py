@@ -70,7 +70,7 @@ def servers() -> Iterator[dict[str, str]]:
     with pytest.MonkeyPatch.context() as env:
         env.setenv("CLUE_ADMIN_TOKEN", "change-me")
         guarded = AdminServer(metrics=False, version="1.4.2")
-    with open_server.running_in_thread(), guarded.running_in_thread():
+    with open_server, guarded:
         yield {
             "localhost:8081": f"127.0.0.1:{open_server.port}",
             "localhost:8082": f"127.0.0.1:{guarded.port}",

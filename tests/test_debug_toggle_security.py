@@ -31,7 +31,7 @@ def guarded() -> Iterator[str]:
     with pytest.MonkeyPatch.context() as env:
         env.setenv("CLUE_ADMIN_TOKEN", TOKEN)
         server = AdminServer(metrics=False)
-    with server.running_in_thread():
+    with server:
         yield server.url
 
 
@@ -171,7 +171,7 @@ def test_a_real_non_loopback_peer_is_refused_and_allow_from_admits_it() -> None:
     address = outside_address()
     exposed = AdminServer(host="0.0.0.0", metrics=False, token="")
     admitting = AdminServer(host="0.0.0.0", metrics=False, token="", allow_from=[f"{address}/32"])
-    with exposed.running_in_thread(), admitting.running_in_thread():
+    with exposed, admitting:
         # The request leaves from (and arrives at) the machine's own outside address.
         url = f"http://{address}:{exposed.port}"
         for path in ("/debug?debug-logs=on", "/debug/pprof/", "/debug/pprof/threads"):

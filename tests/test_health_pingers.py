@@ -163,7 +163,7 @@ async def test_http_pinger_healthy_on_2xx_only() -> None:
 
 def test_http_pinger_works_from_successive_event_loops() -> None:
     server = AdminServer(metrics=False, debug=False)
-    with server.running_in_thread():
+    with server:
         checker = health.Checker(health.HTTPPinger("admin", server.url))
         assert asyncio.run(checker.check()).ok
         assert asyncio.run(checker.check()).ok  # a new loop gets a new client

@@ -119,7 +119,7 @@ class GrpcService:
         await server.start()
         self.server = server
         try:
-            await self.admin.start()
+            await self.admin.astart()
         except BaseException:
             await server.stop(None)
             self.server = None
@@ -139,7 +139,7 @@ class GrpcService:
         if self.server is not None:
             await self.server.stop(self.grace)
             self.server = None
-        await self.admin.stop()
+        await self.admin.astop()
         for close in reversed(self.wiring.closers):
             try:
                 await close()

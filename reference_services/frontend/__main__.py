@@ -94,11 +94,11 @@ async def serve(config: Config) -> None:
         )
     )
     stop_on_signals(server)
-    await admin.start()
+    await admin.astart()
     try:
         await server.serve()
     finally:
-        await admin.stop()
+        await admin.astop()
         await clients.close()
     log.print(f"{SERVICE} stopped")
 
