@@ -34,7 +34,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased, Sampler
-from opentelemetry.trace import NoOpTracerProvider
+from opentelemetry.trace import NoOpTracerProvider, SpanKind
 
 from clue import debug, log
 from clue.log import stdlib as bridge
@@ -161,18 +161,29 @@ class CapturedSpans(Sequence[ReadableSpan]):
         return [span.name for span in self._ended()]
 
     def where(
-        self, name: str | None = None, attributes: Mapping[str, Any] | None = None
+        self,
+        name: str | None = None,
+        attributes: Mapping[str, Any] | None = None,
+        kind: SpanKind | None = None,
     ) -> list[ReadableSpan]:
-        """The spans named ``name`` (any if None) whose attributes include ``attributes``."""
+        """The spans named ``name`` whose attributes include ``attributes``, of ``kind``
+        (None: any)."""
         return [
             span
             for span in self._ended()
-            if (name is None or span.name == name) and _includes(span.attributes, attributes)
+            if (name is None or span.name == name)
+            and (kind is None or span.kind is kind)
+            and _includes(span.attributes, attributes)
         ]
 
-    def one(self, name: str, attributes: Mapping[str, Any] | None = None) -> ReadableSpan:
-        """The only span named ``name`` with ``attributes``; AssertionError if not one."""
-        return _only(self.where(name, attributes), f"span {name!r}", self.names())
+    def one(
+        self,
+        name: str,
+        attributes: Mapping[str, Any] | None = None,
+        kind: SpanKind | None = None,
+    ) -> ReadableSpan:
+        """The only span `where` finds; AssertionError if it finds none or several."""
+        return _only(self.where(name, attributes, kind), f"span {name!r}", self.names())
 
     def clear(self) -> None:
         """Forget the spans captured so far."""
@@ -266,6 +277,7 @@ def capture_metrics() -> Iterator[CapturedMetrics]:
     resource = Resource.create()
     provider = MeterProvider(metric_readers=[reader], resource=resource, shutdown_on_exit=False)
     _make_global(metrics.get_meter_provider, metrics.set_meter_provider, METER_PROVIDER)
+    others = REGISTRY.aggregate_only(())  # the configured readers get none of the capture's
     slots = REGISTRY.attach([reader], resource)  # clue's own histograms collected too
     before = METER_PROVIDER.delegate
     METER_PROVIDER.swap(provider)
@@ -274,8 +286,10 @@ def capture_metrics() -> Iterator[CapturedMetrics]:
     finally:
         if METER_PROVIDER.delegate is provider:
             METER_PROVIDER.swap(before)
+            REGISTRY.aggregate_only(others)
+        else:  # clue.configure() in the block attached its own readers: they stay
+            REGISTRY.detach(slots)
         provider.shutdown()
-        REGISTRY.detach(slots)
 
 
 def reset() -> None:
@@ -323,5 +337,7 @@ def _includes(attributes: Mapping[str, Any] | None, wanted: Mapping[str, Any] | 
 
 def _only(found: list[_P], what: str, names: list[str]) -> _P:
     if len(found) != 1:
-        raise AssertionError(f"{len(found)} {what} with these attributes, not 1 (seen: {names})")
+        raise AssertionError(
+            f"expected one {what} that matches, found {len(found)} (seen: {names})"
+        )
     return found[0]

@@ -342,6 +342,14 @@ class Registry:
         with self._lock:
             self._set_slots(tuple(s for s in self._slots if s not in slots))
 
+    def aggregate_only(self, slots: tuple[int, ...]) -> tuple[int, ...]:
+        """Aggregate for the readers of ``slots`` alone (the others' windows start over when
+        they are given back); the slots aggregated for until now. For clue.testing."""
+        with self._lock:
+            before = self._slots
+            self._set_slots(slots)
+        return before
+
     def _set_slots(self, slots: tuple[int, ...]) -> None:
         self._slots = slots
         for histogram in self._histograms:
