@@ -2,7 +2,7 @@
 
 >>> import clue
 >>> clue.configure("checkout", "1.2.0")   # exporters from the OTEL_* environment
->>> clue.shutdown()                        # also runs at exit and on SIGTERM
+>>> clue.shutdown()                        # also runs at exit
 """
 
 from clue.telemetry.bootstrap import configure, force_flush, meter, shutdown, stats, tracer

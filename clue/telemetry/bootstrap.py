@@ -86,9 +86,8 @@ class _Pipeline:
 _lock = threading.RLock()
 _pipeline: _Pipeline | None = None
 _globals_set = False
-_atexit_registered = False
-_sigterm_installed = False
-_previous_sigterm: Any = None  # the SIGTERM handler clue's replaced
+_previous_sigterm: Any = None  # the handler clue's SIGTERM hook found, run after it
+_in_sigterm_hook = False
 
 
 def _instance(name: str, value: Any, kinds: tuple[type, ...]) -> Any:
@@ -126,6 +125,7 @@ def configure(
     export_timeout: float | None = None,
     max_queue_size: int | None = None,
     failure_log_interval: float = 30.0,
+    handle_sigterm: bool = False,
 ) -> None:
     """Set up traces, metrics and logs for this process (see docs/telemetry.md).
 
@@ -138,16 +138,22 @@ def configure(
     60), ``export_timeout`` (seconds per export, default the exporter's),
     ``max_queue_size`` (spans and log records waiting for export) and
     ``failure_log_interval`` (seconds between two export failure reports) tune
-    export. Calling it again replaces the previous set-up: the old providers
+    export. ``handle_sigterm=True`` (main thread only) also flushes on SIGTERM,
+    then runs the handler that was there before, or terminates as without clue;
+    by default clue leaves SIGTERM to the program and flushes at exit only.
+    Calling it again replaces the previous set-up: the old providers
     are flushed and shut down and everything handed out follows the new ones.
     Logging not yet set up by ``clue.log.configure()`` gets its defaults (the
     stdlib bridge included). ``OTEL_SDK_DISABLED=true`` turns the rest into
     ``shutdown()``. Every bad value raises ``ValueError`` naming the argument
     or variable, before anything changes.
     """
+    _check_sigterm_option(handle_sigterm)
     if settings.disabled():
         configure_unless_configured()
         shutdown()
+        if handle_sigterm:
+            _hook_sigterm()
         return
     resource = settings.resource(service_name, service_version)
     chosen_sampler = _sampler(sampler, max_sampled_per_second)
@@ -223,6 +229,8 @@ def configure(
             pipeline.logger_provider = logger_provider
 
         _activate(pipeline, report_every)
+    if handle_sigterm:
+        _hook_sigterm()
 
 
 @dataclass
@@ -251,7 +259,6 @@ def _activate(pipeline: _Pipeline, report_every: float) -> None:
     TRACER_PROVIDER.swap(pipeline.tracer_provider)
     METER_PROVIDER.swap(pipeline.meter_provider or NoOpMeterProvider())
     log.set_logger_provider(pipeline.logger_provider)
-    _install_hooks()
     if previous is not None:
         previous.shutdown(keep_open={id(g.inner) for g in pipeline.exporters})
 
@@ -282,32 +289,53 @@ def _set_globals_once() -> None:
             )
 
 
-def _install_hooks() -> None:
-    """``shutdown()`` at exit, and on SIGTERM once configure() runs in the main thread."""
-    global _atexit_registered, _sigterm_installed, _previous_sigterm
-    if not _atexit_registered:
-        _atexit_registered = True
-        atexit.register(shutdown)
-    if not _sigterm_installed and threading.current_thread() is threading.main_thread():
-        _sigterm_installed = True
-        _previous_sigterm = signal.getsignal(signal.SIGTERM)
+def _check_sigterm_option(handle_sigterm: bool) -> None:
+    if type(handle_sigterm) is not bool:
+        raise ValueError(f"handle_sigterm must be True or False, got {handle_sigterm!r}")
+    if handle_sigterm and threading.current_thread() is not threading.main_thread():
+        raise ValueError(
+            "handle_sigterm=True needs configure() in the main thread: "
+            "Python sets signal handlers there only"
+        )
+
+
+def _hook_sigterm() -> None:
+    """Run ``_on_sigterm`` on SIGTERM, unless it already does.
+
+    What is installed is read from the process itself, never from a flag: a
+    forked worker whose server reset SIGTERM gets the hook again from its own
+    ``configure(handle_sigterm=True)``.
+    """
+    global _previous_sigterm
+    current = signal.getsignal(signal.SIGTERM)
+    if current is not _on_sigterm:
+        _previous_sigterm = current
         signal.signal(signal.SIGTERM, _on_sigterm)
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
-    shutdown()
-    previous = _previous_sigterm
-    if callable(previous):
-        previous(signum, frame)
-    elif previous != signal.SIG_IGN:  # default action: terminate, as without clue
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        os.kill(os.getpid(), signal.SIGTERM)
+    global _in_sigterm_hook
+    if _in_sigterm_hook:  # a handler chained after this one chains back to it
+        return
+    _in_sigterm_hook = True
+    try:
+        shutdown()
+        log.sync()  # entries waiting for the write delay, even with telemetry off
+        previous = _previous_sigterm
+        if callable(previous):
+            previous(signum, frame)
+        elif previous != signal.SIG_IGN:  # default action: terminate, as without clue
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
+    finally:
+        _in_sigterm_hook = False
 
 
 def shutdown() -> None:
     """Flush and stop traces, metrics and logs; later spans and measurements are no-ops.
 
-    Registered at exit and on SIGTERM by ``configure()``; safe to call twice.
+    Runs at interpreter exit, and on SIGTERM with ``configure(handle_sigterm=True)``;
+    safe to call twice.
     With a collector already failing, it does not wait for it: what is left is
     dropped and counted in ``stats()``.
     """
@@ -321,6 +349,10 @@ def shutdown() -> None:
         log.sync()  # the entries waiting to be written are exported too
         log.set_logger_provider(None)
         pipeline.shutdown(keep_open=set())
+
+
+# Registered once, at import: a forked child inherits it with the rest of the process.
+atexit.register(shutdown)
 
 
 def force_flush(timeout: float = 30.0) -> bool:
