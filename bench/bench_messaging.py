@@ -5,7 +5,11 @@ Goals (ratios measured in the same rounds, interleaved):
 - messaging.nats_consume_adaptive: clue's stack (``clue.nats.instrument`` and
   ``PullSubscription.handle``, clue's default adaptive sampler) / bare nats-py
   (``fetch`` and the handler), at least 0.7;
-- messaging.nats_consume_all_sampled: the same with every trace sampled, at least 0.5.
+- messaging.nats_consume_all_sampled: the same with every trace sampled, at least 0.5;
+- messaging.rabbitmq_vs_official: messages handled per second by ``clue.rabbitmq.consume``
+  over those of ``queue.consume`` with OpenTelemetry's aio-pika instrumentation alone,
+  every trace sampled, at least 0.9 (CLUE_TEST_RABBITMQ_URL, default the local guest
+  account; skipped when nothing answers there).
 
 Both consume the same stream of messages published by an instrumented producer
 (headers carry the trace context); the handler acks each message. The spans and
@@ -16,12 +20,15 @@ that drop them. Also printed: the µs each message costs under each variant.
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import time
 import uuid
 from pathlib import Path
 
+import aio_pika
 import nats
+from aio_pika.abc import AbstractIncomingMessage
 from nats.aio.msg import Msg
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -30,7 +37,10 @@ from _goal import goal
 from _null_telemetry import configure
 
 import clue.nats
+import clue.rabbitmq
 from tests import servers
+
+RABBITMQ_URL = os.environ.get("CLUE_TEST_RABBITMQ_URL") or "amqp://guest:guest@127.0.0.1:5672/"
 
 MESSAGES = 2000
 BATCH = 100
@@ -92,6 +102,49 @@ async def measure(url: str, sampler: str) -> tuple[float, float]:
     return best_bare, best_clue
 
 
+async def rabbitmq_round(channel: aio_pika.abc.AbstractChannel, with_clue: bool) -> float:
+    """Seconds to handle MESSAGES messages published beforehand, with clue's scope or not."""
+    queue = await channel.declare_queue(f"bench-{uuid.uuid4().hex[:8]}", auto_delete=True)
+    for n in range(MESSAGES):
+        await channel.default_exchange.publish(
+            aio_pika.Message(b'{"order":"o-%d"}' % n), queue.name
+        )
+    done = asyncio.Event()
+    handled = 0
+
+    async def ack(message: AbstractIncomingMessage) -> None:
+        nonlocal handled
+        await message.ack()
+        handled += 1
+        if handled == MESSAGES:
+            done.set()
+
+    started = time.perf_counter()
+    if with_clue:
+        tag = await clue.rabbitmq.consume(queue, ack)
+    else:
+        tag = await queue.consume(ack)
+    await done.wait()
+    elapsed = time.perf_counter() - started
+    await queue.cancel(tag)
+    await queue.delete(if_unused=False, if_empty=False)
+    return elapsed
+
+
+async def measure_rabbitmq() -> tuple[float, float]:
+    """Best seconds for MESSAGES messages: the official instrumentation alone, and clue's."""
+    configure("bench-messaging", "always_on")
+    clue.rabbitmq.instrument()
+    best_official = best_clue = float("inf")
+    async with await aio_pika.connect(RABBITMQ_URL) as connection:
+        channel = await connection.channel()
+        await channel.set_qos(prefetch_count=BATCH)
+        for _ in range(ROUNDS):
+            best_official = min(best_official, await rabbitmq_round(channel, False))
+            best_clue = min(best_clue, await rabbitmq_round(channel, True))
+    return best_official, best_clue
+
+
 def main() -> None:
     with servers.serving(servers.NATS) as url:
         for sampler, name, target in (
@@ -106,6 +159,16 @@ def main() -> None:
                 f"+{per_clue - per_bare:.1f} µs)"
             )
             goal(name, bare / instrumented, ">=", target)
+    if not servers.answers(RABBITMQ_URL):
+        print(f"messaging.rabbitmq_vs_official skipped: no RabbitMQ at {RABBITMQ_URL}")
+        return
+    official, instrumented = asyncio.run(measure_rabbitmq())
+    print(
+        f"rabbitmq (all sampled): official {MESSAGES / official:,.0f} msg/s, "
+        f"clue {MESSAGES / instrumented:,.0f} msg/s "
+        f"(+{(instrumented - official) / MESSAGES * 1e6:.1f} µs a message)"
+    )
+    goal("messaging.rabbitmq_vs_official", official / instrumented, ">=", 0.9)
 
 
 if __name__ == "__main__":
