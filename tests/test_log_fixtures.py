@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import io
 import json
-import logging
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from clue import log
-from clue.log.state import STATE
+from clue.testing import reset
 
 
 class Captured:
@@ -31,18 +30,10 @@ class Captured:
         return [e["msg"] for e in self.entries()]
 
 
-def reset_logging() -> None:
-    """Back to the state of a process that never configured clue.log."""
-    log.configure(debug=False, stdlib=False)
-    log.set_logger_provider(None)
-    STATE.outputs = None
-    logging.getLogger().setLevel(logging.WARNING)
-
-
 @pytest.fixture
 def captured() -> Iterator[Captured]:
     """clue.log configured to write JSON into memory, restored afterwards."""
     out = Captured()
     log.configure(outputs=[log.Output(out.stream, "json")], debug=False, stdlib=False)
     yield out
-    reset_logging()
+    reset()

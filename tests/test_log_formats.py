@@ -15,8 +15,8 @@ import pytest
 import structlog
 
 from clue import log
-from clue.log.state import STATE
-from tests.test_log_fixtures import Captured, captured, reset_logging
+from clue.testing import reset
+from tests.test_log_fixtures import Captured, captured
 
 __all__ = ["captured"]
 
@@ -51,7 +51,7 @@ def write_one(fmt: str | log.Renderer, **kv: Any) -> str:
         with log.context(user="ana"):
             log.info("hello world", **kv)
     finally:
-        reset_logging()
+        reset()
     return stream.getvalue()
 
 
@@ -135,7 +135,7 @@ def test_several_outputs_each_with_its_format() -> None:
     try:
         log.info("twice", n=1)
     finally:
-        reset_logging()
+        reset()
     assert json.loads(as_json.getvalue())["n"] == 1
     assert parse_logfmt(as_logfmt.getvalue().strip())["n"] == "1"
 
@@ -147,7 +147,7 @@ def test_configure_twice_does_not_double_outputs() -> None:
             log.configure(outputs=[log.Output(stream, "json")])
         log.info("once")
     finally:
-        reset_logging()
+        reset()
     assert stream.getvalue().count("\n") == 1
 
 
@@ -214,7 +214,7 @@ def test_format_argument_and_default_output(capsys: pytest.CaptureFixture[str]) 
     try:
         log.info("to stdout")
     finally:
-        reset_logging()
+        reset()
     assert parse_logfmt(capsys.readouterr().out.strip())["msg"] == "to stdout"
 
 
@@ -224,14 +224,14 @@ def test_clue_log_format_overrides_and_bad_values_fail(monkeypatch: pytest.Monke
     try:
         log.configure(format="json", outputs=[log.Output(stream)], stdlib=False)
         log.info("env wins")
-        assert STATE.outputs is not None and STATE.outputs[0].format == "logfmt"
+        assert parse_logfmt(stream.getvalue().strip())["msg"] == "env wins"
         monkeypatch.setenv("CLUE_LOG_FORMAT", "xml")
         with pytest.raises(ValueError, match=r"CLUE_LOG_FORMAT='xml'.*json.*logfmt.*terminal"):
             log.configure(stdlib=False)
         log.info("previous configuration kept")
     finally:
         monkeypatch.delenv("CLUE_LOG_FORMAT")
-        reset_logging()
+        reset()
     assert [parse_logfmt(line)["msg"] for line in stream.getvalue().splitlines()] == [
         "env wins",
         "previous configuration kept",
@@ -294,7 +294,7 @@ def test_unencodable_text_and_broken_streams_do_not_crash(tmp_path: Path) -> Non
         try:
             log.info("café", lone="\udc80")
         finally:
-            reset_logging()
+            reset()
     entry = json.loads((tmp_path / "ascii.log").read_text())
     assert entry["msg"] == "café" and entry["lone"] == "\udc80"
 
@@ -325,12 +325,12 @@ def test_terminal_keeps_user_keys_structlog_would_interpret() -> None:
 def test_default_output_reads_clue_log_format(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    reset_logging()  # never configured: the first entry sets up the default output
+    reset()  # never configured: the first entry sets up the default output
     monkeypatch.setenv("CLUE_LOG_FORMAT", "logfmt")
     try:
         log.info("lazy default")
     finally:
-        reset_logging()
+        reset()
     assert parse_logfmt(capsys.readouterr().out.strip())["msg"] == "lazy default"
 
 
@@ -347,13 +347,13 @@ def test_json_is_the_same_without_the_c_accelerator(monkeypatch: pytest.MonkeyPa
 def test_a_bad_clue_log_format_without_configure_is_reported_not_raised(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    reset_logging()
+    reset()
     monkeypatch.setenv("CLUE_LOG_FORMAT", "xml")
     try:
         log.info("still logged")
     finally:
         monkeypatch.delenv("CLUE_LOG_FORMAT")
-        reset_logging()
+        reset()
     problem, entry = (json.loads(line) for line in capsys.readouterr().out.splitlines())
     assert problem["level"] == "error" and "CLUE_LOG_FORMAT='xml'" in problem["msg"]
     assert entry["msg"] == "still logged"

@@ -17,7 +17,7 @@ from clue.log import renderers
 from clue.log.pipeline import event_of
 from clue.log.renderers import render_json, render_logfmt, renderer_for
 from clue.log.state import INFO, Entry
-from tests.test_log_fixtures import reset_logging
+from clue.testing import reset
 from tests.test_log_formats import parse_logfmt
 
 
@@ -75,7 +75,7 @@ def test_arbitrary_values_are_written_through_the_public_api(msg: str, kv: dict[
     try:
         log.info(msg, **kv)
     finally:
-        reset_logging()
+        reset()
     as_json, as_logfmt = stream.getvalue().splitlines()  # one line each, whatever the text
     assert json.loads(as_json)["level"] == "info"
     assert parse_logfmt(as_logfmt)["level"] == "info"

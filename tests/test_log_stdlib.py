@@ -25,8 +25,9 @@ from starlette.routing import Route
 
 from clue import log
 from clue.log.stdlib import ClueHandler
+from clue.testing import reset
 from tests.conftest import free_port
-from tests.test_log_fixtures import Captured, reset_logging
+from tests.test_log_fixtures import Captured
 
 
 @pytest.fixture
@@ -35,7 +36,7 @@ def bridged() -> Iterator[Captured]:
     out = Captured()
     log.configure(outputs=[log.Output(out.stream, "json")], debug=False)
     yield out
-    reset_logging()
+    reset()
 
 
 def test_records_use_the_clue_pipeline(bridged: Captured) -> None:
@@ -138,7 +139,7 @@ def test_one_root_handler_and_nothing_printed_twice(capsys: pytest.CaptureFixtur
         assert sum(isinstance(h, ClueHandler) for h in root.handlers) == 1
         logging.getLogger("twice").warning("once only")
     finally:
-        reset_logging()
+        reset()
     assert not any(isinstance(h, ClueHandler) for h in root.handlers)
     assert stream.getvalue().count("once only") == 1
     assert "once only" not in capsys.readouterr().err
@@ -152,7 +153,7 @@ def test_uvicorn_default_logging_config_is_taken_over(capsys: pytest.CaptureFixt
         log.configure(outputs=[log.Output(stream, "json")])
         logging.getLogger("uvicorn.error").info("Started server process")
     finally:
-        reset_logging()
+        reset()
     assert logging.getLogger("uvicorn").propagate is True
     assert json.loads(stream.getvalue())["logger"] == "uvicorn.error"
     assert "Started server process" not in capsys.readouterr().err
