@@ -46,9 +46,32 @@ async def test_all_ok_sync_and_async() -> None:
         await asyncio.sleep(0)
 
     checker = health.Checker(health.pinger("a", lambda: None), health.pinger("b", up_async))
-    report = await checker.check()
+    report = await checker.acheck()
     assert report.ok
     assert report.status() == {"a": "OK", "b": "OK"}
+
+
+def test_blocking_check_for_a_caller_without_an_event_loop() -> None:
+    def broken() -> None:
+        raise ConnectionRefusedError("db refused the connection")
+
+    async def hangs() -> None:
+        await asyncio.sleep(30)
+
+    checker = health.Checker(
+        health.pinger("db", broken), health.pinger("slow", hangs), health.pinger("ok", lambda: None)
+    )
+    started = time.monotonic()
+    report = checker.check(deadline=time.monotonic() + 0.2)
+    assert time.monotonic() - started < 5
+    assert report.status() == {"db": "NOT OK", "slow": "NOT OK", "ok": "OK"}
+    checker.close()
+
+
+async def test_blocking_check_on_an_event_loop_is_refused() -> None:
+    """It would block the loop: the error says to await acheck() instead."""
+    with pytest.raises(RuntimeError, match=r"await acheck\(\)"):
+        health.Checker(health.pinger("ok", lambda: None)).check()
 
 
 async def test_failure_is_reported_logged_and_traced(
@@ -58,7 +81,7 @@ async def test_failure_is_reported_logged_and_traced(
         raise ConnectionRefusedError("db refused the connection")
 
     checker = health.Checker(health.pinger("db", broken), health.pinger("cache", lambda: None))
-    report = await checker.check()
+    report = await checker.acheck()
     assert not report.ok
     assert report.status() == {"db": "NOT OK", "cache": "OK"}
     (entry,) = [e for e in entries(logs) if e["level"] == "error"]
@@ -86,7 +109,7 @@ async def test_pings_run_concurrently() -> None:
     pingers = [health.pinger(f"sync{i}", slow_sync) for i in range(8)]
     pingers += [health.pinger(f"async{i}", slow_async) for i in range(8)]
     start = time.monotonic()
-    report = await health.Checker(*pingers).check()
+    report = await health.Checker(*pingers).acheck()
     elapsed = time.monotonic() - start
     assert report.ok and len(report.healthy) == 16
     assert elapsed < 1.6  # sequential would take 3.2 s; one thread per sync ping
@@ -115,7 +138,7 @@ async def test_hanging_pings_time_out_without_holding_the_check(logs: io.StringI
     )
     try:
         start = time.monotonic()
-        report = await checker.check()
+        report = await checker.acheck()
         elapsed = time.monotonic() - start
     finally:
         release.set()
@@ -140,7 +163,7 @@ async def test_pinger_timeout_overrides_checker_timeout() -> None:
         health.pinger("hasty", lambda: takes(0.3)),
         timeout=0.1,
     )
-    report = await checker.check()
+    report = await checker.acheck()
     assert report.status() == {"patient": "OK", "hasty": "NOT OK"}
 
 
@@ -150,10 +173,10 @@ async def test_deadline_cuts_the_timeout_short() -> None:
 
     checker = health.Checker(health.pinger("slow", slow), timeout=5.0)
     start = time.monotonic()
-    report = await checker.check(deadline=time.monotonic() + 0.1)
+    report = await checker.acheck(deadline=time.monotonic() + 0.1)
     assert not report.ok
     assert time.monotonic() - start < 1.0
-    past = await checker.check(deadline=time.monotonic() - 1)
+    past = await checker.acheck(deadline=time.monotonic() - 1)
     assert past.status() == {"slow": "NOT OK"}
 
 
@@ -168,7 +191,7 @@ async def test_no_exception_escapes() -> None:
         raise Weird("odd")
 
     checker = health.Checker(health.pinger("c", cancelled), health.pinger("w", weird))
-    assert (await checker.check()).status() == {"c": "NOT OK", "w": "NOT OK"}
+    assert (await checker.acheck()).status() == {"c": "NOT OK", "w": "NOT OK"}
 
 
 async def test_cancelling_the_check_cancels_the_pings() -> None:
@@ -181,7 +204,7 @@ async def test_cancelling_the_check_cancels_the_pings() -> None:
             cancelled.set()
             raise
 
-    check = asyncio.create_task(health.Checker(health.pinger("h", hangs), timeout=30).check())
+    check = asyncio.create_task(health.Checker(health.pinger("h", hangs), timeout=30).acheck())
     await asyncio.sleep(0.05)
     check.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -190,7 +213,7 @@ async def test_cancelling_the_check_cancels_the_pings() -> None:
 
 
 async def test_no_pingers_is_healthy() -> None:
-    report = await health.Checker().check()
+    report = await health.Checker().acheck()
     assert report.ok and report.status() == {}
 
 
@@ -218,7 +241,7 @@ async def test_custom_pinger_class_with_sync_ping_returning_awaitable() -> None:
             return asyncio.sleep(0)
 
     assert isinstance(Service(), health.Pinger)
-    assert (await health.Checker(Service()).check()).ok
+    assert (await health.Checker(Service()).acheck()).ok
 
 
 async def test_a_hung_sync_ping_holds_one_thread_across_checks() -> None:
@@ -232,7 +255,7 @@ async def test_a_hung_sync_ping_holds_one_thread_across_checks() -> None:
     checker = health.Checker(health.pinger("stuck", hangs), timeout=0.05)
     try:
         for _ in range(4):
-            assert (await checker.check()).status() == {"stuck": "NOT OK"}
+            assert (await checker.acheck()).status() == {"stuck": "NOT OK"}
         alive = [t for t in threading.enumerate() if t.name == "clue-health-ping-stuck"]
         assert len(alive) == 1 and len(calls) == 1
     finally:
@@ -241,7 +264,7 @@ async def test_a_hung_sync_ping_holds_one_thread_across_checks() -> None:
         if not any(t.name == "clue-health-ping-stuck" for t in threading.enumerate()):
             break
         await asyncio.sleep(0.01)
-    assert (await checker.check()).ok
+    assert (await checker.acheck()).ok
     assert len(calls) == 2
 
 
@@ -266,10 +289,10 @@ async def test_plain_function_returning_awaitables(monkeypatch: pytest.MonkeyPat
         return work()
 
     checker = health.Checker(health.pinger("factory", factory), timeout=5)
-    first = asyncio.gather(*(checker.check() for _ in range(3)))
+    first = asyncio.gather(*(checker.acheck() for _ in range(3)))
     await asyncio.sleep(0.05)
     gate.set()
     assert all(r.ok for r in await first)
     assert threads == ["factory"] and len(awaited) == 3  # each check awaited its own
-    again = await asyncio.gather(*(checker.check() for _ in range(3)))
+    again = await asyncio.gather(*(checker.acheck() for _ in range(3)))
     assert all(r.ok for r in again) and threads == ["factory"] and len(awaited) == 6

@@ -118,9 +118,9 @@ async def test_grpc_pinger_chains_to_the_servicer(
     target: tuple[str, health.AsyncHealthServicer],
 ) -> None:
     checker = health.Checker(health.GRPCPinger("cart", target[0], service="shop.Cart"))
-    assert (await checker.check()).ok
+    assert (await checker.acheck()).ok
     STATE["db"] = False
-    assert not (await checker.check()).ok
+    assert not (await checker.acheck()).ok
     await checker.aclose()
 
 

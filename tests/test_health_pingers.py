@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import threading
 import time
 from collections.abc import AsyncIterator
 
@@ -18,6 +19,7 @@ from grpc_health.v1.health_pb2_grpc import add_HealthServicer_to_server
 from psycopg.conninfo import make_conninfo
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
@@ -53,7 +55,7 @@ async def test_postgres_pinger(postgres_url: str) -> None:
         health.pinger("postgres-missing-db", wrong_database),
         timeout=3,
     )
-    report = await checker.check()
+    report = await checker.acheck()
     assert report.status() == {
         "postgres": "OK",
         "postgres-sync": "OK",
@@ -73,7 +75,7 @@ async def test_redis_pinger(redis_url: str) -> None:
             health.pinger("redis-down", down.ping),
             timeout=5,
         )
-        report = await checker.check()
+        report = await checker.acheck()
     finally:
         await up.aclose()
         await down.aclose()
@@ -112,7 +114,7 @@ async def test_pinger_to_a_server_that_never_answers(silent_server: int) -> None
         timeout=0.3,
     )
     start = time.monotonic()
-    report = await checker.check()
+    report = await checker.acheck()
     elapsed = time.monotonic() - start
     await checker.aclose()
     assert report.status() == {
@@ -145,8 +147,8 @@ async def test_http_pinger_healthy_on_2xx_only() -> None:
             health.HTTPPinger("refused", f"http://127.0.0.1:{closed_port()}"),
         ]
         checker = health.Checker(*pingers, timeout=5)
-        report = await checker.check()
-        again = await checker.check()  # the pooled client is reused
+        report = await checker.acheck()
+        again = await checker.acheck()  # the pooled client is reused
         await checker.aclose()
     expected = {
         "ok": "OK",
@@ -165,8 +167,32 @@ def test_http_pinger_works_from_successive_event_loops() -> None:
     server = AdminServer(metrics=False, debug=False)
     with server:
         checker = health.Checker(health.HTTPPinger("admin", server.url))
-        assert asyncio.run(checker.check()).ok
-        assert asyncio.run(checker.check()).ok  # a new loop gets a new client
+        assert asyncio.run(checker.acheck()).ok
+        assert asyncio.run(checker.acheck()).ok  # a new loop gets a new client
+
+
+def test_blocking_check_keeps_its_pooled_connection_until_closed() -> None:
+    """``Checker.check`` from a thread without a loop: the pings run on the checker's
+    own loop, so its HTTP client (one connection) serves every check until close."""
+    peers: list[int] = []
+
+    def livez(request: Request) -> Response:
+        assert request.client is not None
+        peers.append(request.client.port)
+        return PlainTextResponse("ok")
+
+    with AdminServer(routes=[Route("/counted/livez", livez)], metrics=False, debug=False) as server:
+        checker = health.Checker(health.HTTPPinger("admin", server.url + "/counted"), timeout=5)
+        assert all(checker.check().ok for _ in range(3))
+        assert len(peers) == 3 and len(set(peers)) == 1
+        checker.close()
+        deadline = time.monotonic() + 10
+        while any(t.name == "clue-health-checks" for t in threading.enumerate()):
+            assert time.monotonic() < deadline, "the checker's loop thread did not stop"
+            time.sleep(0.01)
+        assert checker.check().ok  # a later check starts another loop and client
+        assert len(set(peers)) == 2
+        checker.close()
 
 
 def test_http_pinger_bad_arguments() -> None:
@@ -198,9 +224,9 @@ async def test_grpc_pinger_against_a_real_health_server() -> None:
             health.GRPCPinger("nobody", f"127.0.0.1:{closed_port()}", timeout=0.5),
             timeout=5,
         )
-        report = await checker.check()
+        report = await checker.acheck()
         await standard.set("shop.Payment", health_pb2.HealthCheckResponse.SERVING)
-        later = await checker.check()
+        later = await checker.acheck()
         await checker.aclose()
     finally:
         await server.stop(None)
@@ -239,15 +265,15 @@ async def test_grpc_pinger_sees_a_server_back_within_a_second_or_two() -> None:
     checker = health.Checker(health.GRPCPinger("dependency", target, timeout=0.5), timeout=5)
     server = await serve()
     try:
-        assert (await checker.check()).healthy["dependency"]
+        assert (await checker.acheck()).healthy["dependency"]
         await server.stop(None)
         down = time.monotonic()
         while time.monotonic() - down < 6:  # failing checks grow the channel's back-off
-            assert not (await checker.check()).healthy["dependency"]
+            assert not (await checker.acheck()).healthy["dependency"]
             await asyncio.sleep(0.2)
         server = await serve()
         back = time.monotonic()
-        while not (await checker.check()).healthy["dependency"]:
+        while not (await checker.acheck()).healthy["dependency"]:
             assert time.monotonic() - back < 2.0, "the pinger did not see the server's return"
             await asyncio.sleep(0.05)
     finally:

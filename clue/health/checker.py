@@ -41,7 +41,8 @@ class Report:
 
 
 class Checker:
-    """Pings dependencies concurrently; see `check`.
+    """Pings dependencies concurrently; see `acheck`, and `check` for callers without
+    an event loop.
 
     ``timeout`` (seconds) bounds each ping unless the pinger has its own
     ``timeout`` attribute. Names must be unique: they key the report.
@@ -61,8 +62,40 @@ class Checker:
         self.timeout = timeout
         self._threads: list[Future[Any] | None] = [None] * len(pingers)
         self._makes_awaitables = [False] * len(pingers)
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
 
-    async def check(self, deadline: float | None = None) -> Report:
+    def check(self, deadline: float | None = None) -> Report:
+        """`acheck`, blocking: for a thread without an event loop (a ``grpc.server``
+        handler, a WSGI view).
+
+        The pings run on an event loop of the checker's own, in a daemon thread,
+        so pingers keep their pooled connections between checks; `close` stops it.
+        On an event loop, ``await acheck()`` instead (this would block the loop).
+        """
+        if _running_loop() is not None:
+            raise RuntimeError("Checker.check() blocks: on an event loop, await acheck()")
+        with self._lock:
+            if self._loop is None:
+                self._loop = asyncio.new_event_loop()
+                threading.Thread(
+                    target=_run_forever, args=(self._loop,), name="clue-health-checks", daemon=True
+                ).start()
+            loop = self._loop
+        return asyncio.run_coroutine_threadsafe(self.acheck(deadline), loop).result()
+
+    def close(self) -> None:
+        """Close the connections `check` pooled and stop its event loop (a later
+        `check` starts another)."""
+        with self._lock:
+            loop, self._loop = self._loop, None
+        if loop is not None:
+            try:
+                asyncio.run_coroutine_threadsafe(self.aclose(), loop).result()
+            finally:
+                loop.call_soon_threadsafe(loop.stop)
+
+    async def acheck(self, deadline: float | None = None) -> Report:
         """Ping every dependency at once and report who is healthy.
 
         Each ping gets its timeout, cut short by ``deadline`` (a
@@ -84,7 +117,8 @@ class Checker:
         return Report({p.name: ok for p, ok in zip(self.pingers, results, strict=True)})
 
     async def aclose(self) -> None:
-        """Close the pingers that hold connections (those with ``aclose()``)."""
+        """Close the connections pingers pooled for the running loop (those with
+        ``aclose()``)."""
         for p in self.pingers:
             close = getattr(p, "aclose", None)
             if close is not None:
@@ -172,3 +206,18 @@ def _retrieve(task: asyncio.Future[Any]) -> None:
     """Mark an abandoned ping's outcome as seen (no 'never retrieved' warnings)."""
     if not task.cancelled():
         task.exception()
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+def _run_forever(loop: asyncio.AbstractEventLoop) -> None:
+    asyncio.set_event_loop(loop)
+    try:
+        loop.run_forever()
+    finally:
+        loop.close()

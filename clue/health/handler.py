@@ -29,7 +29,7 @@ def routes(checker: Checker | None = None, version: str = "") -> list[BaseRoute]
     checker = checker or Checker()
 
     async def dependencies(request: Request) -> Response:
-        return _render(request, await checker.check(), version)
+        return _render(request, await checker.acheck(), version)
 
     async def process(request: Request) -> Response:
         return _render(request, Report({}), version)

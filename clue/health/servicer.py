@@ -27,7 +27,24 @@ _QUOTED = 64
 """Characters of an unknown service name quoted back (the whole could exceed metadata limits)."""
 
 
-class AsyncHealthServicer(health_pb2_grpc.HealthServicer):  # type: ignore[misc]
+class _Servicer(health_pb2_grpc.HealthServicer):  # type: ignore[misc]
+    """What both servicers are given: the checker, the services, the watch interval."""
+
+    def __init__(
+        self,
+        checker: Checker | None = None,
+        services: Iterable[str] = (),
+        *,
+        watch_interval: float = 5.0,
+    ) -> None:
+        if not watch_interval > 0:
+            raise ValueError(f"watch_interval must be > 0 seconds, got {watch_interval}")
+        self.checker = checker or Checker()
+        self.services = frozenset(("", *services))
+        self.watch_interval = watch_interval
+
+
+class AsyncHealthServicer(_Servicer):
     """``grpc.health.v1.Health`` for a ``grpc.aio`` server.
 
     ``Check`` runs the checker within the caller's deadline and answers
@@ -45,11 +62,7 @@ class AsyncHealthServicer(health_pb2_grpc.HealthServicer):  # type: ignore[misc]
         *,
         watch_interval: float = 5.0,
     ) -> None:
-        if not watch_interval > 0:
-            raise ValueError(f"watch_interval must be > 0 seconds, got {watch_interval}")
-        self.checker = checker or Checker()
-        self.services = frozenset(("", *services))
-        self.watch_interval = watch_interval
+        super().__init__(checker, services, watch_interval=watch_interval)
         self._shutting_down = False
         self._wakeups: set[asyncio.Event] = set()
 
@@ -97,16 +110,17 @@ class AsyncHealthServicer(health_pb2_grpc.HealthServicer):  # type: ignore[misc]
         """SERVING or NOT_SERVING, from the checker unless shutting down."""
         if self._shutting_down:
             return int(NOT_SERVING)
-        report = await self.checker.check(deadline)
+        report = await self.checker.acheck(deadline)
         return int(SERVING if report.ok and not self._shutting_down else NOT_SERVING)
 
 
-class HealthServicer(health_pb2_grpc.HealthServicer):  # type: ignore[misc]
+class HealthServicer(_Servicer):
     """``grpc.health.v1.Health`` for a thread-pool ``grpc.server``.
 
-    Same answers as `AsyncHealthServicer`; the checker runs on an event loop of
-    the servicer's own, in a daemon thread, so pingers keep their pooled
-    connections between checks. `close` stops that loop.
+    Same answers as `AsyncHealthServicer`, from the checker's blocking
+    `Checker.check` (its own event loop, in a daemon thread, so pingers keep
+    their pooled connections between checks). `close` closes them and stops
+    that loop.
     """
 
     def __init__(
@@ -116,10 +130,8 @@ class HealthServicer(health_pb2_grpc.HealthServicer):  # type: ignore[misc]
         *,
         watch_interval: float = 5.0,
     ) -> None:
-        self._core = AsyncHealthServicer(checker, services, watch_interval=watch_interval)
+        super().__init__(checker, services, watch_interval=watch_interval)
         self._shutdown = threading.Event()
-        self._lock = threading.Lock()
-        self._loop: asyncio.AbstractEventLoop | None = None
 
     def add_to_server(self, server: grpc.Server | InstrumentedServer) -> None:
         """Register this servicer with ``server`` (or a server clue instruments)."""
@@ -127,19 +139,15 @@ class HealthServicer(health_pb2_grpc.HealthServicer):  # type: ignore[misc]
 
     def enter_graceful_shutdown(self) -> None:
         """Answer NOT_SERVING from now on (and tell watchers), e.g. on SIGTERM."""
-        self._core.enter_graceful_shutdown()
         self._shutdown.set()
 
     def close(self) -> None:
-        """Stop the checker's event loop (a later call starts a new one)."""
-        with self._lock:
-            loop, self._loop = self._loop, None
-        if loop is not None:
-            loop.call_soon_threadsafe(loop.stop)
+        """Close the checker's pooled connections and stop its event loop (`Checker.close`)."""
+        self.checker.close()
 
     def Check(self, request: Any, context: grpc.ServicerContext) -> Any:
         """Answer the current status of ``request.service``."""
-        if request.service not in self._core.services:
+        if request.service not in self.services:
             context.abort(grpc.StatusCode.NOT_FOUND, _unknown(request.service))
         remaining = context.time_remaining()
         deadline = None if remaining is None else time.monotonic() + remaining - _MARGIN
@@ -149,41 +157,23 @@ class HealthServicer(health_pb2_grpc.HealthServicer):  # type: ignore[misc]
         """Stream the status of ``request.service``: now, then on every change."""
         last = None
         while context.is_active():
-            if request.service in self._core.services:
-                status = self._status(None)
-            else:
-                status = SERVICE_UNKNOWN
+            status = self._status(None) if request.service in self.services else SERVICE_UNKNOWN
             if status != last:
                 yield health_pb2.HealthCheckResponse(status=status)
                 last = status
             if self._shutdown.is_set():
-                time.sleep(self._core.watch_interval)
+                time.sleep(self.watch_interval)
             else:
-                self._shutdown.wait(self._core.watch_interval)
+                self._shutdown.wait(self.watch_interval)
 
     def _status(self, deadline: float | None) -> int:
-        future = asyncio.run_coroutine_threadsafe(self._core._status(deadline), self._running())
-        return future.result()
-
-    def _running(self) -> asyncio.AbstractEventLoop:
-        with self._lock:
-            if self._loop is None:
-                loop = asyncio.new_event_loop()
-                threading.Thread(
-                    target=_run_forever, args=(loop,), name="clue-health-checks", daemon=True
-                ).start()
-                self._loop = loop
-            return self._loop
+        """SERVING or NOT_SERVING, from the checker unless shutting down."""
+        if self._shutdown.is_set():
+            return int(NOT_SERVING)
+        report = self.checker.check(deadline)
+        return int(SERVING if report.ok and not self._shutdown.is_set() else NOT_SERVING)
 
 
 def _unknown(service: str) -> str:
     shown = repr(service[:_QUOTED]) + ("..." if len(service) > _QUOTED else "")
     return f"unknown service {shown}"
-
-
-def _run_forever(loop: asyncio.AbstractEventLoop) -> None:
-    asyncio.set_event_loop(loop)
-    try:
-        loop.run_forever()
-    finally:
-        loop.close()
