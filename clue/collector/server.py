@@ -42,7 +42,8 @@ class Collector:
 
     Ports given as 0 are chosen by the system; read the bound ones from
     ``grpc_port``, ``http_port`` and ``ui_port``. Use :meth:`start`/:meth:`stop`
-    to run it in a background thread, or ``await serve()`` in your own loop.
+    (or ``with``) to run it in a background thread, or ``await aserve()`` in your
+    own loop.
     """
 
     def __init__(self, config: Config | None = None) -> None:
@@ -125,7 +126,7 @@ class Collector:
             ]
         )
 
-    async def serve(self) -> None:
+    async def aserve(self) -> None:
         """Run until :meth:`stop` is called (or the task is cancelled)."""
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
@@ -176,7 +177,7 @@ class Collector:
     def start(self, timeout: float = 10.0) -> Collector:
         """Serve in a background thread; return once every listener is up."""
         self._thread = threading.Thread(
-            target=asyncio.run, args=(self.serve(),), name="clue-collector", daemon=True
+            target=asyncio.run, args=(self.aserve(),), name="clue-collector", daemon=True
         )
         self._thread.start()
         if not self._started.wait(timeout):
