@@ -14,7 +14,8 @@ Goals (ratios measured in the same rounds, interleaved):
 Both consume the same stream of messages published by an instrumented producer
 (headers carry the trace context); the handler acks each message. The spans and
 metrics go through the SDK's batch processor and periodic reader into exporters
-that drop them. Also printed: the µs each message costs under each variant.
+that drop them. Also printed: the µs each message costs under each variant, and the
+CPU each layer of the consume scope adds to one message (timed alone, in a loop).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import asyncio
 import os
 import sys
 import time
+import timeit
 import uuid
 from pathlib import Path
 
@@ -145,7 +147,59 @@ async def measure_rabbitmq() -> tuple[float, float]:
     return best_official, best_clue
 
 
+def layers(sampler: str) -> None:
+    """Print the µs each layer of a NATS consume scope costs, each timed alone."""
+    from opentelemetry import trace
+    from opentelemetry.context import attach, detach, get_current
+    from opentelemetry.trace import SpanKind
+
+    from clue.log.scopes import RequestScope
+    from clue.log.state import STATE
+    from clue.messaging._headers import checked_request_id, extract_lowered, lowered, text_value
+
+    configure("bench-messaging", sampler)
+    instrumentation = clue.nats.Instrumentation()
+    consumer = instrumentation.consumer
+    flag = "01" if sampler == "always_on" else "00"
+    headers = {"traceparent": f"00-{'ab' * 16}-{'cd' * 8}-{flag}", "Nats-Msg-Id": "evt-1"}
+    reply = "$JS.ACK.ORDERS.notification.1.5.5.1700000000000000000.0"
+    msg = clue.nats.TracedMsg(
+        _client=None, subject="orders", reply=reply, data=b"{}", headers=headers
+    )  # type: ignore[arg-type]
+    names = lowered(headers)
+    parent = extract_lowered(names, get_current())
+    span = consumer.tracer.start_span("process orders", context=parent, kind=SpanKind.CONSUMER)
+
+    def request_scope() -> None:
+        fields = {"subject": "orders", "message_id": "evt-1", "attempt": 1, "request_id": "r"}
+        scope = RequestScope(fields, STATE.buffer_size)
+        scope.__enter__()
+        scope.__exit__(None, None, None)
+
+    def whole() -> None:
+        with instrumentation.scope(msg, "notification"):
+            pass
+
+    parts = {
+        "message read (headers, id, attempt)": lambda: instrumentation.scope(msg, "g"),
+        "trace context extracted": lambda: extract_lowered(names, get_current()),
+        "CONSUMER span started and ended": lambda: consumer.tracer.start_span(
+            "process orders", context=parent, kind=SpanKind.CONSUMER
+        ).end(),
+        "span made current": lambda: detach(attach(trace.set_span_in_context(span, parent))),
+        "request id": lambda: checked_request_id(text_value(names.get("x-request-id"))),
+        "log request scope": request_scope,
+        "duration recorded": lambda: consumer.record("orders", "notification", None, 0.001),
+        "the whole scope": whole,
+    }
+    for name, part in parts.items():
+        seconds = min(timeit.repeat(part, number=20_000, repeat=5)) / 20_000
+        print(f"  {sampler}: {name}: {seconds * 1e6:.2f} µs")
+
+
 def main() -> None:
+    for sampler in ("adaptive", "always_on"):
+        layers(sampler)
     with servers.serving(servers.NATS) as url:
         for sampler, name, target in (
             ("adaptive", "messaging.nats_consume_adaptive", 0.7),

@@ -250,18 +250,21 @@ class ConsumeScope:
 
     def _describe(self, span: Span) -> None:
         consumer = self._consumer
-        span.set_attribute(sc.MESSAGING_SYSTEM, consumer.system)
-        span.set_attribute(sc.MESSAGING_OPERATION_TYPE, sc.PROCESS)
-        span.set_attribute(sc.MESSAGING_OPERATION_NAME, sc.PROCESS)
-        span.set_attribute(sc.MESSAGING_DESTINATION_NAME, self.destination)
+        attributes: dict[str, AttributeValue] = {  # one call: the SDK locks once per call
+            sc.MESSAGING_SYSTEM: consumer.system,
+            sc.MESSAGING_OPERATION_TYPE: sc.PROCESS,
+            sc.MESSAGING_OPERATION_NAME: sc.PROCESS,
+            sc.MESSAGING_DESTINATION_NAME: self.destination,
+        }
         if self.message_id is not None:
-            span.set_attribute(sc.MESSAGING_MESSAGE_ID, self.message_id)
+            attributes[sc.MESSAGING_MESSAGE_ID] = self.message_id
         if self.attempt is not None:
-            span.set_attribute(consumer.delivery_count, self.attempt)
+            attributes[consumer.delivery_count] = self.attempt
         if self.group:
-            span.set_attribute(sc.MESSAGING_CONSUMER_GROUP_NAME, self.group)
+            attributes[sc.MESSAGING_CONSUMER_GROUP_NAME] = self.group
         if self.body is not None:
-            span.set_attribute(sc.MESSAGING_MESSAGE_BODY_SIZE, len(self.body))
+            attributes[sc.MESSAGING_MESSAGE_BODY_SIZE] = len(self.body)
+        span.set_attributes(attributes)
 
 
 def error_type(exc: BaseException) -> str:

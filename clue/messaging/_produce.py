@@ -8,6 +8,7 @@ from typing import Any
 from opentelemetry import trace
 from opentelemetry.context import attach, detach
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, TracerProvider
+from opentelemetry.util.types import AttributeValue
 
 from clue.messaging import _semconv as sc
 from clue.messaging._consume import error_type
@@ -88,14 +89,17 @@ class SendScope:
             producer.span_name(self.destination), context=parent, kind=SpanKind.PRODUCER
         )
         if span.is_recording():
-            span.set_attribute(sc.MESSAGING_SYSTEM, producer.system)
-            span.set_attribute(sc.MESSAGING_OPERATION_TYPE, sc.SEND)
-            span.set_attribute(sc.MESSAGING_OPERATION_NAME, producer.operation)
-            span.set_attribute(sc.MESSAGING_DESTINATION_NAME, self.destination)
+            attributes: dict[str, AttributeValue] = {  # one call: the SDK locks once per call
+                sc.MESSAGING_SYSTEM: producer.system,
+                sc.MESSAGING_OPERATION_TYPE: sc.SEND,
+                sc.MESSAGING_OPERATION_NAME: producer.operation,
+                sc.MESSAGING_DESTINATION_NAME: self.destination,
+            }
             if self.message_id is not None:
-                span.set_attribute(sc.MESSAGING_MESSAGE_ID, self.message_id)
+                attributes[sc.MESSAGING_MESSAGE_ID] = self.message_id
             if self.body_size is not None:
-                span.set_attribute(sc.MESSAGING_MESSAGE_BODY_SIZE, self.body_size)
+                attributes[sc.MESSAGING_MESSAGE_BODY_SIZE] = self.body_size
+            span.set_attributes(attributes)
         context = trace.set_span_in_context(span, parent)
         self._token = attach(context)
         inject(headers)
