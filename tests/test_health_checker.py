@@ -4,41 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import io
-import json
 import threading
 import time
-from collections.abc import Iterator
 
 import pytest
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 
 import clue.health.checker
-from clue import health, log
-
-
-@pytest.fixture
-def logs() -> Iterator[io.StringIO]:
-    buffer = io.StringIO()
-    log.configure(outputs=[log.Output(buffer, format="json")])
-    yield buffer
-    log.configure()
-
-
-@pytest.fixture
-def spans(monkeypatch: pytest.MonkeyPatch) -> InMemorySpanExporter:
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    monkeypatch.setattr(clue.health.checker, "_tracer", provider.get_tracer("test"))
-    return exporter
-
-
-def entries(buffer: io.StringIO) -> list[dict[str, object]]:
-    return [json.loads(line) for line in buffer.getvalue().splitlines()]
+from clue import health
+from clue.testing import CapturedLogs, CapturedSpans
 
 
 async def test_all_ok_sync_and_async() -> None:
@@ -75,7 +49,7 @@ async def test_blocking_check_on_an_event_loop_is_refused() -> None:
 
 
 async def test_failure_is_reported_logged_and_traced(
-    logs: io.StringIO, spans: InMemorySpanExporter
+    clue_logs: CapturedLogs, clue_spans: CapturedSpans
 ) -> None:
     def broken() -> None:
         raise ConnectionRefusedError("db refused the connection")
@@ -84,18 +58,14 @@ async def test_failure_is_reported_logged_and_traced(
     report = await checker.acheck()
     assert not report.ok
     assert report.status() == {"db": "NOT OK", "cache": "OK"}
-    (entry,) = [e for e in entries(logs) if e["level"] == "error"]
+    (entry,) = clue_logs.where(level="error")
     assert entry["dependency"] == "db"
     assert entry["error"] == "db refused the connection"
-    by_dep = {
-        s.attributes["clue.health.dependency"]: s
-        for s in spans.get_finished_spans()
-        if s.name == "health.ping"
-    }
+    by_dep = {s.attributes["clue.health.dependency"]: s for s in clue_spans.where("health.ping")}
     assert by_dep["db"].status.status_code is StatusCode.ERROR
     assert by_dep["db"].events[0].name == "exception"
     assert by_dep["cache"].status.status_code is StatusCode.UNSET
-    (check,) = [s for s in spans.get_finished_spans() if s.name == "health.check"]
+    check = clue_spans.one("health.check")
     assert all(s.parent.span_id == check.context.span_id for s in by_dep.values())
 
 
@@ -115,7 +85,7 @@ async def test_pings_run_concurrently() -> None:
     assert elapsed < 1.6  # sequential would take 3.2 s; one thread per sync ping
 
 
-async def test_hanging_pings_time_out_without_holding_the_check(logs: io.StringIO) -> None:
+async def test_hanging_pings_time_out_without_holding_the_check(clue_logs: CapturedLogs) -> None:
     release = threading.Event()
 
     def hangs_in_thread() -> None:
@@ -149,7 +119,7 @@ async def test_hanging_pings_time_out_without_holding_the_check(logs: io.StringI
         "fine": "OK",
     }
     assert 0.2 <= elapsed < 1.0
-    failed = {e["dependency"]: e for e in entries(logs) if e["level"] == "error"}
+    failed = {e["dependency"]: e for e in clue_logs.where(level="error")}
     assert set(failed) == {"thread", "task", "stubborn"}
     assert failed["task"]["error"] == "no answer within 0.2s"
 
