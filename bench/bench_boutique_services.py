@@ -140,10 +140,10 @@ async def clue_shop(data: Path) -> tuple[list[GrpcService], str, str]:
     config = checkout.Config(
         cart_addr=await start("cart", await cart.build(cart.Config(f"sqlite:///{data}/cart.db"))),
         catalog_addr=catalog,
-        currency_addr=await start("currency", await currency.build(currency.Config())),
-        shipping_addr=await start("shipping", await shipping.build(shipping.Config())),
-        payment_addr=await start("payment", await payment.build(payment.Config())),
-        email_addr=await start("email", await email.build(email.Config())),
+        currency_addr=await start("currency", await currency.build()),
+        shipping_addr=await start("shipping", await shipping.build()),
+        payment_addr=await start("payment", await payment.build()),
+        email_addr=await start("email", await email.build()),
         order_store=f"sqlite:///{data}/orders.db",
     )
     checkout_addr = await start("checkout", await checkout.build(config))

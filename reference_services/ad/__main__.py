@@ -1,5 +1,5 @@
-"""Run the ad service: ``python -m reference_services.ad``."""
+"""``python -m reference_services.<service>``: run the service its ``service.py`` declares."""
 
-from reference_services.ad.service import main
+from .service import ENTRY
 
-raise SystemExit(main())
+raise SystemExit(ENTRY.run())

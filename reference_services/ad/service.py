@@ -9,10 +9,9 @@ from opentelemetry import trace
 from clue import log
 from reference_services.ad.ads import ads_for
 from reference_services.common import fields
-from reference_services.common.config import NoSettings
 from reference_services.common.faults import Faults, Rate
 from reference_services.common.rpc import rpc, unavailable
-from reference_services.common.runtime import Wiring, run_grpc_service
+from reference_services.common.runtime import Entry, Wiring
 from reference_services.protos import hipstershop_pb2 as pb
 from reference_services.protos import hipstershop_pb2_grpc as pb_grpc
 
@@ -47,11 +46,7 @@ class AdServer(pb_grpc.AdServiceServicer):
         return pb.AdResponse(ads=ads)
 
 
-class Config(NoSettings):
-    """The ad service needs no settings of its own."""
-
-
-async def build(config: Config) -> Wiring:
+async def build() -> Wiring:
     """The ad servicer and its switch."""
     switches = faults()
     return Wiring(
@@ -60,6 +55,4 @@ async def build(config: Config) -> Wiring:
     )
 
 
-def main() -> int:
-    """Run the ad service until SIGTERM."""
-    return run_grpc_service("ad", Config.from_env, build)
+ENTRY = Entry("ad", build)

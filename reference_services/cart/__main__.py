@@ -1,5 +1,5 @@
-"""Run the cart service: ``python -m reference_services.cart``."""
+"""``python -m reference_services.<service>``: run the service its ``service.py`` declares."""
 
-from reference_services.cart.service import main
+from .service import ENTRY
 
-raise SystemExit(main())
+raise SystemExit(ENTRY.run())

@@ -27,7 +27,7 @@ from reference_services.common.rpc import (
     rpc,
     unavailable,
 )
-from reference_services.common.runtime import Wiring, run_grpc_service
+from reference_services.common.runtime import Entry, Wiring
 from reference_services.common.settings import STORE_SCHEMES, store_url
 from reference_services.protos import hipstershop_pb2 as pb
 from reference_services.protos import hipstershop_pb2_grpc as pb_grpc
@@ -167,6 +167,4 @@ async def build(config: Config) -> Wiring:
     )
 
 
-def main() -> int:
-    """Run the cart service until SIGTERM."""
-    return run_grpc_service("cart", Config.from_env, build)
+ENTRY = Entry("cart", build, Config.from_env)

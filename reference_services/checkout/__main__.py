@@ -1,5 +1,5 @@
-"""Run the checkout service: ``python -m reference_services.checkout``."""
+"""``python -m reference_services.<service>``: run the service its ``service.py`` declares."""
 
-from reference_services.checkout.service import main
+from .service import ENTRY
 
-raise SystemExit(main())
+raise SystemExit(ENTRY.run())

@@ -24,7 +24,7 @@ from reference_services.common.rpc import (
     rpc,
     unavailable,
 )
-from reference_services.common.runtime import Wiring, run_grpc_service
+from reference_services.common.runtime import Entry, Wiring
 from reference_services.common.settings import store_url
 from reference_services.protos import hipstershop_pb2 as pb
 from reference_services.protos import hipstershop_pb2_grpc as pb_grpc
@@ -283,6 +283,4 @@ async def build(config: Config, orders: OrderStore | None = None) -> Wiring:
     )
 
 
-def main() -> int:
-    """Run the checkout service until SIGTERM."""
-    return run_grpc_service("checkout", Config.from_env, build)
+ENTRY = Entry("checkout", build, Config.from_env)

@@ -10,18 +10,6 @@ import ipaddress
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Self
-
-
-@dataclass(frozen=True)
-class NoSettings:
-    """The configuration of a service that reads no variables of its own."""
-
-    @classmethod
-    def from_env(cls) -> Self:
-        """Nothing to read."""
-        return cls()
 
 
 class ConfigError(Exception):

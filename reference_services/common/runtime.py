@@ -1,10 +1,10 @@
 """Running a boutique gRPC service: clue wired in, health, admin port, graceful stop.
 
-A service module provides a ``Config.from_env`` and an async ``build(config)``
-returning a `Wiring`; its ``main`` is one call::
+A service module provides an async ``build`` returning a `Wiring` and declares
+its entry point, which its package's ``__main__.py`` runs::
 
-    def main() -> int:
-        return run_grpc_service("cart", Config.from_env, build)
+    ENTRY = Entry("email", build)  # no settings of its own: build()
+    ENTRY = Entry("cart", build, Config.from_env)  # build(Config.from_env())
 
 `GrpcService` is the same server without the process concerns, for tests
 and for embedding.
@@ -18,7 +18,7 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 import grpc
 import grpc.aio
@@ -173,53 +173,71 @@ class _Registry:
         return getattr(self.server, name)
 
 
-def run_grpc_service(
-    name: str,
-    read_config: Callable[[], C],
-    build: Callable[[C], Awaitable[Wiring]],
-) -> int:
-    """Run service ``name`` until SIGTERM or SIGINT; the process exit code.
+class Entry:
+    """How ``python -m reference_services.<name>`` runs a gRPC service.
 
-    Reads ``HOST`` (the address to listen on, default 127.0.0.1: the deploy
-    files set 0.0.0.0), ``PORT`` and ``ADMIN_PORT`` and the service's own configuration; a
-    missing or bad variable prints one line and returns 2 before anything
-    starts. Telemetry is configured by clue from the standard ``OTEL_*`` and
-    ``CLUE_*`` variables.
+    ``build`` makes the service's `Wiring`. A service with settings of its own
+    passes ``settings`` too: it reads them from the environment, before anything
+    starts, and ``build`` takes what it returns. One without calls ``build()``.
     """
-    try:
-        host = env_host("HOST", LOOPBACK)
-        port = env_port("PORT")
-        admin_port = env_port("ADMIN_PORT")
-        config = read_config()
-        log.configure(write_delay=SERVICE_LOG_WRITE_DELAY)
-        clue.configure(service_name=name, service_version=VERSION, prometheus=True)
-    except (ConfigError, ValueError) as exc:
-        print(f"{name}: configuration error: {exc}", file=sys.stderr, flush=True)
-        return EXIT_CONFIG
-    try:
-        asyncio.run(_serve(name, host, port, admin_port, config, build))
-    except OSError as exc:
-        log.fatal(f"{name} could not start", exc=exc)
-        print(f"{name}: {exc}", file=sys.stderr, flush=True)
-        return 1
-    finally:
-        clue.shutdown()
-    return 0
+
+    @overload
+    def __init__(self, name: str, build: Callable[[], Awaitable[Wiring]]) -> None: ...
+
+    @overload
+    def __init__(
+        self, name: str, build: Callable[[C], Awaitable[Wiring]], settings: Callable[[], C]
+    ) -> None: ...
+
+    def __init__(
+        self,
+        name: str,
+        build: Callable[..., Awaitable[Wiring]],
+        settings: Callable[[], object] | None = None,
+    ) -> None:
+        self.name = name
+        self.build = build
+        self.settings = settings
+
+    def run(self) -> int:
+        """Run the service until SIGTERM or SIGINT; the process exit code.
+
+        Reads ``HOST`` (the address to listen on, default 127.0.0.1: the deploy
+        files set 0.0.0.0), ``PORT`` and ``ADMIN_PORT`` and the service's own settings; a
+        missing or bad variable prints one line and returns 2 before anything
+        starts. Telemetry is configured by clue from the standard ``OTEL_*`` and
+        ``CLUE_*`` variables.
+        """
+        name = self.name
+        try:
+            host = env_host("HOST", LOOPBACK)
+            port = env_port("PORT")
+            admin_port = env_port("ADMIN_PORT")
+            args = () if self.settings is None else (self.settings(),)
+            log.configure(write_delay=SERVICE_LOG_WRITE_DELAY)
+            clue.configure(service_name=name, service_version=VERSION, prometheus=True)
+        except (ConfigError, ValueError) as exc:
+            print(f"{name}: configuration error: {exc}", file=sys.stderr, flush=True)
+            return EXIT_CONFIG
+        try:
+            asyncio.run(_serve(name, host, port, admin_port, lambda: self.build(*args)))
+        except OSError as exc:
+            log.fatal(f"{name} could not start", exc=exc)
+            print(f"{name}: {exc}", file=sys.stderr, flush=True)
+            return 1
+        finally:
+            clue.shutdown()
+        return 0
 
 
 async def _serve(
-    name: str,
-    host: str,
-    port: int,
-    admin_port: int,
-    config: C,
-    build: Callable[[C], Awaitable[Wiring]],
+    name: str, host: str, port: int, admin_port: int, build: Callable[[], Awaitable[Wiring]]
 ) -> None:
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
-    wiring = await build(config)
+    wiring = await build()
     service = GrpcService(name, wiring, host=host, port=port, admin_port=admin_port)
     try:
         await service.start()

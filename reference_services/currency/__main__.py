@@ -1,5 +1,5 @@
-"""Run the currency service: ``python -m reference_services.currency``."""
+"""``python -m reference_services.<service>``: run the service its ``service.py`` declares."""
 
-from reference_services.currency.service import main
+from .service import ENTRY
 
-raise SystemExit(main())
+raise SystemExit(ENTRY.run())

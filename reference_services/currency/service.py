@@ -6,9 +6,8 @@ from typing import Any
 
 from opentelemetry import trace
 
-from reference_services.common.config import NoSettings
 from reference_services.common.rpc import rpc
-from reference_services.common.runtime import Wiring, run_grpc_service
+from reference_services.common.runtime import Entry, Wiring
 from reference_services.currency import rates
 from reference_services.protos import hipstershop_pb2 as pb
 from reference_services.protos import hipstershop_pb2_grpc as pb_grpc
@@ -35,15 +34,9 @@ class Currency(pb_grpc.CurrencyServiceServicer):
         return converted
 
 
-class Config(NoSettings):
-    """The currency service needs no settings of its own."""
-
-
-async def build(config: Config) -> Wiring:
+async def build() -> Wiring:
     """The currency servicer."""
     return Wiring(servicers=[(pb_grpc.add_CurrencyServiceServicer_to_server, Currency())])
 
 
-def main() -> int:
-    """Run the currency service until SIGTERM."""
-    return run_grpc_service("currency", Config.from_env, build)
+ENTRY = Entry("currency", build)

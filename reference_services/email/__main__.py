@@ -1,5 +1,5 @@
-"""Run the email service: ``python -m reference_services.email``."""
+"""``python -m reference_services.<service>``: run the service its ``service.py`` declares."""
 
-from reference_services.email.service import main
+from .service import ENTRY
 
-raise SystemExit(main())
+raise SystemExit(ENTRY.run())

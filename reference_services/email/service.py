@@ -8,9 +8,8 @@ from opentelemetry import trace
 
 from clue import log
 from reference_services.common import fields
-from reference_services.common.config import NoSettings
 from reference_services.common.rpc import invalid_argument, rpc
-from reference_services.common.runtime import Wiring, run_grpc_service
+from reference_services.common.runtime import Entry, Wiring
 from reference_services.email.confirmation import render
 from reference_services.protos import hipstershop_pb2 as pb
 from reference_services.protos import hipstershop_pb2_grpc as pb_grpc
@@ -46,15 +45,9 @@ class Email(pb_grpc.EmailServiceServicer):
         return pb.Empty()
 
 
-class Config(NoSettings):
-    """The email service needs no settings of its own."""
-
-
-async def build(config: Config) -> Wiring:
+async def build() -> Wiring:
     """The email servicer."""
     return Wiring(servicers=[(pb_grpc.add_EmailServiceServicer_to_server, Email())])
 
 
-def main() -> int:
-    """Run the email service until SIGTERM."""
-    return run_grpc_service("email", Config.from_env, build)
+ENTRY = Entry("email", build)

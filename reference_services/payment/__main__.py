@@ -1,5 +1,5 @@
-"""Run the payment service: ``python -m reference_services.payment``."""
+"""``python -m reference_services.<service>``: run the service its ``service.py`` declares."""
 
-from reference_services.payment.service import main
+from .service import ENTRY
 
-raise SystemExit(main())
+raise SystemExit(ENTRY.run())

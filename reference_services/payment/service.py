@@ -11,10 +11,9 @@ from opentelemetry import metrics, trace
 
 from clue import log
 from reference_services.common import money
-from reference_services.common.config import NoSettings
 from reference_services.common.faults import Faults, Rate
 from reference_services.common.rpc import RpcFailure, invalid_argument, rpc, unavailable
-from reference_services.common.runtime import Wiring, run_grpc_service
+from reference_services.common.runtime import Entry, Wiring
 from reference_services.payment.card import CardError, digits_of, last_four, validate
 from reference_services.protos import hipstershop_pb2 as pb
 from reference_services.protos import hipstershop_pb2_grpc as pb_grpc
@@ -86,11 +85,7 @@ class Payment(pb_grpc.PaymentServiceServicer):
         return pb.ChargeResponse(transaction_id=transaction)
 
 
-class Config(NoSettings):
-    """The payment service needs no settings of its own."""
-
-
-async def build(config: Config) -> Wiring:
+async def build() -> Wiring:
     """The payment servicer and its switch."""
     switches = faults()
     return Wiring(
@@ -99,6 +94,4 @@ async def build(config: Config) -> Wiring:
     )
 
 
-def main() -> int:
-    """Run the payment service until SIGTERM."""
-    return run_grpc_service("payment", Config.from_env, build)
+ENTRY = Entry("payment", build)

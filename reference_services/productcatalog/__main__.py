@@ -1,5 +1,5 @@
-"""Run the productcatalog service: ``python -m reference_services.productcatalog``."""
+"""``python -m reference_services.<service>``: run the service its ``service.py`` declares."""
 
-from reference_services.productcatalog.service import main
+from .service import ENTRY
 
-raise SystemExit(main())
+raise SystemExit(ENTRY.run())

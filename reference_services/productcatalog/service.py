@@ -13,7 +13,7 @@ from reference_services.common import fields
 from reference_services.common.config import ConfigError, env_str
 from reference_services.common.faults import Faults, Flag, Millis
 from reference_services.common.rpc import not_found, quote, rpc
-from reference_services.common.runtime import Wiring, run_grpc_service
+from reference_services.common.runtime import Entry, Wiring
 from reference_services.productcatalog.catalog import DATA_FILE, MAX_QUERY, Catalog
 from reference_services.protos import hipstershop_pb2 as pb
 from reference_services.protos import hipstershop_pb2_grpc as pb_grpc
@@ -98,6 +98,4 @@ async def build(config: Config) -> Wiring:
     )
 
 
-def main() -> int:
-    """Run the catalog service until SIGTERM."""
-    return run_grpc_service("productcatalog", Config.from_env, build)
+ENTRY = Entry("productcatalog", build, Config.from_env)

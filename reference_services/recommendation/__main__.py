@@ -1,5 +1,5 @@
-"""Run the recommendation service: ``python -m reference_services.recommendation``."""
+"""``python -m reference_services.<service>``: run the service its ``service.py`` declares."""
 
-from reference_services.recommendation.service import main
+from .service import ENTRY
 
-raise SystemExit(main())
+raise SystemExit(ENTRY.run())

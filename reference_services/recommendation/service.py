@@ -14,7 +14,7 @@ from reference_services.common.clients import Clients
 from reference_services.common.config import env_addr
 from reference_services.common.faults import Faults, Flag
 from reference_services.common.rpc import rpc, unavailable
-from reference_services.common.runtime import Wiring, run_grpc_service
+from reference_services.common.runtime import Entry, Wiring
 from reference_services.protos import hipstershop_pb2 as pb
 from reference_services.protos import hipstershop_pb2_grpc as pb_grpc
 from reference_services.recommendation.pick import recommend
@@ -102,6 +102,4 @@ async def build(config: Config) -> Wiring:
     )
 
 
-def main() -> int:
-    """Run the recommendation service until SIGTERM."""
-    return run_grpc_service("recommendation", Config.from_env, build)
+ENTRY = Entry("recommendation", build, Config.from_env)

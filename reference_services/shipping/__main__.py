@@ -1,5 +1,5 @@
-"""Run the shipping service: ``python -m reference_services.shipping``."""
+"""``python -m reference_services.<service>``: run the service its ``service.py`` declares."""
 
-from reference_services.shipping.service import main
+from .service import ENTRY
 
-raise SystemExit(main())
+raise SystemExit(ENTRY.run())

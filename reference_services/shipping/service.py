@@ -8,10 +8,9 @@ from opentelemetry import trace
 
 from clue import log
 from reference_services.common import fields
-from reference_services.common.config import NoSettings
 from reference_services.common.money import format_money
 from reference_services.common.rpc import invalid_argument, rpc
-from reference_services.common.runtime import Wiring, run_grpc_service
+from reference_services.common.runtime import Entry, Wiring
 from reference_services.protos import hipstershop_pb2 as pb
 from reference_services.protos import hipstershop_pb2_grpc as pb_grpc
 from reference_services.shipping.quote import quote, tracking_id
@@ -45,15 +44,9 @@ class Shipping(pb_grpc.ShippingServiceServicer):
         return pb.ShipOrderResponse(tracking_id=tracking)
 
 
-class Config(NoSettings):
-    """The shipping service needs no settings of its own."""
-
-
-async def build(config: Config) -> Wiring:
+async def build() -> Wiring:
     """The shipping servicer."""
     return Wiring(servicers=[(pb_grpc.add_ShippingServiceServicer_to_server, Shipping())])
 
 
-def main() -> int:
-    """Run the shipping service until SIGTERM."""
-    return run_grpc_service("shipping", Config.from_env, build)
+ENTRY = Entry("shipping", build)

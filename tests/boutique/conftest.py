@@ -138,13 +138,13 @@ async def boutique_running(data: Path) -> AsyncIterator[Boutique]:
         catalog = await start(
             "productcatalog", await productcatalog.build(productcatalog.Config.from_env())
         )
-        await start("currency", await currency.build(currency.Config()))
+        await start("currency", await currency.build())
         cart_config = cart.Config(f"sqlite:///{data / 'cart.db'}", catalog.address)
         await start("cart", await cart.build(cart_config))
-        await start("shipping", await shipping.build(shipping.Config()))
-        await start("payment", await payment.build(payment.Config()))
-        await start("email", await email.build(email.Config()))
-        await start("ad", await ad.build(ad.Config()))
+        await start("shipping", await shipping.build())
+        await start("payment", await payment.build())
+        await start("email", await email.build())
+        await start("ad", await ad.build())
         await start(
             "recommendation",
             await recommendation.build(recommendation.Config(catalog.address)),

@@ -35,7 +35,7 @@ def test_no_key_or_no_match_gives_two_random_ads() -> None:
 
 async def test_ads_over_grpc() -> None:
     async with (
-        serving("ad", await ad.build(ad.Config())) as service,
+        serving("ad", await ad.build()) as service,
         stub_for(service, pb_grpc.AdServiceStub) as stub,
     ):
         reply = await stub.GetAds(pb.AdRequest(context_keys=["footwear"]))

@@ -58,7 +58,7 @@ def test_bad_amounts_and_codes_are_rejected(amount: pb.Money, to: str, message: 
 
 async def test_currency_service_over_grpc() -> None:
     async with (
-        serving("currency", await currency.build(currency.Config())) as service,
+        serving("currency", await currency.build()) as service,
         stub_for(service, pb_grpc.CurrencyServiceStub) as stub,
     ):
         codes = (await stub.GetSupportedCurrencies(pb.Empty())).currency_codes

@@ -57,7 +57,7 @@ def test_valid_email() -> None:
 
 async def test_send_confirmation_over_grpc(lines: Lines) -> None:
     async with (
-        serving("email", await email.build(email.Config())) as service,
+        serving("email", await email.build()) as service,
         stub_for(service, pb_grpc.EmailServiceStub) as stub,
     ):
         await stub.SendOrderConfirmation(

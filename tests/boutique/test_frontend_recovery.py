@@ -80,9 +80,7 @@ async def test_the_shop_serves_within_a_second_of_a_service_it_calls(
         return await visitor.get("/")
 
     assert (await home()).status_code == 200
-    took = await outage_and_return(
-        boutique, "currency", lambda: currency.build(currency.Config()), home
-    )
+    took = await outage_and_return(boutique, "currency", currency.build, home)
     assert took < BACK_WITHIN, f"the shop served again {took:.2f} s after currency was back"
 
 
@@ -94,7 +92,5 @@ async def test_checkout_serves_within_a_second_of_a_service_it_calls(
         return await visitor.post("/cart/checkout", data=ORDER_FORM)
 
     assert (await place_order()).status_code == 200
-    took = await outage_and_return(
-        boutique, "payment", lambda: payment.build(payment.Config()), place_order
-    )
+    took = await outage_and_return(boutique, "payment", payment.build, place_order)
     assert took < BACK_WITHIN, f"checkout worked again {took:.2f} s after payment was back"

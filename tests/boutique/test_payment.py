@@ -84,7 +84,7 @@ async def test_charge_over_grpc(lines: Lines) -> None:
     log.set_debug(True)  # payloads are logged in debug mode: the number must be masked
     usd = pb.Money(currency_code="USD", units=42, nanos=500_000_000)
     async with (
-        serving("payment", await payment.build(payment.Config())) as service,
+        serving("payment", await payment.build()) as service,
         stub_for(service, pb_grpc.PaymentServiceStub) as stub,
     ):
         reply = await stub.Charge(pb.ChargeRequest(amount=usd, credit_card=card(year=2099)))

@@ -225,26 +225,26 @@ def test_bad_configuration_exits_2_with_one_line() -> None:
 @pytest.mark.parametrize(
     ("main", "env", "message"),
     [
-        (cart.main, {"ADMIN_PORT": "9"}, "cart: configuration error: PORT is not set"),
+        (cart.ENTRY.run, {"ADMIN_PORT": "9"}, "cart: configuration error: PORT is not set"),
         (
-            currency.main,
+            currency.ENTRY.run,
             {"PORT": "abc", "ADMIN_PORT": "9"},
             "currency: configuration error: PORT='abc' is not an integer",
         ),
         (
-            cart.main,
+            cart.ENTRY.run,
             {"PORT": "1", "ADMIN_PORT": "2", "CART_STORE": "mysql://db/carts"},
             "cart: configuration error: CART_STORE must be a URL starting with one of: "
             "sqlite:///..., postgresql://..., postgres://..., redis://..., rediss://...",
         ),
         (
-            recommendation.main,
+            recommendation.ENTRY.run,
             {"PORT": "1", "ADMIN_PORT": "2", "PRODUCT_CATALOG_SERVICE_ADDR": "catalog"},
             "recommendation: configuration error: "
             "PRODUCT_CATALOG_SERVICE_ADDR='catalog' is not a host:port address",
         ),
         (
-            checkout.main,
+            checkout.ENTRY.run,
             {"PORT": "1", "ADMIN_PORT": "2", "ORDER_STORE": "redis://h:1/0"}
             | {f"{n}_SERVICE_ADDR": "h:1" for n in CHECKOUT_DOWNSTREAM},
             "checkout: configuration error: ORDER_STORE must be a URL starting with one of: "
@@ -275,7 +275,7 @@ def test_the_embedding_example_of_the_docs_runs(capsys: pytest.CaptureFixture[st
 
 
 async def test_health_watch_reports_not_serving_when_the_service_stops() -> None:
-    service = GrpcService("currency", await currency.build(currency.Config()), host="127.0.0.1")
+    service = GrpcService("currency", await currency.build(), host="127.0.0.1")
     await service.start()
     try:
         async with grpc.aio.insecure_channel(service.address) as channel:

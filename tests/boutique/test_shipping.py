@@ -40,7 +40,7 @@ def test_tracking_id_shape_and_address_digits() -> None:
 async def test_shipping_over_grpc() -> None:
     items = [pb.CartItem(product_id="OLJCESPC7Z", quantity=2)]
     async with (
-        serving("shipping", await shipping.build(shipping.Config())) as service,
+        serving("shipping", await shipping.build()) as service,
         stub_for(service, pb_grpc.ShippingServiceStub) as stub,
     ):
         reply = await stub.GetQuote(pb.GetQuoteRequest(address=ADDRESS, items=items))
