@@ -64,17 +64,14 @@ def fell_back(hook: str, fallback: str) -> None:
         if hook in _said:
             return
         _said.add(hook)
-    from clue.log import pipeline  # clue.log imports this module: imported when first needed
-    from clue.log.state import WARN, Entry
+    from clue.log import WARN, Entry, write_entry  # clue.log imports this module first
 
     message = "an OpenTelemetry internal clue relies on has changed: using the plain path"
     kv = {"hook": hook, "fallback": fallback}
     # Written directly (a request scope must not buffer, then drop it); the caller may be
     # serving a request: nothing raised here reaches it.
     with contextlib.suppress(Exception):
-        pipeline.write_entry(
-            Entry((WARN, message, kv, time.time_ns(), {}, Context(), None, None, False))
-        )
+        write_entry(Entry((WARN, message, kv, time.time_ns(), {}, Context(), None, None, False)))
 
 
 # --- span-key: the key the API keeps the current span under -------------------------------

@@ -13,8 +13,7 @@ from urllib.parse import parse_qsl
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
-from clue.log.sanitize import clean_value
-from clue.log.state import STATE
+from clue.log import STATE, clean_value
 
 _TEXT_TYPES = ("application/json", "text/", "application/x-www-form-urlencoded", "+json")
 

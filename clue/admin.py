@@ -17,8 +17,7 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from clue import health, log
-from clue.debug.endpoints import unguarded_routes
-from clue.debug.guard import Guard
+from clue.debug import Guard, unguarded_routes
 
 PORT_ENV = "CLUE_ADMIN_PORT"
 PROBE_ROUTES = ("/livez", "/healthz", "/readyz")

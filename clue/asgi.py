@@ -24,8 +24,8 @@ from opentelemetry.util.types import AttributeValue
 from clue import log
 from clue._payload import body_payload
 from clue._request_id import HEADER, request_id_or_new
-from clue.log.api import report_unhandled
-from clue.telemetry.histograms import bind
+from clue.log import report_unhandled
+from clue.telemetry import bind
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

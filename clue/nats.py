@@ -31,9 +31,8 @@ from nats.js import JetStreamContext, api
 from opentelemetry.metrics import MeterProvider
 from opentelemetry.trace import TracerProvider
 
-from clue.messaging import Consumer, ConsumeScope, Producer, header
+from clue.messaging import Consumer, ConsumeScope, Producer, header, lowered, text_value
 from clue.messaging import handler as _scoped_handler
-from clue.messaging._headers import lowered, text_value
 
 SYSTEM = "nats"
 MESSAGE_ID_HEADER = "nats-msg-id"

@@ -31,8 +31,7 @@ from opentelemetry.instrumentation.aio_pika import AioPikaInstrumentor
 from opentelemetry.metrics import MeterProvider
 from opentelemetry.trace import TracerProvider
 
-from clue.messaging import Consumer, ConsumeScope, inject
-from clue.messaging._headers import lowered, text_value
+from clue.messaging import Consumer, ConsumeScope, inject, lowered, text_value
 
 SYSTEM = "rabbitmq"
 DELIVERY_COUNT_HEADER = "x-delivery-count"

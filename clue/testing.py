@@ -37,13 +37,16 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased, Sampler
 from opentelemetry.trace import NoOpTracerProvider, SpanKind
 
 from clue import debug, log
-from clue.log import stdlib as bridge
-from clue.log.configuration import write_delay_from_env
-from clue.log.pipeline import set_write_delay
-from clue.log.state import DEFAULT_WRITE_DELAY, STATE, State
-from clue.telemetry import shutdown
-from clue.telemetry.bootstrap import METER_PROVIDER, TRACER_PROVIDER
-from clue.telemetry.histograms import REGISTRY
+from clue.log import (
+    DEFAULT_WRITE_DELAY,
+    STATE,
+    ClueHandler,
+    State,
+    set_write_delay,
+    uninstall_bridge,
+    write_delay_from_env,
+)
+from clue.telemetry import METER_PROVIDER, REGISTRY, TRACER_PROVIDER, shutdown
 
 _P = TypeVar("_P")
 
@@ -312,8 +315,8 @@ def reset() -> None:
         delay = write_delay_from_env() or DEFAULT_WRITE_DELAY
     set_write_delay(delay)
     root = logging.getLogger()
-    if any(isinstance(handler, bridge.ClueHandler) for handler in root.handlers):
-        bridge.uninstall()
+    if any(isinstance(handler, ClueHandler) for handler in root.handlers):
+        uninstall_bridge()
         root.setLevel(logging.WARNING)  # the stdlib's default, which the bridge changed
 
 

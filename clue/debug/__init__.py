@@ -15,10 +15,15 @@ if TYPE_CHECKING:
     from clue.debug.endpoints import routes
     from clue.debug.guard import TOKEN_ENV, Guard
 
+    # isort: split
+    # clue's internal API (the rule is in clue/__init__.py): for clue.admin, not programs.
+    from clue.debug.endpoints import unguarded_routes as unguarded_routes
+
 _LAZY = {
     "routes": "clue.debug.endpoints",
     "Guard": "clue.debug.guard",
     "TOKEN_ENV": "clue.debug.guard",
+    "unguarded_routes": "clue.debug.endpoints",
 }
 
 __all__ = [

@@ -11,7 +11,7 @@ from clue import log
 from clue._payload import message_payload
 from clue._request_id import HEADER, request_id_or_new
 from clue.grpc._rpc import Metadata, RpcInfo, is_expected, metadata_value
-from clue.log.api import report_unhandled
+from clue.log import report_unhandled
 
 
 class RequestLog:

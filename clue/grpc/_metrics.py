@@ -11,7 +11,7 @@ from opentelemetry import metrics
 from opentelemetry.metrics import MeterProvider
 
 from clue.grpc._rpc import Metadata, RpcInfo
-from clue.telemetry.histograms import bind
+from clue.telemetry import bind
 
 
 class Durations:

@@ -123,9 +123,9 @@ def configure(
     elif env_debug is not None:
         STATE.debug = env_debug
     if stdlib:
-        bridge.install()
+        bridge.install_bridge()
     else:
-        bridge.uninstall()
+        bridge.uninstall_bridge()
 
 
 def configure_unless_configured() -> None:

@@ -108,7 +108,7 @@ def _writes_to_console(handler: logging.Handler) -> bool:
         return False
 
 
-def install() -> None:
+def install_bridge() -> None:
     """Put one clue handler on the root logger and take over console logging.
 
     Console handlers (plain ``StreamHandler`` to stdout/stderr, as left by
@@ -133,7 +133,7 @@ def install() -> None:
     debug_changed()
 
 
-def uninstall() -> None:
+def uninstall_bridge() -> None:
     """Remove clue's root handler."""
     root = logging.getLogger()
     for handler in _handlers():

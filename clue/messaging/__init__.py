@@ -13,6 +13,12 @@ from clue.messaging._consume import Consumer, ConsumeScope, handler
 from clue.messaging._headers import MAX_VALUE, extract, header, inject, request_id
 from clue.messaging._produce import Producer, SendScope
 
+# isort: split
+# clue's internal API: what clue.nats and clue.rabbitmq use (the rule is in clue/__init__.py).
+# Re-exported as "x as x" and left out of __all__: not for programs, may change any time.
+from clue.messaging._headers import lowered as lowered
+from clue.messaging._headers import text_value as text_value
+
 __all__ = [
     "MAX_VALUE",
     "ConsumeScope",

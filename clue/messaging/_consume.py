@@ -17,9 +17,7 @@ from opentelemetry.util.types import AttributeValue
 
 from clue import log
 from clue._payload import body_payload
-from clue.log.api import report_unhandled
-from clue.log.scopes import RequestScope
-from clue.log.state import STATE
+from clue.log import STATE, RequestScope, report_unhandled
 from clue.messaging import _semconv as sc
 from clue.messaging._headers import (
     REQUEST_ID_HEADER,
@@ -29,7 +27,7 @@ from clue.messaging._headers import (
     lowered,
     text_value,
 )
-from clue.telemetry.histograms import bind
+from clue.telemetry import bind
 
 # Buckets in seconds, as for HTTP server durations (the conventions advise none).
 _BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)

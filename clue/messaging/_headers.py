@@ -17,7 +17,7 @@ from opentelemetry.context import Context, get_current
 from opentelemetry.propagators.textmap import Getter, Setter
 
 from clue._request_id import HEADER, new_request_id
-from clue.log.scopes import CURRENT
+from clue.log import CURRENT
 
 MAX_VALUE = 8192
 """Longest header value read, in characters (the W3C baggage limit, in bytes)."""

@@ -9,6 +9,14 @@ from clue.telemetry.bootstrap import configure, force_flush, meter, shutdown, st
 from clue.telemetry.prometheus import metrics_app
 from clue.telemetry.sampler import AdaptiveSampler
 
+# isort: split
+# clue's internal API: what clue's other packages use (the rule is in clue/__init__.py).
+# Re-exported as "x as x" and left out of __all__: not for programs, may change any time.
+from clue.telemetry.bootstrap import METER_PROVIDER as METER_PROVIDER
+from clue.telemetry.bootstrap import TRACER_PROVIDER as TRACER_PROVIDER
+from clue.telemetry.histograms import REGISTRY as REGISTRY
+from clue.telemetry.histograms import bind as bind
+
 __all__ = [
     "AdaptiveSampler",
     "configure",

@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 
-from clue.log.stdlib import ClueHandler
+from clue.log import ClueHandler
 
 
 class RateLimitedForwarder(logging.Handler):
