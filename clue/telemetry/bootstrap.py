@@ -29,7 +29,7 @@ from opentelemetry.trace import NoOpTracerProvider
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from clue import log
-from clue.log.configuration import configure_unless_configured
+from clue.log import configure_unless_configured
 from clue.telemetry import exporters, histograms, sdk_logs, settings
 from clue.telemetry import prometheus as prometheus_exposition
 from clue.telemetry.proxy import SwappableMeterProvider, SwappableTracerProvider
