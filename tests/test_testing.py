@@ -260,7 +260,7 @@ def test_the_plugin_offers_the_fixtures_to_any_suite(tmp_path: Path) -> None:
                 assert not isinstance(provider, type(telemetry.bootstrap.TRACER_PROVIDER))
                 assert not any(isinstance(h, ClueHandler) for h in logging.getLogger().handlers)
 
-            def test_with_them(clue_reset, clue_logs, clue_spans, clue_metrics):
+            def test_with_them(clue_logs, clue_spans, clue_metrics, clue_reset):  # reset first
                 with telemetry.tracer("svc").start_as_current_span("work"):
                     log.info("done", n=1)
                 telemetry.meter("svc").create_counter("jobs").add(1)
