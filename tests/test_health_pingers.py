@@ -181,13 +181,18 @@ def test_blocking_check_keeps_its_pooled_connection_until_closed() -> None:
         peers.append(request.client.port)
         return PlainTextResponse("ok")
 
+    def loop_threads() -> set[threading.Thread]:
+        return {t for t in threading.enumerate() if t.name == "clue-health-checks"}
+
+    others = loop_threads()  # other tests' checkers may still have theirs
     with AdminServer(routes=[Route("/counted/livez", livez)], metrics=False, debug=False) as server:
         checker = health.Checker(health.HTTPPinger("admin", server.url + "/counted"), timeout=5)
         assert all(checker.check().ok for _ in range(3))
         assert len(peers) == 3 and len(set(peers)) == 1
+        assert len(loop_threads() - others) == 1
         checker.close()
         deadline = time.monotonic() + 10
-        while any(t.name == "clue-health-checks" for t in threading.enumerate()):
+        while loop_threads() - others:
             assert time.monotonic() < deadline, "the checker's loop thread did not stop"
             time.sleep(0.01)
         assert checker.check().ok  # a later check starts another loop and client
