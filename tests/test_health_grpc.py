@@ -15,11 +15,11 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from clue import health
 
 Status = health_pb2.HealthCheckResponse
-STATE = {"db": True}
+UP = {"db": True}
 
 
 def db_ping() -> None:
-    if not STATE["db"]:
+    if not UP["db"]:
         raise ConnectionError("database is down")
 
 
@@ -34,13 +34,13 @@ async def serve(servicer: health.AsyncHealthServicer) -> tuple[grpc.aio.Server, 
 @pytest.fixture
 async def target() -> AsyncIterator[tuple[str, health.AsyncHealthServicer]]:
     """A servicer checking "db", answering for "" and "shop.Cart"."""
-    STATE["db"] = True
+    UP["db"] = True
     checker = health.Checker(health.pinger("db", db_ping))
     servicer = health.AsyncHealthServicer(checker, services=["shop.Cart"], watch_interval=0.05)
     server, address = await serve(servicer)
     yield address, servicer
     await server.stop(None)
-    STATE["db"] = True
+    UP["db"] = True
 
 
 @pytest.fixture
@@ -67,7 +67,7 @@ async def test_check_like_a_kubernetes_probe(
     address, _ = target
     assert await check(address) == Status.SERVING
     assert await check(address, "shop.Cart") == Status.SERVING
-    STATE["db"] = False
+    UP["db"] = False
     assert await check(address) == Status.NOT_SERVING
     assert await check(address, "shop.Cart") == Status.NOT_SERVING
 
@@ -95,9 +95,9 @@ async def test_watch_sees_changes(target: tuple[str, health.AsyncHealthServicer]
         call = stub.Watch(health_pb2.HealthCheckRequest(service="shop.Cart"))
         updates = call.__aiter__()
         assert (await asyncio.wait_for(updates.__anext__(), 2)).status == Status.SERVING
-        STATE["db"] = False
+        UP["db"] = False
         assert (await asyncio.wait_for(updates.__anext__(), 2)).status == Status.NOT_SERVING
-        STATE["db"] = True
+        UP["db"] = True
         assert (await asyncio.wait_for(updates.__anext__(), 2)).status == Status.SERVING
         servicer.enter_graceful_shutdown()
         assert (await asyncio.wait_for(updates.__anext__(), 2)).status == Status.NOT_SERVING
@@ -119,7 +119,7 @@ async def test_grpc_pinger_chains_to_the_servicer(
 ) -> None:
     checker = health.Checker(health.GRPCPinger("cart", target[0], service="shop.Cart"))
     assert (await checker.acheck()).ok
-    STATE["db"] = False
+    UP["db"] = False
     assert not (await checker.acheck()).ok
     await checker.aclose()
 
@@ -132,7 +132,7 @@ def test_bad_watch_interval() -> None:
 @pytest.fixture
 def sync_target() -> Iterator[tuple[str, health.HealthServicer]]:
     """A thread-pool grpc.server with the sync servicer checking "db"."""
-    STATE["db"] = True
+    UP["db"] = True
     checker = health.Checker(health.pinger("db", db_ping))
     servicer = health.HealthServicer(checker, services=["shop.Cart"], watch_interval=0.05)
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
@@ -142,7 +142,7 @@ def sync_target() -> Iterator[tuple[str, health.HealthServicer]]:
     yield f"127.0.0.1:{port}", servicer
     server.stop(None)
     servicer.close()
-    STATE["db"] = True
+    UP["db"] = True
 
 
 def test_sync_servicer_check_and_watch(
@@ -164,10 +164,10 @@ def test_sync_servicer_check_and_watch(
 
         watch = stub.Watch(health_pb2.HealthCheckRequest(service="shop.Cart"), timeout=5)
         assert next(watch).status == Status.SERVING
-        STATE["db"] = False
+        UP["db"] = False
         assert next(watch).status == Status.NOT_SERVING
         assert check() == Status.NOT_SERVING
-        STATE["db"] = True
+        UP["db"] = True
         assert next(watch).status == Status.SERVING
         servicer.enter_graceful_shutdown()
         assert next(watch).status == Status.NOT_SERVING
