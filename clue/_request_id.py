@@ -19,7 +19,7 @@ _bits = random.getrandbits
 
 def new_request_id() -> str:
     """A fresh random request id (16 hex digits)."""
-    return _bits(64).to_bytes(8).hex()  # a third of a :016x format's cost
+    return _bits(64).to_bytes(8).hex()  # cheaper than a :016x format
 
 
 def request_id_or_new(caller: str | None) -> str:

@@ -67,7 +67,7 @@ def instrument(
     instrumented)``); ports, start and stop are the server's own. The layers
     and options are those of :func:`async_server_interceptors`, but the handlers are
     wrapped once, when they are added, instead of going through grpc's
-    interceptor machinery on every call (about 24 µs a call in ``grpc.aio``).
+    interceptor machinery on every call (what that saves: docs/performance.md).
     """
     return InstrumentedServer(
         server,

@@ -1,9 +1,9 @@
 """Histograms that clue aggregates itself, collected into the readers of ``configure()``.
 
 The SDK's ``Histogram.record`` copies, cleans and hashes the attributes of
-every measurement before it touches a bucket: about 28 µs a call on the
-machine of ``docs/performance.md``, as much as a fifth of what uvicorn and
-Starlette spend serving a small request. The histograms handed out by
+every measurement before it touches a bucket, though a server records the
+same few attribute sets over and over (what that costs a request:
+docs/performance.md). The histograms handed out by
 clue's meters (``clue.telemetry.meter``, or any meter once ``configure()``
 made clue's provider the global one) aggregate in place instead: the
 attributes are cleaned once per distinct set, and a record looks its set up

@@ -72,7 +72,7 @@ class _SwappableTracer(SpanStarter):
             self._bound = (current[0], tracer)
         return tracer
 
-    def start_span(  # explicit parameters: passing **kwargs on costs 0.5 µs a span
+    def start_span(  # explicit parameters: a **kwargs pass-through builds a dict per span
         self,
         name: str,
         context: Context | None = None,

@@ -2,12 +2,12 @@
 
 For a trace its sampler drops, the SDK's ``Tracer.start_span`` still builds a
 sampling result, trace flags, a span context and its internal-metrics hook
-through several layers: about 5 µs in a tight loop, several times that inside
-a busy server. Under clue's :class:`~clue.telemetry.AdaptiveSampler` nearly
-every new trace is dropped, so the tracers clue hands out ask the sampler
-first: a dropped trace costs one decision and a ``NonRecordingSpan``, exactly
-what the SDK would have returned; a sampled one is started by the SDK, told
-that the decision is made so that it is not counted twice.
+through several layers (the cost: docs/performance.md). Under clue's
+:class:`~clue.telemetry.AdaptiveSampler` nearly every new trace is dropped,
+so the tracers clue hands out ask the sampler first: a dropped trace costs
+one decision and a ``NonRecordingSpan``, exactly what the SDK would have
+returned; a sampled one is started by the SDK, told that the decision is made
+so that it is not counted twice.
 """
 
 from __future__ import annotations

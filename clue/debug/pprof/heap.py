@@ -58,8 +58,8 @@ class HeapRecorder:
     tracemalloc is started (keeping ``frames`` frames per allocation) only if
     it is not tracing yet, and then stopped again by `stop`, which frees its
     memory: its cost is only paid during the window, but it is high, since
-    every allocation is hooked (allocation-heavy code runs about 10x slower
-    with 1 frame, 30x or more with 16; see docs/performance.md).
+    every allocation is hooked (how much slower allocation-heavy code runs,
+    more so the more frames are kept: docs/performance.md#profilers).
     """
 
     def __init__(self, frames: int = DEFAULT_FRAMES) -> None:

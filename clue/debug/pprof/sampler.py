@@ -8,13 +8,14 @@ the ticks (``mode``):
   time and CPython runs the tick in the main thread, between two bytecodes
   (`clue.debug.pprof.sigprof`). A busy main thread (the event loop of an
   asyncio service) is sampled without giving up the GIL, so this costs only
-  the tick itself (some 30 us with a dozen threads). While the main thread
+  the tick itself. While the main thread
   is blocked the tick waits for it to wake up. Possible only when the
   sampler is started and stopped from the main thread and the program does
   not use SIGPROF or ``ITIMER_PROF`` itself.
 * ``thread``: a background thread wakes up every period of wall-clock time.
   Each tick takes the GIL from the busy thread, and that hand-off (waking
-  two threads) costs the busy thread some 100-300 us per tick on a small VM.
+  two threads) costs the busy thread several times the tick itself (the
+  figures: docs/performance.md#profilers).
 
 ``auto`` (the default) takes ``signal`` when it can, else ``thread``. Idle
 threads would drown the busy ones (a service has many threads parked in
@@ -266,9 +267,9 @@ class CPUSampler:
             self._ticking = False
 
     def _run(self) -> None:
-        # Each tick costs about 100-200 us of CPU here, much of it waking up and
-        # reading clocks: a plain sleep is the cheapest wait (an Event's timed
-        # wait costs twice as much), so `stop` takes up to one period to land.
+        # Much of a tick's CPU here is waking up and reading clocks: a plain sleep
+        # is the cheapest wait (cheaper than an Event's timed wait), so `stop`
+        # takes up to one period to land.
         own_start = time.thread_time_ns()
         me = threading.get_ident()
         period = self.period_ns / 1e9
