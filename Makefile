@@ -23,7 +23,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy --strict clue
+	$(BIN)/mypy --strict clue reference_services
 
 pytest: $(STAMP)
 	$(BIN)/pytest -q
