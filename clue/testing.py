@@ -202,6 +202,8 @@ def capture_spans(sampler: Sampler | None = None) -> Iterator[CapturedSpans]:
     caller's decision (``traceparent``) is followed. The previous provider is back after
     the block, unless ``clue.configure()`` replaced the capture in it.
     """
+    if sampler is not None and not isinstance(sampler, Sampler):
+        raise ValueError(f"sampler must be an OpenTelemetry Sampler, got {type(sampler).__name__}")
     exporter = InMemorySpanExporter()
     provider = TracerProvider(
         sampler=ParentBased(ALWAYS_ON) if sampler is None else sampler, shutdown_on_exit=False

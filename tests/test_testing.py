@@ -162,6 +162,9 @@ def test_capture_spans_samples_as_told_and_gives_the_provider_back(clue_reset: N
     assert spans.names() == ["every new trace sampled", "by the provider"] and len(none) == 0
     tracer.start_span("under the configured sampler").end()
     assert telemetry.force_flush() and exporter.get_finished_spans() == ()
+    bad = "sampler must be an OpenTelemetry Sampler, got str"
+    with pytest.raises(ValueError, match=bad), capture_spans(sampler="always_on"):  # type: ignore[arg-type]
+        pass
     with pytest.raises(
         AssertionError, match=r"one span 'nope' that matches, found 0 \(seen: \['every"
     ):
