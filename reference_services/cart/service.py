@@ -53,7 +53,7 @@ class Cart(pb_grpc.CartServiceServicer):
         self,
         store: CartStore,
         switches: Faults,
-        catalog: pb_grpc.ProductCatalogServiceStub | None = None,
+        catalog: pb_grpc.ProductCatalogServiceAsyncStub | None = None,
     ) -> None:
         self.store = store
         self.faults = switches

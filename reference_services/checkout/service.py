@@ -55,12 +55,12 @@ _RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
 class Downstream:
     """Stubs of the services a checkout calls."""
 
-    cart: pb_grpc.CartServiceStub
-    catalog: pb_grpc.ProductCatalogServiceStub
-    currency: pb_grpc.CurrencyServiceStub
-    shipping: pb_grpc.ShippingServiceStub
-    payment: pb_grpc.PaymentServiceStub
-    email: pb_grpc.EmailServiceStub
+    cart: pb_grpc.CartServiceAsyncStub
+    catalog: pb_grpc.ProductCatalogServiceAsyncStub
+    currency: pb_grpc.CurrencyServiceAsyncStub
+    shipping: pb_grpc.ShippingServiceAsyncStub
+    payment: pb_grpc.PaymentServiceAsyncStub
+    email: pb_grpc.EmailServiceAsyncStub
 
 
 def _check_request(request: pb.PlaceOrderRequest) -> None:

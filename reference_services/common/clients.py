@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import grpc.aio
 
@@ -30,7 +30,7 @@ class Clients:
         self._channels: list[grpc.aio.Channel] = []
         self.pingers: list[health.Pinger] = []
 
-    def stub(self, name: str, address: str, stub_class: Callable[[Any], S]) -> S:
+    def stub(self, name: str, address: str, stub_class: Callable[[grpc.aio.Channel], S]) -> S:
         """A stub for the service ``name`` at ``address``; it is also pinged for health."""
         channel = clue.grpc.async_insecure_channel(address, options=CHANNEL_OPTIONS)
         self._channels.append(channel)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, TypeVar, overload
@@ -101,13 +101,11 @@ class GrpcService:
 
     async def start(self) -> None:
         """Bind the gRPC and admin ports and start serving."""
-        server = grpc.aio.server()
-        # Handlers added through it run clue's layers; the names of their services are noted.
-        registry = _Registry(clue.grpc.instrument(server))
+        server = _Server()
         for add, servicer in self.wiring.servicers:
-            add(servicer, registry)
-        self.health = health.AsyncHealthServicer(self.checker, services=registry.names)
-        self.health.add_to_server(registry.server)
+            add(servicer, server)
+        self.health = health.AsyncHealthServicer(self.checker, services=server.names)
+        self.health.add_to_server(server.instrumented)
         listen = _host_port(self.host, self.port)
         try:
             bound = server.add_insecure_port(listen)
@@ -154,23 +152,44 @@ class GrpcService:
         await self.stop()
 
 
-class _Registry:
-    """A server as the generated ``add_..._to_server`` functions use it, noting service names."""
+class _Server(grpc.aio.Server):
+    """A ``grpc.aio`` server whose handlers run clue's layers, noting the services added.
 
-    def __init__(self, server: Any) -> None:
-        self.server = server
+    The generated ``add_..._to_server`` functions take it as the server they are typed for.
+    """
+
+    def __init__(self) -> None:
+        self.server = grpc.aio.server()
+        self.instrumented = clue.grpc.instrument(self.server)
         self.names: list[str] = []
 
-    def add_generic_rpc_handlers(self, handlers: Sequence[grpc.GenericRpcHandler]) -> None:
+    def add_generic_rpc_handlers(
+        self, generic_rpc_handlers: Iterable[grpc.GenericRpcHandler[Any, Any]]
+    ) -> None:
+        handlers = list(generic_rpc_handlers)
         self.names += [h.service_name() for h in handlers if isinstance(h, grpc.ServiceRpcHandler)]
-        self.server.add_generic_rpc_handlers(handlers)
+        self.instrumented.add_generic_rpc_handlers(handlers)
 
-    def add_registered_method_handlers(self, service: str, handlers: dict[str, Any]) -> None:
-        self.names.append(service)
-        self.server.add_registered_method_handlers(service, handlers)
+    def add_registered_method_handlers(
+        self, service_name: str, method_handlers: dict[str, grpc.RpcMethodHandler[Any, Any]]
+    ) -> None:
+        self.names.append(service_name)
+        self.instrumented.add_registered_method_handlers(service_name, method_handlers)
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.server, name)
+    def add_insecure_port(self, address: str) -> int:
+        return self.server.add_insecure_port(address)
+
+    def add_secure_port(self, address: str, server_credentials: grpc.ServerCredentials) -> int:
+        return self.server.add_secure_port(address, server_credentials)
+
+    async def start(self) -> None:
+        await self.server.start()
+
+    async def stop(self, grace: float | None = None) -> None:
+        await self.server.stop(grace)
+
+    async def wait_for_termination(self, timeout: float | None = None) -> bool:
+        return await self.server.wait_for_termination(timeout)
 
 
 class Entry:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+
+import grpc.aio
 
 import clue.grpc
 from reference_services.common.clients import CHANNEL_OPTIONS
@@ -31,7 +32,7 @@ class Clients:
 
     def __init__(self, addresses: Addresses) -> None:
         self.addresses = addresses
-        self._channels: list[Any] = []
+        self._channels: list[grpc.aio.Channel] = []
         self.catalog = rpc.ProductCatalogServiceStub(self._channel(addresses.productcatalog))
         self.currency = rpc.CurrencyServiceStub(self._channel(addresses.currency))
         self.cart = rpc.CartServiceStub(self._channel(addresses.cart))
@@ -40,7 +41,7 @@ class Clients:
         self.checkout = rpc.CheckoutServiceStub(self._channel(addresses.checkout))
         self.ad = rpc.AdServiceStub(self._channel(addresses.ad))
 
-    def _channel(self, target: str) -> Any:
+    def _channel(self, target: str) -> grpc.aio.Channel:
         channel = clue.grpc.async_insecure_channel(target, options=CHANNEL_OPTIONS)
         self._channels.append(channel)
         return channel
@@ -48,4 +49,4 @@ class Clients:
     async def close(self) -> None:
         """Close every channel."""
         for channel in self._channels:
-            await channel.close()
+            await channel.close(None)

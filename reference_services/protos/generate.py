@@ -5,18 +5,23 @@ Each proto is compiled with ``-I <root>`` so the generated modules import each o
 by their package path (``reference_services.protos.hipstershop_pb2``). The output names
 the grpcio-tools and protobuf versions that wrote it, so the ``boutique`` extra pins
 grpcio-tools exactly; ``tests/test_generated_stubs.py`` fails when the committed files
-differ from what this writes.
+differ from what this writes. The services' typed stubs (``*_pb2_grpc.pyi``, which
+grpcio-tools does not write) come from mypy-protobuf's ``protoc-gen-mypy_grpc`` plugin,
+pinned beside it.
 """
 
 from __future__ import annotations
 
 import sys
+import sysconfig
 from collections.abc import Mapping
 from pathlib import Path
 
 from grpc_tools import protoc
 
 ROOT = Path(__file__).resolve().parents[2]
+# installed with mypy-protobuf beside this interpreter
+MYPY_GRPC = Path(sysconfig.get_path("scripts")) / "protoc-gen-mypy_grpc"
 # proto -> whether it has services (a *_pb2_grpc.py module)
 PROTOS = {
     "reference_services/protos/hipstershop.proto": True,
@@ -30,7 +35,7 @@ def generated_files() -> list[str]:
     for proto, has_services in PROTOS.items():
         stem = proto.removesuffix(".proto")
         names += [f"{stem}_pb2.py", f"{stem}_pb2.pyi"]
-        names += [f"{stem}_pb2_grpc.py"] if has_services else []
+        names += [f"{stem}_pb2_grpc.py", f"{stem}_pb2_grpc.pyi"] if has_services else []
     return names
 
 
@@ -38,7 +43,9 @@ def generate(out: Path = ROOT, root: Path = ROOT, protos: Mapping[str, bool] = P
     """Compile ``protos`` under ``root`` into ``out``; protoc's exit code (0: all compiled)."""
     for proto, has_services in protos.items():
         args = ["grpc_tools.protoc", f"-I{root}", f"--python_out={out}", f"--pyi_out={out}"]
-        args += [f"--grpc_python_out={out}"] if has_services else []
+        if has_services:
+            args += [f"--grpc_python_out={out}", f"--plugin=protoc-gen-mypy_grpc={MYPY_GRPC}"]
+            args += [f"--mypy_grpc_out={out}"]
         code = int(protoc.main([*args, str(root / proto)]))
         if code != 0:
             print(f"protoc failed on {proto} with exit code {code}", file=sys.stderr)

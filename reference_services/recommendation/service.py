@@ -48,7 +48,7 @@ def _check_request(request: pb.ListRecommendationsRequest) -> None:
 class Recommendation(pb_grpc.RecommendationServiceServicer):
     """Recommends other products from the catalog."""
 
-    def __init__(self, catalog: pb_grpc.ProductCatalogServiceStub, switches: Faults) -> None:
+    def __init__(self, catalog: pb_grpc.ProductCatalogServiceAsyncStub, switches: Faults) -> None:
         self.catalog = catalog
         self.faults = switches
         self.cache = LeakyCache()
