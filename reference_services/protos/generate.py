@@ -25,6 +25,7 @@ MYPY_GRPC = Path(sysconfig.get_path("scripts")) / "protoc-gen-mypy_grpc"
 # proto -> whether it has services (a *_pb2_grpc.py module)
 PROTOS = {
     "reference_services/protos/hipstershop.proto": True,
+    "reference_services/protos/boutique/v1/notification.proto": True,
     "clue/debug/pprof/profile.proto": False,
 }
 

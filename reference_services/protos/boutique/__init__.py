@@ -1,0 +1,1 @@
+"""The boutique's own protocol buffers (package ``boutique``), by version."""
