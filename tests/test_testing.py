@@ -150,6 +150,17 @@ def test_request_scope_fields_and_exceptions_are_captured(clue_logs: CapturedLog
     assert (entry["request_id"], entry["user"], entry["error_type"]) == ("r-1", "ana", "KeyError")
 
 
+def test_only_what_is_written_is_captured(clue_reset: None, clue_logs: CapturedLogs) -> None:
+    with log.request_scope(request_id="ok"):
+        log.info("buffered, then dropped")  # no sampled span: kept for a failure only
+        log.debug("debug is off")
+    with pytest.raises(RuntimeError), log.request_scope(request_id="failed"):
+        log.info("written with the failure")
+        raise RuntimeError("boom")
+    assert clue_logs.msgs() == ["written with the failure"]
+    assert clue_logs[0]["request_id"] == "failed"
+
+
 def test_capture_spans_samples_as_told_and_gives_the_provider_back(clue_reset: None) -> None:
     exporter = InMemorySpanExporter()
     clue.configure("svc", span_exporter=exporter, exporter="none", sampler=ALWAYS_OFF)
