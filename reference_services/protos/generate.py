@@ -26,6 +26,7 @@ MYPY_GRPC = Path(sysconfig.get_path("scripts")) / "protoc-gen-mypy_grpc"
 PROTOS = {
     "reference_services/protos/hipstershop.proto": True,
     "reference_services/protos/boutique/v1/notification.proto": True,
+    "reference_services/protos/boutique/v1/events.proto": False,
     "clue/debug/pprof/profile.proto": False,
 }
 
