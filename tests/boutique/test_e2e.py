@@ -194,12 +194,13 @@ def test_debug_toggle_shows_payloads_on_the_next_call(
     assert turned_on.status_code == 200
     try:
         quoted("/cart")
-        found = payloads()
-        assert len(found) >= 2
-        text = json.dumps(found)
-        assert "GetQuote" in text or "items" in text
-        assert WATCH in text  # the request payload: the cart items
-        assert "8" in text and "USD" in text  # the response payload: the quote
+        found = [e for e in payloads() if e["method"] == "/hipstershop.ShippingService/GetQuote"]
+        assert [e["msg"] for e in found] == ["request payload", "response payload"]
+        assert found[0]["request_id"] == found[1]["request_id"]  # of the same call
+        request, response = (json.loads(e["payload"]) for e in found)
+        assert request == {"address": {}, "items": [{"product_id": WATCH, "quantity": 1}]}
+        flat_rate = {"currency_code": "USD", "units": "8", "nanos": 990_000_000}
+        assert response == {"cost_usd": flat_rate}  # int64 units are strings in protobuf JSON
     finally:
         admin(boutique, "shipping", "/debug", **{"debug-logs": "off"})
     settled = len(payloads())
