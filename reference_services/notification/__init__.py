@@ -1,0 +1,1 @@
+"""NotificationService: tells customers about their orders, from the boutique's events."""

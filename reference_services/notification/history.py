@@ -1,0 +1,91 @@
+"""NotificationService.GetNotificationHistory: a customer's notifications, a page at a time."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from reference_services.common import fields
+from reference_services.common.database import StoreUnavailable
+from reference_services.common.rpc import invalid_argument, quote, rpc, unavailable
+from reference_services.notification.store import Cursor, Notification, NotificationStore
+from reference_services.protos.boutique.v1 import notification_pb2 as npb
+from reference_services.protos.boutique.v1 import notification_pb2_grpc as npb_grpc
+
+DEFAULT_PAGE_SIZE = 20
+MAX_PAGE_SIZE = 100
+MAX_PAGE_TOKEN = 256
+"""Characters of a page token (the ones this service writes are far shorter)."""
+
+CHANNELS = {"email": npb.CHANNEL_EMAIL}
+STATUSES = {"sent": npb.NOTIFICATION_STATUS_SENT, "failed": npb.NOTIFICATION_STATUS_FAILED}
+
+
+def recipient(request: npb.GetNotificationHistoryRequest) -> tuple[str, str]:
+    """(column, value) of whose history is asked for, validated."""
+    which = request.WhichOneof("recipient")
+    if which == "user_id":
+        return "user_id", fields.identifier(request.user_id, "user_id")
+    if which == "email":
+        return "email", fields.email(request.email).lower()
+    raise invalid_argument("user_id or email is required")
+
+
+def page_size(value: int) -> int:
+    """The page size asked for: 0 is the default, else 1..`MAX_PAGE_SIZE`."""
+    if not 0 <= value <= MAX_PAGE_SIZE:
+        raise invalid_argument(f"page_size {value} is outside 0..{MAX_PAGE_SIZE}")
+    return value or DEFAULT_PAGE_SIZE
+
+
+def page_token(value: str) -> Cursor | None:
+    """Where the page starts: None for the first page."""
+    if not value:
+        return None
+    if len(value) > MAX_PAGE_TOKEN:
+        raise invalid_argument(
+            f"page_token is {len(value)} characters long, more than {MAX_PAGE_TOKEN}"
+        )
+    try:
+        return Cursor.parse(value)
+    except ValueError:
+        message = f"page_token {quote(value)} is not a token this service gave"
+        raise invalid_argument(message) from None
+
+
+def to_proto(n: Notification) -> npb.Notification:
+    """A recorded notification on the wire."""
+    return npb.Notification(
+        id=n.id,
+        channel=CHANNELS.get(n.channel, npb.CHANNEL_UNSPECIFIED),
+        template=n.template,
+        subject=n.subject,
+        status=STATUSES.get(n.status, npb.NOTIFICATION_STATUS_UNSPECIFIED),
+        sent_at=n.sent_at,
+        order_id=n.order_id,
+        user_id=n.user_id,
+        email=n.email,
+    )
+
+
+class NotificationHistory(npb_grpc.NotificationServiceServicer):
+    """Answers what was sent to whom, from the store."""
+
+    def __init__(self, store: NotificationStore) -> None:
+        self.store = store
+
+    @rpc
+    async def GetNotificationHistory(
+        self, request: npb.GetNotificationHistoryRequest, context: Any
+    ) -> npb.GetNotificationHistoryResponse:
+        """The recipient's notifications, newest first, from ``page_token`` on."""
+        by, value = recipient(request)
+        size = page_size(request.page_size)
+        after = page_token(request.page_token)
+        try:
+            found, following = await self.store.history(by, value, size, after)
+        except StoreUnavailable as exc:
+            raise unavailable(f"notification store: {exc}") from None
+        return npb.GetNotificationHistoryResponse(
+            notifications=[to_proto(n) for n in found],
+            next_page_token=following.token() if following else "",
+        )

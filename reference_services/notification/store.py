@@ -1,0 +1,191 @@
+"""The notification service's own database: what was sent to whom (SQLite or PostgreSQL).
+
+The schema is versioned: `migrate` (run at start) applies the steps of
+`MIGRATIONS` past the version recorded in ``notification_schema``. Every step
+may be run again safely, so a start interrupted mid-step just redoes it.
+The store is also the service's health pinger for its database.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+from dataclasses import dataclass
+
+from reference_services.common.database import Database
+
+#: version -> the statements that bring the schema from the previous version to it.
+#: ``{n}`` is the notifications table's name.
+MIGRATIONS: dict[int, tuple[str, ...]] = {
+    1: (
+        "CREATE TABLE IF NOT EXISTS {n} ("
+        " id TEXT PRIMARY KEY, channel TEXT NOT NULL, template TEXT NOT NULL,"
+        " subject TEXT NOT NULL, status TEXT NOT NULL, sent_at_ns BIGINT NOT NULL,"
+        " order_id TEXT NOT NULL, user_id TEXT NOT NULL, email TEXT NOT NULL)",
+        "CREATE INDEX IF NOT EXISTS {n}_by_user ON {n} (user_id, sent_at_ns)",
+        "CREATE INDEX IF NOT EXISTS {n}_by_email ON {n} (email, sent_at_ns)",
+    ),
+}
+SCHEMA_VERSION = max(MIGRATIONS)
+RECIPIENTS = ("user_id", "email")
+"""The columns a history is read by."""
+
+
+@dataclass(frozen=True)
+class Notification:
+    """One notification as recorded: ``id`` is the event that caused it."""
+
+    id: str
+    channel: str
+    template: str
+    subject: str
+    status: str
+    sent_at_ns: int
+    order_id: str
+    user_id: str
+    email: str
+
+    @property
+    def sent_at(self) -> str:
+        """``sent_at_ns`` in RFC 3339, UTC, to the millisecond."""
+        seconds, nanos = divmod(self.sent_at_ns, 1_000_000_000)
+        at = dt.datetime.fromtimestamp(seconds, dt.UTC).replace(microsecond=nanos // 1000)
+        return at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """Where a page of history ends: the last notification's time and id."""
+
+    sent_at_ns: int
+    id: str
+
+    def token(self) -> str:
+        """The opaque page token standing for this cursor."""
+        raw = f"{self.sent_at_ns}:{self.id}".encode()
+        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+    @classmethod
+    def parse(cls, token: str) -> Cursor:
+        """The cursor a `token` stands for; ValueError if it is not one."""
+        try:
+            raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+        except (binascii.Error, UnicodeDecodeError, ValueError):
+            raise ValueError("not a page token") from None
+        at, sep, id_ = raw.partition(":")
+        if not sep or not at.isdigit() or not id_:
+            raise ValueError("not a page token")
+        return cls(int(at), id_)
+
+
+_COLUMNS = "id, channel, template, subject, status, sent_at_ns, order_id, user_id, email"
+
+
+class NotificationStore:
+    """Notifications in the table ``<prefix>notifications`` of ``db``, its schema version
+    in ``<prefix>notification_schema`` (tests sharing a database give each store a prefix)."""
+
+    name = "notification-store"
+
+    def __init__(self, db: Database, prefix: str = "") -> None:
+        if prefix and not prefix.replace("_", "").isalnum():
+            raise ValueError(f"table prefix {prefix!r} must be letters, digits and underscores")
+        self.db = db
+        self.table = f"{prefix}notifications"
+        self.schema_table = f"{prefix}notification_schema"
+
+    async def migrate(self) -> int:
+        """Bring the schema to `SCHEMA_VERSION`; the version it was at before."""
+        await self.db.execute(
+            f"CREATE TABLE IF NOT EXISTS {self.schema_table} (id INTEGER PRIMARY KEY,"
+            " version INTEGER NOT NULL)"
+        )
+        rows = await self.db.execute(f"SELECT version FROM {self.schema_table} WHERE id = 1")
+        before = int(rows[0][0]) if rows else 0
+        if before > SCHEMA_VERSION:
+            raise RuntimeError(
+                f"{self.db.where} holds notification schema {before}, newer than this"
+                f" service's {SCHEMA_VERSION}"
+            )
+        for version in range(before + 1, SCHEMA_VERSION + 1):
+            for statement in MIGRATIONS[version]:
+                await self.db.execute(statement.format(n=self.table))
+            await self.db.execute(
+                f"INSERT INTO {self.schema_table} (id, version) VALUES (1, %s)"
+                " ON CONFLICT (id) DO UPDATE SET version = excluded.version",
+                (version,),
+            )
+        return before
+
+    async def record(self, notification: Notification) -> bool:
+        """Write ``notification`` unless one with its id is there; whether it was written."""
+        n = notification
+        rows = await self.db.execute(
+            f"INSERT INTO {self.table} ({_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+            " ON CONFLICT (id) DO NOTHING RETURNING id",
+            (
+                n.id,
+                n.channel,
+                n.template,
+                n.subject,
+                n.status,
+                n.sent_at_ns,
+                n.order_id,
+                n.user_id,
+                n.email,
+            ),
+        )
+        return bool(rows)
+
+    async def get(self, id_: str) -> Notification | None:
+        """The notification caused by event ``id_``, or None."""
+        rows = await self.db.execute(f"SELECT {_COLUMNS} FROM {self.table} WHERE id = %s", (id_,))
+        return _notification(rows[0]) if rows else None
+
+    async def history(
+        self, by: str, value: str, limit: int, after: Cursor | None = None
+    ) -> tuple[list[Notification], Cursor | None]:
+        """Up to ``limit`` notifications whose ``by`` column (`RECIPIENTS`) is ``value``,
+        newest first, after ``after``; and the cursor of the next page (None: no more)."""
+        if by not in RECIPIENTS:
+            raise ValueError(f"history by {by!r}: one of {RECIPIENTS}")
+        where, params = f"{by} = %s", list[object]([value])
+        if after is not None:
+            where += " AND (sent_at_ns < %s OR (sent_at_ns = %s AND id < %s))"
+            params += [after.sent_at_ns, after.sent_at_ns, after.id]
+        rows = await self.db.execute(
+            f"SELECT {_COLUMNS} FROM {self.table} WHERE {where}"
+            " ORDER BY sent_at_ns DESC, id DESC LIMIT %s",
+            (*params, limit + 1),
+        )
+        found = [_notification(row) for row in rows[:limit]]
+        more = len(rows) > limit
+        return found, (Cursor(found[-1].sent_at_ns, found[-1].id) if more else None)
+
+    async def ping(self) -> None:
+        """Return when the database answers."""
+        await self.db.ping()
+
+    async def close(self) -> None:
+        """Release the connection."""
+        await self.db.close()
+
+    async def drop(self) -> None:
+        """Drop both tables (for tests that made their own)."""
+        await self.db.execute(f"DROP TABLE IF EXISTS {self.table}")
+        await self.db.execute(f"DROP TABLE IF EXISTS {self.schema_table}")
+
+
+def _notification(row: tuple[object, ...]) -> Notification:
+    return Notification(
+        id=str(row[0]),
+        channel=str(row[1]),
+        template=str(row[2]),
+        subject=str(row[3]),
+        status=str(row[4]),
+        sent_at_ns=int(str(row[5])),
+        order_id=str(row[6]),
+        user_id=str(row[7]),
+        email=str(row[8]),
+    )
