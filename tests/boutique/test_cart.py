@@ -99,7 +99,7 @@ async def test_store_outage_and_injected_store_failures(tmp_path: Path) -> None:
         assert reply.status_code == 200
         error = await rpc_error(stub.AddItem(add("u1", "OLJCESPC7Z", 1)))
         assert error.code() is grpc.StatusCode.UNAVAILABLE
-        assert "injected fault" in error.details()
+        assert error.details() == "cart store unavailable (injected fault store_failure_rate)"
         reply = await admin.post("/faults", params={"store_failure_rate": "2"})
         assert reply.status_code == 400 and "between 0 and 1" in reply.json()["error"]
         await admin.post("/faults", params={"store_failure_rate": "0"})

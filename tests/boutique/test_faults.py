@@ -155,7 +155,9 @@ async def test_cart_store_failure_rate(
     (page_failed,) = lines.entries("page failed")
     assert "cart store unavailable (injected fault store_failure_rate)" in page_failed["chain"][1]
     (failed,) = lines.entries("cart store failed")[:1]
-    assert failed["level"] == "error" and "injected fault" in str(failed)
+    assert failed["level"] == "error"
+    assert failed["error_type"] == "reference_services.common.database.StoreUnavailable"
+    assert failed["error"] == "cart store unavailable (injected fault store_failure_rate)"
     (get_cart,) = [s for s in servers(otel, "GetCart") if s.status.status_code is StatusCode.ERROR]
     assert get_cart.status.status_code is StatusCode.ERROR
     async with httpx.AsyncClient(base_url=boutique["cart"].admin.url) as admin:
