@@ -4,16 +4,25 @@ Each configuration runs in its own uvicorn server process (one worker, a real
 port on loopback), configured the way a service would be: ``clue.configure``
 (spans through the batch processor to a no-op exporter, metrics to a no-op
 exporter, logs as JSON to /dev/null) and ``clue.asgi.ClueMiddleware`` around the
-app. The load comes from separate client processes: a raw-socket asyncio loop
-of CONNECTIONS keep-alive connections, each sending its next request as soon as
-the previous response is complete (a closed loop, no HTTP library in the way).
+app; the official ``OpenTelemetryMiddleware`` on the plain OpenTelemetry SDK. The
+load comes from separate client processes: a raw-socket asyncio loop of
+CONNECTIONS keep-alive connections, each sending its next request as soon as the
+previous response is complete (a closed loop, no HTTP library in the way).
 Configurations are measured in interleaved rounds for SECONDS each; ratios are
 requests per second against the bare server of the same round (median over
 rounds); the server's CPU time per request is reported too, with the "CPU ratio"
 (bare CPU per request / this CPU per request: the throughput ratio of a server
 saturating its core, much less sensitive to other load on the machine).
 
+Beside the goals against bare, two compare clue with its peer, the official
+middleware, each in its own defaults: clue's stack with every request sampled
+against the official middleware (which samples every request) by throughput in
+the same rounds, and the server CPU per request that clue's default stack
+(adaptive sampler, each log line written at once) adds over bare against what
+the official middleware adds.
+
     .venv/bin/python bench/bench_core_asgi.py
+    CLUE_BENCH_ROUNDS=2 CLUE_BENCH_SECONDS=0.5 .venv/bin/python bench/bench_core_asgi.py
 """
 
 from __future__ import annotations
@@ -31,14 +40,14 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _cores import pin_load, pin_server
-from _goal import goal
+from _goal import goal, info
 
 CONNECTIONS = 16
-SECONDS = 1.5
-ROUNDS = 6
+SECONDS = float(os.environ.get("CLUE_BENCH_SECONDS", "1.5"))
+ROUNDS = int(os.environ.get("CLUE_BENCH_ROUNDS", "6"))
 PATH = "/products/42"
 
-# name: (sampler, middleware)
+# name: (sampler ("sdk": the plain OpenTelemetry SDK, no clue), middleware)
 CONFIGS: dict[str, tuple[str, str]] = {
     "bare": ("none", "none"),
     "clue_adaptive": ("adaptive", "clue"),
@@ -46,7 +55,8 @@ CONFIGS: dict[str, tuple[str, str]] = {
     "clue_all_sampled_no_request_line": ("always_on", "clue_quiet"),
     "clue_no_sdk": ("none", "clue"),
     "clue_adaptive_no_write_delay": ("adaptive", "clue"),
-    "official_otel_all_sampled": ("always_on", "official"),
+    "clue_all_sampled_no_write_delay": ("always_on", "clue"),
+    "official_otel_all_sampled": ("sdk", "official"),
 }
 
 DESCRIPTIONS = {
@@ -56,7 +66,8 @@ DESCRIPTIONS = {
     "clue_all_sampled_no_request_line": "same, log_requests=False (no request line)",
     "clue_no_sdk": "ClueMiddleware without configure() (no-op tracer, log scope + line)",
     "clue_adaptive_no_write_delay": "clue_adaptive, each log line written at once (the default)",
-    "official_otel_all_sampled": "configure() + official OpenTelemetryMiddleware, all sampled",
+    "clue_all_sampled_no_write_delay": "clue_all_sampled, each log line written at once",
+    "official_otel_all_sampled": "plain SDK + official OpenTelemetryMiddleware (all sampled)",
 }
 
 
@@ -97,7 +108,11 @@ def _serve(name: str) -> None:
     from reference_services.common.runtime import SERVICE_LOG_WRITE_DELAY
 
     sampler, middleware = CONFIGS[name]
-    if sampler != "none":
+    if sampler == "sdk":
+        import _null_telemetry
+
+        _null_telemetry.configure_sdk("bench-asgi")
+    elif sampler != "none":
         _telemetry(sampler)
     log.configure(
         outputs=[log.Output(open(os.devnull, "w"), format="json")],  # noqa: SIM115
@@ -264,26 +279,54 @@ def main(argv: Sequence[str]) -> int:
             proc.terminate()
             proc.wait(timeout=30)
 
+    _report(rps, cpu_us)
+    return 0
+
+
+def _report(rps: dict[str, list[float]], cpu_us: dict[str, list[float]]) -> None:
+    def per_round(name: str, peer: str) -> list[float]:
+        return sorted(r / p for r, p in zip(rps[name], rps[peer], strict=True))
+
     bare_cpu = statistics.median(cpu_us["bare"])
     print(
         f"{'configuration':34} {'req/s':>7} {'ratio':>6} {'server CPU/req':>15} {'added':>9}"
         f" {'CPU ratio':>9}"
     )
     ratios: dict[str, float] = {}
+    added: dict[str, float] = {}
     for name in CONFIGS:
-        ratio = statistics.median(r / b for r, b in zip(rps[name], rps["bare"], strict=True))
+        ratio = statistics.median(per_round(name, "bare"))
         ratios[name] = ratio
         cpu = statistics.median(cpu_us[name])
+        added[name] = cpu - bare_cpu
         print(
             f"{name:34} {statistics.median(rps[name]):7.0f} {ratio:6.2f} "
             f"{cpu:12.0f} µs {cpu - bare_cpu:+7.0f} µs {bare_cpu / cpu:9.2f}"
         )
-    for name in ("clue_adaptive", "clue_all_sampled"):
-        spread = sorted(r / b for r, b in zip(rps[name], rps["bare"], strict=True))
+    official = "official_otel_all_sampled"
+    for delay in ("_no_write_delay", ""):  # clue.log's default first, then the boutique's delay
+        sampled, default = f"clue_all_sampled{delay}", f"clue_adaptive{delay}"
+        spread = per_round(sampled, official)
+        print(
+            f"{sampled} / {official}: {statistics.median(spread):.2f} by throughput"
+            f" (per round {spread[0]:.2f} to {spread[-1]:.2f});"
+            f" {default} adds {added[default] / added[official]:.2f} of its server CPU"
+        )
+    for name in ("clue_adaptive", "clue_all_sampled", official):
+        spread = per_round(name, "bare")
         print(f"{name}: ratio per round from {spread[0]:.2f} to {spread[-1]:.2f}")
     goal("core.asgi_adaptive", ratios["clue_adaptive"], ">=", 0.7)
     goal("core.asgi_all_sampled", ratios["clue_all_sampled"], ">=", 0.4)
-    return 0
+    for label, name in (
+        ("adaptive_no_write_delay", "clue_adaptive_no_write_delay"),
+        ("all_sampled_no_write_delay", "clue_all_sampled_no_write_delay"),
+        ("official", official),
+    ):
+        info(f"core.asgi_{label}", ratio_to_bare=ratios[name], added_cpu_us=added[name])
+    sampled_vs_official = statistics.median(per_round("clue_all_sampled_no_write_delay", official))
+    goal("core.asgi_all_sampled_vs_official", sampled_vs_official, ">=", 1.0)
+    added_vs_official = added["clue_adaptive_no_write_delay"] / added[official]
+    goal("core.asgi_added_cpu_vs_official", added_vs_official, "<=", 0.5)
 
 
 if __name__ == "__main__":

@@ -1,17 +1,26 @@
-"""gRPC aio unary echo: bare server against clue's interceptor stack, layer by layer.
+"""gRPC aio unary echo: bare server, clue's stack layer by layer, and the official interceptor.
 
 Each configuration runs in its own server process, configured the way a service
-would be (``clue.configure`` + ``clue.grpc.async_server_interceptors()``); spans go
-through the batch processor to a no-op exporter, metrics to a no-op exporter,
-logs as JSON to /dev/null. This process is the client: a closed loop of
-CONCURRENCY calls on one grpc.aio channel for SECONDS per configuration,
-interleaved over ROUNDS rounds. Ratios are throughput against the bare server
-of the same round (median over rounds); the server's CPU time per call is
-reported too, with the "CPU ratio" (bare CPU per call / this CPU per call: the
-throughput ratio of a server that saturates its core), which depends much less
-on what else the machine is running than the measured throughput does.
+would be (``clue.configure`` + ``clue.grpc.instrument``; the official interceptor
+on the plain OpenTelemetry SDK); spans go through the batch processor to a no-op
+exporter, metrics to a no-op exporter, logs as JSON to /dev/null. This process
+is the client: a closed loop of CONCURRENCY calls on one grpc.aio channel for
+SECONDS per configuration, interleaved over ROUNDS rounds. Ratios are throughput
+against the bare server of the same round (median over rounds); the server's
+CPU time per call is reported too, with the "CPU ratio" (bare CPU per call /
+this CPU per call: the throughput ratio of a server that saturates its core),
+which depends much less on what else the machine is running than the measured
+throughput does.
+
+The goals compare clue with its peer, the official OpenTelemetry interceptor,
+each in its own defaults: clue's full stack with every call sampled against the
+official interceptor (which samples every call) by throughput in the same
+rounds, and the server CPU per call that clue's default stack (adaptive sampler,
+each log line written at once) adds over bare against what the official
+interceptor adds.
 
     .venv/bin/python bench/bench_core_grpc.py
+    CLUE_BENCH_ROUNDS=2 CLUE_BENCH_SECONDS=0.5 .venv/bin/python bench/bench_core_grpc.py
 """
 
 from __future__ import annotations
@@ -28,16 +37,17 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _cores import pin_load, pin_server
-from _goal import goal
+from _goal import goal, info
 
 CONCURRENCY = 32
-SECONDS = 1.5
-ROUNDS = 10  # the median over 10 rounds moves less between runs than over 6
+SECONDS = float(os.environ.get("CLUE_BENCH_SECONDS", "1.5"))
+# the median over 10 rounds moves less between runs than over 6
+ROUNDS = int(os.environ.get("CLUE_BENCH_ROUNDS", "10"))
 SERVICE = "bench.Echo"
 
-# name: (sampler, clue layers (wired by clue.grpc.instrument), "interceptors" (clue's layers as
-# grpc interceptors), "noop" (a pass-through interceptor), or "official" for the
-# OpenTelemetry interceptor)
+# name: (sampler ("sdk": the plain OpenTelemetry SDK, no clue), clue layers (wired by
+# clue.grpc.instrument), "interceptors" (clue's layers as grpc interceptors), "noop" (a
+# pass-through interceptor), or "official" for the OpenTelemetry interceptor)
 CONFIGS: dict[str, tuple[str, dict[str, bool] | str | None]] = {
     "bare": ("none", None),
     "noop_interceptor": ("none", "noop"),
@@ -46,11 +56,12 @@ CONFIGS: dict[str, tuple[str, dict[str, bool] | str | None]] = {
     "clue_all_sampled": ("always_on", {}),
     "clue_adaptive_interceptors": ("adaptive", "interceptors"),
     "clue_adaptive_no_write_delay": ("adaptive", {}),
+    "clue_all_sampled_no_write_delay": ("always_on", {}),
     "tracing_only": ("always_on", {"logging": False, "payloads": False, "metrics": False}),
     "logging_only": ("always_on", {"tracing": False, "payloads": False, "metrics": False}),
     "payloads_only": ("always_on", {"tracing": False, "logging": False, "metrics": False}),
     "metrics_only": ("always_on", {"tracing": False, "logging": False, "payloads": False}),
-    "official_otel_only": ("always_on", "official"),
+    "official_otel_only": ("sdk", "official"),
     "official_otel_plus_clue_layers": ("always_on", "official+layers"),
 }
 
@@ -102,7 +113,11 @@ async def _serve(name: str) -> None:
     from google.protobuf.wrappers_pb2 import StringValue
 
     sampler, layers = CONFIGS[name]
-    if sampler != "none":
+    if sampler == "sdk":
+        import _null_telemetry
+
+        _null_telemetry.configure_sdk("bench-grpc")
+    elif sampler != "none":
         _telemetry(name, sampler)
 
     async def echo(request: StringValue, context: Any) -> StringValue:
@@ -204,26 +219,52 @@ def main(argv: Sequence[str]) -> int:
             proc.stdin.close()
             proc.wait(timeout=30)
 
+    _report(rps, cpu_us)
+    return 0
+
+
+def _report(rps: dict[str, list[float]], cpu_us: dict[str, list[float]]) -> None:
+    def per_round(name: str, peer: str) -> list[float]:
+        return sorted(r / p for r, p in zip(rps[name], rps[peer], strict=True))
+
     bare_cpu = statistics.median(cpu_us["bare"])
     print(
         f"{'configuration':34} {'calls/s':>9} {'ratio':>6} {'server CPU/call':>16} {'added':>9}"
         f" {'CPU ratio':>9}"
     )
     ratios: dict[str, float] = {}
+    added: dict[str, float] = {}
     for name in CONFIGS:
-        ratio = statistics.median(r / b for r, b in zip(rps[name], rps["bare"], strict=True))
+        ratio = statistics.median(per_round(name, "bare"))
         ratios[name] = ratio
         cpu = statistics.median(cpu_us[name])
+        added[name] = cpu - bare_cpu
         print(
             f"{name:34} {statistics.median(rps[name]):9.0f} {ratio:6.2f} "
             f"{cpu:13.0f} µs {cpu - bare_cpu:+7.0f} µs {bare_cpu / cpu:9.2f}"
         )
-    for name in ("clue_adaptive", "clue_all_sampled"):
-        spread = sorted(r / b for r, b in zip(rps[name], rps["bare"], strict=True))
-        print(f"{name}: ratio per round from {spread[0]:.2f} to {spread[-1]:.2f}")
-    goal("core.grpc_adaptive", ratios["clue_adaptive"], ">=", 0.8)
-    goal("core.grpc_all_sampled", ratios["clue_all_sampled"], ">=", 0.6)
-    return 0
+    official = "official_otel_only"
+    for delay in ("_no_write_delay", ""):  # clue.log's default first, then the boutique's delay
+        sampled, default = f"clue_all_sampled{delay}", f"clue_adaptive{delay}"
+        spread = per_round(sampled, official)
+        print(
+            f"{sampled} / {official}: {statistics.median(spread):.2f} by throughput"
+            f" (per round {spread[0]:.2f} to {spread[-1]:.2f});"
+            f" {default} adds {added[default] / added[official]:.2f} of its server CPU"
+        )
+    for name in ("clue_adaptive_no_write_delay", "clue_all_sampled_no_write_delay", official):
+        spread = per_round(name, "bare")
+        print(f"{name}: ratio to bare per round from {spread[0]:.2f} to {spread[-1]:.2f}")
+    for label, name in (
+        ("adaptive", "clue_adaptive_no_write_delay"),
+        ("all_sampled", "clue_all_sampled_no_write_delay"),
+        ("official", official),
+    ):
+        info(f"core.grpc_{label}", ratio_to_bare=ratios[name], added_cpu_us=added[name])
+    sampled_vs_official = statistics.median(per_round("clue_all_sampled_no_write_delay", official))
+    goal("core.grpc_all_sampled_vs_official", sampled_vs_official, ">=", 1.0)
+    added_vs_official = added["clue_adaptive_no_write_delay"] / added[official]
+    goal("core.grpc_added_cpu_vs_official", added_vs_official, "<=", 0.5)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 """Run every benchmark in bench/ and summarise its goal lines.
 
 Each ``bench/bench_*.py`` is run in its own process with this interpreter and
-prints lines ``goal <name> value=<x> target=<op><y> pass|fail``; this runner
-echoes everything and ends with the goal lines together. It exits 0 even when a
+prints lines ``goal <name> value=<x> target=<op><y> pass|fail`` (and ``info <name> ...``
+lines, figures shown beside the goals with no target); this runner echoes everything
+and ends with the goal and info lines together. It exits 0 even when a
 goal fails: benchmarks report, they do not gate.
 """
 
@@ -31,7 +32,7 @@ def main(argv: list[str]) -> int:
             check=False,
         )
         print(proc.stdout, end="", flush=True)
-        goals += [line for line in proc.stdout.splitlines() if line.startswith("goal ")]
+        goals += [line for line in proc.stdout.splitlines() if line.startswith(("goal ", "info "))]
         if proc.returncode != 0:
             goals.append(f"error {script.name} exited {proc.returncode}")
     print("== summary")
