@@ -1,7 +1,10 @@
 """The SQL databases behind the durable stores: SQLite (default) and PostgreSQL.
 
 Both take SQL written with ``%s`` placeholders and standard upserts, so one
-store class serves both. Any failure to reach the database becomes
+store class serves both. ``execute`` runs one statement in its own transaction;
+``async with db.transaction() as tx:`` runs several in one (committed when the
+block ends, rolled back when it raises), e.g. a change and the event it causes
+(reference_services/common/events). Any failure to reach the database becomes
 :class:`StoreUnavailable` with a message naming the database (never its
 password).
 """
@@ -11,7 +14,8 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
@@ -26,6 +30,14 @@ class StoreUnavailable(Exception):
     """The store cannot be reached or cannot answer now."""
 
 
+class Transaction(Protocol):
+    """Statements run in one database transaction (see :meth:`Database.transaction`)."""
+
+    async def execute(self, sql: str, params: Params = ()) -> list[Row]:
+        """Run one statement in the transaction; the rows it returns, if any."""
+        ...
+
+
 class Database(Protocol):
     """What a store needs from a SQL database."""
 
@@ -36,6 +48,11 @@ class Database(Protocol):
 
     async def execute(self, sql: str, params: Params = ()) -> list[Row]:
         """Run one statement in its own transaction; the rows it returns, if any."""
+        ...
+
+    def transaction(self) -> AbstractAsyncContextManager[Transaction]:
+        """``async with db.transaction() as tx:``: ``tx.execute`` statements commit together
+        when the block ends, and none of them when it raises."""
         ...
 
     async def ping(self) -> None:
@@ -62,6 +79,8 @@ class SQLite:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self._lock = threading.Lock()
+        # one connection: a transaction holds it from BEGIN to COMMIT, other statements wait
+        self._turn = asyncio.Lock()
         self._conn: sqlite3.Connection | None = None
 
     @property
@@ -88,7 +107,25 @@ class SQLite:
                 raise StoreUnavailable(f"{self.where}: {exc}") from exc
 
     async def execute(self, sql: str, params: Params = ()) -> list[Row]:
-        return await asyncio.to_thread(self._run, sql, params)
+        async with self._turn:
+            return await asyncio.to_thread(self._run, sql, params)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Transaction]:
+        async with self._turn:
+            # IMMEDIATE: take the write lock now, so that no other writer fails the commit
+            await asyncio.to_thread(self._run, "BEGIN IMMEDIATE", ())
+            try:
+                yield _SQLiteTransaction(self)
+                await asyncio.to_thread(self._run, "COMMIT", ())
+            except BaseException:
+                await asyncio.to_thread(self._rollback)
+                raise
+
+    def _rollback(self) -> None:
+        with self._lock:
+            if self._conn is not None and self._conn.in_transaction:
+                self._conn.rollback()
 
     async def ping(self) -> None:
         await self.execute("SELECT 1")
@@ -98,6 +135,14 @@ class SQLite:
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
+
+
+class _SQLiteTransaction:
+    def __init__(self, db: SQLite) -> None:
+        self.db = db
+
+    async def execute(self, sql: str, params: Params = ()) -> list[Row]:
+        return await asyncio.to_thread(self.db._run, sql, params)
 
 
 class Postgres:
@@ -116,16 +161,31 @@ class Postgres:
     async def execute(self, sql: str, params: Params = ()) -> list[Row]:
         async with self._lock:
             try:
-                if self._conn is None or self._conn.closed:
-                    self._conn = await psycopg.AsyncConnection.connect(
-                        self.url, autocommit=True, connect_timeout=max(1, int(self.connect_timeout))
-                    )
-                cursor = await self._conn.execute(sql, tuple(params))
-                return list(await cursor.fetchall()) if cursor.description else []
+                return await _run(await self._connection(), sql, params)
             except psycopg.OperationalError as exc:
-                await self._drop()
-                reason = " ".join(str(exc).split())
-                raise StoreUnavailable(f"{self.where} is unreachable: {reason}") from exc
+                raise await self._unavailable(exc) from exc
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Transaction]:
+        async with self._lock:
+            try:
+                conn = await self._connection()
+                async with conn.transaction():
+                    yield _PostgresTransaction(conn)
+            except psycopg.OperationalError as exc:
+                raise await self._unavailable(exc) from exc
+
+    async def _connection(self) -> psycopg.AsyncConnection[Any]:
+        if self._conn is None or self._conn.closed:
+            self._conn = await psycopg.AsyncConnection.connect(
+                self.url, autocommit=True, connect_timeout=max(1, int(self.connect_timeout))
+            )
+        return self._conn
+
+    async def _unavailable(self, exc: psycopg.OperationalError) -> StoreUnavailable:
+        await self._drop()
+        reason = " ".join(str(exc).split())
+        return StoreUnavailable(f"{self.where} is unreachable: {reason}")
 
     async def _drop(self) -> None:
         if self._conn is not None:
@@ -140,6 +200,19 @@ class Postgres:
     async def close(self) -> None:
         async with self._lock:
             await self._drop()
+
+
+async def _run(conn: psycopg.AsyncConnection[Any], sql: str, params: Params) -> list[Row]:
+    cursor = await conn.execute(sql, tuple(params))
+    return list(await cursor.fetchall()) if cursor.description else []
+
+
+class _PostgresTransaction:
+    def __init__(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        self.conn = conn
+
+    async def execute(self, sql: str, params: Params = ()) -> list[Row]:
+        return await _run(self.conn, sql, params)
 
 
 class SQLTable:
