@@ -15,6 +15,7 @@ import grpc
 import httpx
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from prometheus_client.parser import text_string_to_metric_families
 
 from reference_services.cart import service as cart
 from reference_services.cart.store import SQLCartStore
@@ -148,8 +149,14 @@ async def test_cart_process_health_sigterm_and_durable_cart(tmp_path: Path) -> N
             faults = (await client.get(f"{admin}/faults")).json()
             assert faults["store_failure_rate"]["value"] == 0
             metrics = (await client.get(f"{admin}/metrics")).text
-            assert "boutique_cart_items_added_total" in metrics
-            assert "boutique_cart_size_count" in metrics
+            samples = {
+                sample.name: sample.value
+                for family in text_string_to_metric_families(metrics)
+                for sample in family.samples
+            }
+            assert samples["boutique_cart_items_added_total"] == 2  # one AddItem of 2
+            assert samples["boutique_cart_size_count"] == 1  # one GetCart
+            assert samples["boutique_cart_size_sum"] == 2
     finally:
         code, output = stop(proc)
     assert code == 0, output
