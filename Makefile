@@ -12,8 +12,11 @@ LOWEST_STAMP := $(LOWEST)/.installed
 $(STAMP): pyproject.toml
 	@echo "== installing clue and the boutique into $(VENV) (once, about a minute)"
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install -e '.[dev]'
+	$(BIN)/pip install --quiet --upgrade pip 'uv==0.13.9'
+	@# uv, not pip: the OpenTelemetry packages release in lockstep (sdk 1.45.2 wants
+	@# semconv 0.66b2, the newest aio-pika instrumentation 0.66b1) and pip's resolver
+	@# backtracks for many minutes where uv settles on the newest set that fits at once
+	$(BIN)/uv pip install --python $(BIN)/python -e '.[dev]'
 	touch $(STAMP)
 
 venv: $(STAMP)
