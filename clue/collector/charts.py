@@ -9,6 +9,8 @@ from html import escape
 from typing import Any
 from urllib.parse import quote
 
+from clue.collector import layout
+
 PALETTE = ["#2f6fdb", "#d9480f", "#2b8a3e", "#ae3ec9", "#e67700", "#0c8599", "#c2255c", "#5f3dc4"]
 
 
@@ -83,88 +85,100 @@ def line_chart(series: list[dict[str, Any]], unit: str, width: int = 900, height
     return "".join([*parts, "</svg>"])
 
 
-def _layers(nodes: list[str], edges: list[tuple[str, str]]) -> dict[str, int]:
-    """Column of each service: callers left of the services they call (cycles tolerated)."""
-    layer = dict.fromkeys(nodes, 0)
-    for _ in range(len(nodes)):
-        changed = False
-        for parent, child in edges:
-            if parent != child and layer[child] < layer[parent] + 1 <= len(nodes):
-                layer[child] = layer[parent] + 1
-                changed = True
-        if not changed:
-            break
-    return layer
+CHAR_W = {"label": 7.8, "name": 9.6, "stats": 7.8}  # generous widths of a character, in px
+LABEL_H, NODE_H = 16.0, 58.0
+
+
+def _edge_text(e: dict[str, Any]) -> str:
+    text = f"{e['call_rate']:.3g}/s" + (f", {e['errors']} err" if e["errors"] else "")
+    if e["async"]:
+        return f"⇢ {e['destination'] or 'async'} · {text}"
+    return text
+
+
+def _node_width(n: dict[str, Any]) -> float:
+    stats = len(_node_stats(n)) * CHAR_W["stats"]
+    return max(150.0, len(n["service"]) * CHAR_W["name"] + 24, stats + 24)
+
+
+def _node_stats(n: dict[str, Any]) -> str:
+    return f"{n['request_rate']:.3g} req/s" + (f", {n['errors']} err" if n["errors"] else "")
+
+
+def _path(points: list[tuple[float, float]]) -> str:
+    """Curves across the gaps between columns, straight runs through a column."""
+    (x, y), *rest = points
+    out = [f"M {x:.1f} {y:.1f}"]
+    for i, (nx, ny) in enumerate(rest):
+        if i % 2 == 0:  # a gap: horizontal tangents at both ends keep the curve inside it
+            mid = (x + nx) / 2
+            out.append(f"C {mid:.1f} {y:.1f}, {mid:.1f} {ny:.1f}, {nx:.1f} {ny:.1f}")
+        else:
+            out.append(f"L {nx:.1f} {ny:.1f}")
+        x, y = nx, ny
+    return " ".join(out)
 
 
 def service_map(deps: dict[str, Any], color: Callable[[str], str]) -> str:
-    """Services as boxes in caller → callee columns, calls as labelled arrows."""
-    names = [n["service"] for n in deps["nodes"]]
-    if not names:
+    """Services as boxes in a layered layout, calls as labelled arrows (dashed when
+    asynchronous, through a message broker, and labelled with the destination)."""
+    if not deps["nodes"]:
         return (
             '<svg class="map" viewBox="0 0 600 80"><text x="300" y="45" '
             'text-anchor="middle">no spans yet</text></svg>'
         )
-    edges = [(e["parent"], e["child"]) for e in deps["edges"]]
-    layer = _layers(names, edges)
-    columns: dict[int, list[str]] = {}
-    for name in names:
-        columns.setdefault(layer[name], []).append(name)
-    box_w, box_h, gap_x, gap_y = 190, 58, 110, 34
-    width = 40 + len(columns) * (box_w + gap_x) - gap_x
-    height = 40 + max(len(c) for c in columns.values()) * (box_h + gap_y) - gap_y
-    pos: dict[str, tuple[float, float]] = {}
-    for col, members in columns.items():
-        column_h = len(members) * (box_h + gap_y) - gap_y
-        for row, name in enumerate(members):
-            pos[name] = (
-                20 + col * (box_w + gap_x),
-                (height - column_h) / 2 + row * (box_h + gap_y),
-            )
-    parts = [
-        f'<svg class="map" viewBox="0 0 {width} {height}" width="{width}" role="img" '
-        'aria-label="service map"><defs><marker id="arrow" viewBox="0 0 10 10" refX="10" '
-        'refY="5" markerWidth="8" markerHeight="8" orient="auto-start-reverse">'
-        '<path d="M 0 0 L 10 5 L 0 10 z" fill="#555"/></marker></defs>'
+    index = {n["service"]: i for i, n in enumerate(deps["nodes"])}
+    boxes = [layout.Box(_node_width(n), NODE_H) for n in deps["nodes"]]
+    texts = [_edge_text(e) for e in deps["edges"]]
+    routes = [
+        layout.Route(
+            index[e["parent"]], index[e["child"]], layout.Box(len(t) * CHAR_W["label"], LABEL_H)
+        )
+        for e, t in zip(deps["edges"], texts, strict=True)
     ]
-    for e in deps["edges"]:
-        (px, py), (cx, cy) = pos[e["parent"]], pos[e["child"]]
-        x1, y1 = px + box_w, py + box_h / 2
-        x2, y2 = cx, cy + box_h / 2
-        if cx <= px:  # a call back to an earlier column: go around below
-            x1, x2 = px + box_w / 2, cx + box_w / 2
-            y1, y2 = py + box_h, cy + box_h
-        mid = (x1 + x2) / 2
-        bend = 0 if cx > px else 40 + abs(x1 - x2) / 6
-        path = (
-            f"M {x1:.0f} {y1:.0f} C {mid:.0f} {y1 + bend:.0f}, "
-            f"{mid:.0f} {y2 + bend:.0f}, {x2:.0f} {y2:.0f}"
+    width, height = layout.layout(boxes, routes)
+    pad = 12
+    parts = [
+        f'<svg class="map" viewBox="{-pad} {-pad} {width + 2 * pad:.0f} {height + 2 * pad:.0f}" '
+        f'width="{width + 2 * pad:.0f}" role="img" aria-label="service map"><defs>'
+        + "".join(
+            f'<marker id="arrow-{name}" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="8" '
+            f'markerHeight="8" orient="auto-start-reverse"><path d="M 0 0 L 10 5 L 0 10 z" '
+            f'fill="{fill}"/></marker>'
+            for name, fill in (("call", "#555"), ("error", "#c92a2a"), ("async", "#7048e8"))
         )
-        label_x, label_y = (x2 - 52, y2 - 7) if cx > px else (mid, (y1 + y2) / 2 + bend * 0.75)
-        erroring = e["errors"] > 0
-        text = f"{e['call_rate']:.3g}/s" + (f", {e['errors']} err" if erroring else "")
+        + "</defs>"
+    ]
+    for e, text, route in zip(deps["edges"], texts, routes, strict=True):
+        kind = "error" if e["errors"] else "async" if e["async"] else "call"
+        classes = "edge" + (" async" if e["async"] else "") + (" error" if e["errors"] else "")
+        dashes = ' stroke-dasharray="7 5"' if e["async"] else ""
+        through = f" through {e['destination']}" if e["async"] and e["destination"] else ""
+        verb = "messages" if e["async"] else "calls"
+        stroke = {"error": "#c92a2a", "async": "#7048e8", "call": "#555"}[kind]
+        box = route.label
         parts.append(
-            f'<g class="edge{" error" if erroring else ""}" data-parent="{escape(e["parent"])}" '
-            f'data-child="{escape(e["child"])}"><path d="{path}" fill="none" '
-            f'stroke="{"#c92a2a" if erroring else "#555"}" stroke-width="{_stroke(e["calls"])}" '
-            f'marker-end="url(#arrow)"/><text x="{label_x:.0f}" y="{label_y:.0f}" '
+            f'<g class="{classes}" data-parent="{escape(e["parent"])}" '
+            f'data-child="{escape(e["child"])}" '
+            f'data-destination="{escape(e["destination"] or "")}">'
+            f'<path d="{_path(route.points)}" fill="none" stroke="{stroke}" '
+            f'stroke-width="{_stroke(e["calls"])}"{dashes} marker-end="url(#arrow-{kind})"/>'
+            f'<text x="{box.x + box.width / 2:.1f}" y="{box.y + box.height - 4:.1f}" '
             f'text-anchor="middle">{escape(text)}</text>'
-            f"<title>{escape(e['parent'])} → {escape(e['child'])}: {e['calls']} calls, "
-            f"{e['errors']} errors</title></g>"
+            f"<title>{escape(e['parent'])} → {escape(e['child'])}{escape(through)}: "
+            f"{e['calls']} {verb}, {e['errors']} errors</title></g>"
         )
-    for n in deps["nodes"]:
-        x, y = pos[n["service"]]
+    for n, b in zip(deps["nodes"], boxes, strict=True):
         name = escape(n["service"])
-        errors = f", {n['errors']} err" if n["errors"] else ""
         link = escape(quote(n["service"]))
         parts.append(
             f'<g class="node" data-service="{name}"><a href="/?service={link}">'
-            f'<rect x="{x}" y="{y}" width="{box_w}" height="{box_h}" rx="8" fill="white" '
-            f'stroke="{color(n["service"])}" stroke-width="3"/>'
-            f'<text x="{x + box_w / 2}" y="{y + 24}" text-anchor="middle" class="name">'
-            f"{name}</text>"
-            f'<text x="{x + box_w / 2}" y="{y + 44}" text-anchor="middle" class="stats">'
-            f"{n['request_rate']:.3g} req/s{errors}</text></a></g>"
+            f'<rect x="{b.x:.1f}" y="{b.y:.1f}" width="{b.width:.1f}" height="{b.height:.1f}" '
+            f'rx="8" fill="white" stroke="{color(n["service"])}" stroke-width="3"/>'
+            f'<text x="{b.x + b.width / 2:.1f}" y="{b.y + 24:.1f}" text-anchor="middle" '
+            f'class="name">{name}</text>'
+            f'<text x="{b.x + b.width / 2:.1f}" y="{b.y + 44:.1f}" text-anchor="middle" '
+            f'class="stats">{escape(_node_stats(n))}</text></a></g>'
         )
     return "".join([*parts, "</svg>"])
 

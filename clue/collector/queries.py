@@ -10,11 +10,18 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from opentelemetry.semconv._incubating.attributes.messaging_attributes import (
+    MESSAGING_DESTINATION_NAME,
+)
+
 from clue.collector.store import Store
 
 Json = dict[str, Any]
 KINDS = ["unspecified", "internal", "server", "client", "producer", "consumer"]
 STATUS = ["unset", "ok", "error"]
+PRODUCER, CONSUMER = KINDS.index("producer"), KINDS.index("consumer")
+# the attribute's name, from OpenTelemetry's messaging semantic conventions
+DESTINATION = MESSAGING_DESTINATION_NAME
 
 
 @dataclass
@@ -261,15 +268,22 @@ def dependencies(store: Store, start_ns: int | None = None) -> Json:
 
     A request of a service is a span entering it (a root span, or one whose
     parent belongs to another service); an edge A → B counts spans of B whose
-    parent span is in A. Rates are per second over the stored time window.
+    parent span is in A. An edge is asynchronous when a CONSUMER span's parent is
+    a PRODUCER span: A published a message that B consumed, through the broker
+    destination named by ``messaging.destination.name``; one edge per
+    destination. Rates are per second over the stored time window.
     """
     since = start_ns if start_ns is not None else 0
     rows = store.query(
-        "SELECT c.service AS child, p.service AS parent, count(*) AS calls, "
-        "sum(c.status = 2) AS errors, min(c.start_ns) AS first, max(c.start_ns) AS last "
+        "SELECT c.service AS child, p.service AS parent, "
+        f"coalesce(p.kind = {PRODUCER} AND c.kind = {CONSUMER}, 0) AS async, "
+        f"CASE WHEN p.kind = {PRODUCER} AND c.kind = {CONSUMER} THEN coalesce("
+        f"json_extract(c.attributes, '$.\"{DESTINATION}\"'), "
+        f"json_extract(p.attributes, '$.\"{DESTINATION}\"')) END AS destination, "
+        "count(*) AS calls, sum(c.status = 2) AS errors "
         "FROM spans c LEFT JOIN spans p ON p.trace_id = c.trace_id AND p.span_id = c.parent_id "
         "WHERE c.start_ns >= ? AND (p.service IS NULL OR p.service != c.service) "
-        "GROUP BY c.service, p.service",
+        "GROUP BY c.service, p.service, async, destination",
         (since,),
     )
     window = store.query(
@@ -294,6 +308,8 @@ def dependencies(store: Store, start_ns: int | None = None) -> Json:
                     "errors": row["errors"],
                     "call_rate": row["calls"] / seconds,
                     "error_rate": row["errors"] / seconds,
+                    "async": bool(row["async"]),
+                    "destination": _text_or_none(row["destination"]),
                 }
             )
     for node in nodes.values():
@@ -302,5 +318,12 @@ def dependencies(store: Store, start_ns: int | None = None) -> Json:
     return {
         "window_s": seconds,
         "nodes": sorted(nodes.values(), key=lambda n: n["service"]),
-        "edges": sorted(edges, key=lambda e: (e["parent"], e["child"])),
+        "edges": sorted(
+            edges, key=lambda e: (e["parent"], e["child"], e["async"], e["destination"] or "")
+        ),
     }
+
+
+def _text_or_none(value: Any) -> str | None:
+    """A destination attribute as text (a producer may have set a number)."""
+    return None if value is None else str(value)

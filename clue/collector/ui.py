@@ -9,7 +9,7 @@ import jinja2
 from markupsafe import Markup, escape
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from clue.collector import api, charts, queries, series
@@ -162,6 +162,8 @@ def routes(store: Store) -> list[Route]:
         Route("/map", _page(store, "map.html", map_page)),
         Route("/metrics", _page(store, "metrics.html", metrics_page)),
         Route("/metrics/{name}", _page(store, "metric.html", metric_page)),
+        # for what asks the conventional address without reading the page's <link rel="icon">
+        Route("/favicon.ico", lambda _: RedirectResponse("/static/favicon.svg", 301)),
     ]
 
 
@@ -181,17 +183,46 @@ def waterfall_rows(trace: dict[str, Any], colors: dict[str, str]) -> Markup:
             if failed
             else ""
         )
+        classes = "span-row" + (" error" if failed else "")
+        # the duration after the bar; before it when the bar ends near the right edge,
+        # inside its end when it fills most of the row
+        end = left + width
+        if end < 72:
+            place = f"left:{end:.3f}%"
+        elif left > 20:
+            place = f"right:{100 - left:.3f}%"
+        else:
+            place = f"right:{100 - end:.3f}%;color:#fff"
+        badge = where = ""
+        if s["kind"] in MESSAGING:
+            classes += f" {s['kind']}"
+            badge, where = _messaging_marks(s)
         out.append(
-            f'<div class="span-row{" error" if failed else ""}" data-span-id="{s["span_id"]}" '
+            f'<div class="{classes}" data-span-id="{s["span_id"]}" '
             f'tabindex="0"><div class="wf-name" style="padding-left:{6 + s["depth"] * 14}px" '
             f'title="{service}: {name}"><span class="chip" style="background:{color}"></span>'
-            f'<span class="svc">{service}</span> <span class="op">{name}</span>{mark}</div>'
+            f'{badge}<span class="svc">{service}</span> <span class="op">{name}</span>{mark}</div>'
             f'<div class="wf-time"><div class="bar" style="left:{left:.3f}%;width:{width:.3f}%;'
-            f'background:{color}"></div><span class="bar-label" '
-            f'style="left:{min(left + width, 88):.3f}%">{duration(s["duration_ns"])}</span>'
+            f'background-color:{color}"></div><span class="bar-label" style="{place}">'
+            f"{duration(s['duration_ns'])}{where}</span>"
             "</div></div>"
         )
     return Markup("\n".join(out))
+
+
+MESSAGING = {"producer": "⇢ producer", "consumer": "⇠ consumer"}
+
+
+def _messaging_marks(span: dict[str, Any]) -> tuple[str, str]:
+    """A producer or consumer span's badge, and the destination it sent to or read from."""
+    kind = span["kind"]
+    destination = span["attributes"].get(queries.DESTINATION)
+    where = (
+        f' · <span class="dest" title="{queries.DESTINATION}">{escape(str(destination))}</span>'
+        if destination is not None
+        else ""
+    )
+    return f'<span class="kind-mark {kind}" title="{kind} span">{MESSAGING[kind]}</span>', where
 
 
 def _trace_title(trace: dict[str, Any]) -> str:
