@@ -457,6 +457,18 @@ def test_conversions_and_the_visits_they_are_measured_against(boutique: Boutique
 # --- a real browser ----------------------------------------------------------------------
 
 
+# The words of an element's text that the browser broke across two lines.
+SPLIT_WORDS = """
+const text = document.getElementById(arguments[0]).firstChild;
+return [...text.data.matchAll(/\\S+/g)].filter((word) => {
+  const range = document.createRange();
+  range.setStart(text, word.index);
+  range.setEnd(text, word.index + word[0].length);
+  return new Set([...range.getClientRects()].map((r) => Math.round(r.top))).size > 1;
+}).map((word) => word[0]);
+"""
+
+
 @pytest.mark.browser
 def test_a_real_browser_shops_and_checks_out(boutique: Boutique) -> None:
     from selenium.webdriver.common.by import By
@@ -490,6 +502,7 @@ def test_a_real_browser_shops_and_checks_out(boutique: Boutique) -> None:
         assert "your order is placed" in confirmation.text
         assert re.fullmatch(r"[A-Z]{2}-\d{5}-\d{9}", driver.find_element(By.ID, "tracking-id").text)
         assert driver.find_element(By.ID, "total-paid").text.startswith("€")
+        assert driver.execute_script(SPLIT_WORDS, "ship-to") == []  # no "United St/ates"
         driver.save_screenshot(str(shots / "shop-order.png"))
 
         driver.get(f"{boutique.shop_url}/product/NOSUCHTHING")
