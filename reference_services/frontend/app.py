@@ -6,7 +6,7 @@ import asyncio
 import datetime
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 import grpc
@@ -48,9 +48,17 @@ HERE = Path(__file__).parent
 QUIET_PATHS = ("/_healthz", "/static/")
 MAX_RECOMMENDATIONS = 4
 Handler = Callable[[Request], Awaitable[Response]]
+Req = TypeVar("Req", contravariant=True)
+Resp = TypeVar("Resp", covariant=True)
 
 
-async def call(doing: str, rpc: Callable[..., Awaitable[Any]], request: Any) -> Any:
+class Rpc(Protocol[Req, Resp]):
+    """A unary gRPC method of an async stub (``stub.GetProduct``)."""
+
+    def __call__(self, request: Req, /, *, timeout: float | None = None) -> Awaitable[Resp]: ...
+
+
+async def call(doing: str, rpc: Rpc[Req, Resp], request: Req) -> Resp:
     """Await one gRPC call; a failure becomes a :class:`ShopError` naming ``doing``."""
     try:
         return await rpc(request, timeout=CALL_TIMEOUT)
@@ -58,7 +66,7 @@ async def call(doing: str, rpc: Callable[..., Awaitable[Any]], request: Any) -> 
         raise from_rpc(error, doing) from error
 
 
-async def optional(doing: str, rpc: Callable[..., Awaitable[Any]], request: Any) -> Any:
+async def optional(doing: str, rpc: Rpc[Req, Resp], request: Req) -> Resp | None:
     """Like :func:`call`, for page extras (ads, recommendations): a failure is logged
     and the page goes on without them (``None``)."""
     try:
