@@ -92,7 +92,7 @@ LABEL_H, NODE_H = 16.0, 58.0
 def _edge_text(e: dict[str, Any]) -> str:
     text = f"{e['call_rate']:.3g}/s" + (f", {e['errors']} err" if e["errors"] else "")
     if e["async"]:
-        return f"⇢ {e['destination'] or 'async'} · {text}"
+        return f"✉ {e['destination'] or 'async'} · {text}"
     return text
 
 

@@ -110,7 +110,7 @@ def layout(nodes: list[Box], routes: list[Route]) -> tuple[float, float]:
         box = nodes[item.node or 0]
         box.x = lefts[item.rank] + (widths[item.rank] - box.width) / 2
         box.y = item.y
-    for r, f, chain in zip(routes, forward, chains, strict=True):
+    for r, chain in zip(routes, chains, strict=True):
         points: list[tuple[float, float]] = []
         for item in chain:
             left, right = lefts[item.rank], lefts[item.rank] + widths[item.rank]
@@ -124,8 +124,29 @@ def layout(nodes: list[Box], routes: list[Route]) -> tuple[float, float]:
                 points.append((left, item.mid))
             if item is not chain[-1]:
                 points.append((right, item.mid))
-        r.points = points if f else points[::-1]
+        r.points = points
+    _spread(routes, nodes, chains)
+    for r, f in zip(routes, forward, strict=True):
+        if not f:
+            r.points.reverse()
     return lefts[-1] + widths[-1], height
+
+
+def _spread(routes: list[Route], nodes: list[Box], chains: list[list[_Item]]) -> None:
+    """Where several edges leave (or enter) one side of a node, attach them apart,
+    in the order of where they go, rather than all at its middle."""
+    sides: dict[tuple[int, int], list[tuple[float, list[tuple[float, float]], int]]] = {}
+    for r, chain in zip(routes, chains, strict=True):
+        first, last = chain[0].node or 0, chain[-1].node or 0
+        sides.setdefault((first, 1), []).append((r.points[1][1], r.points, 0))
+        sides.setdefault((last, 0), []).append((r.points[-2][1], r.points, -1))
+    for (node, _), ends in sides.items():
+        if len(ends) < 2:
+            continue
+        box = nodes[node]
+        ends.sort(key=lambda end: end[0])
+        for i, (_, points, at) in enumerate(ends):
+            points[at] = (points[at][0], box.y + box.height * (0.2 + 0.6 * i / (len(ends) - 1)))
 
 
 def _cycle_free(count: int, routes: list[Route]) -> dict[int, bool]:
