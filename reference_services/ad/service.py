@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from opentelemetry import trace
 
 from clue import log
 from reference_services.ad.ads import ads_for
 from reference_services.common import fields
 from reference_services.common.faults import Faults, Rate
-from reference_services.common.rpc import rpc, unavailable
+from reference_services.common.rpc import Context, rpc, unavailable
 from reference_services.common.runtime import Entry, Wiring
 from reference_services.protos import hipstershop_pb2 as pb
 from reference_services.protos import hipstershop_pb2_grpc as pb_grpc
@@ -31,7 +29,7 @@ class AdServer(pb_grpc.AdServiceServicer):
         self.faults = switches
 
     @rpc
-    async def GetAds(self, request: pb.AdRequest, context: Any) -> pb.AdResponse:
+    async def GetAds(self, request: pb.AdRequest, context: Context) -> pb.AdResponse:
         """The ads of each category key, or two random ads."""
         fields.count(request.context_keys, "context_keys", MAX_KEYS)
         for i, key in enumerate(request.context_keys):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import grpc
 from opentelemetry import metrics, trace
@@ -21,6 +20,7 @@ from reference_services.common.clients import Clients
 from reference_services.common.config import env_addr, env_str
 from reference_services.common.faults import Faults, Rate
 from reference_services.common.rpc import (
+    Context,
     failed_precondition,
     not_found,
     quote,
@@ -76,7 +76,7 @@ class Cart(pb_grpc.CartServiceServicer):
         return self.store
 
     @rpc
-    async def AddItem(self, request: pb.AddItemRequest, context: Any) -> pb.Empty:
+    async def AddItem(self, request: pb.AddItemRequest, context: Context) -> pb.Empty:
         """Add units of a catalog product; quantities of the same product add up."""
         fields.identifier(request.user_id, "user_id")
         fields.cart_item(request.item, "item")
@@ -98,7 +98,7 @@ class Cart(pb_grpc.CartServiceServicer):
         return pb.Empty()
 
     @rpc
-    async def GetCart(self, request: pb.GetCartRequest, context: Any) -> pb.Cart:
+    async def GetCart(self, request: pb.GetCartRequest, context: Context) -> pb.Cart:
         """The user's cart; an unknown user has an empty one."""
         fields.identifier(request.user_id, "user_id")
         try:
@@ -117,7 +117,7 @@ class Cart(pb_grpc.CartServiceServicer):
         )
 
     @rpc
-    async def EmptyCart(self, request: pb.EmptyCartRequest, context: Any) -> pb.Empty:
+    async def EmptyCart(self, request: pb.EmptyCartRequest, context: Context) -> pb.Empty:
         """Remove everything from the user's cart."""
         fields.identifier(request.user_id, "user_id")
         trace.get_current_span().set_attribute("app.user.id", request.user_id)

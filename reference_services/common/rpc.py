@@ -12,8 +12,12 @@ from typing import Any, TypeVar
 
 import grpc
 
+S = TypeVar("S")
+Req = TypeVar("Req")
 T = TypeVar("T")
-Handler = Callable[[Any, Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[T]]
+#: The context of a call, as a servicer method receives it.
+Context = grpc.aio.ServicerContext[Any, Any]
+Handler = Callable[[S, Req, Context], Awaitable[T]]
 
 QUOTED_PREFIX = 32
 """The most characters of a caller's value an error message shows."""
@@ -57,11 +61,11 @@ def unavailable(message: str) -> RpcFailure:
     return RpcFailure(grpc.StatusCode.UNAVAILABLE, message)
 
 
-def rpc(method: Handler[T]) -> Handler[T]:
+def rpc(method: Handler[S, Req, T]) -> Handler[S, Req, T]:
     """Decorate a servicer method: an `RpcFailure` (a MoneyError is one) becomes its status."""
 
     @functools.wraps(method)
-    async def handler(self: Any, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> T:
+    async def handler(self: S, request: Req, context: Context) -> T:
         try:
             return await method(self, request, context)
         except RpcFailure as exc:

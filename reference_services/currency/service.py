@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from opentelemetry import trace
 
-from reference_services.common.rpc import rpc
+from reference_services.common.rpc import Context, rpc
 from reference_services.common.runtime import Entry, Wiring
 from reference_services.currency import rates
 from reference_services.protos import hipstershop_pb2 as pb
@@ -18,13 +16,13 @@ class Currency(pb_grpc.CurrencyServiceServicer):
 
     @rpc
     async def GetSupportedCurrencies(
-        self, request: pb.Empty, context: Any
+        self, request: pb.Empty, context: Context
     ) -> pb.GetSupportedCurrenciesResponse:
         """Every currency code Convert accepts."""
         return pb.GetSupportedCurrenciesResponse(currency_codes=rates.supported())
 
     @rpc
-    async def Convert(self, request: pb.CurrencyConversionRequest, context: Any) -> pb.Money:
+    async def Convert(self, request: pb.CurrencyConversionRequest, context: Context) -> pb.Money:
         """The amount in ``to_code``; INVALID_ARGUMENT for a bad amount or code."""
         source = getattr(request, "from")
         converted = rates.convert(source, request.to_code)  # validates both codes first

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from opentelemetry import trace
 
 from clue import log
 from reference_services.common import fields
-from reference_services.common.rpc import invalid_argument, rpc
+from reference_services.common.rpc import Context, invalid_argument, rpc
 from reference_services.common.runtime import Entry, Wiring
 from reference_services.email.confirmation import render
 from reference_services.protos import hipstershop_pb2 as pb
@@ -32,7 +30,7 @@ class Email(pb_grpc.EmailServiceServicer):
 
     @rpc
     async def SendOrderConfirmation(
-        self, request: pb.SendOrderConfirmationRequest, context: Any
+        self, request: pb.SendOrderConfirmationRequest, context: Context
     ) -> pb.Empty:
         """Render the confirmation of ``order`` for ``email`` and log it."""
         fields.email(request.email)

@@ -5,14 +5,13 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Callable
-from typing import Any
 
 from opentelemetry import metrics, trace
 
 from clue import log
 from reference_services.common import money
 from reference_services.common.faults import Faults, Rate
-from reference_services.common.rpc import RpcFailure, invalid_argument, rpc, unavailable
+from reference_services.common.rpc import Context, RpcFailure, invalid_argument, rpc, unavailable
 from reference_services.common.runtime import Entry, Wiring
 from reference_services.payment.card import CardError, digits_of, last_four, validate
 from reference_services.protos import hipstershop_pb2 as pb
@@ -47,7 +46,7 @@ class Payment(pb_grpc.PaymentServiceServicer):
         return failure
 
     @rpc
-    async def Charge(self, request: pb.ChargeRequest, context: Any) -> pb.ChargeResponse:
+    async def Charge(self, request: pb.ChargeRequest, context: Context) -> pb.ChargeResponse:
         """A transaction id; INVALID_ARGUMENT naming the reason a card is refused."""
         if not request.HasField("amount"):
             raise self._decline("invalid_amount", invalid_argument("amount is required"))

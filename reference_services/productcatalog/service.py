@@ -5,14 +5,13 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from opentelemetry import trace
 
 from reference_services.common import fields
 from reference_services.common.config import ConfigError, env_str
 from reference_services.common.faults import Faults, Flag, Millis
-from reference_services.common.rpc import not_found, quote, rpc
+from reference_services.common.rpc import Context, not_found, quote, rpc
 from reference_services.common.runtime import Entry, Wiring
 from reference_services.productcatalog.catalog import DATA_FILE, MAX_QUERY, Catalog
 from reference_services.protos import hipstershop_pb2 as pb
@@ -44,14 +43,14 @@ class ProductCatalog(pb_grpc.ProductCatalogServiceServicer):
         return self.catalog
 
     @rpc
-    async def ListProducts(self, request: pb.Empty, context: Any) -> pb.ListProductsResponse:
+    async def ListProducts(self, request: pb.Empty, context: Context) -> pb.ListProductsResponse:
         """Every product, in catalog order."""
         catalog = await self._current()
         trace.get_current_span().set_attribute("app.products.count", len(catalog.products))
         return pb.ListProductsResponse(products=catalog.products)
 
     @rpc
-    async def GetProduct(self, request: pb.GetProductRequest, context: Any) -> pb.Product:
+    async def GetProduct(self, request: pb.GetProductRequest, context: Context) -> pb.Product:
         """One product by id; NOT_FOUND when unknown."""
         fields.identifier(request.id, "id", fields.MAX_PRODUCT_ID)
         trace.get_current_span().set_attribute("app.product.id", request.id)
@@ -62,7 +61,7 @@ class ProductCatalog(pb_grpc.ProductCatalogServiceServicer):
 
     @rpc
     async def SearchProducts(
-        self, request: pb.SearchProductsRequest, context: Any
+        self, request: pb.SearchProductsRequest, context: Context
     ) -> pb.SearchProductsResponse:
         """Products whose name or description contains the query (any case)."""
         fields.text(request.query, "query", MAX_QUERY, required=False)

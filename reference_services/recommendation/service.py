@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from typing import Any
 
 import grpc
 from opentelemetry import trace
@@ -13,7 +12,7 @@ from reference_services.common import fields
 from reference_services.common.clients import Clients
 from reference_services.common.config import env_addr
 from reference_services.common.faults import Faults, Flag
-from reference_services.common.rpc import rpc, unavailable
+from reference_services.common.rpc import Context, rpc, unavailable
 from reference_services.common.runtime import Entry, Wiring
 from reference_services.protos import hipstershop_pb2 as pb
 from reference_services.protos import hipstershop_pb2_grpc as pb_grpc
@@ -55,7 +54,7 @@ class Recommendation(pb_grpc.RecommendationServiceServicer):
 
     @rpc
     async def ListRecommendations(
-        self, request: pb.ListRecommendationsRequest, context: Any
+        self, request: pb.ListRecommendationsRequest, context: Context
     ) -> pb.ListRecommendationsResponse:
         """Up to five random catalog products, none of those in the request."""
         _check_request(request)

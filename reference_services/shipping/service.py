@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from opentelemetry import trace
 
 from clue import log
 from reference_services.common import fields
 from reference_services.common.money import format_money
-from reference_services.common.rpc import invalid_argument, rpc
+from reference_services.common.rpc import Context, invalid_argument, rpc
 from reference_services.common.runtime import Entry, Wiring
 from reference_services.protos import hipstershop_pb2 as pb
 from reference_services.protos import hipstershop_pb2_grpc as pb_grpc
@@ -20,7 +18,7 @@ class Shipping(pb_grpc.ShippingServiceServicer):
     """Quotes shipping costs and ships orders."""
 
     @rpc
-    async def GetQuote(self, request: pb.GetQuoteRequest, context: Any) -> pb.GetQuoteResponse:
+    async def GetQuote(self, request: pb.GetQuoteRequest, context: Context) -> pb.GetQuoteResponse:
         """USD 0 for no items, a flat USD 8.99 otherwise; the address may be blank."""
         fields.address(request.address, required=False)
         count = fields.cart_items(request.items)
@@ -31,7 +29,9 @@ class Shipping(pb_grpc.ShippingServiceServicer):
         return pb.GetQuoteResponse(cost_usd=cost)
 
     @rpc
-    async def ShipOrder(self, request: pb.ShipOrderRequest, context: Any) -> pb.ShipOrderResponse:
+    async def ShipOrder(
+        self, request: pb.ShipOrderRequest, context: Context
+    ) -> pb.ShipOrderResponse:
         """A tracking id for the parcel; the address and at least one item are required."""
         if not request.HasField("address"):
             raise invalid_argument("address is required")
