@@ -28,6 +28,7 @@ import clue
 import clue.grpc
 from clue import health, log
 from clue.admin import AdminServer
+from reference_services.common.auth import Authorizer
 from reference_services.common.config import ConfigError, env_host, env_port
 from reference_services.common.faults import Faults
 
@@ -55,6 +56,8 @@ class Wiring:
     faults: Faults | None = None
     routes: Sequence[BaseRoute] = ()
     closers: list[Callable[[], Awaitable[Any]]] = field(default_factory=list)
+    authorizer: Authorizer | None = None
+    """Checks the access token of the RPCs its rules name (reference_services/common/auth.py)."""
 
 
 class GrpcService:
@@ -101,9 +104,12 @@ class GrpcService:
 
     async def start(self) -> None:
         """Bind the gRPC and admin ports and start serving."""
-        server = _Server()
+        server = _Server(self.wiring.authorizer)
         for add, servicer in self.wiring.servicers:
             add(servicer, server)
+        unguarded = self.wiring.authorizer.unguarded() if self.wiring.authorizer else []
+        if unguarded:  # a misspelt rule would leave its RPC open
+            raise ValueError(f"authorization rules match no RPC: {unguarded}")
         self.health = health.AsyncHealthServicer(self.checker, services=server.names)
         self.health.add_to_server(server.instrumented)
         listen = _host_port(self.host, self.port)
@@ -155,12 +161,15 @@ class GrpcService:
 class _Server(grpc.aio.Server):
     """A ``grpc.aio`` server whose handlers run clue's layers, noting the services added.
 
+    With an authorizer, the handlers it guards check their token inside clue's layers
+    (a refused call has its span and request line too).
     The generated ``add_..._to_server`` functions take it as the server they are typed for.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, authorizer: Authorizer | None = None) -> None:
         self.server = grpc.aio.server()
         self.instrumented = clue.grpc.instrument(self.server)
+        self.authorizer = authorizer
         self.names: list[str] = []
 
     def add_generic_rpc_handlers(
@@ -168,12 +177,19 @@ class _Server(grpc.aio.Server):
     ) -> None:
         handlers = list(generic_rpc_handlers)
         self.names += [h.service_name() for h in handlers if isinstance(h, grpc.ServiceRpcHandler)]
+        if self.authorizer is not None:
+            handlers = [self.authorizer.guard_generic(h) for h in handlers]
         self.instrumented.add_generic_rpc_handlers(handlers)
 
     def add_registered_method_handlers(
         self, service_name: str, method_handlers: dict[str, grpc.RpcMethodHandler[Any, Any]]
     ) -> None:
         self.names.append(service_name)
+        if self.authorizer is not None:
+            guard = self.authorizer.guard
+            method_handlers = {
+                n: guard(f"/{service_name}/{n}", h) or h for n, h in method_handlers.items()
+            }
         self.instrumented.add_registered_method_handlers(service_name, method_handlers)
 
     def add_insecure_port(self, address: str) -> int:

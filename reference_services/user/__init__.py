@@ -1,0 +1,1 @@
+"""UserService: the boutique's accounts, their passwords and their access tokens."""

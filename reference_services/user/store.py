@@ -1,0 +1,161 @@
+"""The user service's own database: accounts and their password hashes (SQLite or PostgreSQL).
+
+The schema is versioned: `UserStore.migrate` (run at start) applies the steps of
+`MIGRATIONS` past the version recorded in ``user_schema``. Every step may be run
+again safely, so a start interrupted mid-step just redoes it. The store is also
+the service's health pinger for its database.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from reference_services.common.database import Database
+
+#: version -> the statements that bring the schema from the previous version to it.
+#: ``{t}`` is the users table's name. ``email_key`` is the address lower-cased whole:
+#: what makes it unique and what a login looks up.
+MIGRATIONS: dict[int, tuple[str, ...]] = {
+    1: (
+        "CREATE TABLE IF NOT EXISTS {t} ("
+        " id TEXT PRIMARY KEY, email TEXT NOT NULL, email_key TEXT NOT NULL UNIQUE,"
+        " name TEXT NOT NULL, password_hash TEXT NOT NULL, role TEXT NOT NULL,"
+        " created_at_ns BIGINT NOT NULL)",
+    ),
+}
+SCHEMA_VERSION = max(MIGRATIONS)
+
+
+class EmailTaken(Exception):
+    """Another account has this e-mail address."""
+
+
+@dataclass(frozen=True)
+class User:
+    """An account as stored, without its password hash."""
+
+    id: str
+    email: str
+    name: str
+    role: str
+    created_at_ns: int
+
+    @property
+    def created_at(self) -> str:
+        """``created_at_ns`` in RFC 3339, UTC, to the millisecond."""
+        at = dt.datetime.fromtimestamp(self.created_at_ns / 1e9, dt.UTC)
+        return at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+_COLUMNS = "id, email, name, role, created_at_ns"
+
+
+def _user(row: tuple[object, ...]) -> User:
+    return User(str(row[0]), str(row[1]), str(row[2]), str(row[3]), int(str(row[4])))
+
+
+class UserStore:
+    """Accounts in the table ``<prefix>users`` of ``db``, its schema version in
+    ``<prefix>user_schema`` (tests sharing a database give each store a prefix)."""
+
+    name = "user-store"
+
+    def __init__(self, db: Database, prefix: str = "") -> None:
+        if prefix and not prefix.replace("_", "").isalnum():
+            raise ValueError(f"table prefix {prefix!r} must be letters, digits and underscores")
+        self.db = db
+        self.table = f"{prefix}users"
+        self.schema_table = f"{prefix}user_schema"
+
+    async def migrate(self) -> int:
+        """Bring the schema to `SCHEMA_VERSION`; the version it was at before."""
+        await self.db.execute(
+            f"CREATE TABLE IF NOT EXISTS {self.schema_table} (id INTEGER PRIMARY KEY,"
+            " version INTEGER NOT NULL)"
+        )
+        rows = await self.db.execute(f"SELECT version FROM {self.schema_table} WHERE id = 1")
+        before = int(rows[0][0]) if rows else 0
+        if before > SCHEMA_VERSION:
+            raise RuntimeError(
+                f"{self.db.where} holds user schema {before}, newer than this"
+                f" service's {SCHEMA_VERSION}"
+            )
+        for version in range(before + 1, SCHEMA_VERSION + 1):
+            for statement in MIGRATIONS[version]:
+                await self.db.execute(statement.format(t=self.table))
+            await self.db.execute(
+                f"INSERT INTO {self.schema_table} (id, version) VALUES (1, %s)"
+                " ON CONFLICT (id) DO UPDATE SET version = excluded.version",
+                (version,),
+            )
+        return before
+
+    async def create(self, user: User, email_key: str, password_hash: str) -> User:
+        """Store a new account; EmailTaken if ``email_key`` is another's."""
+        rows = await self.db.execute(
+            f"INSERT INTO {self.table} (id, email, email_key, name, password_hash, role,"
+            " created_at_ns) VALUES (%s, %s, %s, %s, %s, %s, %s)"
+            " ON CONFLICT (email_key) DO NOTHING RETURNING id",
+            (
+                user.id,
+                user.email,
+                email_key,
+                user.name,
+                password_hash,
+                user.role,
+                user.created_at_ns,
+            ),
+        )
+        if not rows:
+            raise EmailTaken(user.email)
+        return user
+
+    async def get(self, user_id: str) -> User | None:
+        """The account ``user_id``, or None."""
+        rows = await self.db.execute(
+            f"SELECT {_COLUMNS} FROM {self.table} WHERE id = %s", (user_id,)
+        )
+        return _user(rows[0]) if rows else None
+
+    async def credentials(self, email_key: str) -> tuple[User, str] | None:
+        """The account with ``email_key`` and its password hash, or None."""
+        rows = await self.db.execute(
+            f"SELECT {_COLUMNS}, password_hash FROM {self.table} WHERE email_key = %s",
+            (email_key,),
+        )
+        return (_user(rows[0][:5]), str(rows[0][5])) if rows else None
+
+    async def rename(self, user_id: str, name: str) -> User | None:
+        """Change the account's name; the account, None if there is none."""
+        rows = await self.db.execute(
+            f"UPDATE {self.table} SET name = %s WHERE id = %s RETURNING {_COLUMNS}",
+            (name, user_id),
+        )
+        return _user(rows[0]) if rows else None
+
+    async def set_password_hash(self, user_id: str, password_hash: str) -> None:
+        """Replace the hash (when the hashing cost was raised)."""
+        await self.db.execute(
+            f"UPDATE {self.table} SET password_hash = %s WHERE id = %s", (password_hash, user_id)
+        )
+
+    async def delete(self, user_id: str) -> bool:
+        """Remove the account; whether there was one."""
+        rows = await self.db.execute(
+            f"DELETE FROM {self.table} WHERE id = %s RETURNING id", (user_id,)
+        )
+        return bool(rows)
+
+    async def ping(self) -> None:
+        """Return when the database answers."""
+        await self.db.ping()
+
+    async def close(self) -> None:
+        """Release the connection."""
+        await self.db.close()
+
+    async def drop(self) -> None:
+        """Drop both tables (for tests that made their own)."""
+        await self.db.execute(f"DROP TABLE IF EXISTS {self.table}")
+        await self.db.execute(f"DROP TABLE IF EXISTS {self.schema_table}")
