@@ -13,7 +13,7 @@ import binascii
 import datetime as dt
 from dataclasses import dataclass
 
-from reference_services.common.database import Database
+from reference_services.common.database import Database, Transaction
 
 #: version -> the statements that bring the schema from the previous version to it.
 #: ``{n}`` is the notifications table's name.
@@ -118,10 +118,11 @@ class NotificationStore:
             )
         return before
 
-    async def record(self, notification: Notification) -> bool:
-        """Write ``notification`` unless one with its id is there; whether it was written."""
+    async def record(self, notification: Notification, tx: Transaction | None = None) -> bool:
+        """Write ``notification`` (in transaction ``tx`` if given) unless one with its id is
+        there; whether it was written."""
         n = notification
-        rows = await self.db.execute(
+        rows = await (tx or self.db).execute(
             f"INSERT INTO {self.table} ({_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
             " ON CONFLICT (id) DO NOTHING RETURNING id",
             (

@@ -1,0 +1,92 @@
+"""The notification service: consumes order events, sends e-mails, answers the history.
+
+It runs the durable consumer ``notification`` of ``boutique.order.placed`` (see
+`confirmations`) beside the gRPC NotificationService (see `history`), on its own
+store. Its health pings the store, the broker and the e-mail service.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from reference_services.common.clients import Clients
+from reference_services.common.config import env_addr
+from reference_services.common.database import StoreUnavailable, open_database
+from reference_services.common.events import (
+    BACKOFF,
+    ORDER_PLACED,
+    Broker,
+    EventConsumer,
+    Stream,
+    nats_url,
+)
+from reference_services.common.runtime import Entry, Wiring
+from reference_services.common.settings import store_url
+from reference_services.notification.confirmations import OrderConfirmations, faults
+from reference_services.notification.history import NotificationHistory
+from reference_services.notification.store import NotificationStore
+from reference_services.protos import hipstershop_pb2_grpc as pb_grpc
+from reference_services.protos.boutique.v1 import notification_pb2_grpc as npb_grpc
+
+CONSUMER = "notification"
+MAX_DELIVER = 5
+
+
+@dataclass(frozen=True)
+class Config:
+    """Where the store, the broker and the e-mail service are; how often to retry."""
+
+    database_url: str
+    email_addr: str
+    nats_url: str
+    stream: str = "BOUTIQUE"
+    max_deliver: int = MAX_DELIVER
+    backoff: Sequence[float] = BACKOFF
+
+    @classmethod
+    def from_env(cls) -> Config:
+        """``NOTIFICATION_DATABASE_URL`` (default ``$DATA_DIR/notification.db``),
+        ``EMAIL_SERVICE_ADDR``, ``NATS_URL`` and ``EVENTS_STREAM``."""
+        return cls(
+            database_url=store_url("NOTIFICATION_DATABASE_URL", "notification.db"),
+            email_addr=env_addr("EMAIL_SERVICE_ADDR"),
+            nats_url=nats_url(),
+            stream=Stream.from_env().name,
+        )
+
+
+async def build(config: Config) -> Wiring:
+    """The history servicer and the running consumer, on a store migrated first."""
+    db = open_database(config.database_url)
+    store = NotificationStore(db)
+    try:
+        await store.migrate()
+    except StoreUnavailable as exc:
+        await store.close()
+        raise OSError(f"notification store: {exc}") from exc
+    clients = Clients()
+    email = clients.stub("email", config.email_addr, pb_grpc.EmailServiceStub)
+    switches = faults()
+    broker = Broker(config.nats_url, Stream(config.stream))
+    consumer = EventConsumer(
+        broker,
+        db,
+        CONSUMER,
+        [ORDER_PLACED],
+        OrderConfirmations(email, store, switches),
+        max_deliver=config.max_deliver,
+        backoff=config.backoff,
+    )
+    broker.start()
+    consumer.start()
+    add = npb_grpc.add_NotificationServiceServicer_to_server
+    return Wiring(
+        servicers=[(add, NotificationHistory(store))],
+        pingers=[store, broker, *clients.pingers],
+        faults=switches,
+        closers=[store.close, clients.close, broker.close, consumer.stop],  # run last to first
+    )
+
+
+ENTRY = Entry("notification", build, Config.from_env)
