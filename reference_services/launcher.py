@@ -42,7 +42,8 @@ SERVICES: dict[str, tuple[str, ...]] = {
     "email": (),
     "ad": (),
     "recommendation": ("productcatalog",),
-    "checkout": ("productcatalog", "currency", "cart", "shipping", "payment", "email"),
+    "checkout": ("productcatalog", "currency", "cart", "shipping", "payment"),
+    "notification": ("email",),
     "frontend": (
         "productcatalog",
         "currency",
@@ -63,6 +64,7 @@ ADDRESS_VARIABLES = {
     "ad": "AD_SERVICE_ADDR",
     "payment": "PAYMENT_SERVICE_ADDR",
     "email": "EMAIL_SERVICE_ADDR",
+    "notification": "NOTIFICATION_SERVICE_ADDR",
 }
 HOST = "127.0.0.1"
 DEFAULT_BASE_PORT = 18000

@@ -1,7 +1,9 @@
 """The durable record of placed orders (SQLite by default, or PostgreSQL).
 
-An order is written, committed, before PlaceOrder answers; the store is also
-the checkout's health pinger for its database.
+An order is written, committed, before PlaceOrder answers, together with the
+``boutique.order.placed`` event announcing it (in the outbox of the same
+database, one transaction: reference_services/common/events). The store is
+also the checkout's health pinger for its database.
 """
 
 from __future__ import annotations
@@ -11,8 +13,10 @@ from dataclasses import dataclass
 
 from google.protobuf import json_format
 
-from reference_services.common.database import Database, SQLTable
+from reference_services.common.database import Database, SQLTable, Transaction
+from reference_services.common.events import ORDER_PLACED, Outbox
 from reference_services.protos import hipstershop_pb2 as pb
+from reference_services.protos.boutique.v1 import events_pb2 as ev
 
 
 @dataclass(frozen=True)
@@ -26,6 +30,26 @@ class PlacedOrder:
     transaction_id: str
     result: pb.OrderResult
     placed_at_ns: int
+
+
+def order_placed(order: PlacedOrder) -> ev.OrderPlaced:
+    """The ``boutique.order.placed`` event of a recorded order."""
+    result = order.result
+    return ev.OrderPlaced(
+        order_id=order.order_id,
+        user_id=order.user_id,
+        email=order.email,
+        items=[
+            ev.OrderLine(
+                product_id=line.item.product_id, quantity=line.item.quantity, unit_cost=line.cost
+            )
+            for line in result.items
+        ],
+        shipping_cost=result.shipping_cost,
+        total=order.total,
+        shipping_address=result.shipping_address,
+        tracking_id=result.shipping_tracking_id,
+    )
 
 
 class OrderStore(SQLTable):
@@ -50,29 +74,37 @@ class OrderStore(SQLTable):
         email: str,
         total: pb.Money,
         transaction_id: str,
+        outbox: Outbox | None = None,
     ) -> PlacedOrder:
-        """Write the order and commit it; the recorded order."""
+        """Write the order and commit it, with its OrderPlaced event in ``outbox`` (an
+        outbox of this store's database); the recorded order."""
         await self._setup()
         placed = PlacedOrder(
             result.order_id, user_id, email, total, transaction_id, result, time.time_ns()
         )
-        await self.db.execute(
+        async with self.db.transaction() as tx:
+            await self._insert(tx, placed)
+            if outbox is not None:
+                await outbox.add(tx, ORDER_PLACED, order_placed(placed))
+        return placed
+
+    async def _insert(self, tx: Transaction, placed: PlacedOrder) -> None:
+        await tx.execute(
             f"INSERT INTO {self.table} (order_id, user_id, email, currency_code, total_units,"
             " total_nanos, transaction_id, result_json, placed_at_ns)"
             " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
             (
                 placed.order_id,
-                user_id,
-                email,
-                total.currency_code,
-                total.units,
-                total.nanos,
-                transaction_id,
-                json_format.MessageToJson(result, indent=None),
+                placed.user_id,
+                placed.email,
+                placed.total.currency_code,
+                placed.total.units,
+                placed.total.nanos,
+                placed.transaction_id,
+                json_format.MessageToJson(placed.result, indent=None),
                 placed.placed_at_ns,
             ),
         )
-        return placed
 
     async def get(self, order_id: str) -> PlacedOrder | None:
         """The order with this id, or None."""

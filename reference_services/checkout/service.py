@@ -1,4 +1,9 @@
-"""CheckoutService over gRPC: PlaceOrder across the other services, recorded durably."""
+"""CheckoutService over gRPC: PlaceOrder across the other services, recorded durably.
+
+A placed order is announced by a ``boutique.order.placed`` event, written with the
+order in one transaction and published by the relay: the notification service
+sends the confirmation e-mail from it, in the order's trace.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +21,16 @@ from reference_services.common import fields, money
 from reference_services.common.clients import Clients
 from reference_services.common.config import env_addr
 from reference_services.common.database import StoreUnavailable, open_database
+from reference_services.common.events import (
+    PAUSE_SWITCH,
+    Broker,
+    Outbox,
+    Relay,
+    Stream,
+    nats_url,
+    pause_switch,
+)
+from reference_services.common.faults import Faults
 from reference_services.common.rpc import (
     RpcFailure,
     failed_precondition,
@@ -60,7 +75,6 @@ class Downstream:
     currency: pb_grpc.CurrencyServiceAsyncStub
     shipping: pb_grpc.ShippingServiceAsyncStub
     payment: pb_grpc.PaymentServiceAsyncStub
-    email: pb_grpc.EmailServiceAsyncStub
 
 
 def _check_request(request: pb.PlaceOrderRequest) -> None:
@@ -79,11 +93,15 @@ def _check_request(request: pb.PlaceOrderRequest) -> None:
 
 
 class Checkout(pb_grpc.CheckoutServiceServicer):
-    """Places orders."""
+    """Places orders; each one's event goes to ``outbox``, which ``relay`` publishes."""
 
-    def __init__(self, downstream: Downstream, orders: OrderStore) -> None:
+    def __init__(
+        self, downstream: Downstream, orders: OrderStore, outbox: Outbox, relay: Relay
+    ) -> None:
         self.down = downstream
         self.orders = orders
+        self.outbox = outbox
+        self.relay = relay
 
     async def _call(self, step: str, call: Awaitable[T]) -> T:
         """Await a downstream call; its failure becomes this RPC's, named by ``step``."""
@@ -103,7 +121,7 @@ class Checkout(pb_grpc.CheckoutServiceServicer):
     async def PlaceOrder(
         self, request: pb.PlaceOrderRequest, context: Any
     ) -> pb.PlaceOrderResponse:
-        """Charge the cart, ship it, record the order, empty the cart, send the email."""
+        """Charge the cart, ship it, record the order and its event, empty the cart."""
         _check_request(request)
         order_id = str(uuid.uuid4())
         span = trace.get_current_span()
@@ -147,7 +165,7 @@ class Checkout(pb_grpc.CheckoutServiceServicer):
                 items=items,
             )
             await self._record(request, result, total, charge.transaction_id)
-            await self._after_order(request, result, timeout)
+            await self._empty_cart(request, timeout)
             log.info("order placed", tracking_id=shipped.tracking_id)
             return pb.PlaceOrderResponse(order=result)
 
@@ -198,10 +216,15 @@ class Checkout(pb_grpc.CheckoutServiceServicer):
     async def _record(
         self, request: pb.PlaceOrderRequest, result: pb.OrderResult, total: pb.Money, tx: str
     ) -> None:
-        """Commit the order to the store before anyone is told it is placed."""
+        """Commit the order and its event before anyone is told it is placed."""
         try:
             await self.orders.record(
-                result, user_id=request.user_id, email=request.email, total=total, transaction_id=tx
+                result,
+                user_id=request.user_id,
+                email=request.email,
+                total=total,
+                transaction_id=tx,
+                outbox=self.outbox,
             )
         except StoreUnavailable as exc:
             FAILED.add(1, {"step": "record order"})
@@ -210,11 +233,10 @@ class Checkout(pb_grpc.CheckoutServiceServicer):
         currency = {"currency": total.currency_code}
         ORDERS.add(1, currency)
         ORDER_VALUE.record(money.to_nanos(total) / money.NANOS_PER_UNIT, currency)
+        self.relay.wake()
 
-    async def _after_order(
-        self, request: pb.PlaceOrderRequest, result: pb.OrderResult, timeout: float
-    ) -> None:
-        """Empty the cart and send the confirmation; failures here are only logged."""
+    async def _empty_cart(self, request: pb.PlaceOrderRequest, timeout: float) -> None:
+        """Empty the cart of a placed order; a failure here is only logged."""
         try:
             await self._call(
                 "empty cart",
@@ -224,46 +246,40 @@ class Checkout(pb_grpc.CheckoutServiceServicer):
             )
         except RpcFailure as exc:
             log.error("order placed but the cart was not emptied", reason=exc.message)
-        try:
-            await self._call(
-                "send confirmation",
-                self.down.email.SendOrderConfirmation(
-                    pb.SendOrderConfirmationRequest(email=request.email, order=result),
-                    timeout=timeout,
-                ),
-            )
-        except RpcFailure as exc:
-            log.error("order placed but the confirmation was not sent", reason=exc.message)
 
 
 @dataclass(frozen=True)
 class Config:
-    """Where the downstream services and the order store are."""
+    """Where the downstream services, the order store and the event broker are."""
 
     cart_addr: str
     catalog_addr: str
     currency_addr: str
     shipping_addr: str
     payment_addr: str
-    email_addr: str
     order_store: str
+    nats_url: str
+    stream: str = "BOUTIQUE"
 
     @classmethod
     def from_env(cls) -> Config:
-        """The six ``*_SERVICE_ADDR`` and ``ORDER_STORE`` (default ``$DATA_DIR/orders.db``)."""
+        """The five ``*_SERVICE_ADDR``, ``ORDER_STORE`` (default ``$DATA_DIR/orders.db``),
+        ``NATS_URL`` and ``EVENTS_STREAM``."""
         return cls(
             cart_addr=env_addr("CART_SERVICE_ADDR"),
             catalog_addr=env_addr("PRODUCT_CATALOG_SERVICE_ADDR"),
             currency_addr=env_addr("CURRENCY_SERVICE_ADDR"),
             shipping_addr=env_addr("SHIPPING_SERVICE_ADDR"),
             payment_addr=env_addr("PAYMENT_SERVICE_ADDR"),
-            email_addr=env_addr("EMAIL_SERVICE_ADDR"),
             order_store=store_url("ORDER_STORE", "orders.db"),
+            nats_url=nats_url(),
+            stream=Stream.from_env().name,
         )
 
 
 async def build(config: Config, orders: OrderStore | None = None) -> Wiring:
-    """The checkout servicer; every downstream service and the order store are pinged."""
+    """The checkout servicer and its event relay; every downstream service, the order
+    store and the broker are pinged."""
     clients = Clients()
     downstream = Downstream(
         cart=clients.stub("cart", config.cart_addr, pb_grpc.CartServiceStub),
@@ -273,13 +289,20 @@ async def build(config: Config, orders: OrderStore | None = None) -> Wiring:
         currency=clients.stub("currency", config.currency_addr, pb_grpc.CurrencyServiceStub),
         shipping=clients.stub("shipping", config.shipping_addr, pb_grpc.ShippingServiceStub),
         payment=clients.stub("payment", config.payment_addr, pb_grpc.PaymentServiceStub),
-        email=clients.stub("email", config.email_addr, pb_grpc.EmailServiceStub),
     )
     store = orders or OrderStore(open_database(config.order_store))
+    outbox = Outbox(store.db)
+    broker = Broker(config.nats_url, Stream(config.stream))
+    switches = Faults(pause_switch())
+    relay = Relay(outbox, broker, paused=lambda: switches.on(PAUSE_SWITCH))
+    broker.start()
+    relay.start()
+    checkout = Checkout(downstream, store, outbox, relay)
     return Wiring(
-        servicers=[(pb_grpc.add_CheckoutServiceServicer_to_server, Checkout(downstream, store))],
-        pingers=[*clients.pingers, store],
-        closers=[clients.close, store.close],
+        servicers=[(pb_grpc.add_CheckoutServiceServicer_to_server, checkout)],
+        pingers=[*clients.pingers, store, broker],
+        faults=switches,
+        closers=[clients.close, store.close, broker.close, relay.stop],  # run last to first
     )
 
 

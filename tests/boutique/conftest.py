@@ -25,11 +25,13 @@ from reference_services.cart import service as cart
 from reference_services.checkout import service as checkout
 from reference_services.checkout.orders import OrderStore
 from reference_services.common.database import SQLite
+from reference_services.common.events import Broker, Stream
 from reference_services.common.runtime import GrpcService, Wiring
 from reference_services.currency import service as currency
 from reference_services.email import service as email
 from reference_services.frontend.app import create_app
 from reference_services.frontend.clients import Addresses, Clients
+from reference_services.notification import service as notification
 from reference_services.payment import service as payment
 from reference_services.productcatalog import service as productcatalog
 from reference_services.recommendation import service as recommendation
@@ -108,10 +110,12 @@ def otel() -> Iterator[Telemetry]:
 
 @dataclass
 class Boutique:
-    """The nine gRPC services running in this process on loopback."""
+    """The ten gRPC services running in this process on loopback, their events on a
+    stream of their own."""
 
     services: dict[str, GrpcService] = field(default_factory=dict)
     orders: OrderStore | None = None
+    stream: Stream | None = None
 
     def __getitem__(self, name: str) -> GrpcService:
         return self.services[name]
@@ -122,9 +126,10 @@ class Boutique:
 
 
 @asynccontextmanager
-async def boutique_running(data: Path) -> AsyncIterator[Boutique]:
-    """Start every gRPC service in dependency order; stop them all afterwards."""
-    shop = Boutique()
+async def boutique_running(data: Path, nats_url: str) -> AsyncIterator[Boutique]:
+    """Start every gRPC service in dependency order, their events on a new stream of the
+    NATS server at ``nats_url``; stop them all and delete the stream afterwards."""
+    shop = Boutique(stream=Stream(unique("BOUTIQUE").upper()))
     started: list[GrpcService] = []
 
     async def start(name: str, wiring: Wiring) -> GrpcService:
@@ -156,19 +161,32 @@ async def boutique_running(data: Path) -> AsyncIterator[Boutique]:
             currency_addr=shop["currency"].address,
             shipping_addr=shop["shipping"].address,
             payment_addr=shop["payment"].address,
-            email_addr=shop["email"].address,
             order_store=f"sqlite:///{data / 'orders.db'}",
+            nats_url=nats_url,
+            stream=shop.stream.name,
         )
         await start("checkout", await checkout.build(config, shop.orders))
+        notifications = notification.Config(
+            database_url=f"sqlite:///{data / 'notification.db'}",
+            email_addr=shop["email"].address,
+            nats_url=nats_url,
+            stream=shop.stream.name,
+        )
+        await start("notification", await notification.build(notifications))
         yield shop
     finally:
         await asyncio.gather(*(service.stop() for service in started))
+        broker = Broker(nats_url, shop.stream)
+        try:
+            await shop.stream.delete(await broker.jetstream())
+        finally:
+            await broker.close()
 
 
 @pytest.fixture
-async def boutique(tmp_path: Path) -> AsyncIterator[Boutique]:
-    """All nine gRPC services in-process on loopback, stores in a temp directory."""
-    async with boutique_running(tmp_path) as shop:
+async def boutique(tmp_path: Path, nats_url: str) -> AsyncIterator[Boutique]:
+    """All ten gRPC services in-process on loopback, stores in a temp directory."""
+    async with boutique_running(tmp_path, nats_url) as shop:
         yield shop
 
 

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import re
 import uuid
 
 import grpc
 import httpx
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind
 
 from reference_services.checkout.orders import OrderStore
 from reference_services.common.database import SQLite
+from reference_services.common.events import ORDER_PLACED
 from reference_services.protos import hipstershop_pb2 as pb
 from reference_services.protos import hipstershop_pb2_grpc as pb_grpc
+from reference_services.protos.boutique.v1 import notification_pb2 as npb
+from reference_services.protos.boutique.v1 import notification_pb2_grpc as npb_grpc
 from tests.boutique.conftest import Boutique, Telemetry, rpc_error, stub_for
 from tests.conftest import Lines
 
@@ -135,7 +140,6 @@ async def test_place_order_charges_ships_records_and_empties_the_cart(
         "hipstershop.PaymentService/Charge",
         "hipstershop.ShippingService/ShipOrder",
         "hipstershop.CartService/EmptyCart",
-        "hipstershop.EmailService/SendOrderConfirmation",
     ]
     servers = {
         s.name
@@ -252,3 +256,51 @@ async def test_bad_requests_are_invalid_argument_naming_the_field(boutique: Bout
             assert needle in error.details(), (needle, error.details())
     assert await cart_of(boutique, user) == {"66VCHSJNUP": 1}
     assert await boutique.orders.for_user(user) == []  # type: ignore[union-attr]
+
+
+async def test_the_confirmation_follows_in_the_order_s_trace_through_the_broker(
+    boutique: Boutique, otel: Telemetry, lines: Lines
+) -> None:
+    user = f"user-{uuid.uuid4()}"
+    await fill_cart(boutique, user, {"6E92ZMYYFZ": 2})
+    async with stub_for(boutique["checkout"], pb_grpc.CheckoutServiceStub) as checkout:
+        reply = await checkout.PlaceOrder(order_request(user))
+    order_id = reply.order.order_id
+
+    def confirmation_served() -> list[ReadableSpan]:
+        return [
+            s
+            for s in otel.finished()
+            if s.name == "hipstershop.EmailService/SendOrderConfirmation"
+            and s.kind is SpanKind.SERVER
+        ]
+
+    deadline = asyncio.get_running_loop().time() + 20
+    while not (served := confirmation_served()):
+        assert asyncio.get_running_loop().time() < deadline, "no confirmation sent"
+        await asyncio.sleep(0.02)
+    (email_span,) = served
+    by_id = {s.context.span_id: s for s in otel.finished()}  # type: ignore[union-attr]
+    chain = [email_span]
+    while (parent := chain[-1].parent) is not None:
+        chain.append(by_id[parent.span_id])
+    assert [(s.kind, s.name) for s in chain] == [
+        (SpanKind.SERVER, "hipstershop.EmailService/SendOrderConfirmation"),
+        (SpanKind.CLIENT, "hipstershop.EmailService/SendOrderConfirmation"),
+        (SpanKind.CONSUMER, f"process {boutique.stream.subject(ORDER_PLACED)}"),  # type: ignore[union-attr]
+        (SpanKind.PRODUCER, f"publish {boutique.stream.subject(ORDER_PLACED)}"),  # type: ignore[union-attr]
+        (SpanKind.SERVER, "hipstershop.CheckoutService/PlaceOrder"),
+        (SpanKind.CLIENT, "hipstershop.CheckoutService/PlaceOrder"),
+    ]
+    assert dict(chain[2].attributes or {})["app.order.id"] == order_id
+
+    # one e-mail, one notification on record
+    sent = [e for e in lines.entries("order confirmation sent") if e["order_id"] == order_id]
+    assert len(sent) == 1
+    async with stub_for(boutique["notification"], npb_grpc.NotificationServiceStub) as history:
+        found = await history.GetNotificationHistory(
+            npb.GetNotificationHistoryRequest(user_id=user)
+        )
+    assert [(n.order_id, n.email) for n in found.notifications] == [
+        (order_id, "someone@example.com")
+    ]

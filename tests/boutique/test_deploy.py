@@ -142,7 +142,7 @@ def probe(name: str, port: str) -> str:
 
 def test_compose_runs_every_service_with_collector_jaeger_and_prometheus() -> None:
     services = compose()["services"]
-    assert set(SERVICES) | {"otel-collector", "jaeger", "prometheus"} == set(services)
+    assert set(SERVICES) | {"nats", "otel-collector", "jaeger", "prometheus"} == set(services)
     for name in SERVICES:
         service = services[name]
         assert service["build"]["args"]["SERVICE"] == name
@@ -195,3 +195,24 @@ def test_deployed_services_listen_on_every_interface_and_admin_stays_local() -> 
         assert "HOST" not in {e["name"] for e in container["env"]}
         ports = [p["containerPort"] for p in container["ports"]]
         assert int(shared["ADMIN_PORT"]) not in ports  # nothing outside the pod calls it
+
+
+def test_the_event_broker_is_one_nats_in_compose_and_three_jetstream_nodes_in_kubernetes() -> None:
+    services = compose()["services"]
+    nats = services["nats"]
+    assert "--jetstream" in nats["command"]
+    assert nats["healthcheck"]["test"][-1] == "http://127.0.0.1:8222/healthz?js-enabled-only=true"
+    nodes = k8s("StatefulSet", "nats")
+    assert nodes["spec"]["replicas"] == 3
+    config = k8s("ConfigMap", "nats-config")["data"]["nats.conf"]
+    assert "jetstream {" in config
+    routes = re.findall(r"nats://(nats-\d)\.nats-headless:6222", config)
+    assert routes == ["nats-0", "nats-1", "nats-2"]
+    assert k8s("Service", "nats-headless")["spec"]["clusterIP"] == "None"
+    client_port = k8s("Service", "nats")["spec"]["ports"][0]["port"]
+    for name in ("checkout", "notification"):  # the producer and the consumer of events
+        assert services[name]["environment"]["NATS_URL"] == "nats://nats:4222"
+        assert services[name]["depends_on"]["nats"]["condition"] == "service_healthy"
+        container = k8s("Deployment", name)["spec"]["template"]["spec"]["containers"][0]
+        env = {e["name"]: e["value"] for e in container["env"]}
+        assert env["NATS_URL"] == f"nats://nats:{client_port}"

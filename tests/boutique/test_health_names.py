@@ -7,6 +7,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from reference_services.protos import hipstershop_pb2 as pb
+from reference_services.protos.boutique.v1 import notification_pb2 as npb
 from tests.boutique.conftest import Boutique
 
 Status = health_pb2.HealthCheckResponse
@@ -23,7 +24,7 @@ SERVICE_NAMES = {
 }
 FULL_NAMES = {
     name: pb.DESCRIPTOR.services_by_name[short].full_name for name, short in SERVICE_NAMES.items()
-}
+} | {"notification": npb.DESCRIPTOR.services_by_name["NotificationService"].full_name}
 
 
 async def check(stub: health_pb2_grpc.HealthStub, service: str) -> int:
