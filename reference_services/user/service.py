@@ -192,7 +192,7 @@ class Users(upb_grpc.UserServiceServicer):
             ) from None
         except StoreUnavailable as exc:
             raise unavailable(f"user store: {exc}") from None
-        log.info("user registered", user_id=user.id, role=role)
+        log.print("user registered", user_id=user.id, role=role)  # audit: always written
         return to_proto(user)
 
     @rpc
@@ -303,7 +303,7 @@ class Users(upb_grpc.UserServiceServicer):
             raise unavailable(f"user store: {exc}") from None
         if not deleted:
             raise not_found(f"no user with id {quote(target)}")
-        log.info("user deleted", deleted_user_id=target)
+        log.print("user deleted", deleted_user_id=target)  # audit: always written
         return upb.DeleteUserResponse()
 
     @rpc
