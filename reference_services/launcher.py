@@ -42,7 +42,7 @@ SERVICES: dict[str, tuple[str, ...]] = {
     "email": (),
     "ad": (),
     "recommendation": ("productcatalog",),
-    "checkout": ("productcatalog", "currency", "cart", "shipping", "payment"),
+    "checkout": ("productcatalog", "currency", "cart", "shipping", "payment", "user"),
     "notification": ("email",),
     "frontend": (
         "productcatalog",
@@ -52,7 +52,10 @@ SERVICES: dict[str, tuple[str, ...]] = {
         "shipping",
         "checkout",
         "ad",
+        "user",
     ),
+    # last: the ports of the services before it stay where they were
+    "user": (),
 }
 ADDRESS_VARIABLES = {
     "productcatalog": "PRODUCT_CATALOG_SERVICE_ADDR",
@@ -65,6 +68,7 @@ ADDRESS_VARIABLES = {
     "payment": "PAYMENT_SERVICE_ADDR",
     "email": "EMAIL_SERVICE_ADDR",
     "notification": "NOTIFICATION_SERVICE_ADDR",
+    "user": "USER_SERVICE_ADDR",
 }
 HOST = "127.0.0.1"
 DEFAULT_BASE_PORT = 18000

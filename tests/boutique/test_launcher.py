@@ -79,6 +79,8 @@ def test_port_plan_and_environment(tmp_path: Path) -> None:
     assert env["OTEL_SERVICE_NAME"] == "checkout" and env["CLUE_LOG_FORMAT"] == "json"
     assert env["OTEL_TRACES_EXPORTER"] == "none"  # no viewer: telemetry stays local
     assert "AD_SERVICE_ADDR" not in env  # only what checkout calls
+    # its orders are user-scoped: it verifies tokens with the user service's keys
+    assert env["USER_SERVICE_ADDR"] == f"127.0.0.1:{boutique.processes['user'].port}"
     frontend = boutique.service_environment("frontend")
     assert {ADDRESS_VARIABLES[s] for s in SERVICES["frontend"]} <= frontend.keys()
     viewer = Boutique(tmp_path, base_port=20000, collector=True)
