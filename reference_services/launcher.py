@@ -43,7 +43,6 @@ SERVICES: dict[str, tuple[str, ...]] = {
     "ad": (),
     "recommendation": ("productcatalog",),
     "checkout": ("productcatalog", "currency", "cart", "shipping", "payment", "user"),
-    "notification": ("email",),
     "frontend": (
         "productcatalog",
         "currency",
@@ -54,8 +53,9 @@ SERVICES: dict[str, tuple[str, ...]] = {
         "ad",
         "user",
     ),
-    # last: the ports of the services before it stay where they were
+    # the newer services last: the ports of the ones before them stay where they were
     "user": (),
+    "notification": ("email",),
 }
 ADDRESS_VARIABLES = {
     "productcatalog": "PRODUCT_CATALOG_SERVICE_ADDR",

@@ -45,8 +45,8 @@ def test_the_printed_urls_are_the_default_port_plan(tmp_path: Path) -> None:
     print_running(plan.state(), printed)
     shown = printed.getvalue().replace(str(plan.data_dir), "/path/to/clue/var/boutique")
     assert shown in section("Run it")
-    assert plan.processes["collector"].port == 18020
-    assert plan.processes["collector"].extra["http_port"] == 18022
+    assert plan.processes["collector"].port == 18024
+    assert plan.processes["collector"].extra["http_port"] == 18026
 
 
 def test_the_launcher_options_exist() -> None:
