@@ -89,7 +89,13 @@ class KeyRing:
         """The keys of ``directory``, one made first if it holds none."""
         files = sorted(directory.glob("*.pem")) if directory.is_dir() else []
         if not files:
-            files = [generate(directory)]
+            try:
+                files = [generate(directory)]
+            except OSError as exc:  # e.g. an empty read-only mount: say what is missing
+                raise KeyFileError(
+                    f"{directory} holds no signing key (*.pem) and none can be written"
+                    f" there: {exc.strerror or exc}"
+                ) from None
         return cls([read(path) for path in files])
 
 

@@ -433,6 +433,16 @@ def test_unusable_key_files_are_refused_by_name(tmp_path: Path) -> None:
         KeyRing.load(tmp_path)
 
 
+def test_a_key_directory_that_cannot_be_written_is_named(tmp_path: Path) -> None:
+    (tmp_path / "mount").write_text("")  # a file where a directory should be: even root fails
+    with pytest.raises(KeyFileError) as caught:
+        KeyRing.load(tmp_path / "mount" / "keys")
+    assert str(caught.value) == (
+        f"{tmp_path}/mount/keys holds no signing key (*.pem) and none can be written there:"
+        " Not a directory"
+    )
+
+
 def test_the_configuration_is_read_from_the_environment(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
