@@ -106,15 +106,16 @@ def _node_stats(n: dict[str, Any]) -> str:
 
 
 def _path(points: list[tuple[float, float]]) -> str:
-    """Curves across the gaps between columns, straight runs through a column."""
+    """Straight runs where the layout goes level (through a column), and curves with
+    level ends across the gaps between columns, which keep them inside the gap."""
     (x, y), *rest = points
     out = [f"M {x:.1f} {y:.1f}"]
-    for i, (nx, ny) in enumerate(rest):
-        if i % 2 == 0:  # a gap: horizontal tangents at both ends keep the curve inside it
+    for nx, ny in rest:
+        if ny == y:
+            out.append(f"L {nx:.1f} {ny:.1f}")
+        else:
             mid = (x + nx) / 2
             out.append(f"C {mid:.1f} {y:.1f}, {mid:.1f} {ny:.1f}, {nx:.1f} {ny:.1f}")
-        else:
-            out.append(f"L {nx:.1f} {ny:.1f}")
         x, y = nx, ny
     return " ".join(out)
 

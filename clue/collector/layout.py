@@ -110,43 +110,52 @@ def layout(nodes: list[Box], routes: list[Route]) -> tuple[float, float]:
         box = nodes[item.node or 0]
         box.x = lefts[item.rank] + (widths[item.rank] - box.width) / 2
         box.y = item.y
+    attach = _spread(nodes, chains)
     for r, chain in zip(routes, chains, strict=True):
         points: list[tuple[float, float]] = []
         for item in chain:
             left, right = lefts[item.rank], lefts[item.rank] + widths[item.rank]
-            if item.node is not None:
-                box = nodes[item.node]
-                left, right = box.x, box.x + box.width
             if item.label_of is not None:
                 item.label_of.label.x = left + (right - left - item.width) / 2
                 item.label_of.label.y = item.y
-            if item is not chain[0]:
-                points.append((left, item.mid))
-            if item is not chain[-1]:
-                points.append((right, item.mid))
-        r.points = points
-    _spread(routes, nodes, chains)
+            if item.node is None:
+                points += [(left, item.mid), (right, item.mid)]
+                continue
+            # a node narrower than its column: a straight stub to the column's edge,
+            # so that the curve across the gap never enters the column
+            box = nodes[item.node]
+            if item is chain[0]:
+                y = attach[id(chain), 0]
+                points += [(box.x + box.width, y), (right, y)]
+            else:
+                y = attach[id(chain), 1]
+                points += [(left, y), (box.x, y)]
+        # drop zero-length stubs: the arrowhead takes its direction from the last segment
+        r.points = [p for i, p in enumerate(points) if i == 0 or p != points[i - 1]]
     for r, f in zip(routes, forward, strict=True):
         if not f:
             r.points.reverse()
     return lefts[-1] + widths[-1], height
 
 
-def _spread(routes: list[Route], nodes: list[Box], chains: list[list[_Item]]) -> None:
-    """Where several edges leave (or enter) one side of a node, attach them apart,
-    in the order of where they go, rather than all at its middle."""
-    sides: dict[tuple[int, int], list[tuple[float, list[tuple[float, float]], int]]] = {}
-    for r, chain in zip(routes, chains, strict=True):
-        first, last = chain[0].node or 0, chain[-1].node or 0
-        sides.setdefault((first, 1), []).append((r.points[1][1], r.points, 0))
-        sides.setdefault((last, 0), []).append((r.points[-2][1], r.points, -1))
+def _spread(nodes: list[Box], chains: list[list[_Item]]) -> dict[tuple[int, int], float]:
+    """Where each edge attaches to its first (0) and last (1) node: apart, in the
+    order of where they go, when several share a side of a node, else at its middle."""
+    sides: dict[tuple[int, int], list[tuple[float, tuple[int, int]]]] = {}
+    attach: dict[tuple[int, int], float] = {}
+    for chain in chains:
+        route = id(chain)
+        for end, (item, toward) in enumerate(((chain[0], chain[1]), (chain[-1], chain[-2]))):
+            sides.setdefault((item.node or 0, end), []).append((toward.mid, (route, end)))
+            attach[route, end] = item.mid
     for (node, _), ends in sides.items():
         if len(ends) < 2:
             continue
         box = nodes[node]
         ends.sort(key=lambda end: end[0])
-        for i, (_, points, at) in enumerate(ends):
-            points[at] = (points[at][0], box.y + box.height * (0.2 + 0.6 * i / (len(ends) - 1)))
+        for i, (_, key) in enumerate(ends):
+            attach[key] = box.y + box.height * (0.2 + 0.6 * i / (len(ends) - 1))
+    return attach
 
 
 def _cycle_free(count: int, routes: list[Route]) -> dict[int, bool]:
