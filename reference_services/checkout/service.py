@@ -77,6 +77,11 @@ class Downstream:
     payment: pb_grpc.PaymentServiceAsyncStub
 
 
+def faults() -> Faults:
+    """Checkout's switch: hold the event relay (placed orders' events wait in the outbox)."""
+    return Faults(pause_switch())
+
+
 def _check_request(request: pb.PlaceOrderRequest) -> None:
     """Every field within its bounds before anything is called (the card itself is the
     payment service's to judge)."""
@@ -293,7 +298,7 @@ async def build(config: Config, orders: OrderStore | None = None) -> Wiring:
     store = orders or OrderStore(open_database(config.order_store))
     outbox = Outbox(store.db)
     broker = Broker(config.nats_url, Stream(config.stream))
-    switches = Faults(pause_switch())
+    switches = faults()
     relay = Relay(outbox, broker, paused=lambda: switches.on(PAUSE_SWITCH))
     broker.start()
     relay.start()

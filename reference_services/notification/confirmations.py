@@ -78,6 +78,7 @@ class OrderConfirmations:
             raise TypeError(f"order confirmations take OrderPlaced, not {type(placed).__name__}")
         trace.get_current_span().set_attribute("app.order.id", placed.order_id)
         with log.context(order_id=placed.order_id):
+            log.info("sending order confirmation", attempt=event.attempt)
             if self.faults.roll(FAILURE_RATE):
                 raise NotificationFailed(f"{FAILURE_RATE} fault: confirmation not sent")
             await self.email.SendOrderConfirmation(
