@@ -10,6 +10,7 @@ consumer spans.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -128,6 +129,11 @@ def trace_id(collector: CollectorProcess) -> str:
 
 
 @pytest.fixture(scope="module")
+def shots() -> Path:
+    return screenshot_dir()
+
+
+@pytest.fixture(scope="module")
 def browser() -> Iterator[WebDriver]:
     with chromium(1440, 900) as driver:
         yield driver
@@ -199,7 +205,7 @@ def _inside(point: list[float], box: dict[str, float], margin: float = 2.0) -> b
 
 
 def test_map_draws_async_edges_dashed_and_keeps_labels_and_edges_clear(
-    collector: CollectorProcess, trace_id: str, browser: WebDriver
+    collector: CollectorProcess, trace_id: str, browser: WebDriver, shots: Path
 ) -> None:
     browser.get(collector.ui + "/map")
     found = browser.execute_script(GEOMETRY)
@@ -234,11 +240,11 @@ def test_map_draws_async_edges_dashed_and_keeps_labels_and_edges_clear(
 
     table = browser.find_element(By.ID, "edges").text
     assert "async orders.placed" in table
-    browser.save_screenshot(str(screenshot_dir() / "collector-map.png"))
+    browser.save_screenshot(str(shots / "collector-map.png"))
 
 
 def test_waterfall_marks_producer_and_consumer_spans(
-    collector: CollectorProcess, trace_id: str, browser: WebDriver
+    collector: CollectorProcess, trace_id: str, browser: WebDriver, shots: Path
 ) -> None:
     browser.get(f"{collector.ui}/trace/{trace_id}")
     rows = browser.find_elements(By.CSS_SELECTOR, "#waterfall .span-row")
@@ -273,7 +279,7 @@ def test_waterfall_marks_producer_and_consumer_spans(
     )
     attributes = browser.find_element(By.ID, "detail-attributes").text
     assert "messaging.destination.name orders.placed" in attributes
-    browser.save_screenshot(str(screenshot_dir() / "collector-messaging.png"))
+    browser.save_screenshot(str(shots / "collector-messaging.png"))
 
 
 def test_favicon_is_served_and_linked(collector: CollectorProcess, browser: WebDriver) -> None:
