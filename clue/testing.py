@@ -228,19 +228,21 @@ class CapturedMetrics:
         """The capturing provider, for a layer that takes a ``meter_provider`` argument."""
         self._reader = reader
 
-    def metrics(self) -> list[Metric]:
-        """Every metric with data, collected now."""
+    def metrics(self, meter: str | None = None) -> list[Metric]:
+        """Every metric with data, collected now; only meter ``meter``'s when given
+        (observable instruments made earlier in the process report in every capture)."""
         data = self._reader.get_metrics_data()
         return [
             metric
             for resource_metrics in (data.resource_metrics if data else ())
             for scope_metrics in resource_metrics.scope_metrics
+            if meter is None or scope_metrics.scope.name == meter
             for metric in scope_metrics.metrics
         ]
 
-    def names(self) -> list[str]:
-        """The names of the metrics with data, sorted."""
-        return sorted({metric.name for metric in self.metrics()})
+    def names(self, meter: str | None = None) -> list[str]:
+        """The names of the metrics with data, sorted; only meter ``meter``'s when given."""
+        return sorted({metric.name for metric in self.metrics(meter)})
 
     def points(self, name: str, attributes: Mapping[str, Any] | None = None) -> list[DataPointT]:
         """The data points of metric ``name`` whose attributes include ``attributes``."""
