@@ -282,7 +282,9 @@ def test_waterfall_marks_producer_and_consumer_spans(
     browser.save_screenshot(str(shots / "collector-messaging.png"))
 
 
-def test_favicon_is_served_and_linked(collector: CollectorProcess, browser: WebDriver) -> None:
+def test_favicon_is_served_and_linked(
+    collector: CollectorProcess, trace_id: str, browser: WebDriver
+) -> None:
     icon = httpx.get(collector.ui + "/static/favicon.svg")
     assert icon.status_code == 200 and icon.headers["content-type"].startswith("image/svg+xml")
     assert "<svg" in icon.text
@@ -297,3 +299,8 @@ def test_favicon_is_served_and_linked(collector: CollectorProcess, browser: WebD
         link.get_attribute("href"),
     )
     assert loaded > 0
+    browser.get_log("browser")  # what earlier tests left
+    for page in ("/", "/map", f"/trace/{trace_id}", "/logs", "/metrics"):
+        browser.get(collector.ui + page)
+        # no failed load (the favicon included) and no script error
+        assert [e for e in browser.get_log("browser") if e["level"] == "SEVERE"] == [], page
