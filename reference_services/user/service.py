@@ -30,6 +30,7 @@ from reference_services.common.auth import (
 )
 from reference_services.common.config import ConfigError, env_str
 from reference_services.common.database import StoreUnavailable, open_database
+from reference_services.common.events import Broker, Outbox, Relay, Stream, nats_url
 from reference_services.common.rpc import (
     RpcFailure,
     invalid_argument,
@@ -128,6 +129,9 @@ class Config:
     keys_dir: Path
     admins: frozenset[str] = frozenset()
     trusted_proxies: tuple[IPNetwork, ...] = ()
+    nats_url: str | None = None
+    """The event broker; None publishes no events (tests of the accounts alone)."""
+    stream: str = "BOUTIQUE"
 
     @classmethod
     def from_env(cls) -> Config:
@@ -135,7 +139,8 @@ class Config:
         ``USER_SIGNING_KEYS_DIR`` (default ``$DATA_DIR/user-keys``); ``USER_ADMIN_EMAILS``
         (comma-separated: accounts registered with them get the role ``admin``);
         ``USER_TRUSTED_PROXIES`` (comma-separated addresses or networks whose
-        ``x-forwarded-for`` names the client a login comes from)."""
+        ``x-forwarded-for`` names the client a login comes from); ``NATS_URL`` and
+        ``EVENTS_STREAM``, where UserRegistered goes."""
         keys_dir = Path(env_str("USER_SIGNING_KEYS_DIR", str(data_dir() / "user-keys")))
         admins = set()
         for item in _items(env_str("USER_ADMIN_EMAILS", "")):
@@ -152,7 +157,9 @@ class Config:
                     f"USER_TRUSTED_PROXIES: {item[:40]!r} is not an address"
                 ) from None
         url = store_url("USER_DATABASE_URL", "user.db")
-        return cls(url, keys_dir, frozenset(admins), tuple(proxies))
+        return cls(
+            url, keys_dir, frozenset(admins), tuple(proxies), nats_url(), Stream.from_env().name
+        )
 
 
 def _items(value: str) -> list[str]:
@@ -169,12 +176,15 @@ class Users(upb_grpc.UserServiceServicer):
         config: Config,
         passwords: Passwords | None = None,
         lockout: Lockout | None = None,
+        relay: Relay | None = None,
     ) -> None:
         self.store = store
         self.keys = keys
         self.config = config
         self.passwords = passwords or Passwords()
         self.lockout = lockout or Lockout()
+        self.relay = relay
+        """Publishes each registration's event, written with the account (none: no events)."""
 
     @rpc
     async def Register(self, request: upb.RegisterRequest, context: Any) -> upb.User:
@@ -185,7 +195,8 @@ class Users(upb_grpc.UserServiceServicer):
         role = ADMIN if key in self.config.admins else CUSTOMER
         user = User(uuid.uuid4().hex, email, name, role, time.time_ns())
         try:
-            await self.store.create(user, key, await self.passwords.hash(secret))
+            outbox = self.relay.outbox if self.relay else None
+            await self.store.create(user, key, await self.passwords.hash(secret), outbox)
         except EmailTaken:
             raise RpcFailure(
                 grpc.StatusCode.ALREADY_EXISTS, f"email {quote(email)} is already registered"
@@ -193,6 +204,8 @@ class Users(upb_grpc.UserServiceServicer):
         except StoreUnavailable as exc:
             raise unavailable(f"user store: {exc}") from None
         log.print("user registered", user_id=user.id, role=role)  # audit: always written
+        if self.relay:
+            self.relay.wake()
         return to_proto(user)
 
     @rpc
@@ -321,11 +334,20 @@ async def build(config: Config) -> Wiring:
     except StoreUnavailable as exc:
         await store.close()
         raise OSError(f"user store: {exc}") from exc
+    add = upb_grpc.add_UserServiceServicer_to_server
+    authorizer = Authorizer(keys, RULES)
+    if config.nats_url is None:
+        users = Users(store, keys, config)
+        return Wiring([(add, users)], [store], closers=[store.close], authorizer=authorizer)
+    broker = Broker(config.nats_url, Stream(config.stream))
+    relay = Relay(Outbox(store.db), broker)
+    broker.start()
+    relay.start()
     return Wiring(
-        servicers=[(upb_grpc.add_UserServiceServicer_to_server, Users(store, keys, config))],
-        pingers=[store],
-        closers=[store.close],
-        authorizer=Authorizer(keys, RULES),
+        servicers=[(add, Users(store, keys, config, relay=relay))],
+        pingers=[store, broker],
+        closers=[store.close, broker.close, relay.stop],  # run last to first
+        authorizer=authorizer,
     )
 
 

@@ -12,6 +12,8 @@ import datetime as dt
 from dataclasses import dataclass
 
 from reference_services.common.database import Database
+from reference_services.common.events import USER_REGISTERED, Outbox
+from reference_services.protos.boutique.v1 import events_pb2 as ev
 
 #: version -> the statements that bring the schema from the previous version to it.
 #: ``{t}`` is the users table's name. ``email_key`` is the address lower-cased whole:
@@ -91,24 +93,25 @@ class UserStore:
             )
         return before
 
-    async def create(self, user: User, email_key: str, password_hash: str) -> User:
-        """Store a new account; EmailTaken if ``email_key`` is another's."""
-        rows = await self.db.execute(
-            f"INSERT INTO {self.table} (id, email, email_key, name, password_hash, role,"
-            " created_at_ns) VALUES (%s, %s, %s, %s, %s, %s, %s)"
-            " ON CONFLICT (email_key) DO NOTHING RETURNING id",
-            (
-                user.id,
-                user.email,
-                email_key,
-                user.name,
-                password_hash,
-                user.role,
-                user.created_at_ns,
-            ),
-        )
-        if not rows:
-            raise EmailTaken(user.email)
+    async def create(
+        self, user: User, email_key: str, password_hash: str, outbox: Outbox | None = None
+    ) -> User:
+        """Store a new account, and its UserRegistered event in ``outbox`` (an outbox of this
+        store's database) in the same transaction; EmailTaken, writing neither, if
+        ``email_key`` is another's."""
+        columns = (user.id, user.email, email_key, user.name, password_hash, user.role)
+        async with self.db.transaction() as tx:
+            rows = await tx.execute(
+                f"INSERT INTO {self.table} (id, email, email_key, name, password_hash, role,"
+                " created_at_ns) VALUES (%s, %s, %s, %s, %s, %s, %s)"
+                " ON CONFLICT (email_key) DO NOTHING RETURNING id",
+                (*columns, user.created_at_ns),
+            )
+            if not rows:
+                raise EmailTaken(user.email)
+            if outbox is not None:
+                registered = ev.UserRegistered(user_id=user.id, email=user.email, name=user.name)
+                await outbox.add(tx, USER_REGISTERED, registered)
         return user
 
     async def get(self, user_id: str) -> User | None:

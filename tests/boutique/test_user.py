@@ -4,9 +4,11 @@ logins; and the service as a real process."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import stat
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,22 +16,26 @@ from pathlib import Path
 import grpc
 import httpx
 import jwt
+import nats
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from nats.js import api
 
 from clue import log
 from clue.testing import CapturedLogs
 from reference_services.common.auth import Authorizer, bearer, public_keys
 from reference_services.common.config import ConfigError
 from reference_services.common.database import Postgres, SQLite
+from reference_services.common.events import Broker, Stream
 from reference_services.common.runtime import GrpcService, Wiring
+from reference_services.protos.boutique.v1 import events_pb2 as ev
 from reference_services.protos.boutique.v1 import user_pb2 as upb
 from reference_services.protos.boutique.v1 import user_pb2_grpc as upb_grpc
 from reference_services.user import keys as keyfiles
 from reference_services.user.keys import KeyFileError, KeyRing
 from reference_services.user.lockout import Lockout
-from reference_services.user.service import RULES, Config, Users, masked
+from reference_services.user.service import RULES, Config, Users, build, masked
 from reference_services.user.store import SCHEMA_VERSION, UserStore
 from tests.boutique.conftest import Telemetry, rpc_error, serving, stub_for, unique
 from tests.boutique.test_runtime import service_env, start, stop, wait_ready
@@ -465,10 +471,14 @@ def test_the_configuration_is_read_from_the_environment(
         Config.from_env()
 
 
-async def test_the_user_process_serves_and_never_writes_a_password(tmp_path: Path) -> None:
+async def test_the_user_process_serves_and_never_writes_a_password(
+    tmp_path: Path, nats_url: str
+) -> None:
     port, admin_port = free_port(), free_port()
     admin = f"http://127.0.0.1:{admin_port}"
     env = service_env(PORT=str(port), ADMIN_PORT=str(admin_port), DATA_DIR=str(tmp_path))
+    stream = Stream(unique("P").upper())
+    env.update(NATS_URL=nats_url, EVENTS_STREAM=stream.name)
     env["CLUE_DEBUG"] = "1"  # request payloads in the log too
     proc = start("user", env)
     try:
@@ -487,9 +497,12 @@ async def test_the_user_process_serves_and_never_writes_a_password(tmp_path: Pat
             ).name == "Ana"
         async with httpx.AsyncClient() as client:
             healthz = await client.get(f"{admin}/healthz")
-            assert healthz.json()["status"] == {"user-store": "OK"}
+            assert healthz.json()["status"] == {"user-store": "OK", "nats": "OK"}
     finally:
         code, output = stop(proc)
+        broker = Broker(nats_url, stream)
+        await stream.delete(await broker.jetstream())
+        await broker.close()
     assert code == 0, output
     assert "login failed" in output
     for secret in (PASSWORD, "wrong-guess-7", token.token):
@@ -497,3 +510,59 @@ async def test_the_user_process_serves_and_never_writes_a_password(tmp_path: Pat
     key_files = list((tmp_path / "user-keys").glob("*.pem"))
     assert len(key_files) == 1 and stat.S_IMODE(key_files[0].stat().st_mode) == 0o600
     assert (tmp_path / "user.db").exists()
+
+
+async def stream_messages(broker: Broker) -> list[nats.aio.msg.Msg]:
+    """Every message in the broker's stream so far."""
+    js = await broker.jetstream()
+    if (await js.stream_info(broker.stream.name)).state.messages == 0:
+        return []
+    sub = await js.js.pull_subscribe(
+        f"{broker.stream.prefix}.>",
+        stream=broker.stream.name,
+        config=api.ConsumerConfig(ack_policy=api.AckPolicy.NONE),
+    )
+    messages: list[nats.aio.msg.Msg] = []
+    try:
+        while True:
+            messages += await sub.fetch(100, timeout=0.5)
+    except (nats.errors.TimeoutError, TimeoutError):  # nats-py raises either when none came
+        pass
+    await sub.unsubscribe()
+    return messages
+
+
+async def test_a_registration_is_published_as_an_event_written_with_the_account(
+    tmp_path: Path, nats_url: str
+) -> None:
+    stream = Stream(unique("U").upper())
+    config = Config(
+        f"sqlite:///{tmp_path / 'user.db'}",
+        tmp_path / "keys",
+        nats_url=nats_url,
+        stream=stream.name,
+    )
+    broker = Broker(nats_url, stream)
+    try:
+        async with (
+            serving("user", await build(config)) as service,
+            stub_for(service, upb_grpc.UserServiceStub) as stub,
+        ):
+            user = await register(stub, "Ana@Example.com", "Ana Lima")
+            await rpc_error(register(stub, "ana@example.com"))  # taken: no account, no event
+
+            deadline = time.monotonic() + 20
+            while not (messages := await stream_messages(broker)):
+                assert time.monotonic() < deadline, "the UserRegistered event was not published"
+                await asyncio.sleep(0.05)
+            (message,) = messages
+            assert message.subject == f"{stream.prefix}.user.registered"
+            event = ev.UserRegistered.FromString(message.data)
+            assert (event.user_id, event.email, event.name) == (user.id, user.email, "Ana Lima")
+            assert (message.headers or {})["event-type"] == "boutique.v1.UserRegistered"
+            async with httpx.AsyncClient() as client:
+                healthz = (await client.get(f"{service.admin.url}/healthz")).json()
+            assert healthz["status"] == {"user-store": "OK", "nats": "OK"}
+    finally:
+        await stream.delete(await broker.jetstream())
+        await broker.close()
