@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from reference_services.common.clients import Clients
-from reference_services.common.config import env_addr
+from reference_services.common.config import env_addr, env_int
 from reference_services.common.database import StoreUnavailable, open_database
 from reference_services.common.events import (
     BACKOFF,
@@ -31,11 +31,12 @@ from reference_services.protos.boutique.v1 import notification_pb2_grpc as npb_g
 
 CONSUMER = "notification"
 MAX_DELIVER = 5
+ACK_WAIT = 30
 
 
 @dataclass(frozen=True)
 class Config:
-    """Where the store, the broker and the e-mail service are; how often to retry."""
+    """Where the store, the broker and the e-mail service are; how events are retried."""
 
     database_url: str
     email_addr: str
@@ -43,16 +44,22 @@ class Config:
     stream: str = "BOUTIQUE"
     max_deliver: int = MAX_DELIVER
     backoff: Sequence[float] = BACKOFF
+    ack_wait: float = ACK_WAIT
 
     @classmethod
     def from_env(cls) -> Config:
         """``NOTIFICATION_DATABASE_URL`` (default ``$DATA_DIR/notification.db``),
-        ``EMAIL_SERVICE_ADDR``, ``NATS_URL`` and ``EVENTS_STREAM``."""
+        ``EMAIL_SERVICE_ADDR``, ``NATS_URL``, ``EVENTS_STREAM``,
+        ``NOTIFICATION_MAX_DELIVER`` (deliveries of an event before its dead letter,
+        default 5) and ``NOTIFICATION_ACK_WAIT`` (seconds before an event delivered to a
+        consumer that died is delivered again, default 30)."""
         return cls(
             database_url=store_url("NOTIFICATION_DATABASE_URL", "notification.db"),
             email_addr=env_addr("EMAIL_SERVICE_ADDR"),
             nats_url=nats_url(),
             stream=Stream.from_env().name,
+            max_deliver=env_int("NOTIFICATION_MAX_DELIVER", MAX_DELIVER, minimum=1, maximum=100),
+            ack_wait=env_int("NOTIFICATION_ACK_WAIT", ACK_WAIT, minimum=1, maximum=3600),
         )
 
 
@@ -77,6 +84,7 @@ async def build(config: Config) -> Wiring:
         OrderConfirmations(email, store, switches),
         max_deliver=config.max_deliver,
         backoff=config.backoff,
+        ack_wait=config.ack_wait,
     )
     broker.start()
     consumer.start()
