@@ -35,7 +35,7 @@ from reference_services.protos.boutique.v1 import user_pb2_grpc as upb_grpc
 from reference_services.user import keys as keyfiles
 from reference_services.user.keys import KeyFileError, KeyRing
 from reference_services.user.lockout import Lockout
-from reference_services.user.service import RULES, Config, Users, build, masked
+from reference_services.user.service import ENTRY, RULES, Config, Users, build, masked
 from reference_services.user.store import SCHEMA_VERSION, UserStore
 from tests.boutique.conftest import Telemetry, rpc_error, serving, stub_for, unique
 from tests.boutique.test_runtime import service_env, start, stop, wait_ready
@@ -566,3 +566,29 @@ async def test_a_registration_is_published_as_an_event_written_with_the_account(
     finally:
         await stream.delete(await broker.jetstream())
         await broker.close()
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        (
+            "USER_DATABASE_URL",
+            "mysql://db/users",
+            "USER_DATABASE_URL must be a URL starting with one of: "
+            "sqlite:///..., postgresql://..., postgres://...",
+        ),
+        ("USER_ADMIN_EMAILS", "root", "USER_ADMIN_EMAILS: 'root' is not an e-mail"),
+    ],
+)
+def test_the_user_main_refuses_bad_configuration(
+    variable: str,
+    value: str,
+    message: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("PORT", "1")
+    monkeypatch.setenv("ADMIN_PORT", "2")
+    monkeypatch.setenv(variable, value)
+    assert ENTRY.run() == 2
+    assert capsys.readouterr().err == f"user: configuration error: {message}\n"
