@@ -4,6 +4,7 @@ user service publishes (cached, fetched again on an unknown key id, at a bounded
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import time
@@ -11,6 +12,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import grpc
 import jwt
@@ -21,6 +23,7 @@ from clue.testing import CapturedLogs
 from reference_services.common.auth import (
     Authorizer,
     PublishedKeys,
+    Refused,
     Rule,
     authorizer_from_env,
     bearer,
@@ -354,3 +357,40 @@ async def test_services_find_the_user_service_from_the_environment(
     monkeypatch.delenv("USER_SERVICE_ADDR")
     with pytest.raises(ConfigError, match="USER_SERVICE_ADDR is not set"):
         authorizer_from_env(ADMIN_ONLY, Clients())
+
+
+async def test_a_token_is_verified_once_then_remembered_until_it_expires(tmp_path: Path) -> None:
+    ring = KeyRing.load(tmp_path / "keys")
+    authorizer = Authorizer(ring, {}, leeway=0)
+    expires = int(time.time()) + 2
+    token = "Bearer " + ring.sign(claims(exp=expires))
+    with mock.patch.object(jwt, "decode", wraps=jwt.decode) as decode:
+        for _ in range(3):
+            principal = await authorizer.verify(token, Rule("profile"))
+            assert principal.user_id == "u1"
+        assert decode.call_count == 1  # the signature was checked once
+        denied = Rule("orders:read", role="admin")  # the rule is still checked every time
+        with pytest.raises(Refused, match="only the role 'admin' may call this"):
+            await authorizer.verify(token, denied)
+        while time.time() < expires:
+            await asyncio.sleep(0.05)
+        with pytest.raises(Refused, match="the token has expired"):
+            await authorizer.verify(token, Rule("profile"))
+        assert decode.call_count == 2
+
+
+async def test_a_remembered_token_fails_once_its_key_is_gone(tmp_path: Path) -> None:
+    keyfiles.generate(tmp_path / "before", "k-old")
+    ring = KeyRing.load(tmp_path / "before")
+    authorizer = Authorizer(ring, {})
+    token = "Bearer " + ring.sign(claims())
+    await authorizer.verify(token, Rule("profile"))
+    keyfiles.generate(tmp_path / "after", "k-new")
+    authorizer.keys = KeyRing.load(tmp_path / "after")  # k-old retired
+    with pytest.raises(Refused, match="the token is signed with an unknown key"):
+        await authorizer.verify(token, Rule("profile"))
+    # a key replaced under the same id: the remembered token is checked again, and fails
+    keyfiles.generate(tmp_path / "replaced", "k-old")
+    authorizer.keys = KeyRing.load(tmp_path / "replaced")
+    with pytest.raises(Refused, match="the token's signature is invalid"):
+        await authorizer.verify(token, Rule("profile"))
