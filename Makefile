@@ -7,16 +7,20 @@ STAMP := $(VENV)/.installed
 LOWEST ?= .venv-lowest
 LOWEST_STAMP := $(LOWEST)/.installed
 
-.PHONY: test test-lowest lint typecheck pytest bench probe demo clean venv
+# the library (clue-observability) and the boutique (clue-boutique), each its own distribution
+PROJECTS := pyproject.toml packaging/boutique/pyproject.toml
+INSTALL := -e '.[dev]' -e ./packaging/boutique
 
-$(STAMP): pyproject.toml
+.PHONY: test test-lowest lint typecheck pytest bench probe demo check-dist docs clean venv
+
+$(STAMP): $(PROJECTS)
 	@echo "== installing clue and the boutique into $(VENV) (once, about a minute)"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip 'uv==0.13.9'
 	@# uv, not pip: the OpenTelemetry packages release in lockstep (sdk 1.45.2 wants
 	@# semconv 0.66b2, the newest aio-pika instrumentation 0.66b1) and pip's resolver
 	@# backtracks for many minutes where uv settles on the newest set that fits at once
-	$(BIN)/uv pip install --python $(BIN)/python -e '.[dev]'
+	$(BIN)/uv pip install --python $(BIN)/python $(INSTALL)
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -34,10 +38,10 @@ pytest: $(STAMP)
 ## make test: the project's test command (virtualenv, install, ruff, mypy --strict, pytest)
 test: lint typecheck pytest
 
-$(LOWEST_STAMP): pyproject.toml $(STAMP)
+$(LOWEST_STAMP): $(PROJECTS) $(STAMP)
 	@echo "== installing the lowest admitted versions into $(LOWEST)"
 	$(BIN)/uv venv --quiet --clear --python $(BIN)/python $(LOWEST)
-	$(BIN)/uv pip install --quiet --python $(LOWEST)/bin/python --resolution lowest-direct -e '.[dev]'
+	$(BIN)/uv pip install --quiet --python $(LOWEST)/bin/python --resolution lowest-direct $(INSTALL)
 	touch $(LOWEST_STAMP)
 
 ## make test-lowest: clue's own tests (not the boutique's) against the lowest admitted versions
