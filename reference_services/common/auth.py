@@ -123,7 +123,11 @@ def public_keys(jwks: upb.JWKS) -> dict[str, Ed25519PublicKey]:
     for key in jwks.keys:
         if key.kty != "OKP" or key.crv != "Ed25519" or not key.kid:
             continue
-        jwk = jwt.PyJWK({"kty": key.kty, "crv": key.crv, "x": key.x}, algorithm=ALGORITHM)
+        try:
+            jwk = jwt.PyJWK({"kty": key.kty, "crv": key.crv, "x": key.x}, algorithm=ALGORITHM)
+        except jwt.PyJWTError as exc:  # one bad key must not stop the others from verifying
+            log.error("a published signing key is unusable", kid=key.kid[:64], reason=str(exc))
+            continue
         if isinstance(jwk.key, Ed25519PublicKey):
             found[key.kid] = jwk.key
     return found

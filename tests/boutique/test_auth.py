@@ -28,6 +28,7 @@ from reference_services.common.auth import (
     authorizer_from_env,
     bearer,
     caller,
+    public_keys,
 )
 from reference_services.common.clients import Clients
 from reference_services.common.config import ConfigError
@@ -394,3 +395,15 @@ async def test_a_remembered_token_fails_once_its_key_is_gone(tmp_path: Path) -> 
     authorizer.keys = KeyRing.load(tmp_path / "replaced")
     with pytest.raises(Refused, match="the token's signature is invalid"):
         await authorizer.verify(token, Rule("profile"))
+
+
+def test_an_unusable_published_key_is_skipped_and_logged(
+    tmp_path: Path, clue_logs: CapturedLogs
+) -> None:
+    good = KeyRing.load(tmp_path / "keys").jwks().keys[0]
+    bad = upb.JWK(kid="k-bad", kty="OKP", crv="Ed25519", x="AAAA", alg="EdDSA", use="sig")
+    other = upb.JWK(kid="k-rsa", kty="RSA", alg="RS256", use="sig")
+    found = public_keys(upb.JWKS(keys=[bad, good, other]))
+    assert list(found) == [good.kid]
+    (logged,) = clue_logs.where(msg="a published signing key is unusable")
+    assert (logged["level"], logged["kid"]) == ("error", "k-bad")
