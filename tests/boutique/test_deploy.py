@@ -216,3 +216,28 @@ def test_the_event_broker_is_one_nats_in_compose_and_three_jetstream_nodes_in_ku
         container = k8s("Deployment", name)["spec"]["template"]["spec"]["containers"][0]
         env = {e["name"]: e["value"] for e in container["env"]}
         assert env["NATS_URL"] == f"nats://nats:{client_port}"
+
+
+def test_the_user_signing_keys_are_a_secret_mounted_read_only_and_never_committed() -> None:
+    pod = k8s("Deployment", "user")["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    (mount,) = [m for m in container["volumeMounts"] if m["name"] == "signing-keys"]
+    assert mount == {
+        "name": "signing-keys",
+        "mountPath": env["USER_SIGNING_KEYS_DIR"],
+        "readOnly": True,
+    }
+    (volume,) = [v for v in pod["volumes"] if v["name"] == "signing-keys"]
+    assert volume["secret"] == {"secretName": "user-signing-keys", "defaultMode": 0o400}
+    # the operator creates the Secret (the manifest says how): no key is in these files
+    assert (
+        "kubectl create secret generic user-signing-keys"
+        in (DEPLOY / "kubernetes" / "user.yaml").read_text()
+    )
+    for path in [*DEPLOY.rglob("*.yaml"), DEPLOY / "Dockerfile"]:
+        assert "PRIVATE KEY" not in path.read_text(), path
+    # compose keeps the key made on the first start in the service's volume
+    user = compose()["services"]["user"]
+    assert user["volumes"] == ["user-data:/data"]
+    assert "USER_SIGNING_KEYS_DIR" not in user["environment"]  # default: /data/user-keys
