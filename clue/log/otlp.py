@@ -1,4 +1,11 @@
-"""Export of written entries as OpenTelemetry log records, tied to their span."""
+"""Export of written entries as OpenTelemetry log records, tied to their span.
+
+Records about the export itself stay local (written, never exported): the
+OpenTelemetry SDK's own (loggers ``opentelemetry.*``) and clue's reports about
+its exporters (``clue.telemetry.*``: failed exports, dropped items). Sent
+through the exporter they are about, they would wait on the collector that
+failed, at shutdown too.
+"""
 
 from __future__ import annotations
 
@@ -19,6 +26,7 @@ _SEVERITY = {
     FATAL: SeverityNumber.FATAL,
 }
 _SKIPPED = frozenset({"time", "level", "msg", "trace_id", "span_id"})
+_LOCAL_ONLY = ("opentelemetry", "clue.telemetry")  # logger names whose records stay local
 _RENAMED = {
     "error": "exception.message",
     "error_type": "exception.type",
@@ -36,7 +44,11 @@ def _attribute(value: Any) -> Any:
 
 
 def emit(logger: Logger, entry: Entry, event: dict[str, Any]) -> None:
-    """Emit ``entry`` (its sanitized ``event``) on ``logger``; exporter errors are swallowed."""
+    """Emit ``entry`` (its sanitized ``event``) on ``logger``, unless it is a record about
+    the export itself (see the module docstring); exporter errors are swallowed."""
+    source = entry.kv.get("logger")
+    if type(source) is str and source.startswith(_LOCAL_ONLY):
+        return
     attributes = {
         _RENAMED.get(key, key): _attribute(value)
         for key, value in event.items()

@@ -6,7 +6,9 @@ import atexit
 import os
 import signal
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from types import FrameType
 from typing import Any
 
@@ -41,6 +43,8 @@ from clue.telemetry.resilience import (
     GuardedMetricExporter,
     GuardedSpanExporter,
     count_drops,
+    cut,
+    run_within,
 )
 from clue.telemetry.sampler import AdaptiveSampler, sampler_from_env
 
@@ -58,29 +62,57 @@ class _Pipeline:
     tracer_provider: TracerProvider
     meter_provider: MeterProvider | None
     logger_provider: LoggerProvider | None
+    shutdown_timeout: float = settings.DEFAULT_SHUTDOWN_TIMEOUT
     exporters: list[_Guarded] = field(default_factory=list)
     histogram_slots: tuple[int, ...] = ()  # clue's histograms collected by the meter provider
 
-    def shutdown(self, keep_open: set[int]) -> None:
-        """Flush and stop; exporters in ``keep_open`` (ids, reused by the next call) stay open."""
+    def shutdown(self, keep_open: set[int]) -> bool:
+        """Flush and stop the three providers side by side within ``shutdown_timeout``;
+        exporters in ``keep_open`` (ids, reused by the next call) stay open. At the
+        deadline, what is left is dropped (counted in ``stats()``); False then."""
         for guarded in self.exporters:
             guarded.guard.keep_open = id(guarded.inner) in keep_open
             if guarded.guard.report.failing:
                 guarded.guard.abandon()  # the collector is down: do not wait for it
-        self.tracer_provider.shutdown()
+        millis = int(self.shutdown_timeout * 1000)
+        steps: dict[str, Callable[[], object]] = {"shutdown-traces": self.tracer_provider.shutdown}
         if self.meter_provider is not None:
-            self.meter_provider.shutdown()
+            steps["shutdown-metrics"] = partial(self.meter_provider.shutdown, millis)
+        if self.logger_provider is not None:
+            steps["shutdown-logs"] = self.logger_provider.shutdown
+        # A tenth of the bound is kept for stopping what is left and for the exit itself.
+        finished = run_within(steps, self.shutdown_timeout * 0.9)
+        if not finished:
+            for guarded in self.exporters:
+                cut(guarded)
+            LOGGER.warning(
+                "telemetry shutdown reached its bound: what was not exported is dropped",
+                extra={"shutdown_timeout_s": self.shutdown_timeout},
+            )
+        if self.meter_provider is not None:
             histograms.REGISTRY.detach(self.histogram_slots)
-        if self.logger_provider is not None:
-            self.logger_provider.shutdown()
+        return finished
 
-    def force_flush(self, timeout_millis: int) -> bool:
-        ok = self.tracer_provider.force_flush(timeout_millis)
-        if self.meter_provider is not None:
-            ok = self.meter_provider.force_flush(timeout_millis) and ok
-        if self.logger_provider is not None:
-            ok = self.logger_provider.force_flush(timeout_millis) and ok
-        return ok
+    def force_flush(self, timeout: float) -> bool:
+        """Export what is queued, the three providers side by side, within ``timeout``."""
+        millis = int(timeout * 1000)
+        failed: list[str] = []
+
+        def flush(signal: str, provider: Any) -> None:
+            if not provider.force_flush(millis):
+                failed.append(signal)
+
+        providers = {
+            "traces": self.tracer_provider,
+            "metrics": self.meter_provider,
+            "logs": self.logger_provider,
+        }
+        steps = {
+            f"flush-{signal}": partial(flush, signal, provider)
+            for signal, provider in providers.items()
+            if provider is not None
+        }
+        return run_within(steps, timeout) and not failed
 
 
 _lock = threading.RLock()
@@ -125,6 +157,7 @@ def configure(
     export_timeout: float | None = None,
     max_queue_size: int | None = None,
     failure_log_interval: float = 30.0,
+    shutdown_timeout: float | None = None,
     handle_sigterm: bool = False,
 ) -> None:
     """Set up traces, metrics and logs for this process (see docs/telemetry.md).
@@ -138,9 +171,12 @@ def configure(
     60), ``export_timeout`` (seconds per export, default the exporter's),
     ``max_queue_size`` (spans and log records waiting for export) and
     ``failure_log_interval`` (seconds between two export failure reports) tune
-    export. ``handle_sigterm=True`` (main thread only) also flushes on SIGTERM,
-    then runs the handler that was there before, or terminates as without clue;
-    by default clue leaves SIGTERM to the program and flushes at exit only.
+    export. ``shutdown_timeout`` (seconds, default ``CLUE_SHUTDOWN_TIMEOUT`` or
+    2) bounds a whole ``shutdown()``, the three signals together; what is not
+    exported by then is dropped and counted. ``handle_sigterm=True`` (main
+    thread only) also flushes on SIGTERM, then runs the handler that was there
+    before, or terminates as without clue; by default clue leaves SIGTERM to
+    the program and flushes at exit only.
     Calling it again replaces the previous set-up: the old providers
     are flushed and shut down and everything handed out follows the new ones.
     Logging not yet set up by ``clue.log.configure()`` gets its defaults (the
@@ -164,6 +200,7 @@ def configure(
         None if export_timeout is None else settings.positive("export_timeout", export_timeout)
     )
     report_every = settings.positive("failure_log_interval", failure_log_interval)
+    bound = settings.shutdown_timeout(shutdown_timeout)
     queue = _positive_int("max_queue_size", max_queue_size)
     _instance("span_exporter", span_exporter, (SpanExporter,))
     _instance("metric_exporter", metric_exporter, (MetricExporter, MetricReader))
@@ -188,6 +225,7 @@ def configure(
             TracerProvider(resource=resource, sampler=chosen_sampler, shutdown_on_exit=False),
             None,
             None,
+            bound,
         )
         export = _Export(queue, report_every, pipeline)
         for inner, where in span_exporters:
@@ -335,9 +373,9 @@ def shutdown() -> None:
     """Flush and stop traces, metrics and logs; later spans and measurements are no-ops.
 
     Runs at interpreter exit, and on SIGTERM with ``configure(handle_sigterm=True)``;
-    safe to call twice.
-    With a collector already failing, it does not wait for it: what is left is
-    dropped and counted in ``stats()``.
+    safe to call twice. It returns within ``configure(shutdown_timeout=...)`` (2 s by
+    default) whatever the collectors do; with a collector already failing, it does
+    not wait for it. What is left is dropped and counted in ``stats()``.
     """
     global _pipeline
     with _lock:
@@ -359,7 +397,7 @@ def force_flush(timeout: float = 30.0) -> bool:
     """Export everything queued now (spans, metrics, log records); True if all succeeded."""
     with _lock:
         pipeline = _pipeline
-    return True if pipeline is None else pipeline.force_flush(int(timeout * 1000))
+    return True if pipeline is None else pipeline.force_flush(timeout)
 
 
 def stats() -> dict[str, dict[str, int]]:

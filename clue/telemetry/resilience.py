@@ -4,15 +4,19 @@ The SDK's batch processors already keep exports off the request path and
 bound their queues; this module wraps each exporter to count what is exported,
 failed and dropped (``stats()``), to report failures at most once per interval
 instead of once per batch, to say when export works again, and to stop
-retrying at shutdown when the collector is known to be down.
+retrying at shutdown when the collector is known to be down or the shutdown
+deadline has passed (``run_within``). Its reports are logged under
+``clue.telemetry``, which clue.log keeps out of the OTLP log export: a report
+about a failing exporter never waits on that exporter.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -105,17 +109,32 @@ class FailureReport:
 
 
 class _Guard:
-    """What the three exporter wrappers share: counting, reporting, abandoning."""
+    """What the three exporter wrappers share: counting, reporting, abandoning, closing."""
 
     def __init__(self, signal: str, report: FailureReport) -> None:
         self.stats = STATS[signal]
         self.report = report
         self._abandoned = False
+        self._closed = False
+        self._close_lock = threading.Lock()
         self.keep_open = False  # the wrapped exporter is reused: do not shut it down
 
     def abandon(self) -> None:
-        """Fail every later batch at once (shutdown with the collector down)."""
+        """Fail every later batch at once (shutdown with the collector down or out of time)."""
         self._abandoned = True
+
+    def close(self, shutdown_inner: Callable[[], object]) -> None:
+        """Shut the wrapped exporter down once, unless the next set-up reuses it.
+
+        Called by the SDK at the end of a shutdown, and by ``cut()`` from another thread
+        when the deadline passes first: the second call does nothing.
+        """
+        with self._close_lock:
+            if self.keep_open or self._closed:
+                return
+            self._closed = True
+        with contextlib.suppress(Exception):  # a failing exporter shutdown ends nothing else
+            shutdown_inner()
 
     def run(self, items: int, export: Callable[[], bool]) -> bool:
         if self._abandoned:
@@ -149,8 +168,7 @@ class GuardedSpanExporter(SpanExporter):
         return SpanExportResult.SUCCESS if ok else SpanExportResult.FAILURE
 
     def shutdown(self) -> None:
-        if not self.guard.keep_open:
-            self.inner.shutdown()
+        self.guard.close(self.inner.shutdown)
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return self.inner.force_flush(timeout_millis)
@@ -170,8 +188,7 @@ class GuardedLogExporter(LogRecordExporter):
         return LogRecordExportResult.SUCCESS if ok else LogRecordExportResult.FAILURE
 
     def shutdown(self) -> None:
-        if not self.guard.keep_open:
-            self.inner.shutdown()  # type: ignore[no-untyped-call]
+        self.guard.close(self.inner.shutdown)
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return self.inner.force_flush(timeout_millis)
@@ -202,8 +219,41 @@ class GuardedMetricExporter(MetricExporter):
         return self.inner.force_flush(timeout_millis)
 
     def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
-        if not self.guard.keep_open:
-            self.inner.shutdown(timeout_millis=timeout_millis, **kwargs)
+        self.guard.close(lambda: self.inner.shutdown(timeout_millis=timeout_millis, **kwargs))
+
+
+def cut(guarded: GuardedSpanExporter | GuardedMetricExporter | GuardedLogExporter) -> None:
+    """Stop an exporter that is out of time: later batches are dropped (and counted), and
+    the wrapped exporter is shut down, which ends a gRPC export under way and a retry's
+    wait; an HTTP request under way ends with its own timeout, in a daemon thread."""
+    guarded.guard.abandon()
+    guarded.shutdown()
+
+
+def run_within(steps: Mapping[str, Callable[[], object]], timeout: float) -> bool:
+    """Run ``steps`` (name: function) side by side, each in a daemon thread, and wait for
+    them until ``timeout`` seconds have passed in all; True if every one finished.
+
+    One deadline for all of them, never the sum of theirs; a step still running
+    at the deadline is left behind, and cannot keep the process from exiting.
+    """
+    deadline = time.monotonic() + timeout
+    threads = [
+        threading.Thread(target=_quietly, args=(step,), name=f"clue-{name}", daemon=True)
+        for name, step in steps.items()
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    return not any(thread.is_alive() for thread in threads)
+
+
+def _quietly(step: Callable[[], object]) -> None:
+    try:
+        step()
+    except Exception:  # reported, never raised into shutdown()
+        LOGGER.exception("a telemetry provider failed to shut down or flush")
 
 
 class _DropCounter:

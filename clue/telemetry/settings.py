@@ -173,3 +173,23 @@ def resource(service_name: str | None, service_version: str | None) -> Resource:
     if service_version:
         attributes[SERVICE_VERSION] = service_version
     return Resource.create(attributes).merge(OTELResourceDetector().detect())
+
+
+DEFAULT_SHUTDOWN_TIMEOUT = 2.0
+
+
+def shutdown_timeout(value: float | None) -> float:
+    """The bound of one whole shutdown in seconds: ``value`` if given, else
+    ``CLUE_SHUTDOWN_TIMEOUT`` (seconds) if set, else 2."""
+    if value is not None:
+        return positive("shutdown_timeout", value)
+    raw = os.environ.get("CLUE_SHUTDOWN_TIMEOUT", "")
+    if not raw.strip():
+        return DEFAULT_SHUTDOWN_TIMEOUT
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = math.nan
+    if not 0 < seconds < math.inf:
+        raise ValueError(f"CLUE_SHUTDOWN_TIMEOUT={raw!r} must be a positive number of seconds")
+    return seconds
