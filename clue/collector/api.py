@@ -25,7 +25,7 @@ TRACE_SEARCH = TIME | {
     "attr",
     "limit",
 }
-LOG_SEARCH = TIME | {"service", "severity", "q", "trace_id", "limit"}
+LOG_SEARCH = TIME | {"service", "severity", "q", "trace_id", "attr", "limit"}
 
 
 class NotFound(LookupError):
@@ -59,6 +59,7 @@ def log_search(store: Store, p: Params) -> list[dict[str, Any]]:
         trace_id=p.trace_id("trace_id"),
         start_ns=start,
         end_ns=end,
+        attributes=p.attributes("attr"),
         limit=p.integer("limit", 100, 1, 10_000),
     )
 

@@ -7,6 +7,7 @@ is and the HTML pages render it, so both always show the same thing.
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,6 +15,7 @@ from opentelemetry.semconv._incubating.attributes.messaging_attributes import (
     MESSAGING_DESTINATION_NAME,
 )
 
+from clue.collector import percentiles
 from clue.collector.store import Store
 
 Json = dict[str, Any]
@@ -22,6 +24,9 @@ STATUS = ["unset", "ok", "error"]
 PRODUCER, CONSUMER = KINDS.index("producer"), KINDS.index("consumer")
 # the attribute's name, from OpenTelemetry's messaging semantic conventions
 DESTINATION = MESSAGING_DESTINATION_NAME
+# a trace with a missing parent span counts as still receiving for this long after its
+# last span ended; then it is shown as it is (the parent may never come: a remote caller)
+RECEIVING_NS = 60 * 1_000_000_000
 
 
 @dataclass
@@ -71,13 +76,27 @@ def _where(f: TraceFilter) -> tuple[str, list[Any]]:
         clauses.append("start_ns <= ?")
         args.append(f.end_ns)
     for key, value in f.attributes:
-        # json_each rather than json_extract: a JSON path cannot name every key (a '"' in it)
-        clauses.append(
-            "EXISTS (SELECT 1 FROM json_each(spans.attributes) "
-            "WHERE key = ? AND CAST(value AS TEXT) = ?)"
-        )
-        args += [key, _attribute_text(value)]
+        clause, more = attribute_match("spans", key, value)
+        clauses.append(clause)
+        args += more
     return " AND ".join(clauses) or "1", args
+
+
+def attribute_match(table: str, key: str, value: str) -> tuple[str, list[Any]]:
+    """SQL (and its arguments) true when a row of *table* (``spans`` or ``logs``) has the
+    attribute *key* = *value*, or its resource has it (``service.name``, ``host.name``...).
+
+    json_each rather than json_extract: a JSON path cannot name every key (a '"' in it).
+    The resource side is a subquery over the small ``resources`` table, run once.
+    """
+    text = _attribute_text(value)
+    clause = (
+        f"(EXISTS (SELECT 1 FROM json_each({table}.attributes) "
+        "WHERE key = ? AND CAST(value AS TEXT) = ?) "
+        f"OR {table}.resource IN (SELECT r.key FROM resources r, json_each(r.attributes) a "
+        "WHERE a.key = ? AND CAST(a.value AS TEXT) = ?))"
+    )
+    return clause, [key, text, key, text]
 
 
 def _attribute_text(value: str) -> str:
@@ -88,8 +107,13 @@ def _attribute_text(value: str) -> str:
 def search_traces(store: Store, f: TraceFilter) -> list[Json]:
     """Summaries of the most recent traces matching *f*, newest first."""
     where, args = _where(f)
+    # newest first along spans_by_start, so the scan stops after `limit` traces; left to
+    # itself, SQLite would take spans_by_operation for a service and sort all its spans
     ids = store.first(
-        f"SELECT trace_id FROM spans WHERE {where} ORDER BY start_ns DESC", args, f.limit
+        f"SELECT trace_id FROM spans INDEXED BY spans_by_start WHERE {where} "
+        "ORDER BY start_ns DESC",
+        args,
+        f.limit,
     )
     if not ids:
         return []
@@ -102,6 +126,17 @@ def search_traces(store: Store, f: TraceFilter) -> list[Json]:
     for row in rows:
         by_trace.setdefault(row["trace_id"], []).append(row)
     return [_summary(trace_id, by_trace[trace_id]) for trace_id in ids if trace_id in by_trace]
+
+
+def receiving(spans: list[Any], now_ns: int | None = None) -> bool:
+    """Whether a trace is still receiving spans, by the rule documented in collector.md:
+    a span's parent is missing (exporters send a parent after its children, the root
+    last) and the trace's last span ended less than :data:`RECEIVING_NS` ago."""
+    span_ids = {s["span_id"] for s in spans}
+    if all(not s["parent_id"] or s["parent_id"] in span_ids for s in spans):
+        return False
+    end = max(s["start_ns"] + s["duration_ns"] for s in spans)
+    return (now_ns if now_ns is not None else time.time_ns()) - end < RECEIVING_NS
 
 
 def _summary(trace_id: str, spans: list[Any]) -> Json:
@@ -121,6 +156,7 @@ def _summary(trace_id: str, spans: list[Any]) -> Json:
         "error_count": sum(1 for s in spans if s["status"] == 2),
         "start_ns": start,
         "duration_ns": end - start,
+        "receiving": receiving(spans),
     }
 
 
@@ -138,6 +174,7 @@ def trace(store: Store, trace_id: str) -> Json | None:
         )
     }
     spans = [_span(row, resources.get(row["resource"], {})) for row in rows]
+    percentiles.operation_stats(store, spans)
     ordered = _tree_order(spans)
     start = min(s["start_ns"] for s in spans)
     end = max(s["start_ns"] + s["duration_ns"] for s in spans)
@@ -148,6 +185,7 @@ def trace(store: Store, trace_id: str) -> Json | None:
         "services": sorted({s["service"] for s in spans}),
         "span_count": len(spans),
         "error_count": sum(1 for s in spans if s["status"]["code"] == "error"),
+        "receiving": receiving(spans),
         "spans": ordered,
         "logs": logs(store, trace_id=trace_id, limit=10_000, newest_first=False),
     }
@@ -208,12 +246,17 @@ def logs(
     trace_id: str | None = None,
     start_ns: int | None = None,
     end_ns: int | None = None,
+    attributes: list[tuple[str, str]] | None = None,
     limit: int = 100,
     newest_first: bool = True,
 ) -> list[Json]:
-    """Log records matching every given filter."""
+    """Log records matching every given filter (an attribute of the record or its resource)."""
     clauses: list[str] = []
     args: list[Any] = []
+    for key, value in attributes or []:
+        clause, more = attribute_match("logs", key, value)
+        clauses.append(clause)
+        args += more
     if service is not None:
         clauses.append("service = ?")
         args.append(service)

@@ -35,6 +35,7 @@ CREATE TABLE IF NOT EXISTS spans (
 );
 CREATE UNIQUE INDEX IF NOT EXISTS spans_by_trace ON spans (trace_id, span_id);
 CREATE INDEX IF NOT EXISTS spans_by_start ON spans (start_ns);
+CREATE INDEX IF NOT EXISTS spans_by_operation ON spans (service, name, duration_ns);
 CREATE TABLE IF NOT EXISTS logs (
   time_ns INTEGER NOT NULL, service TEXT NOT NULL, severity INTEGER NOT NULL,
   severity_text TEXT NOT NULL, body TEXT NOT NULL, attributes TEXT NOT NULL,

@@ -120,6 +120,7 @@ def routes(store: Store) -> list[Route]:
             "page": "logs",
             "services": queries.services(store),
             "form": dict(request.query_params),
+            "attrs": [f"{k}={v}" for k, v in p.attributes("attr")],
             "logs": api.log_search(store, p),
             "severities": list(SEVERITIES),
         }

@@ -37,6 +37,15 @@
       el("tr", {}, [el("td", {}, [k]), el("td", {}, [typeof v === "string" ? v : JSON.stringify(v)])])));
   }
 
+  // The span against the stored spans of its operation (service + name).
+  function kind(span) {
+    const op = span.operation;
+    if (!op || op.p50_ns === null) return "(no stored spans)";
+    const faster = span.percentile;
+    return "slower than " + faster + "% of " + op.spans + (op.spans === 1 ? " span" : " spans") +
+      " · p50 " + fmt(op.p50_ns) + " · p95 " + fmt(op.p95_ns) + (op.sampled ? " (sampled)" : "");
+  }
+
   function show(span) {
     const start = spanStart;
     const parts = [
@@ -46,6 +55,7 @@
         "parent id": span.parent_id || "(root)",
         kind: span.kind,
         duration: fmt(span.duration_ns),
+        "of its kind": kind(span),
         "start offset": "+" + fmt(span.start_ns - start),
         status: span.status.code + (span.status.message ? ": " + span.status.message : ""),
         scope: span.scope || "(none)",
