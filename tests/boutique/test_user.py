@@ -592,3 +592,38 @@ def test_the_user_main_refuses_bad_configuration(
     monkeypatch.setenv(variable, value)
     assert ENTRY.run() == 2
     assert capsys.readouterr().err == f"user: configuration error: {message}\n"
+
+
+async def test_an_unreachable_store_is_unavailable_and_named(tmp_path: Path) -> None:
+    url = f"postgresql://postgres@127.0.0.1:{free_port()}/users"
+    keys = KeyRing.load(tmp_path / "keys")
+    store = UserStore(Postgres(url, connect_timeout=1))
+    users = Users(store, keys, Config(url, tmp_path / "keys"))
+    wiring = Wiring(
+        servicers=[(upb_grpc.add_UserServiceServicer_to_server, users)],
+        pingers=[store],
+        authorizer=Authorizer(keys, RULES),
+    )
+    now = int(time.time())
+    claims = {"sub": "u1", "scope": "profile", "role": "customer", "iss": "boutique-user"}
+    token = bearer(keys.sign({**claims, "aud": "boutique", "iat": now, "exp": now + 60}))
+    async with (
+        serving("user", wiring) as service,
+        stub_for(service, upb_grpc.UserServiceStub) as stub,
+    ):
+        for call in (
+            register(stub, "ana@example.com"),
+            login(stub, "ana@example.com"),
+            stub.GetUser(upb.GetUserRequest(), metadata=token),
+        ):
+            error = await rpc_error(call)
+            assert error.code() == grpc.StatusCode.UNAVAILABLE
+            assert (error.details() or "").startswith(
+                "user store: postgresql database postgresql://postgres@127.0.0.1:"
+            )
+        async with httpx.AsyncClient() as client:
+            healthz = await client.get(f"{service.admin.url}/healthz")
+        assert healthz.status_code == 503
+        assert healthz.json()["status"] == {"user-store": "NOT OK"}
+    with pytest.raises(OSError, match=r"^user store: postgresql database .* is unreachable"):
+        await build(Config(url, tmp_path / "keys"))
