@@ -627,3 +627,28 @@ async def test_an_unreachable_store_is_unavailable_and_named(tmp_path: Path) -> 
         assert healthz.json()["status"] == {"user-store": "NOT OK"}
     with pytest.raises(OSError, match=r"^user store: postgresql database .* is unreachable"):
         await build(Config(url, tmp_path / "keys"))
+
+
+async def test_huge_values_are_refused_by_size_quoting_a_short_prefix(running: Running) -> None:
+    huge = "x" * (3 << 20)
+    cases = [
+        (
+            running.stub.Register(upb.RegisterRequest(email=huge, name="A", password=PASSWORD)),
+            "email is 3145728 characters long, more than 254",
+        ),
+        (
+            running.stub.Authenticate(upb.AuthenticateRequest(email="a@b.co", password=huge)),
+            "password is longer than 128 characters",
+        ),
+    ]
+    await register(running.stub, "ana@example.com")
+    token = bearer((await login(running.stub, "ana@example.com")).token)
+    cases.append(
+        (
+            running.stub.GetUser(upb.GetUserRequest(user_id=huge), metadata=token),
+            "user_id is 3145728 characters long, more than 128",
+        )
+    )
+    for call, message in cases:
+        error = await rpc_error(call)
+        assert (error.code(), error.details()) == (grpc.StatusCode.INVALID_ARGUMENT, message)
