@@ -4,7 +4,8 @@ A service declares which of its RPCs need a token, and with what scope or role
 (`Rule`), and puts an `Authorizer` in its `Wiring`. The runtime wraps those
 handlers inside clue's layers, so a refused call still has its span and its
 request line. A guarded handler reads its caller with `caller()`; the caller's
-user id is in the log context of everything it logs (never the token).
+user id is in the log context of everything it logs (never the token), and on the
+server span as ``app.user.id``.
 
 Tokens are JWTs signed by the user service (EdDSA, Ed25519). Services other
 than the user service hold no secret: they verify with the public keys its
@@ -25,7 +26,7 @@ import grpc
 import grpc.aio
 import jwt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from opentelemetry import metrics
+from opentelemetry import metrics, trace
 
 from clue import log
 from reference_services.common.clients import Clients
@@ -325,6 +326,7 @@ class Authorizer:
                 AUTH_FAILURES.add(1, {"reason": exc.reason})
                 log.warn("call refused", reason=exc.reason)
                 await context.abort(exc.code, exc.message)
+            trace.get_current_span().set_attribute("app.user.id", principal.user_id)
             bound = _CALLER.set(principal)
             try:
                 with log.context(user_id=principal.user_id):

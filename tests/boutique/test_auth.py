@@ -224,8 +224,8 @@ async def test_every_bad_token_is_refused_with_its_code_and_reason(
     assert {(s.attributes or {})["rpc.grpc.status_code"] for s in server} == {7, 16}
 
 
-async def test_the_callers_user_id_is_in_the_log_context_never_the_token(
-    users: Users_, clue_logs: CapturedLogs
+async def test_the_callers_user_id_is_in_the_log_context_and_on_the_span_never_the_token(
+    users: Users_, otel: Telemetry, clue_logs: CapturedLogs
 ) -> None:
     token = await users.token("ana@example.com")
     assert users.service is not None
@@ -235,6 +235,16 @@ async def test_the_callers_user_id_is_in_the_log_context_never_the_token(
     (deleted,) = clue_logs.where(msg="user deleted")
     assert deleted["user_id"] == me.id == deleted["deleted_user_id"]
     assert token not in json.dumps(list(clue_logs), default=str)
+    served = [s for s in otel.finished() if s.kind.name == "SERVER"]
+    callers = {s.name: (s.attributes or {}).get("app.user.id") for s in served}
+    assert callers == {
+        "boutique.v1.UserService/Register": None,
+        "boutique.v1.UserService/Authenticate": None,
+        "boutique.v1.UserService/GetUser": me.id,
+        "boutique.v1.UserService/DeleteUser": me.id,
+    }
+    for span in served:
+        assert token not in json.dumps(dict(span.attributes or {}), default=str)
 
 
 async def serving_currency(authorizer: Authorizer) -> Any:
