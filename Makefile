@@ -60,5 +60,13 @@ probe: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python -m reference_services demo
 
+## make check-dist: the sdist and both wheels built, checked and installed as users meet them
+check-dist: $(STAMP)
+	$(BIN)/pytest -q -p no:cacheprovider tests/test_dist.py
+
+## make docs: the docs site into site/ (strict: a broken link or a missing page fails)
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
 clean:
-	rm -rf $(VENV) $(LOWEST) .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(LOWEST) .mypy_cache .pytest_cache .ruff_cache site

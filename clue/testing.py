@@ -1,11 +1,12 @@
 """Capture clue's log entries, spans and metric points in memory, and reset clue, in tests.
 
->>> from clue import log
->>> from clue.testing import capture_logs
->>> with capture_logs() as logs:
-...     log.info("signed in", user="ana")
->>> logs.where(msg="signed in")[0]["user"]
-'ana'
+Examples:
+    >>> from clue import log
+    >>> from clue.testing import capture_logs
+    >>> with capture_logs() as logs:
+    ...     log.info("signed in", user="ana")
+    >>> logs.where(msg="signed in")[0]["user"]
+    'ana'
 
 The pytest plugin that comes with clue offers the same as fixtures: ``clue_logs``,
 ``clue_spans``, ``clue_metrics`` and ``clue_reset`` (see docs/testing.md).

@@ -1,9 +1,10 @@
 """Context-carried structured logging with per-request buffering (structlog underneath).
 
->>> from clue import log
->>> log.configure(format="json")
->>> with log.context(user="ana"):
-...     log.info("signed in", method="password")
+Examples:
+    >>> from clue import log
+    >>> log.configure(format="json")
+    >>> with log.context(user="ana"):
+    ...     log.info("signed in", method="password")
 
 See docs/logging.md.
 """

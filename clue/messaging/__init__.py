@@ -2,11 +2,12 @@
 
 Broker-neutral; ``clue.nats`` and ``clue.rabbitmq`` build on it. See docs/messaging.md.
 
->>> from clue import messaging
->>> headers = messaging.inject({"event-type": "OrderPlaced"})   # trace context, request id
->>> consumer = messaging.Consumer("nats")
->>> with consumer.scope("orders.placed", headers, message_id="e-1", attempt=1):
-...     pass                                                    # handle the message here
+Examples:
+    >>> from clue import messaging
+    >>> headers = messaging.inject({"event-type": "OrderPlaced"})   # trace context, request id
+    >>> consumer = messaging.Consumer("nats")
+    >>> with consumer.scope("orders.placed", headers, message_id="e-1", attempt=1):
+    ...     pass                                                    # handle the message here
 """
 
 from clue.messaging._consume import Consumer, ConsumeScope, handler

@@ -1,8 +1,9 @@
 """One-call OpenTelemetry bootstrap: traces, metrics and logs (see docs/telemetry.md).
 
->>> import clue
->>> clue.configure("checkout", "1.2.0")   # exporters from the OTEL_* environment
->>> clue.shutdown()                        # also runs at exit
+Examples:
+    >>> import clue
+    >>> clue.configure("checkout", "1.2.0")   # exporters from the OTEL_* environment
+    >>> clue.shutdown()                        # also runs at exit
 """
 
 from clue.telemetry.bootstrap import configure, force_flush, meter, shutdown, stats, tracer
