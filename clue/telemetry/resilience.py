@@ -115,13 +115,24 @@ class _Guard:
         self.stats = STATS[signal]
         self.report = report
         self._abandoned = False
+        self._cut = False
+        self._in_flight = 0  # items handed to the exporter, not yet counted
+        self._count_lock = threading.Lock()
         self._closed = False
         self._close_lock = threading.Lock()
         self.keep_open = False  # the wrapped exporter is reused: do not shut it down
 
     def abandon(self) -> None:
-        """Fail every later batch at once (shutdown with the collector down or out of time)."""
+        """Fail every later batch at once (shutdown with the collector down)."""
         self._abandoned = True
+
+    def cut(self) -> None:
+        """Abandon, and count the batches under way as dropped now: their export is
+        stopped, or left to end in the background, uncounted and unreported."""
+        with self._count_lock:
+            self._abandoned = self._cut = True
+            self.stats.add(dropped=self._in_flight)
+            self._in_flight = 0
 
     def close(self, shutdown_inner: Callable[[], object]) -> None:
         """Shut the wrapped exporter down once, unless the next set-up reuses it.
@@ -137,19 +148,27 @@ class _Guard:
             shutdown_inner()
 
     def run(self, items: int, export: Callable[[], bool]) -> bool:
-        if self._abandoned:
-            self.stats.add(dropped=items)
-            return False
+        with self._count_lock:
+            if self._abandoned:
+                self.stats.add(dropped=items)
+                return False
+            self._in_flight += items
         try:
             ok = export()
             error = "the exporter reported a failure"
         except Exception as exc:  # an exporter bug must not kill the batch thread
             ok, error = False, f"{type(exc).__name__}: {exc}"
+        with self._count_lock:
+            if self._cut:  # counted as dropped by cut()
+                return False
+            self._in_flight -= items
+            if ok:
+                self.stats.add(exported=items)
+            else:
+                self.stats.add(failed=items)
         if ok:
-            self.stats.add(exported=items)
             self.report.success()
         else:
-            self.stats.add(failed=items)
             self.report.failure(error)
         return ok
 
@@ -223,10 +242,11 @@ class GuardedMetricExporter(MetricExporter):
 
 
 def cut(guarded: GuardedSpanExporter | GuardedMetricExporter | GuardedLogExporter) -> None:
-    """Stop an exporter that is out of time: later batches are dropped (and counted), and
+    """Stop an exporter that is out of time: batches under way and later ones are dropped
+    (and counted), and
     the wrapped exporter is shut down, which ends a gRPC export under way and a retry's
     wait; an HTTP request under way ends with its own timeout, in a daemon thread."""
-    guarded.guard.abandon()
+    guarded.guard.cut()
     guarded.shutdown()
 
 
