@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+from opentelemetry import trace
 
 from clue import log
 from reference_services.common import fields
@@ -203,6 +204,7 @@ class Users(upb_grpc.UserServiceServicer):
             ) from None
         except StoreUnavailable as exc:
             raise unavailable(f"user store: {exc}") from None
+        trace.get_current_span().set_attribute("app.user.id", user.id)
         log.print("user registered", user_id=user.id, role=role)  # audit: always written
         if self.relay:
             self.relay.wake()
@@ -234,6 +236,7 @@ class Users(upb_grpc.UserServiceServicer):
             self._failed("wrong_password" if found else "unknown_email", email, client)
             raise RpcFailure(grpc.StatusCode.UNAUTHENTICATED, "wrong e-mail or password")
         user, encoded = found
+        trace.get_current_span().set_attribute("app.user.id", user.id)
         self.lockout.forget(f"email:{key}")
         if self.passwords.outdated(encoded):
             await self._rehash(user, secret)

@@ -238,8 +238,8 @@ async def test_the_callers_user_id_is_in_the_log_context_and_on_the_span_never_t
     served = [s for s in otel.finished() if s.kind.name == "SERVER"]
     callers = {s.name: (s.attributes or {}).get("app.user.id") for s in served}
     assert callers == {
-        "boutique.v1.UserService/Register": None,
-        "boutique.v1.UserService/Authenticate": None,
+        "boutique.v1.UserService/Register": me.id,
+        "boutique.v1.UserService/Authenticate": me.id,
         "boutique.v1.UserService/GetUser": me.id,
         "boutique.v1.UserService/DeleteUser": me.id,
     }
