@@ -2,9 +2,12 @@
 
 Wrap any WSGI application (Flask, Django, a plain callable)::
 
-    app.wsgi_app = clue.wsgi.ClueMiddleware(app.wsgi_app)       # Flask
-    application = clue.wsgi.ClueMiddleware(get_wsgi_application())  # Django, with
-    # "clue.django.ClueMiddleware" first in settings.MIDDLEWARE to name routes
+    app.wsgi_app = clue.wsgi.ClueMiddleware(app.wsgi_app)  # Flask
+    application = clue.wsgi.ClueMiddleware(get_wsgi_application())  # Django
+
+Routes are named by the framework through the ``clue.route`` environ key
+(:data:`ROUTE_KEY`): ``clue.django.ClueMiddleware`` in ``settings.MIDDLEWARE``
+for Django, a ``before_request`` function for Flask (docs/integrations.md).
 """
 
 from __future__ import annotations
@@ -36,7 +39,8 @@ WSGIApp = Callable[[Environ, StartResponse], Iterable[bytes]]
 
 #: The environ key where a framework integration puts the matched route template,
 #: relative to the application's root (``SCRIPT_NAME``), e.g. ``"/items/<id>"``.
-#: ``clue.django.ClueMiddleware`` sets it; Flask's rule is read without it.
+#: ``clue.django.ClueMiddleware`` sets it; a Flask app sets it from ``request.url_rule``
+#: in a ``before_request`` function (docs/integrations.md).
 ROUTE_KEY = "clue.route"
 # Buckets in seconds recommended by the HTTP semantic conventions.
 _BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
@@ -48,8 +52,8 @@ class ClueMiddleware:
     """Observe every HTTP request of a WSGI app, as ``clue.asgi.ClueMiddleware`` does.
 
     Per request: a SERVER span continuing the caller's trace (``traceparent``)
-    named ``"GET /route"`` (``"GET"`` when no route is known: the route comes
-    from :data:`ROUTE_KEY` in the environ, or from Flask's matched rule); a log
+    named ``"GET /route"`` (``"GET"`` when no route is known: the framework
+    puts it in the environ under :data:`ROUTE_KEY`, ``"clue.route"``); a log
     request scope with method, path, peer and request id (``X-Request-ID``
     honoured when short and plain, else minted, and returned in the response);
     one unbuffered ``request`` line with status, route and duration
@@ -351,14 +355,10 @@ def _text(wsgi_string: str) -> str:
 
 
 def _route(environ: Environ) -> str | None:
-    """The matched route template under the app's root: :data:`ROUTE_KEY`, else the
-    rule Flask matched (on the request Werkzeug puts in the environ)."""
+    """The matched route template (:data:`ROUTE_KEY`), with the app's root before it."""
     route = environ.get(ROUTE_KEY)
     if not isinstance(route, str):
-        rule = getattr(getattr(environ.get("werkzeug.request"), "url_rule", None), "rule", None)
-        if not isinstance(rule, str):
-            return None
-        route = rule
+        return None
     return _text(environ.get("SCRIPT_NAME", "")) + route
 
 
