@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import ipaddress
 import math
 import time
 import unicodedata
 import uuid
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -186,6 +188,8 @@ class Users(upb_grpc.UserServiceServicer):
         self.lockout = lockout or Lockout()
         self.relay = relay
         """Publishes each registration's event, written with the account (none: no events)."""
+        # the lock of each e-mail being logged in with; gone once no attempt holds it
+        self._turns: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
     @rpc
     async def Register(self, request: upb.RegisterRequest, context: Any) -> upb.User:
@@ -216,6 +220,13 @@ class Users(upb_grpc.UserServiceServicer):
         email, key = email_address(request.email)
         secret = password(request.password, minimum=1)
         client = client_address(context, self.config.trusted_proxies)
+        # one attempt at a time per e-mail: concurrent guesses cannot outrun its lockout
+        turn = self._turns.setdefault(key, asyncio.Lock())
+        async with turn:
+            return await self._authenticate(email, key, secret, client)
+
+    async def _authenticate(self, email: str, key: str, secret: str, client: str) -> upb.Token:
+        """Authenticate, with the e-mail's turn held."""
         locked = max(
             self.lockout.locked_for(f"email:{key}"), self.lockout.locked_for(f"peer:{client}")
         )

@@ -652,3 +652,12 @@ async def test_huge_values_are_refused_by_size_quoting_a_short_prefix(running: R
     for call, message in cases:
         error = await rpc_error(call)
         assert (error.code(), error.details()) == (grpc.StatusCode.INVALID_ARGUMENT, message)
+
+
+async def test_concurrent_guesses_cannot_outrun_the_lockout(running: Running) -> None:
+    await register(running.stub, "ana@example.com")
+    guesses = [login(running.stub, "ana@example.com", f"guess-{i:04d}") for i in range(20)]
+    codes = [error.code() for error in await asyncio.gather(*map(rpc_error, guesses))]
+    # one attempt at a time for an e-mail: five are checked, the rest find it locked
+    assert codes.count(grpc.StatusCode.UNAUTHENTICATED) == 5
+    assert codes.count(grpc.StatusCode.RESOURCE_EXHAUSTED) == 15
