@@ -66,6 +66,8 @@ SERVICE = textwrap.dedent(
     print("ready", flush=True)
     if mode == "sigterm":
         time.sleep(60)
+    if mode == "exit":  # the atexit shutdown
+        sys.exit(0)
     clue.shutdown()
     print(json.dumps(telemetry.stats()), flush=True)
     """
@@ -98,7 +100,7 @@ class BlackHole:
 class HTTPReceiver:
     """A real OTLP/HTTP (protobuf) receiver; the signals in ``failing`` answer 503."""
 
-    _REQUESTS = {
+    _REQUESTS: dict[str, Any] = {
         "/v1/traces": ExportTraceServiceRequest,
         "/v1/logs": ExportLogsServiceRequest,
         "/v1/metrics": ExportMetricsServiceRequest,
@@ -217,6 +219,17 @@ def test_shutdown_returns_within_the_default_bound_and_counts_what_it_dropped(
     traces = json.loads(out)["traces"]
     assert traces["exported"] == 0
     assert traces["failed"] + traces["dropped"] == 50  # nothing lost silently: counted
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_a_plain_exit_ends_within_the_bound_with_a_black_holed_collector(
+    tmp_path: Path, black_hole: BlackHole, protocol: str
+) -> None:
+    """No thread of clue's or of the exporters holds the interpreter's exit."""
+    process, started = _run(tmp_path, "exit", protocol, _endpoint(black_hole.port))
+    status, elapsed, _, err = _finish(process, started)
+    assert status == 0, err
+    assert elapsed <= 2.0 + MARGIN, f"{protocol}: {elapsed:.2f}s"
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)

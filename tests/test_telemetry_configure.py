@@ -474,6 +474,8 @@ def test_per_signal_protocol_and_endpoint_win(
         ({"OTEL_RESOURCE_ATTRIBUTES": "team=a,novalue"}, "OTEL_RESOURCE_ATTRIBUTES.*'novalue'"),
         ({"OTEL_METRIC_EXPORT_INTERVAL": "soon"}, "OTEL_METRIC_EXPORT_INTERVAL='soon'"),
         ({"OTEL_TRACES_SAMPLER": "sometimes"}, "OTEL_TRACES_SAMPLER='sometimes'"),
+        ({"CLUE_SHUTDOWN_TIMEOUT": "2s"}, "CLUE_SHUTDOWN_TIMEOUT='2s' must be a positive number"),
+        ({"CLUE_SHUTDOWN_TIMEOUT": "-1"}, "CLUE_SHUTDOWN_TIMEOUT='-1' must be a positive number"),
         (
             {"OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "2"},
             "OTEL_TRACES_SAMPLER_ARG='2'",
@@ -511,6 +513,9 @@ def test_bad_environment_is_a_clear_error_and_changes_nothing(
         ({"export_timeout": 0}, "export_timeout must be a positive number"),
         ({"failure_log_interval": "30"}, "failure_log_interval must be a positive number"),
         ({"max_queue_size": 0}, "max_queue_size must be a positive integer"),
+        ({"shutdown_timeout": 0}, "shutdown_timeout must be a positive number of seconds"),
+        ({"shutdown_timeout": "2"}, "shutdown_timeout must be a positive number of seconds"),
+        ({"shutdown_timeout": float("inf")}, "shutdown_timeout must be a positive number"),
         ({"service_name": ""}, "service_name must be a non-empty string"),
         ({"service_version": 2}, "service_version must be a non-empty string"),
     ],
