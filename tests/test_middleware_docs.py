@@ -114,7 +114,8 @@ async def serve_grpc() -> AsyncIterator[str]:
 
 
 def test_the_page_has_the_examples_this_test_runs() -> None:
-    assert set(EXAMPLES) == {"asgi", "grpc_server", "clients"}
+    wsgi = {"flask", "django_settings", "django_wsgi"}  # run by tests/test_wsgi_docs.py
+    assert set(EXAMPLES) == {"asgi", "grpc_server", "clients", *wsgi}
 
 
 async def test_asgi_example_request_line_buffering_and_request_id(lines: Lines) -> None:

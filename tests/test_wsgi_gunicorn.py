@@ -148,10 +148,10 @@ def receiver() -> Iterator[OTLPReceiver]:
 
 
 def start_gunicorn(
-    tmp_path: Path, receiver: OTLPReceiver, source: str
+    directory: Path, receiver: OTLPReceiver, target: str, sampler: str = "parentbased_always_off"
 ) -> tuple[subprocess.Popen[bytes], str]:
-    """gunicorn serving ``source``'s ``app`` with two sync workers; its base URL when up."""
-    (tmp_path / "service_app.py").write_text(source)
+    """gunicorn serving ``target`` from ``directory`` with two sync workers, exporting to
+    ``receiver`` only at exit; the process and its base URL once it answers."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "CLUE_"))}
     env.update(
@@ -159,22 +159,21 @@ def start_gunicorn(
         OTEL_BSP_SCHEDULE_DELAY="600000",
         OTEL_BLRP_SCHEDULE_DELAY="600000",
         OTEL_METRIC_EXPORT_INTERVAL="600000",
-        OTEL_TRACES_SAMPLER="parentbased_always_off",
-        PYTHONPATH=f"{tmp_path}{os.pathsep}{ROOT}",
+        OTEL_TRACES_SAMPLER=sampler,
+        PYTHONPATH=f"{directory}{os.pathsep}{ROOT}",
     )
     command = [sys.executable, "-m", "gunicorn", "--workers", "2", "--worker-class", "sync"]
-    command += ["--bind", f"127.0.0.1:{port}", "--graceful-timeout", "20", "service_app:app"]
-    with (tmp_path / "gunicorn.log").open("wb") as output:
-        process = subprocess.Popen(command, env=env, stdout=output, stderr=output, cwd=tmp_path)
+    command += ["--bind", f"127.0.0.1:{port}", "--graceful-timeout", "20", target]
+    with (directory / "gunicorn.log").open("wb") as output:
+        process = subprocess.Popen(command, env=env, stdout=output, stderr=output, cwd=directory)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while True:
-        assert process.poll() is None, (tmp_path / "gunicorn.log").read_text()
+        assert process.poll() is None, (directory / "gunicorn.log").read_text()
         assert time.monotonic() < deadline, "gunicorn did not answer"
         try:
-            # a skip path: no telemetry of its own
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return process, url
+            httpx.get(f"{url}/healthz", timeout=1)  # a skip path: no telemetry of its own
+            return process, url
         except httpx.TransportError:
             time.sleep(0.05)
 
@@ -192,7 +191,8 @@ def test_a_gunicorn_app_is_traced_logged_measured_and_flushed_at_sigterm(
     tmp_path: Path, receiver: OTLPReceiver, framework: str
 ) -> None:
     source, service, route, exception_message = APPS[framework]
-    process, url = start_gunicorn(tmp_path, receiver, source)
+    (tmp_path / "service_app.py").write_text(source)
+    process, url = start_gunicorn(tmp_path, receiver, "service_app:app")
     try:
         with httpx.Client(base_url=url) as client:
             traced = client.get("/items/7", headers={"traceparent": TRACEPARENT})
