@@ -121,15 +121,19 @@ class EventConsumer:
         self.batch = batch
         self.processed = Processed(db, processed_table)
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
 
     def config(self) -> api.ConsumerConfig:
-        """Durable, explicit ack; one delivery more than ours, for a crash in the last one."""
-        stream = self.broker.stream
+        """Durable, explicit ack; one delivery more than ours, for a crash in the last one.
+
+        Several subjects need NATS 2.10 or later (``filter_subjects``)."""
+        filters = [self.broker.stream.subject(s) for s in self.subjects]
         return api.ConsumerConfig(
             durable_name=self.name,
             ack_policy=api.AckPolicy.EXPLICIT,
             deliver_policy=api.DeliverPolicy.ALL,
-            filter_subjects=[stream.subject(s) for s in self.subjects],
+            filter_subject=filters[0] if len(filters) == 1 else None,
+            filter_subjects=filters if len(filters) > 1 else None,
             max_deliver=self.max_deliver + 1,
             ack_wait=self.ack_wait,
         )
@@ -138,22 +142,24 @@ class EventConsumer:
         """Create (or update) the durable consumer and bind a pull subscription to it."""
         js = await self.broker.jetstream()
         stream = self.broker.stream.name
-        await js.add_consumer(stream, self.config())
+        made = await js.add_consumer(stream, self.config())
+        if not (made.config.filter_subject or made.config.filter_subjects):
+            raise RuntimeError(f"the NATS server ignored the subjects of consumer {self.name}")
         return await js.pull_subscribe_bind(self.name, stream)
 
     async def run(self) -> None:
-        """Handle events for ever (until cancelled), riding out broker outages."""
+        """Handle events until stopped, riding out broker outages."""
         await self.processed.setup()
         sub: clue.nats.PullSubscription | None = None
         delay = 0.1
-        while True:
+        while not self._stopping:
             try:
                 if sub is None:
                     sub = await self.subscribe()
                 await sub.handle(self.handle, batch=self.batch, timeout=1.0)
                 delay = 0.1
-            except asyncio.CancelledError:
-                raise
+            except TimeoutError:  # none came: nats-py's fetch may raise asyncio's own
+                continue
             except Exception as exc:
                 log.warn("event consumer cannot fetch", consumer=self.name, error=str(exc))
                 await asyncio.sleep(delay)
@@ -167,9 +173,11 @@ class EventConsumer:
     async def stop(self) -> None:
         """Stop the task (an unacked message is redelivered after ``ack_wait``)."""
         if self._task is not None:
+            # and a flag: nats-py turns a cancellation during some calls into a timeout
+            self._stopping = True
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+            self._task, self._stopping = None, False
 
     async def handle(self, msg: Msg) -> None:
         """Handle one message (in its consume scope): see the class."""

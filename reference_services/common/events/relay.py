@@ -49,6 +49,7 @@ class Relay:
         self.paused = paused
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
 
     def wake(self) -> None:
         """Publish now rather than at the next poll."""
@@ -84,10 +85,10 @@ class Relay:
         return total
 
     async def run(self) -> None:
-        """Publish for ever (until cancelled)."""
+        """Publish until stopped."""
         backoff = MIN_BACKOFF
         failing = False
-        while True:
+        while not self._stopping:
             self._wake.clear()
             try:
                 if not self.paused():
@@ -113,6 +114,8 @@ class Relay:
     async def stop(self) -> None:
         """Stop the task (an event being published is published again by the next relay)."""
         if self._task is not None:
+            # and a flag: nats-py turns a cancellation during a publish into a timeout
+            self._stopping = True
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+            self._task, self._stopping = None, False

@@ -34,6 +34,7 @@ class Stream:
     """
 
     name: str = "BOUTIQUE"
+    duplicate_window: float = DUPLICATE_WINDOW
 
     def __post_init__(self) -> None:
         if not _NAME.fullmatch(self.name):
@@ -61,12 +62,12 @@ class Stream:
         return f"{self.prefix}.dead.{consumer}"
 
     def config(self) -> api.StreamConfig:
-        """File storage, kept a week, ids remembered for :data:`DUPLICATE_WINDOW`."""
+        """File storage, kept a week, event ids remembered for ``duplicate_window`` seconds."""
         return api.StreamConfig(
             name=self.name,
             subjects=[f"{self.prefix}.>"],
             storage=api.StorageType.FILE,
-            duplicate_window=DUPLICATE_WINDOW,
+            duplicate_window=self.duplicate_window,
             max_age=7 * 24 * 3600.0,
         )
 
