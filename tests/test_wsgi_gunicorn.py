@@ -19,7 +19,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -148,7 +148,11 @@ def receiver() -> Iterator[OTLPReceiver]:
 
 
 def start_gunicorn(
-    directory: Path, receiver: OTLPReceiver, target: str, sampler: str = "parentbased_always_off"
+    directory: Path,
+    receiver: OTLPReceiver,
+    target: str,
+    sampler: str = "parentbased_always_off",
+    options: Sequence[str] = (),
 ) -> tuple[subprocess.Popen[bytes], str]:
     """gunicorn serving ``target`` from ``directory`` with two sync workers, exporting to
     ``receiver`` only at exit; the process and its base URL once it answers."""
@@ -163,7 +167,7 @@ def start_gunicorn(
         PYTHONPATH=f"{directory}{os.pathsep}{ROOT}",
     )
     command = [sys.executable, "-m", "gunicorn", "--workers", "2", "--worker-class", "sync"]
-    command += ["--bind", f"127.0.0.1:{port}", "--graceful-timeout", "20", target]
+    command += ["--bind", f"127.0.0.1:{port}", "--graceful-timeout", "20", *options, target]
     with (directory / "gunicorn.log").open("wb") as output:
         process = subprocess.Popen(command, env=env, stdout=output, stderr=output, cwd=directory)
     url = f"http://127.0.0.1:{port}"
@@ -186,13 +190,32 @@ def attributes_of(records: list[LogRecord], body: str) -> list[dict[str, Any]]:
     return [r.attributes for r in records if r.body == body]
 
 
-@pytest.mark.parametrize("framework", sorted(APPS))
+POST_FORK = """
+def post_fork(server, worker):
+    import clue
+
+    clue.configure(SERVICE)
+"""
+
+
+@pytest.mark.parametrize(
+    ("framework", "preload"), [("flask", False), ("django", False), ("flask", True)]
+)
 def test_a_gunicorn_app_is_traced_logged_measured_and_flushed_at_sigterm(
-    tmp_path: Path, receiver: OTLPReceiver, framework: str
+    tmp_path: Path, receiver: OTLPReceiver, framework: str, preload: bool
 ) -> None:
+    """``preload``: the app is imported by the master before the fork, and each worker
+    calls ``clue.configure()`` in gunicorn's ``post_fork`` hook."""
     source, service, route, exception_message = APPS[framework]
+    options: list[str] = []
+    if preload:
+        configure = f'clue.configure("{service}")'
+        assert configure in source
+        source = source.replace(configure, "")
+        (tmp_path / "hooks.py").write_text(POST_FORK.replace("SERVICE", repr(service)))
+        options = ["--preload", "--config", "python:hooks"]
     (tmp_path / "service_app.py").write_text(source)
-    process, url = start_gunicorn(tmp_path, receiver, "service_app:app")
+    process, url = start_gunicorn(tmp_path, receiver, "service_app:app", options=options)
     try:
         with httpx.Client(base_url=url) as client:
             traced = client.get("/items/7", headers={"traceparent": TRACEPARENT})
