@@ -66,10 +66,10 @@ class _Pipeline:
     exporters: list[_Guarded] = field(default_factory=list)
     histogram_slots: tuple[int, ...] = ()  # clue's histograms collected by the meter provider
 
-    def shutdown(self, keep_open: set[int]) -> bool:
+    def shutdown(self, keep_open: set[int]) -> None:
         """Flush and stop the three providers side by side within ``shutdown_timeout``;
         exporters in ``keep_open`` (ids, reused by the next call) stay open. At the
-        deadline, what is left is dropped (counted in ``stats()``); False then."""
+        deadline, what is left is dropped (counted in ``stats()``) and said once."""
         for guarded in self.exporters:
             guarded.guard.keep_open = id(guarded.inner) in keep_open
             if guarded.guard.report.failing:
@@ -81,8 +81,7 @@ class _Pipeline:
         if self.logger_provider is not None:
             steps["shutdown-logs"] = self.logger_provider.shutdown
         # A tenth of the bound is kept for stopping what is left and for the exit itself.
-        finished = run_within(steps, self.shutdown_timeout * 0.9)
-        if not finished:
+        if not run_within(steps, self.shutdown_timeout * 0.9):
             for guarded in self.exporters:
                 cut(guarded)
             LOGGER.warning(
@@ -91,7 +90,6 @@ class _Pipeline:
             )
         if self.meter_provider is not None:
             histograms.REGISTRY.detach(self.histogram_slots)
-        return finished
 
     def force_flush(self, timeout: float) -> bool:
         """Export what is queued, the three providers side by side, within ``timeout``."""

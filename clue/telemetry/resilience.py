@@ -12,7 +12,6 @@ about a failing exporter never waits on that exporter.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 import time
@@ -144,8 +143,10 @@ class _Guard:
             if self.keep_open or self._closed:
                 return
             self._closed = True
-        with contextlib.suppress(Exception):  # a failing exporter shutdown ends nothing else
+        try:
             shutdown_inner()
+        except Exception:  # reported; the other exporters still shut down
+            LOGGER.exception("an exporter failed to shut down")
 
     def run(self, items: int, export: Callable[[], bool]) -> bool:
         with self._count_lock:
