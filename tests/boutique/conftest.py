@@ -171,6 +171,7 @@ async def boutique_running(data: Path, nats_url: str) -> AsyncIterator[Boutique]
             email_addr=shop["email"].address,
             nats_url=nats_url,
             stream=shop.stream.name,
+            backoff=(0.05,),  # the default's 0.5 to 15 s between deliveries, shortened
         )
         await start("notification", await notification.build(notifications))
         yield shop

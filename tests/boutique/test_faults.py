@@ -11,18 +11,28 @@ exporters, logs to JSON lines in memory.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import re
+from collections.abc import AsyncIterator, Callable
 
 import httpx
 import pytest
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind, StatusCode
 
+from reference_services.common.events import (
+    DEAD_REASON_HEADER,
+    EVENT_ID_HEADER,
+    ORDER_PLACED,
+    Broker,
+    Outbox,
+)
+from reference_services.notification.service import CONSUMER
 from tests.boutique.conftest import Boutique, Telemetry
 from tests.boutique.shop import MUG, ORDER_FORM, WATCH
 from tests.conftest import Lines
 
 pytestmark = pytest.mark.timeout(60)
+COUNT = "messaging.nats.message.delivery_count"
 
 
 @pytest.fixture
@@ -57,6 +67,27 @@ def millis(span: ReadableSpan) -> float:
 
 def same_trace(otel: Telemetry, span: ReadableSpan) -> list[ReadableSpan]:
     return [s for s in otel.finished() if s.context.trace_id == span.context.trace_id]
+
+
+async def until(holds: Callable[[], bool], timeout: float = 20.0) -> None:
+    """Return once ``holds()``; the test fails if it does not within ``timeout`` seconds."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not holds():
+        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.02)
+
+
+def order_id(page: httpx.Response) -> str:
+    """The order id the shop's order page shows."""
+    assert page.status_code == 200, page.text
+    found = re.search(r'<dd id="order-id">([^<]+)</dd>', page.text)
+    assert found
+    return found.group(1)
+
+
+def emailed(lines: Lines, order: str) -> int:
+    """How many confirmations of ``order`` the e-mail service sent."""
+    return sum(e["order_id"] == order for e in lines.entries("order confirmation sent"))
 
 
 def counter(otel: Telemetry, name: str, **attributes: str) -> float:
@@ -203,3 +234,77 @@ async def test_recommendation_leak_grows_the_cache(
     await switch(boutique, "recommendation", leak="off")
     await visitor.get(f"/product/{MUG}")
     assert entries()[-1] == 3  # no longer growing, but never given back
+
+
+async def test_notification_failure_rate_dead_letters_the_confirmation(
+    boutique: Boutique, otel: Telemetry, lines: Lines, visitor: httpx.AsyncClient, nats_url: str
+) -> None:
+    stream = boutique.stream
+    assert stream is not None
+    broker = Broker(nats_url, stream)
+    js = await broker.jetstream()
+    dead = await js.subscribe(stream.dead_letters(CONSUMER), stream=stream.name)
+    try:
+        await switch(boutique, "notification", failure_rate="1")
+        await visitor.post("/cart", data={"product_id": MUG, "quantity": "1"})
+        order = order_id(await visitor.post("/cart/checkout", data=ORDER_FORM))  # placed
+        letter = await dead.next_msg(timeout=20)
+    finally:
+        await dead.unsubscribe()
+        await broker.close()
+    assert letter.headers is not None
+    reason = "NotificationFailed: failure_rate fault: confirmation not sent"
+    assert letter.headers[DEAD_REASON_HEADER] == reason
+    event_id = letter.headers[EVENT_ID_HEADER]
+    # the trace: PlaceOrder -> publish -> five failed deliveries, and no e-mail
+    (place_order,) = servers(otel, "PlaceOrder")
+
+    def deliveries() -> list[ReadableSpan]:
+        return [s for s in same_trace(otel, place_order) if s.kind is SpanKind.CONSUMER]
+
+    await until(lambda: len(deliveries()) >= 5)  # the last ends after its dead letter went
+    trace = same_trace(otel, place_order)
+    # (a relay that timed out waiting for the broker's ack publishes again: the broker
+    # drops the copy by its event id, the trace shows both publishes)
+    publishes = [s for s in trace if s.name == f"publish {stream.subject(ORDER_PLACED)}"]
+    assert {s.parent.span_id for s in publishes if s.parent} == {place_order.context.span_id}
+    (dead_letter,) = [s for s in trace if s.name == f"publish {stream.dead_letters(CONSUMER)}"]
+    published = {s.context.span_id for s in publishes}
+    for child in [*deliveries(), dead_letter]:  # the dead letter keeps the event's headers
+        assert child.parent is not None and child.parent.span_id in published
+    counts = [dict(s.attributes or {})[COUNT] for s in deliveries()]
+    assert sorted(counts) == [1, 2, 3, 4, 5]  # type: ignore[type-var]
+    assert {s.status.status_code for s in deliveries()} == {StatusCode.ERROR}
+    assert not [s for s in trace if s.name.endswith("/SendOrderConfirmation")]
+    assert emailed(lines, order) == 0
+    # the logs: each failed attempt's error, after the line naming the order
+    ours = [e for e in lines.entries() if e.get("message_id") == event_id]
+    assert [(e["msg"], e["attempt"]) for e in ours if e["level"] == "error"] == [
+        ("unhandled exception", n) for n in range(1, 6)
+    ]
+    assert {e["order_id"] for e in ours if e["msg"] == "sending order confirmation"} == {order}
+    # switched off: the next order is confirmed at once
+    await switch(boutique, "notification", failure_rate="0")
+    await visitor.post("/cart", data={"product_id": MUG, "quantity": "1"})
+    again = order_id(await visitor.post("/cart/checkout", data=ORDER_FORM))
+    await until(lambda: emailed(lines, again) == 1)
+
+
+async def test_checkout_relay_paused_holds_the_events(
+    boutique: Boutique, otel: Telemetry, lines: Lines, visitor: httpx.AsyncClient
+) -> None:
+    assert boutique.orders is not None
+    outbox = Outbox(boutique.orders.db)  # the outbox in checkout's order database
+    await switch(boutique, "checkout", relay_paused="on")
+    await visitor.post("/cart", data={"product_id": WATCH, "quantity": "1"})
+    order = order_id(await visitor.post("/cart/checkout", data=ORDER_FORM))
+    assert await outbox.count_pending() == 1
+    await asyncio.sleep(1.5)  # longer than the relay's poll: it held the event
+    assert await outbox.count_pending() == 1
+    assert emailed(lines, order) == 0
+    await switch(boutique, "checkout", relay_paused="off")
+    await until(lambda: emailed(lines, order) == 1)
+    assert await outbox.count_pending() == 0
+    (place_order,) = servers(otel, "PlaceOrder")
+    (confirmation,) = servers(otel, "SendOrderConfirmation")
+    assert confirmation.context.trace_id == place_order.context.trace_id

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
+import nats.errors
 import pytest
 from nats.js import api
 
@@ -183,6 +184,9 @@ async def test_failure_rate_one_redelivers_then_dead_letters(rig: Rig, lines: Li
     reason = "NotificationFailed: failure_rate fault: confirmation not sent"
     assert letter.headers[DEAD_REASON_HEADER] == reason
     assert ev.OrderPlaced.FromString(letter.data).order_id == "o-3"
+    # the consumer takes only order.placed, not its own dead letters (again and again)
+    with pytest.raises(nats.errors.TimeoutError):
+        await dead.next_msg(timeout=1.0)
     await eventually(rig.consumer, lambda info: info.num_ack_pending == 0)
     failures = [e for e in lines.entries() if e.get("message_id") == event_id]
     assert [(e["level"], e["attempt"]) for e in failures if e["level"] == "error"] == [
