@@ -8,10 +8,12 @@ from dataclasses import dataclass
 
 import nats
 from nats.js import api
+from nats.js.errors import NotFoundError
 
 import clue.nats
 from clue import log
 from reference_services.common.config import env_str
+from reference_services.common.database import redact
 from reference_services.common.events.contract import ROOT
 
 DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
@@ -75,7 +77,7 @@ class Stream:
         """Create the stream, or bring an existing one to :meth:`config`."""
         try:
             await js.stream_info(self.name)
-        except nats.js.errors.NotFoundError:
+        except NotFoundError:
             await js.add_stream(self.config())
         else:
             await js.update_stream(self.config())
@@ -98,10 +100,13 @@ class Broker:
 
     def __init__(self, url: str | None = None, stream: Stream | None = None) -> None:
         self.url = url or nats_url()
+        self.where = ",".join(redact(u) for u in self.url.split(","))
+        """The URL without passwords, for logs."""
         self.stream = stream or Stream.from_env()
         self.client: clue.nats.InstrumentedClient | None = None
         self._ready = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._closing = False
 
     def start(self) -> None:
         """Start connecting (the stream is made as soon as the broker answers)."""
@@ -110,7 +115,7 @@ class Broker:
 
     async def _connect(self) -> None:
         delay = 0.1
-        while True:
+        while not self._closing:  # as well as cancelled: nats-py may swallow a cancellation
             try:
                 nc = await nats.connect(
                     self.url.split(","),
@@ -118,10 +123,12 @@ class Broker:
                     reconnect_time_wait=0.5,
                     max_reconnect_attempts=-1,
                     allow_reconnect=True,
-                    error_cb=_quiet,
+                    error_cb=_error,
+                    disconnected_cb=self._disconnected,
+                    reconnected_cb=_reconnected,
                 )
             except Exception as exc:
-                log.warn("nats unreachable, retrying", url=self.url, error=str(exc), retry_s=delay)
+                log.warn("nats unreachable", url=self.where, error=str(exc), retry_s=delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
                 continue
@@ -148,11 +155,16 @@ class Broker:
     async def ping(self) -> None:
         """Return when the broker answers a round trip."""
         if self.client is None or not self.client.nc.is_connected:
-            raise ConnectionError(f"not connected to {self.url}")
+            raise ConnectionError(f"not connected to {self.where}")
         await self.client.nc.flush(timeout=int(self.timeout))
 
+    async def _disconnected(self) -> None:
+        if not self._closing:
+            log.warn("nats connection lost, reconnecting", url=self.where)
+
     async def close(self) -> None:
-        """Stop connecting, drain and close the connection."""
+        """Stop connecting and close the connection."""
+        self._closing = True
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
@@ -161,8 +173,14 @@ class Broker:
             await self.client.nc.close()
             self.client = None
         self._ready.clear()
+        self._closing = False
 
 
-async def _quiet(exc: Exception) -> None:
-    """nats-py's connection errors, as a warning (a reconnect follows)."""
-    log.warn("nats connection error", error=str(exc) or type(exc).__name__)
+# nats-py reports every failed reconnection attempt (two a second while the broker is
+# down) as an error: at debug level; losing and regaining the connection are logged once.
+async def _error(exc: Exception) -> None:
+    log.debug("nats connection error", error=str(exc) or type(exc).__name__)
+
+
+async def _reconnected() -> None:
+    log.info("nats connection back")
