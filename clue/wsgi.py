@@ -138,6 +138,23 @@ class ClueMiddleware:
 class _Request:
     """The observation of one HTTP request, from the app's call to the body's close()."""
 
+    __slots__ = (
+        "chunks",
+        "debug",
+        "environ",
+        "error",
+        "method",
+        "middleware",
+        "request_body",
+        "response_body",
+        "response_type",
+        "scope",
+        "span",
+        "started",
+        "status",
+        "token",
+    )
+
     def __init__(self, middleware: ClueMiddleware, environ: Environ) -> None:
         self.middleware = middleware
         self.environ = environ
