@@ -12,10 +12,11 @@ import nats
 import pytest
 from nats.aio.msg import Msg
 from nats.js import api
+from opentelemetry.trace import SpanKind
 
 import clue.nats
 from clue import log
-from clue.testing import capture_logs
+from clue.testing import capture_logs, capture_spans
 from reference_services.common.database import Database, Postgres, SQLite, Transaction
 from reference_services.common.events import (
     DEAD_REASON_HEADER,
@@ -142,6 +143,22 @@ async def test_an_event_is_written_in_the_transaction_of_its_change(
         assert event.headers["event-type"] == "boutique.v1.OrderPlaced"
         assert event.headers["event-version"] == "1"
         assert event.headers["x-request-id"] == "req-7"
+    finally:
+        await db.execute(f"DROP TABLE {table}")
+
+
+async def test_a_statement_outside_a_transaction_is_not_part_of_it(db: Database) -> None:
+    table = unique("numbers")
+    await db.execute(f"CREATE TABLE {table} (n INTEGER)")
+    try:
+        with pytest.raises(RuntimeError):
+            async with db.transaction() as tx:
+                await tx.execute(f"INSERT INTO {table} VALUES (1)")
+                other = asyncio.create_task(db.execute(f"INSERT INTO {table} VALUES (2)"))
+                await asyncio.sleep(0.1)  # room to run: it must wait for the transaction
+                raise RuntimeError("roll back")
+        await other
+        assert await db.execute(f"SELECT n FROM {table}") == [(2,)]
     finally:
         await db.execute(f"DROP TABLE {table}")
 
@@ -407,6 +424,37 @@ async def test_an_undecodable_message_goes_to_the_dead_letters_at_once(
     assert error["event_id"] == "bad-1"
     assert "payload is no boutique.v1.OrderPlaced" in error["reason"]
     assert notifier.attempts == []
+
+
+async def test_one_trace_goes_from_the_change_through_the_relay_to_the_consumer(
+    outbox: Outbox, notifier: Notifier, broker: Broker, consumers: Callable[..., EventConsumer]
+) -> None:
+    with capture_spans() as spans:
+        with clue.telemetry.tracer("test").start_as_current_span("PlaceOrder"):
+            await add_orders(outbox, range(1, 2))
+        [event] = await outbox.pending()
+        await Relay(outbox, broker).publish_pending()  # outside the order's span
+        consumers(broker, notifier)
+
+        async def handled() -> bool:
+            return notifier.attempts == [1]
+
+        await eventually(handled, "the event to be handled")
+        await eventually(
+            lambda: asyncio.sleep(0, len(spans.where(kind=SpanKind.CONSUMER)) == 1),
+            "the consumer span to end",
+        )
+    place = spans.one("PlaceOrder")
+    subject = broker.stream.subject(ORDER_PLACED)
+    publish = spans.one(f"publish {subject}", kind=SpanKind.PRODUCER)
+    process = spans.one(f"process {subject}", kind=SpanKind.CONSUMER)
+    assert event.headers["traceparent"].split("-")[1] == f"{place.context.trace_id:032x}"
+    assert publish.parent is not None and publish.parent.span_id == place.context.span_id
+    assert process.parent is not None and process.parent.span_id == publish.context.span_id
+    assert process.context.trace_id == place.context.trace_id
+    assert process.attributes is not None
+    assert process.attributes["messaging.message.id"] == event.event_id
+    assert process.attributes["messaging.nats.message.settlement"] == "ack"
 
 
 async def test_the_broker_is_a_health_pinger(broker: Broker) -> None:
