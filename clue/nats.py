@@ -26,7 +26,6 @@ from typing import Any
 from nats.aio.client import Client as NATSClient
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
-from nats.errors import TimeoutError as NATSTimeoutError
 from nats.js import JetStreamContext, api
 from opentelemetry.metrics import MeterProvider
 from opentelemetry.trace import TracerProvider
@@ -363,7 +362,7 @@ class PullSubscription:
         """
         try:
             messages = await self.sub.fetch(batch, timeout, heartbeat)
-        except NATSTimeoutError:
+        except TimeoutError:  # nats' own timeout error subclasses it; fetch raises either
             return 0
         for msg in messages:
             try:
