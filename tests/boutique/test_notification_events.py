@@ -7,7 +7,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -16,7 +16,7 @@ import nats.errors
 import pytest
 from nats.js import api
 
-from reference_services.common.database import SQLite
+from reference_services.common.database import Postgres, SQLite
 from reference_services.common.events import (
     DEAD_REASON_HEADER,
     EVENT_ID_HEADER,
@@ -82,16 +82,19 @@ class Rig:
     producer: Broker
     outbox: Outbox
     relay: Relay
+    user: str = field(default_factory=lambda: unique("alice"))
+    events: list[str] = field(default_factory=list)
 
-    async def place(self, order_id: str, user_id: str = "alice") -> str:
+    async def place(self, order_id: str) -> str:
         """Publish an OrderPlaced the way a producer does (outbox, then relay); its event id."""
         async with self.outbox.db.transaction() as tx:
-            event_id = await self.outbox.add(tx, ORDER_PLACED, order_placed(order_id, user_id))
+            event_id = await self.outbox.add(tx, ORDER_PLACED, order_placed(order_id, self.user))
         assert await self.relay.publish_pending() == 1
+        self.events.append(event_id)
         return event_id
 
-    async def notifications(self, user_id: str = "alice") -> list[npb.Notification]:
-        request = npb.GetNotificationHistoryRequest(user_id=user_id)
+    async def notifications(self) -> list[npb.Notification]:
+        request = npb.GetNotificationHistoryRequest(user_id=self.user)
         return list((await self.history.GetNotificationHistory(request)).notifications)
 
     async def consumer(self) -> api.ConsumerInfo:
@@ -99,9 +102,14 @@ class Rig:
         return await js.consumer_info(self.producer.stream.name, notification.CONSUMER)
 
 
-@pytest.fixture
-async def rig(nats_url: str, tmp_path: Path) -> AsyncIterator[Rig]:
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def rig(request: pytest.FixtureRequest, nats_url: str, tmp_path: Path) -> AsyncIterator[Rig]:
+    """E-mail and notification services on a stream of their own, the notification store
+    on SQLite or on the test PostgreSQL (its rows of the test deleted afterwards)."""
     stream = Stream(unique("NOTIFY").upper())
+    database = f"sqlite:///{tmp_path / 'notification.db'}"
+    if request.param == "postgresql":
+        database = request.getfixturevalue("postgres_url")
     async with AsyncExitStack() as stack:
         producer = Broker(nats_url, stream)
         stack.push_async_callback(producer.close)
@@ -109,7 +117,7 @@ async def rig(nats_url: str, tmp_path: Path) -> AsyncIterator[Rig]:
         stack.push_async_callback(stream.delete, js)  # after the services stopped
         mail = await stack.enter_async_context(serving("email", await email.build()))
         config = notification.Config(
-            database_url=f"sqlite:///{tmp_path / 'notification.db'}",
+            database_url=database,
             email_addr=mail.address,
             nats_url=nats_url,
             stream=stream.name,
@@ -124,7 +132,21 @@ async def rig(nats_url: str, tmp_path: Path) -> AsyncIterator[Rig]:
         )
         outbox = Outbox(SQLite(tmp_path / "producer.db"))
         stack.push_async_callback(outbox.close)
-        yield Rig(mail, service, history, producer, outbox, Relay(outbox, producer))
+        made = Rig(mail, service, history, producer, outbox, Relay(outbox, producer))
+        if request.param == "postgresql":
+            stack.push_async_callback(forget, database, made)
+        yield made
+
+
+async def forget(database: str, rig: Rig) -> None:
+    """Delete what the test wrote into the shared PostgreSQL database."""
+    db = Postgres(database)
+    try:
+        await db.execute("DELETE FROM notifications WHERE user_id = %s", (rig.user,))
+        for event_id in rig.events:
+            await db.execute("DELETE FROM processed_events WHERE event_id = %s", (event_id,))
+    finally:
+        await db.close()
 
 
 def emails(lines: Lines, order_id: str) -> list[dict[str, Any]]:
@@ -138,11 +160,11 @@ async def test_an_order_placed_is_one_email_and_one_record(rig: Rig, lines: Line
     assert sent.id == event_id
     assert (sent.channel, sent.status) == (npb.CHANNEL_EMAIL, npb.NOTIFICATION_STATUS_SENT)
     assert (sent.template, sent.subject) == ("order_confirmation", "Your boutique order o-1")
-    assert (sent.order_id, sent.user_id, sent.email) == ("o-1", "alice", "alice@example.com")
+    assert (sent.order_id, sent.user_id, sent.email) == ("o-1", rig.user, f"{rig.user}@example.com")
     (mail,) = emails(lines, "o-1")
     assert "2 x 6E92ZMYYFZ at EUR 7.95 each" in mail["body"]
     assert "Tracking:    AB-12345-123456789" in mail["body"]
-    by_email = npb.GetNotificationHistoryRequest(email="ALICE@example.com")
+    by_email = npb.GetNotificationHistoryRequest(email=f"{rig.user.upper()}@example.com")
     assert [n.id for n in (await rig.history.GetNotificationHistory(by_email)).notifications] == [
         event_id
     ]
