@@ -20,7 +20,11 @@ INCUBATING = "opentelemetry.semconv._incubating"
 SEMCONV_MODULE = "clue/messaging/_semconv.py"
 INTERNALS_MODULE = "clue/_otel_internals.py"
 #: in the dev extra only: the benchmarks' peers, never imported by clue
-DEV_ONLY = ("opentelemetry.instrumentation.grpc", "opentelemetry.instrumentation.asgi")
+DEV_ONLY = (
+    "opentelemetry.instrumentation.grpc",
+    "opentelemetry.instrumentation.asgi",
+    "opentelemetry.instrumentation.wsgi",
+)
 
 
 @dataclass(frozen=True)
