@@ -1,6 +1,13 @@
-"""EmailService over gRPC: renders the confirmation and logs it instead of mailing it."""
+"""EmailService over gRPC: renders the confirmation and logs it instead of mailing it.
+
+A caller that may send the same confirmation again (the notification service, after
+a crash) names it with an ``idempotency-key`` metadata entry: a key seen before is
+answered without a second e-mail. The service remembers the last `REMEMBERED` keys.
+"""
 
 from __future__ import annotations
+
+from collections import OrderedDict
 
 from opentelemetry import trace
 
@@ -11,6 +18,9 @@ from reference_services.common.runtime import Entry, Wiring
 from reference_services.email.confirmation import render
 from reference_services.protos import hipstershop_pb2 as pb
 from reference_services.protos import hipstershop_pb2_grpc as pb_grpc
+
+IDEMPOTENCY_KEY = "idempotency-key"
+REMEMBERED = 100_000
 
 
 def _check_order(order: pb.OrderResult) -> None:
@@ -25,8 +35,20 @@ def _check_order(order: pb.OrderResult) -> None:
         fields.price(line.cost, f"order.items[{i}].cost")
 
 
+def idempotency_key(context: Context) -> str | None:
+    """The call's ``idempotency-key`` metadata, if any: 1..128 visible ASCII characters."""
+    for name, value in context.invocation_metadata() or ():
+        if name == IDEMPOTENCY_KEY:
+            return fields.identifier(str(value), IDEMPOTENCY_KEY)
+    return None
+
+
 class Email(pb_grpc.EmailServiceServicer):
-    """Sends order confirmations (to the log)."""
+    """Sends order confirmations (to the log), each idempotency key's once."""
+
+    def __init__(self, remembered: int = REMEMBERED) -> None:
+        self.remembered = remembered
+        self._sent: OrderedDict[str, None] = OrderedDict()
 
     @rpc
     async def SendOrderConfirmation(
@@ -37,9 +59,18 @@ class Email(pb_grpc.EmailServiceServicer):
         if not request.HasField("order"):
             raise invalid_argument("order is required")
         _check_order(request.order)
-        trace.get_current_span().set_attribute("app.order.id", request.order.order_id)
+        key = idempotency_key(context)
+        order_id = request.order.order_id
+        trace.get_current_span().set_attribute("app.order.id", order_id)
+        if key is not None and key in self._sent:
+            log.info("confirmation already sent", order_id=order_id, idempotency_key=key)
+            return pb.Empty()
         body = render(request.order)
-        log.print("order confirmation sent", order_id=request.order.order_id, body=body)
+        log.print("order confirmation sent", order_id=order_id, body=body)
+        if key is not None:
+            self._sent[key] = None
+            if len(self._sent) > self.remembered:
+                self._sent.popitem(last=False)
         return pb.Empty()
 
 

@@ -17,6 +17,7 @@ from clue import log
 from reference_services.common.database import Transaction
 from reference_services.common.events import Event
 from reference_services.common.faults import Faults, Rate
+from reference_services.email.service import IDEMPOTENCY_KEY
 from reference_services.notification.store import Notification, NotificationStore
 from reference_services.protos import hipstershop_pb2 as pb
 from reference_services.protos import hipstershop_pb2_grpc as pb_grpc
@@ -84,6 +85,8 @@ class OrderConfirmations:
             await self.email.SendOrderConfirmation(
                 pb.SendOrderConfirmationRequest(email=placed.email, order=order_result(placed)),
                 timeout=CALL_TIMEOUT,
+                # a delivery again after a crash between the e-mail and the commit: not resent
+                metadata=((IDEMPOTENCY_KEY, event.event_id),),
             )
             await self.store.record(
                 Notification(

@@ -80,3 +80,24 @@ async def test_send_confirmation_over_grpc(lines: Lines) -> None:
             assert error.details() == message
     (sent,) = lines.entries("order confirmation sent")
     assert sent["order_id"] == ORDER.order_id and "AB-12345-123456789" in sent["body"]
+
+
+async def test_an_idempotency_key_sends_its_confirmation_once(lines: Lines) -> None:
+    async with (
+        serving("email", await email.build()) as service,
+        stub_for(service, pb_grpc.EmailServiceStub) as stub,
+    ):
+        request = pb.SendOrderConfirmationRequest(email="a@example.com", order=ORDER)
+        for _ in range(2):  # the same confirmation again, as after a crash
+            await stub.SendOrderConfirmation(request, metadata=(("idempotency-key", "evt-1"),))
+        await stub.SendOrderConfirmation(request, metadata=(("idempotency-key", "evt-2"),))
+        for key, message in {
+            "has space": "idempotency-key 'has space' may hold only visible ASCII",
+            "k" * 200: "idempotency-key is 200 characters long, more than 128",
+        }.items():
+            error = await rpc_error(
+                stub.SendOrderConfirmation(request, metadata=(("idempotency-key", key),))
+            )
+            assert error.code() is grpc.StatusCode.INVALID_ARGUMENT
+            assert (error.details() or "").startswith(message)
+    assert len(lines.entries("order confirmation sent")) == 2  # evt-1 once, evt-2 once
