@@ -67,6 +67,7 @@ FLASK_APP = textwrap.dedent(
         return jsonify(error="try later"), 503
 
     @app.get("/boom")
+    @app.get("/crash")
     def boom():
         log.info("about to raise")
         raise RuntimeError("kaboom")
@@ -122,6 +123,7 @@ DJANGO_APP = textwrap.dedent(
         path("slow", slow),
         path("unavailable", unavailable),
         path("boom", boom),
+        path("crash", boom),
         path("healthz", healthz),
     ]
 
@@ -222,6 +224,7 @@ def test_a_gunicorn_app_is_traced_logged_measured_and_flushed_at_sigterm(
             plain = client.get("/items/8", headers={"X-Request-ID": "req-8"})
             unavailable = client.get("/unavailable")
             boom = client.get("/boom", headers={"X-Request-ID": "r" * 5000})
+            crash = client.get("/crash", headers={"traceparent": TRACEPARENT})
             odd = client.get("/items/9", headers={"X-Request-ID": "<script>x</script>"})
             health = client.get("/healthz")
             missing = client.get("/nothing/here", headers={"traceparent": TRACEPARENT})
@@ -242,6 +245,7 @@ def test_a_gunicorn_app_is_traced_logged_measured_and_flushed_at_sigterm(
     assert re.fullmatch(r"[0-9a-f]{16}", traced.headers["x-request-id"])
     assert plain.headers["x-request-id"] == "req-8"
     assert unavailable.status_code == 503
+    assert crash.status_code == 500
     assert boom.status_code == 500 and re.fullmatch(r"[0-9a-f]{16}", boom.headers["x-request-id"])
     assert re.fullmatch(r"[0-9a-f]{16}", odd.headers["x-request-id"])
     assert health.text == "ok" and "x-request-id" not in health.headers
@@ -250,8 +254,9 @@ def test_a_gunicorn_app_is_traced_logged_measured_and_flushed_at_sigterm(
     assert len(workers) == 2, "both workers served (and so both flushed at exit)"
 
     # spans: the sampled requests only, each continuing the caller's trace
-    spans = receiver.wait_for(lambda r: len(r.spans()) >= 6 and r.spans())
-    assert sorted(s.name for s in spans) == sorted(["GET " + route, "GET"] + ["GET /slow"] * 4), (
+    spans = receiver.wait_for(lambda r: len(r.spans()) >= 7 and r.spans())
+    expected = ["GET " + route, "GET", "GET /crash"] + ["GET /slow"] * 4
+    assert sorted(s.name for s in spans) == sorted(expected), (
         "an unrouted request is named by its method only"
     )
     assert {s.service_name for s in spans} == {service}
@@ -262,12 +267,18 @@ def test_a_gunicorn_app_is_traced_logged_measured_and_flushed_at_sigterm(
     assert item_span.attributes["url.path"] == "/items/7"
     assert item_span.attributes["http.response.status_code"] == 200
     assert item_span.attributes["client.address"] == "127.0.0.1"
+    # a view's exception: the span is an error; Django's middleware also records the exception
+    # (Flask handles it before the middleware sees it: its traceback is in the log, below)
+    [crash_span] = [s for s in spans if s.name == "GET /crash"]
+    assert (crash_span.status_code, crash_span.attributes["http.response.status_code"]) == (2, 500)
+    events = [e.name for e in crash_span.events]
+    assert events == (["exception"] if framework == "django" else [])
 
     # log records: one request line per observed request, none for /healthz
-    records = receiver.wait_for(lambda r: len(requests(r.logs())) >= 10 and r.logs())
+    records = receiver.wait_for(lambda r: len(requests(r.logs())) >= 11 and r.logs())
     lines = attributes_of(records, "request")
     by_path = {line["path"]: line for line in lines}
-    assert len(lines) == 10 and "/healthz" not in by_path
+    assert len(lines) == 11 and "/healthz" not in by_path
     assert by_path["/items/7"]["request_id"] == traced.headers["x-request-id"]
     assert (by_path["/items/7"]["route"], by_path["/items/7"]["status"]) == (route, 200)
     assert by_path["/items/8"]["request_id"] == "req-8"
@@ -278,7 +289,7 @@ def test_a_gunicorn_app_is_traced_logged_measured_and_flushed_at_sigterm(
     assert [r["item_id"] for r in attributes_of(records, "loading item")] == [7]
     [flushed] = attributes_of(records, "about to fail")
     assert flushed["path"] == "/unavailable"
-    [before_error] = attributes_of(records, "about to raise")
+    [before_error] = [e for e in attributes_of(records, "about to raise") if e["path"] == "/boom"]
     [error] = attributes_of(records, exception_message)
     assert before_error["request_id"] == error["request_id"] == boom.headers["x-request-id"]
     assert "kaboom" in error["exception.stacktrace"]
@@ -302,5 +313,6 @@ def test_a_gunicorn_app_is_traced_logged_measured_and_flushed_at_sigterm(
         ("/slow", 200): 4,
         ("/unavailable", 503): 1,
         ("/boom", 500): 1,
+        ("/crash", 500): 1,
         ("", 404): 1,
     }
