@@ -23,6 +23,8 @@ from reference_services.protos import hipstershop_pb2 as pb
 from reference_services.protos import hipstershop_pb2_grpc as pb_grpc
 from reference_services.protos.boutique.v1 import events_pb2 as ev
 
+CONSUMER = "notification"
+"""The durable consumer of ``boutique.order.placed``."""
 TEMPLATE = "order_confirmation"
 CHANNEL = "email"
 FAILURE_RATE = "failure_rate"

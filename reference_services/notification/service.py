@@ -1,7 +1,8 @@
 """The notification service: consumes order events, sends e-mails, answers the history.
 
 It runs the durable consumer ``notification`` of ``boutique.order.placed`` (see
-`confirmations`) beside the gRPC NotificationService (see `history`), on its own
+`confirmations`) and ``notification-dead-letters`` of its dead letters (see
+`dead_letters`) beside the gRPC NotificationService (see `history`), on its own
 store. Its health pings the store, the broker and the e-mail service.
 """
 
@@ -23,13 +24,14 @@ from reference_services.common.events import (
 )
 from reference_services.common.runtime import Entry, Wiring
 from reference_services.common.settings import store_url
-from reference_services.notification.confirmations import OrderConfirmations, faults
+from reference_services.notification.confirmations import CONSUMER, OrderConfirmations, faults
+from reference_services.notification.dead_letters import DeadLetters, FailedConfirmations
 from reference_services.notification.history import NotificationHistory
 from reference_services.notification.store import NotificationStore
 from reference_services.protos import hipstershop_pb2_grpc as pb_grpc
 from reference_services.protos.boutique.v1 import notification_pb2_grpc as npb_grpc
 
-CONSUMER = "notification"
+DEAD_LETTERS = f"{CONSUMER}-dead-letters"
 MAX_DELIVER = 5
 ACK_WAIT = 30
 
@@ -64,7 +66,8 @@ class Config:
 
 
 async def build(config: Config) -> Wiring:
-    """The history servicer and the running consumer, on a store migrated first."""
+    """The history servicer and the running consumers (the confirmations, and their dead
+    letters recorded as failed), on a store migrated first."""
     db = open_database(config.database_url)
     store = NotificationStore(db)
     try:
@@ -86,14 +89,19 @@ async def build(config: Config) -> Wiring:
         backoff=config.backoff,
         ack_wait=config.ack_wait,
     )
+    failed = DeadLetters(
+        broker, db, DEAD_LETTERS, [ORDER_PLACED], FailedConfirmations(store), backoff=config.backoff
+    )
     broker.start()
     consumer.start()
+    failed.start()
     add = npb_grpc.add_NotificationServiceServicer_to_server
     return Wiring(
         servicers=[(add, NotificationHistory(store))],
         pingers=[store, broker, *clients.pingers],
         faults=switches,
-        closers=[store.close, clients.close, broker.close, consumer.stop],  # run last to first
+        # run last to first: the consumers stop, then the broker, the channels, the store
+        closers=[store.close, clients.close, broker.close, failed.stop, consumer.stop],
     )
 
 
