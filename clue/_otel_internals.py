@@ -156,6 +156,11 @@ def _valid_by_position(span_context: SpanContext) -> bool:
     return valid
 
 
+def _parent_by_position(span_context: SpanContext) -> tuple[int, int, TraceState, bool]:
+    trace_id, _, _, flags, state, valid = span_context
+    return trace_id, flags, state, valid
+
+
 def _ids_by_property(span_context: SpanContext) -> tuple[int, int] | None:
     fell_back("span-context-layout", "SpanContext properties")
     return (span_context.trace_id, span_context.span_id) if span_context.is_valid else None
@@ -164,6 +169,12 @@ def _ids_by_property(span_context: SpanContext) -> tuple[int, int] | None:
 def _sampled_by_property(span_context: SpanContext) -> bool:
     fell_back("span-context-layout", "SpanContext properties")
     return span_context.trace_flags.sampled
+
+
+def _parent_by_property(span_context: SpanContext) -> tuple[int, int, TraceState, bool]:
+    fell_back("span-context-layout", "SpanContext properties")
+    sc = span_context
+    return sc.trace_id, sc.trace_flags, sc.trace_state, sc.is_valid
 
 
 def _valid_by_property(span_context: SpanContext) -> bool:
@@ -182,6 +193,11 @@ is_sampled: Callable[[SpanContext], bool] = (
 """Whether the sampled flag of a span context is set."""
 is_valid: Callable[[SpanContext], bool] = _valid_by_position if _BY_POSITION else _valid_by_property
 """Whether a span context is valid (a context without a span gives an invalid one)."""
+parent_fields: Callable[[SpanContext], tuple[int, int, TraceState, bool]] = (
+    _parent_by_position if _BY_POSITION else _parent_by_property
+)
+"""What a child span takes from its parent's span context: the trace id, the trace flags,
+the trace state, and whether it is valid."""
 
 
 # --- agnostic-contextmanager: a context manager that also decorates coroutine functions, the

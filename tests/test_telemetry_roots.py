@@ -1,4 +1,5 @@
-"""New traces the adaptive sampler drops are started without the SDK (clue.telemetry.roots)."""
+"""Spans the adaptive sampler drops (new traces, children of unsampled parents) are started
+without the SDK (clue.telemetry.roots), as the very spans the SDK would have made."""
 
 from __future__ import annotations
 
@@ -10,11 +11,13 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.id_generator import IdGenerator
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased
-from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
+from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, TraceState
 
 import clue
+from clue import log, messaging
 from clue.telemetry import AdaptiveSampler
 from clue.telemetry.roots import FastRoots
+from clue.testing import capture_logs
 from tests.test_telemetry_configure import clean_env  # noqa: F401 - autouse: no OTEL_*, clue's globals
 
 
@@ -202,3 +205,106 @@ def test_another_id_generator_is_asked_for_the_ids_of_dropped_traces() -> None:
     spans = [tracer.start_span("dropped") for _ in range(20)]
     dropped = [s.get_span_context() for s in spans if not s.is_recording()]
     assert dropped and all(c.trace_id >> 64 == c.span_id - 1 for c in dropped)
+
+
+# --- children of unsampled parents -------------------------------------------------------
+
+STATE = TraceState([("vendor", "x1"), ("other", "y2")])
+UNSAMPLED_PARENTS = {
+    "remote, random trace id": SpanContext(
+        0xABC, 0xDEF, True, TraceFlags(TraceFlags.RANDOM_TRACE_ID), STATE
+    ),
+    "remote, plain flags": SpanContext(0xABC, 0xDEF, True, TraceFlags(TraceFlags.DEFAULT), STATE),
+    "remote, no trace state": SpanContext(0xABC, 0xDEF, True, TraceFlags(TraceFlags.DEFAULT)),
+    "local": SpanContext(0xABC, 0xDEF, False, TraceFlags(TraceFlags.RANDOM_TRACE_ID), STATE),
+}
+
+
+def sdk_and_fast() -> tuple[trace.Tracer, trace.Tracer]:
+    """The SDK's tracer and clue's fast one, same sampler settings, each with its own
+    counting id generator: the same calls draw the same ids from both."""
+    made = []
+    for _ in range(2):
+        sampler = AdaptiveSampler(max_sampled_per_second=1, sample_size=10, clock=FakeClock())
+        provider = TracerProvider(sampler=sampler, id_generator=CountingIds())
+        made.append(provider.get_tracer("tests.roots"))
+    fast = FastRoots.of(made[1])
+    assert type(fast) is FastRoots
+    return made[0], fast
+
+
+@pytest.mark.parametrize("parent", UNSAMPLED_PARENTS.values(), ids=UNSAMPLED_PARENTS)
+def test_a_child_of_an_unsampled_parent_is_the_span_the_sdk_would_have_made(
+    parent: SpanContext,
+) -> None:
+    sdk, fast = sdk_and_fast()
+    context = trace.set_span_in_context(NonRecordingSpan(parent))
+    for _ in range(3):
+        ours = fast.start_span("process orders", context=context, kind=trace.SpanKind.CONSUMER)
+        theirs = sdk.start_span("process orders", context=context, kind=trace.SpanKind.CONSUMER)
+        assert type(ours) is type(theirs) is NonRecordingSpan
+        assert not ours.is_recording()
+        assert ours.get_span_context() == theirs.get_span_context()  # ids, flags, state
+        assert ours.get_span_context().trace_state is parent.trace_state
+        assert ours.get_span_context().span_id != parent.span_id
+
+
+def test_a_child_of_an_unsampled_parent_keeps_the_random_ids_of_the_sdk() -> None:
+    tracer, _ = starved()
+    parent = UNSAMPLED_PARENTS["remote, random trace id"]
+    random.seed(11)
+    span = tracer.start_span("served", context=trace.set_span_in_context(NonRecordingSpan(parent)))
+    random.seed(11)  # the SDK's RandomIdGenerator: one 64-bit draw for the span id
+    assert span.get_span_context().span_id == random.getrandbits(64)
+    assert span.get_span_context().trace_flags == TraceFlags(TraceFlags.RANDOM_TRACE_ID)
+
+
+def test_children_of_unsampled_parents_are_not_counted_as_new_traces() -> None:
+    clock = FakeClock()
+    sampler = AdaptiveSampler(max_sampled_per_second=1, sample_size=10, clock=clock)
+    configure(sampler)
+    tracer = trace.get_tracer("tests.roots")
+    remote = trace.set_span_in_context(NonRecordingSpan(UNSAMPLED_PARENTS["remote, plain flags"]))
+    for _ in range(30):
+        tracer.start_span("served", context=remote).end()
+    assert sampler.probability == 1.0  # no estimate: nothing was counted
+
+
+def test_a_message_with_an_unsampled_trace_context_continues_it_downstream() -> None:
+    """Through clue.messaging's door: the consumer span of a message whose producer did not
+    sample is dropped, and what it passes on (headers of the calls it makes, its log
+    entries) carries the producer's trace, the consumer span's id and "not sampled"."""
+    _, spans = starved()
+    consumer = messaging.Consumer("kafka")
+    headers = {
+        "traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00",
+        "tracestate": "vendor=x1,other=y2",
+    }
+    with capture_logs() as logs, consumer.scope("orders", headers) as scope:
+        span = trace.get_current_span()
+        assert span is scope.span and type(span) is NonRecordingSpan
+        ids = span.get_span_context()
+        assert ids.trace_id == 0x4BF92F3577B34DA6A3CE929D0E0E4736
+        assert ids.span_id != 0x00F067AA0BA902B7 and not ids.is_remote
+        outgoing = messaging.inject()
+        log.error("payment declined")
+    assert outgoing["traceparent"] == f"00-4bf92f3577b34da6a3ce929d0e0e4736-{ids.span_id:016x}-00"
+    assert outgoing["tracestate"] == "vendor=x1,other=y2"
+    (entry,) = logs.where(msg="payment declined")
+    assert entry["trace_id"] == "4bf92f3577b34da6a3ce929d0e0e4736"
+    assert entry["span_id"] == f"{ids.span_id:016x}"
+    assert "process orders" not in exported(spans)
+
+
+def test_a_message_with_a_sampled_trace_context_is_recorded() -> None:
+    _, spans = starved()
+    consumer = messaging.Consumer("kafka")
+    headers = {"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}
+    with consumer.scope("orders", headers) as scope:
+        assert scope.span.is_recording()
+        with trace.get_tracer("tests.roots").start_as_current_span("charge") as child:
+            assert child.is_recording()  # a child of a sampled local parent records too
+    assert clue.telemetry.force_flush()
+    finished = {span.name: span for span in spans.get_finished_spans()}
+    assert finished["process orders"].parent.span_id == 0x00F067AA0BA902B7
+    assert finished["charge"].parent.span_id == finished["process orders"].context.span_id

@@ -1,13 +1,21 @@
-"""New traces the adaptive sampler drops, started without the SDK's span machinery.
+"""Spans the adaptive sampler drops, started without the SDK's span machinery.
 
-For a trace its sampler drops, the SDK's ``Tracer.start_span`` still builds a
+For a span its sampler drops, the SDK's ``Tracer.start_span`` still builds a
 sampling result, trace flags, a span context and its internal-metrics hook
 through several layers (the cost: docs/performance.md). Under clue's
 :class:`~clue.telemetry.AdaptiveSampler` nearly every new trace is dropped,
-so the tracers clue hands out ask the sampler first: a dropped trace costs
-one decision and a ``NonRecordingSpan``, exactly what the SDK would have
-returned; a sampled one is started by the SDK, told that the decision is made
-so that it is not counted twice.
+and so is every child of an unsampled parent (local, or remote: a request or
+message whose ``traceparent`` says "not sampled"), so the tracers clue hands
+out decide those themselves:
+
+- a child of an unsampled parent is a ``NonRecordingSpan`` with the parent's
+  trace id and trace state, a new span id and the flags the SDK would give it;
+- a new trace costs one decision: dropped, a ``NonRecordingSpan``; sampled,
+  started by the SDK, told that the decision is made so that it is not
+  counted twice;
+- a child of a sampled parent is started by the SDK.
+
+Each is exactly the span the SDK would have returned (tests/test_telemetry_roots.py).
 """
 
 from __future__ import annotations
@@ -32,10 +40,19 @@ from opentelemetry.trace import (
 )
 from opentelemetry.util.types import Attributes
 
-from clue._otel_internals import agnostic_contextmanager, is_valid, span_context_in, tracer_switch
+from clue._otel_internals import (
+    agnostic_contextmanager,
+    parent_fields,
+    span_context_in,
+    tracer_switch,
+)
 from clue.telemetry.sampler import AdaptiveSampler
 
 _UNDECIDED = nullcontext()
+_SAMPLED = TraceFlags.SAMPLED
+_RANDOM = TraceFlags.RANDOM_TRACE_ID
+# The flags the SDK gives a child its sampler drops: its parent's random-trace-id bit only.
+_CHILD_FLAGS = {False: TraceFlags(TraceFlags.DEFAULT), True: TraceFlags(_RANDOM)}
 
 
 class SpanStarter(Tracer):
@@ -77,7 +94,8 @@ class SpanStarter(Tracer):
 
 
 class FastRoots(SpanStarter):
-    """An SDK tracer whose new traces are decided before the SDK sees them."""
+    """An SDK tracer whose dropped spans (new traces the sampler drops, children of unsampled
+    parents) are made without the SDK."""
 
     def __init__(
         self, tracer: SDKTracer, sampler: AdaptiveSampler, enabled: Callable[[], bool] | None
@@ -118,22 +136,27 @@ class FastRoots(SpanStarter):
         record_exception: bool = True,
         set_status_on_exception: bool = True,
     ) -> Span:
-        """``Tracer.start_span``, with a dropped new trace answered here."""
+        """``Tracer.start_span``, with the spans the sampler drops answered here."""
         decided: AbstractContextManager[None] = _UNDECIDED
-        has_parent = is_valid(span_context_in(get_current() if context is None else context))
-        if not has_parent and (self._enabled is None or self._enabled()):
-            ids = self._ids
-            if self._random_ids:
-                trace_id = getrandbits(128) or ids.generate_trace_id()  # 0 is not a valid id
-            else:
-                trace_id = ids.generate_trace_id()
-            if not self._root.decide(trace_id):
+        if self._enabled is None or self._enabled():
+            parent = span_context_in(get_current() if context is None else context)
+            trace_id, flags, state, has_parent = parent_fields(parent)
+            if not has_parent:
+                ids = self._ids
                 if self._random_ids:
-                    span_id = getrandbits(64) or ids.generate_span_id()
+                    trace_id = getrandbits(128) or ids.generate_trace_id()  # 0 is not valid
                 else:
-                    span_id = ids.generate_span_id()
-                return NonRecordingSpan(SpanContext(trace_id, span_id, False, self._flags))
-            decided = self._root.decided()  # sampled: the SDK must not count it again
+                    trace_id = ids.generate_trace_id()
+                if not self._root.decide(trace_id):
+                    return NonRecordingSpan(
+                        SpanContext(trace_id, self._span_id(), False, self._flags)
+                    )
+                decided = self._root.decided()  # sampled: the SDK must not count it again
+            elif not flags & _SAMPLED:  # the sampler follows an unsampled parent: dropped
+                child_flags = _CHILD_FLAGS[bool(flags & _RANDOM)]
+                return NonRecordingSpan(
+                    SpanContext(trace_id, self._span_id(), False, child_flags, state)
+                )
         with decided:
             return self._tracer.start_span(
                 name,
@@ -145,3 +168,8 @@ class FastRoots(SpanStarter):
                 record_exception,
                 set_status_on_exception,
             )
+
+    def _span_id(self) -> int:
+        if self._random_ids:
+            return getrandbits(64) or self._ids.generate_span_id()  # 0 is not a valid id
+        return self._ids.generate_span_id()
