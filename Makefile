@@ -11,7 +11,7 @@ LOWEST_STAMP := $(LOWEST)/.installed
 PROJECTS := pyproject.toml packaging/boutique/pyproject.toml
 INSTALL := -e '.[dev]' -e ./packaging/boutique
 
-.PHONY: test test-lowest lint typecheck pytest bench probe demo check-dist docs clean venv
+.PHONY: test test-lowest test-versions lint typecheck pytest bench probe demo check-dist docs clean venv
 
 $(STAMP): $(PROJECTS)
 	@echo "== installing clue and the boutique into $(VENV) (once, about a minute)"
@@ -48,6 +48,24 @@ $(LOWEST_STAMP): $(PROJECTS) $(STAMP)
 test-lowest: $(LOWEST_STAMP)
 	$(LOWEST)/bin/pytest -q -p no:cacheprovider tests --ignore=tests/boutique
 
+# the other supported Pythons, pyenv's (interpreters cannot be downloaded here)
+VERSIONS ?= 3.12 3.13
+PYENV ?= $(or $(shell command -v pyenv),$(HOME)/.pyenv/bin/pyenv)
+# clue's core: logging, telemetry, the integrations, health, messaging, testing, admin, and
+# the distributions built and installed on that Python
+CORE_TESTS := tests/test_log_*.py tests/test_telemetry_*.py tests/test_grpc*.py tests/test_asgi.py \
+	tests/test_httpx.py tests/test_health_*.py tests/test_messaging.py tests/test_testing.py \
+	tests/test_admin*.py tests/test_span_context.py tests/test_dist.py
+
+## make test-versions: clue's core tests on each of VERSIONS, in .venv-3.12/, .venv-3.13/
+test-versions: $(STAMP)
+	@set -e; for v in $(VERSIONS); do \
+	  echo "== Python $$v"; \
+	  $(BIN)/uv venv --quiet --allow-existing --python "$$($(PYENV) prefix $$v)/bin/python" $(VENV)-$$v; \
+	  $(BIN)/uv pip install --quiet --python $(VENV)-$$v/bin/python $(INSTALL); \
+	  $(VENV)-$$v/bin/pytest -q -p no:cacheprovider -m "not browser and not e2e" $(CORE_TESTS); \
+	done
+
 ## make bench: every benchmark; each goal prints one `goal <name> ... pass|fail` line
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
@@ -69,4 +87,4 @@ docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 clean:
-	rm -rf $(VENV) $(LOWEST) .mypy_cache .pytest_cache .ruff_cache site
+	rm -rf $(VENV) $(LOWEST) $(VENV)-3.* .mypy_cache .pytest_cache .ruff_cache site
