@@ -17,8 +17,8 @@ directly under clue/ (``clue._otel_internals``, ``clue._payload``,
 ``tests/test_import_rule.py`` checks it.
 """
 
-from clue.telemetry import configure, shutdown
+from clue.telemetry import configure, instrument, shutdown
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "configure", "shutdown"]
+__all__ = ["__version__", "configure", "instrument", "shutdown"]

@@ -28,7 +28,15 @@ def run(name: str) -> dict[str, Any]:
 
 
 def test_the_page_has_the_examples_this_test_runs() -> None:
-    runs_here = {"quickstart", "objects", "sampler", "stats", "prometheus", "bound"}
+    runs_here = {
+        "quickstart",
+        "objects",
+        "sampler",
+        "stats",
+        "prometheus",
+        "bound",
+        "instrument",
+    }
     assert set(examples(PAGE)) == runs_here
 
 
@@ -74,3 +82,14 @@ def test_prometheus_example_serves_the_counter() -> None:
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+def test_instrument_records_the_chosen_arguments_masked() -> None:
+    namespace = run("instrument")
+    assert dict(namespace["attributes"]) == {
+        "code.function": "charge",
+        "code.namespace": "docs_telemetry_instrument",
+        "order_id": "o-1",
+        "card": '{"holder": "Ana", "credit_card_number": "[REDACTED]"}',
+    }
+    assert namespace["spans"].names() == ["charge", "read rows"]

@@ -7,6 +7,7 @@ Examples:
 """
 
 from clue.telemetry.bootstrap import configure, force_flush, meter, shutdown, stats, tracer
+from clue.telemetry.decorator import instrument
 from clue.telemetry.prometheus import metrics_app
 from clue.telemetry.sampler import AdaptiveSampler
 
@@ -22,6 +23,7 @@ __all__ = [
     "AdaptiveSampler",
     "configure",
     "force_flush",
+    "instrument",
     "meter",
     "metrics_app",
     "shutdown",
