@@ -46,3 +46,15 @@ def test_a_broken_link_fails_the_build(tmp_path: Path) -> None:
     done = build(tmp_path / "mkdocs.yml", tmp_path / "site")
     assert done.returncode != 0
     assert "moved-away.md" in done.stderr
+
+
+def test_the_reference_covers_every_public_module() -> None:
+    """A module added to clue gets its section in docs/reference.md (the collector is a
+    program, docs/collector.md; the pytest plugin only registers clue.testing's fixtures)."""
+    clue_dir = ROOT / "clue"
+    names = {p.stem for p in clue_dir.glob("*.py")} | {
+        p.parent.name for p in clue_dir.glob("*/__init__.py")
+    }
+    public = {n for n in names if not n.startswith("_")} - {"collector", "pytest_plugin"}
+    reference = (ROOT / "docs" / "reference.md").read_text()
+    assert [n for n in sorted(public) if f"::: clue.{n}\n" not in reference] == []

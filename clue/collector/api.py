@@ -48,18 +48,25 @@ def trace_filter(p: Params) -> queries.TraceFilter:
     )
 
 
+def log_filters(p: Params) -> dict[str, Any]:
+    """The filters of a log search or tail (all but the time range and limit), validated."""
+    return {
+        "service": p.text("service"),
+        "min_severity": p.severity("severity"),
+        "text": p.text("q"),
+        "trace_id": p.trace_id("trace_id"),
+        "attributes": p.attributes("attr"),
+    }
+
+
 def log_search(store: Store, p: Params) -> list[dict[str, Any]]:
     """Logs matching validated log-search parameters, newest first."""
     start, end = p.time_range()
     return queries.logs(
         store,
-        service=p.text("service"),
-        min_severity=p.severity("severity"),
-        text=p.text("q"),
-        trace_id=p.trace_id("trace_id"),
+        **log_filters(p),
         start_ns=start,
         end_ns=end,
-        attributes=p.attributes("attr"),
         limit=p.integer("limit", 100, 1, 10_000),
     )
 

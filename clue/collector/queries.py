@@ -54,7 +54,8 @@ def services(store: Store) -> list[Json]:
     return [{"name": name, "operations": ops[name]} for name in sorted(ops)]
 
 
-def _where(f: TraceFilter) -> tuple[str, list[Any]]:
+def trace_where(f: TraceFilter) -> tuple[str, list[Any]]:
+    """SQL condition (and its arguments) on ``spans`` rows matching *f*."""
     clauses: list[str] = []
     args: list[Any] = []
     for column, value in (("service", f.service), ("name", f.operation)):
@@ -106,7 +107,7 @@ def _attribute_text(value: str) -> str:
 
 def search_traces(store: Store, f: TraceFilter) -> list[Json]:
     """Summaries of the most recent traces matching *f*, newest first."""
-    where, args = _where(f)
+    where, args = trace_where(f)
     # newest first along spans_by_start, so the scan stops after `limit` traces; left to
     # itself, SQLite would take spans_by_operation for a service and sort all its spans
     ids = store.first(
@@ -115,6 +116,11 @@ def search_traces(store: Store, f: TraceFilter) -> list[Json]:
         args,
         f.limit,
     )
+    return summaries(store, ids)
+
+
+def summaries(store: Store, ids: list[str]) -> list[Json]:
+    """Summaries of the traces *ids*, in that order (those no longer stored left out)."""
     if not ids:
         return []
     rows = store.query(
@@ -136,7 +142,7 @@ def receiving(spans: list[Any], now_ns: int | None = None) -> bool:
     if all(not s["parent_id"] or s["parent_id"] in span_ids for s in spans):
         return False
     end = max(s["start_ns"] + s["duration_ns"] for s in spans)
-    return (now_ns if now_ns is not None else time.time_ns()) - end < RECEIVING_NS
+    return bool((now_ns if now_ns is not None else time.time_ns()) - end < RECEIVING_NS)
 
 
 def _summary(trace_id: str, spans: list[Any]) -> Json:
@@ -251,6 +257,38 @@ def logs(
     newest_first: bool = True,
 ) -> list[Json]:
     """Log records matching every given filter (an attribute of the record or its resource)."""
+    where, args = log_where(
+        service=service,
+        min_severity=min_severity,
+        text=text,
+        trace_id=trace_id,
+        start_ns=start_ns,
+        end_ns=end_ns,
+        attributes=attributes,
+    )
+    order = "DESC" if newest_first else "ASC"
+    rows = store.query(
+        f"SELECT {LOG_COLUMNS} FROM logs WHERE {where} "
+        f"ORDER BY time_ns {order}, rowid {order} LIMIT ?",
+        [*args, limit],
+    )
+    return [log_json(row) for row in rows]
+
+
+LOG_COLUMNS = "time_ns, service, severity, severity_text, body, attributes, trace_id, span_id"
+
+
+def log_where(
+    *,
+    service: str | None = None,
+    min_severity: int | None = None,
+    text: str | None = None,
+    trace_id: str | None = None,
+    start_ns: int | None = None,
+    end_ns: int | None = None,
+    attributes: list[tuple[str, str]] | None = None,
+) -> tuple[str, list[Any]]:
+    """SQL condition (and its arguments) on ``logs`` rows matching every given filter."""
     clauses: list[str] = []
     args: list[Any] = []
     for key, value in attributes or []:
@@ -275,26 +313,21 @@ def logs(
     if end_ns is not None:
         clauses.append("time_ns <= ?")
         args.append(end_ns)
-    order = "DESC" if newest_first else "ASC"
-    rows = store.query(
-        "SELECT time_ns, service, severity, severity_text, body, attributes, trace_id, span_id "
-        f"FROM logs WHERE {' AND '.join(clauses) or '1'} ORDER BY time_ns {order}, rowid {order} "
-        "LIMIT ?",
-        [*args, limit],
-    )
-    return [
-        {
-            "time_ns": row["time_ns"],
-            "service": row["service"],
-            "severity": row["severity"],
-            "severity_text": row["severity_text"] or severity_name(row["severity"]),
-            "body": row["body"],
-            "attributes": json.loads(row["attributes"]),
-            "trace_id": row["trace_id"],
-            "span_id": row["span_id"],
-        }
-        for row in rows
-    ]
+    return " AND ".join(clauses) or "1", args
+
+
+def log_json(row: Any) -> Json:
+    """A ``logs`` row (of :data:`LOG_COLUMNS`) as the API shows it."""
+    return {
+        "time_ns": row["time_ns"],
+        "service": row["service"],
+        "severity": row["severity"],
+        "severity_text": row["severity_text"] or severity_name(row["severity"]),
+        "body": row["body"],
+        "attributes": json.loads(row["attributes"]),
+        "trace_id": row["trace_id"],
+        "span_id": row["span_id"],
+    }
 
 
 def severity_name(number: int) -> str:

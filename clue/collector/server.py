@@ -21,6 +21,7 @@ from clue.collector.ingest import Ingest
 from clue.collector.receiver_grpc import grpc_server
 from clue.collector.receiver_http import http_app
 from clue.collector.store import Store
+from clue.collector.tail import Tail
 
 
 def _listen(host: str, port: int) -> socket.socket:
@@ -67,6 +68,7 @@ class Collector:
             Forwarder(config.forward, max_queue=config.forward_queue) if config.forward else None
         )
         self.ingest = Ingest(self.store, self.forwarder)
+        self.tail = Tail(self.store)
         try:
             self._grpc, self.grpc_port = grpc_server(
                 self.ingest, config.otlp_host, config.grpc_port, config.max_request_bytes
@@ -121,6 +123,7 @@ class Collector:
         return Starlette(
             routes=[
                 *api.routes(self.store, self.status),
+                *self.tail.routes(),
                 *ui.routes(self.store),
                 Mount("/static", static, name="static"),
             ]
@@ -150,6 +153,7 @@ class Collector:
         try:
             await self._stop.wait()
         finally:
+            self.tail.close()
             for server in self._servers:
                 server.should_exit = True
             tasks[2].cancel()

@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from clue.collector import api, charts, queries, series
+from clue.collector import api, charts, queries, series, tail
 from clue.collector.params import SEVERITIES, BadParameter, Params
 from clue.collector.store import Store
 
@@ -125,6 +125,28 @@ def routes(store: Store) -> list[Route]:
             "severities": list(SEVERITIES),
         }
 
+    def tail_logs(request: Request) -> dict[str, Any]:
+        # validated here too: a bad filter is a 400 page, not a stream that never opens
+        p = Params(request.query_params, tail.LOG_TAIL)
+        api.log_filters(p)
+        return {
+            "page": "logs",
+            "services": queries.services(store),
+            "form": dict(request.query_params),
+            "attrs": [f"{k}={v}" for k, v in p.attributes("attr")],
+            "severities": list(SEVERITIES),
+        }
+
+    def tail_traces(request: Request) -> dict[str, Any]:
+        p = Params(request.query_params, tail.TRACE_TAIL)
+        f = api.trace_filter(p)
+        return {
+            "page": "traces",
+            "services": queries.services(store),
+            "form": dict(request.query_params),
+            "attrs": [f"{k}={v}" for k, v in f.attributes],
+        }
+
     def map_page(request: Request) -> dict[str, Any]:
         start, _ = Params(request.query_params, {"lookback"}).time_range()
         deps = queries.dependencies(store, start)
@@ -160,6 +182,8 @@ def routes(store: Store) -> list[Route]:
         Route("/", _page(store, "search.html", search)),
         Route("/trace/{trace_id}", _page(store, "trace.html", trace_page)),
         Route("/logs", _page(store, "logs.html", logs_page)),
+        Route("/tail/logs", _page(store, "tail_logs.html", tail_logs)),
+        Route("/tail/traces", _page(store, "tail_traces.html", tail_traces)),
         Route("/map", _page(store, "map.html", map_page)),
         Route("/metrics", _page(store, "metrics.html", metrics_page)),
         Route("/metrics/{name}", _page(store, "metric.html", metric_page)),
