@@ -22,6 +22,8 @@ The hooks (the name each is logged under: what clue does with it; without it):
 - ``batch-processor-drops``: queue-full drops counted in ``stats()``; the SDK logs each.
 - ``exporter-preferences``: a wrapped metric exporter keeps its preferred temporality and
   aggregation; the SDK's defaults.
+- ``composite-propagators``: a message's ``traceparent`` read without the propagators when
+  they are W3C trace context and baggage alone; the configured propagators read it.
 """
 
 from __future__ import annotations
@@ -35,7 +37,9 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from opentelemetry import metrics, trace
+from opentelemetry.baggage.propagation import W3CBaggagePropagator
 from opentelemetry.context import Context
+from opentelemetry.propagators.composite import CompositePropagator
 from opentelemetry.trace import (
     INVALID_SPAN,
     INVALID_SPAN_CONTEXT,
@@ -46,6 +50,7 @@ from opentelemetry.trace import (
     TraceState,
     set_span_in_context,
 )
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import _Gauge
@@ -363,3 +368,28 @@ def exporter_preferences(exporter: Any) -> tuple[Any, Any]:
         return temporality, aggregation
     fell_back("exporter-preferences", "the SDK's default temporality and aggregation")
     return None, None
+
+
+# --- composite-propagators: what a CompositePropagator is made of.
+
+_W3C = frozenset({TraceContextTextMapPropagator, W3CBaggagePropagator})
+
+
+def w3c_only(propagator: Any) -> bool:
+    """Whether ``propagator`` is the API's W3C trace context propagator, alone or in a
+    ``CompositePropagator`` with at most the W3C baggage propagator (exact classes: a
+    subclass may read more). False (said once) when a composite cannot be looked into."""
+    if type(propagator) is TraceContextTextMapPropagator:
+        return True
+    if type(propagator) is not CompositePropagator:
+        return False
+    parts = getattr(propagator, "_propagators", None)
+    if not isinstance(parts, list | tuple):
+        fell_back("composite-propagators", "the configured propagators read every traceparent")
+        return False
+    kinds = [type(part) for part in parts]
+    return (
+        TraceContextTextMapPropagator in kinds
+        and len(set(kinds)) == len(kinds) <= 2
+        and set(kinds) <= _W3C
+    )

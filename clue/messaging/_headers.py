@@ -15,7 +15,9 @@ from typing import Any
 from opentelemetry import propagate
 from opentelemetry.context import Context, get_current
 from opentelemetry.propagators.textmap import Getter, Setter
+from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, set_span_in_context
 
+from clue._otel_internals import w3c_only
 from clue._request_id import HEADER, new_request_id
 from clue.log import CURRENT
 
@@ -136,10 +138,56 @@ def extract_lowered(headers: dict[str, Any], context: Context) -> Context:
     """:func:`extract` for headers made by :func:`lowered`."""
     if not headers:
         return context
+    if "tracestate" not in headers and "baggage" not in headers:
+        parent = _plain_traceparent(headers.get("traceparent"))
+        if parent is not None and _W3C.only():
+            return set_span_in_context(parent, context)
     try:
         return propagate.extract(headers, context, getter=LOWERED_GETTER)
     except Exception:  # a propagator that fails on odd input must not fail the handler
         return context
+
+
+# A version-00 traceparent in its one canonical form: for it the W3C propagator's own
+# pattern matches with these groups and nothing after them.
+_TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
+_ZERO_TRACE, _ZERO_SPAN = "0" * 32, "0" * 16
+
+
+def _plain_traceparent(value: Any) -> NonRecordingSpan | None:
+    """The remote parent the W3C trace context propagator reads from ``value`` when it is a
+    canonical traceparent with non-zero ids, else None (the propagators decide)."""
+    if type(value) is not str or len(value) != 55:
+        return None
+    match = _TRACEPARENT.fullmatch(value)
+    if match is None:
+        return None
+    trace_id, span_id, flags = match.groups()
+    if trace_id == _ZERO_TRACE or span_id == _ZERO_SPAN:
+        return None
+    return NonRecordingSpan(
+        SpanContext(int(trace_id, 16), int(span_id, 16), True, TraceFlags(int(flags, 16)))
+    )
+
+
+class _W3CPropagators:
+    """Whether the global propagators are W3C trace context (and baggage) alone, checked
+    again when they are replaced: with them, a message without ``tracestate`` or ``baggage``
+    headers carries its parent in ``traceparent`` alone, read by :func:`_plain_traceparent`."""
+
+    def __init__(self) -> None:
+        self._propagator: object = None
+        self._only = False
+
+    def only(self) -> bool:
+        propagator = propagate.get_global_textmap()
+        if propagator is not self._propagator:
+            self._only = w3c_only(propagator)
+            self._propagator = propagator
+        return self._only
+
+
+_W3C = _W3CPropagators()
 
 
 def request_id(headers: Headers | None) -> str:
