@@ -46,7 +46,7 @@ RABBITMQ_URL = os.environ.get("CLUE_TEST_RABBITMQ_URL") or "amqp://guest:guest@1
 
 MESSAGES = 2000
 BATCH = 100
-ROUNDS = 7
+ROUNDS = int(os.environ.get("CLUE_BENCH_ROUNDS", "7"))
 
 
 async def handler(msg: Msg) -> None:
