@@ -26,7 +26,7 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
 
-from tests.browser import chromium
+from tests.browser import chromium, screenshot_dir
 from tests.test_collector_support import CollectorProcess, wait_for
 
 pytestmark = pytest.mark.browser
@@ -145,6 +145,7 @@ def test_trace_whose_root_has_not_arrived_is_marked_receiving(
     browser.get(collector.ui + "/?service=orders")
     row = browser.find_element(By.CSS_SELECTOR, f'tr[data-trace-id="{trace_id}"]')
     assert row.find_element(By.CSS_SELECTOR, ".receiving").text == "receiving…"
+    browser.save_screenshot(str(screenshot_dir() / "collector-receiving.png"))
 
     root.end()
     provider.shutdown()
@@ -187,3 +188,4 @@ def test_span_percentile_among_its_operation(
     )
     WebDriverWait(browser, 10).until(lambda _: "slower than" in summary.text)
     assert "slower than 90.5% of 21 spans · p50 11.0ms · p95 19.5ms" in summary.text
+    browser.save_screenshot(str(screenshot_dir() / "collector-percentile.png"))

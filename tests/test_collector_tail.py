@@ -27,7 +27,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from clue.collector import Collector, Config
 from clue.collector.tail import Tail
-from tests.browser import chromium
+from tests.browser import chromium, screenshot_dir
 from tests.test_collector_support import CollectorProcess, wait_for
 
 pytestmark = pytest.mark.browser
@@ -219,6 +219,7 @@ def test_live_log_page_shows_new_lines_and_holds_them_while_paused(
     fresh = browser.find_element(By.ID, "tail-new")
     wait.until(lambda _: fresh.text == "1 new")
     assert not any("cart 13" in row for row in rows_text(browser))
+    browser.save_screenshot(str(screenshot_dir() / "collector-live-logs.png"))
 
     pause.click()
     assert pause.text == "Pause" and not fresh.is_displayed()
