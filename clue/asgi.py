@@ -9,6 +9,7 @@ or, with Starlette, ``Starlette(middleware=[Middleware(ClueMiddleware)])``.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import re
 import time
@@ -25,7 +26,7 @@ from clue import log
 from clue._payload import body_payload
 from clue._request_id import HEADER, request_id_or_new
 from clue.log import report_unhandled
-from clue.telemetry import bind
+from clue.telemetry import bind, flush_at_stop
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -96,6 +97,9 @@ class ClueMiddleware:
         self._fields: frozenset[bytes] = frozenset()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self.app(scope, receive, functools.partial(_flush_at_shutdown, send))
+            return
         if scope["type"] != "http" or self.skips(scope["path"]):
             await self.app(scope, receive, send)
             return
@@ -264,6 +268,15 @@ class _Request:
 
 
 _MAX_KEPT = 64 * 1024
+
+
+async def _flush_at_shutdown(send: Send, message: MutableMapping[str, Any]) -> None:
+    """Send a lifespan message; before telling the server the app has stopped, export what
+    is queued: the server may end the process without exit handlers (a uvicorn worker
+    re-raises SIGTERM with its default action)."""
+    if message["type"] in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
+        await asyncio.to_thread(flush_at_stop)
+    await send(message)
 
 
 def _keep(buffer: bytearray, chunk: bytes) -> None:

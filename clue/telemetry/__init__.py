@@ -16,6 +16,7 @@ from clue.telemetry.sampler import AdaptiveSampler
 # Re-exported as "x as x" and left out of __all__: not for programs, may change any time.
 from clue.telemetry.bootstrap import METER_PROVIDER as METER_PROVIDER
 from clue.telemetry.bootstrap import TRACER_PROVIDER as TRACER_PROVIDER
+from clue.telemetry.bootstrap import flush_at_stop as flush_at_stop
 from clue.telemetry.histograms import REGISTRY as REGISTRY
 from clue.telemetry.histograms import bind as bind
 

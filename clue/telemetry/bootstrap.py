@@ -398,6 +398,20 @@ def force_flush(timeout: float = 30.0) -> bool:
     return True if pipeline is None else pipeline.force_flush(timeout)
 
 
+def flush_at_stop() -> None:
+    """Write the log entries waiting and export what is queued, within the shutdown bound.
+
+    For a server stopping the app (the ASGI lifespan's shutdown): its process may
+    end without exit handlers, as a uvicorn worker does, re-raising SIGTERM with
+    the default action once its requests are done.
+    """
+    with _lock:
+        pipeline = _pipeline
+    log.sync()
+    if pipeline is not None:
+        pipeline.force_flush(pipeline.shutdown_timeout)
+
+
 def stats() -> dict[str, dict[str, int]]:
     """Export counters per signal since the process started: exported, failed, dropped."""
     return {name: counters.snapshot() for name, counters in STATS.items()}

@@ -1,0 +1,130 @@
+"""clue under pre-fork servers: gunicorn with three uvicorn workers and ``--preload``
+(``clue.configure()`` runs in the master, before the fork), and ``uvicorn --workers 3``
+(each worker imports the app, so configures itself).
+
+300 requests, every one sampled; the batch delay is ten minutes, so every span reaches
+the OTLP receiver only through each worker's flush when it stops: SIGTERM to the
+master one second after the last request. Nothing lost, nothing doubled.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import free_port
+from tests.otlp_receiver import OTLPReceiver
+
+ROOT = Path(__file__).resolve().parent.parent
+REQUESTS = 300
+
+APP = textwrap.dedent(
+    """
+    import os
+    import clue
+    from clue.asgi import ClueMiddleware
+    from starlette.applications import Starlette
+    from starlette.responses import JSONResponse, PlainTextResponse
+    from starlette.routing import Route
+
+    clue.configure("prefork")
+
+    async def item(request):
+        return JSONResponse({"id": request.path_params["item_id"], "pid": os.getpid()})
+
+    async def healthz(request):
+        return PlainTextResponse("ok")
+
+    app = ClueMiddleware(
+        Starlette(routes=[Route("/items/{item_id:int}", item), Route("/healthz", healthz)])
+    )
+    """
+)
+
+SERVERS = {
+    "gunicorn-preload": [
+        "-m", "gunicorn", "--preload", "--workers", "3",
+        "--worker-class", "uvicorn_worker.UvicornWorker", "--graceful-timeout", "20",
+        "--bind", "127.0.0.1:{port}", "service_app:app",
+    ],
+    "uvicorn-workers": [
+        "-m", "uvicorn", "--workers", "3", "--port", "{port}", "service_app:app",
+    ],
+}  # fmt: skip
+
+
+@pytest.fixture
+def receiver() -> Iterator[OTLPReceiver]:
+    r = OTLPReceiver()
+    r.start()
+    yield r
+    r.stop()
+
+
+def start(
+    directory: Path, receiver: OTLPReceiver, arguments: Sequence[str]
+) -> tuple[subprocess.Popen[bytes], str]:
+    """The server serving ``service_app:app`` from ``directory``; it and its base URL once
+    it answers."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "CLUE_"))}
+    env.update(
+        OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint,
+        OTEL_BSP_SCHEDULE_DELAY="600000",
+        OTEL_BLRP_SCHEDULE_DELAY="600000",
+        OTEL_METRIC_EXPORT_INTERVAL="600000",
+        OTEL_TRACES_SAMPLER="always_on",
+        PYTHONPATH=f"{directory}{os.pathsep}{ROOT}",
+    )
+    command = [sys.executable, *(a.format(port=port) for a in arguments)]
+    with (directory / "server.log").open("wb") as output:
+        process = subprocess.Popen(command, env=env, stdout=output, stderr=output, cwd=directory)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        assert process.poll() is None, (directory / "server.log").read_text()
+        assert time.monotonic() < deadline, "the server did not answer"
+        try:
+            httpx.get(f"{url}/healthz", timeout=1)  # a skip path: no telemetry of its own
+            return process, url
+        except httpx.TransportError:
+            time.sleep(0.05)
+
+
+@pytest.mark.parametrize("server", sorted(SERVERS))
+def test_every_worker_exports_every_span_and_flushes_at_sigterm(
+    tmp_path: Path, receiver: OTLPReceiver, server: str
+) -> None:
+    (tmp_path / "service_app.py").write_text(APP)
+    process, url = start(tmp_path, receiver, SERVERS[server])
+    try:
+        # a connection per request: the kernel spreads them over the three workers
+        fresh = httpx.Limits(max_keepalive_connections=0)
+        with httpx.Client(base_url=url, limits=fresh) as client, ThreadPoolExecutor(6) as pool:
+            responses = list(pool.map(lambda i: client.get(f"/items/{i}"), range(REQUESTS)))
+        assert [r.json()["id"] for r in responses] == list(range(REQUESTS))
+        workers = Counter(r.json()["pid"] for r in responses)
+        time.sleep(1)  # the issue's measurement: SIGTERM one second after the last request
+        assert receiver.spans() == []  # queued until each worker stops
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(30) == 0, (tmp_path / "server.log").read_text()
+
+    assert len(workers) == 3, workers
+    spans = receiver.wait_for(lambda r: len(r.spans()) >= REQUESTS and r.spans())
+    assert Counter(s.attributes["url.path"] for s in spans) == Counter(
+        f"/items/{i}" for i in range(REQUESTS)
+    ), "every request's span, once"
+    instances = Counter(s.resource["service.instance.id"] for s in spans)
+    assert sorted(instances.values()) == sorted(workers.values()), "each worker its own"
