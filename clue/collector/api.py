@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from clue.collector import queries, series
+from clue.collector import analysis, queries, series
 from clue.collector.config import quote
 from clue.collector.params import BadParameter, Params, checked_length, parse_trace_id
 from clue.collector.store import Store
@@ -71,11 +71,26 @@ def log_search(store: Store, p: Params) -> list[dict[str, Any]]:
     )
 
 
-def get_trace(store: Store, raw_id: str) -> dict[str, Any]:
-    found = queries.trace(store, parse_trace_id(raw_id))
+def get_trace(store: Store, raw_id: str, name: str = "trace_id") -> dict[str, Any]:
+    """One trace with its critical path, or :class:`NotFound`."""
+    found = queries.trace(store, parse_trace_id(raw_id, name))
     if found is None:
-        raise NotFound(f"trace {raw_id} not found (never received, or evicted by retention)")
+        shown = "" if name == "trace_id" else f"{name}="
+        raise NotFound(f"trace {shown}{raw_id} not found (never received, or evicted by retention)")
+    found["critical_path"] = analysis.critical_path(found)
     return found
+
+
+def get_comparison(store: Store, p: Params) -> dict[str, Any]:
+    """Traces ``a`` and ``b`` compared span by span (both required)."""
+    raw = {}
+    for name in ("a", "b"):
+        value = p.text(name)
+        if value is None:
+            raise BadParameter(name, "is required: the id of a trace to compare")
+        parse_trace_id(value, name)
+        raw[name] = value
+    return analysis.compare(get_trace(store, raw["a"], "a"), get_trace(store, raw["b"], "b"))
 
 
 def get_series(store: Store, name: str, p: Params) -> dict[str, Any]:
@@ -122,6 +137,9 @@ def routes(store: Store, status: Callable[[], dict[str, Any]]) -> list[Route]:
         Params(request.query_params, set())
         return get_trace(store, request.path_params["trace_id"])
 
+    def compare(request: Request) -> Any:
+        return get_comparison(store, Params(request.query_params, {"a", "b"}))
+
     def logs(request: Request) -> Any:
         return {"logs": log_search(store, Params(request.query_params, LOG_SEARCH))}
 
@@ -145,6 +163,7 @@ def routes(store: Store, status: Callable[[], dict[str, Any]]) -> list[Route]:
         Route("/api/services", _json(services)),
         Route("/api/traces", _json(traces)),
         Route("/api/traces/{trace_id}", _json(one_trace)),
+        Route("/api/compare", _json(compare)),
         Route("/api/logs", _json(logs)),
         Route("/api/dependencies", _json(deps)),
         Route("/api/metrics", _json(metrics)),

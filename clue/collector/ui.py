@@ -114,6 +114,10 @@ def routes(store: Store) -> list[Route]:
         rows = waterfall_rows(trace, service_colors(store))
         return {"page": "traces", "trace": trace, "title": _trace_title(trace), "rows": rows}
 
+    def compare_page(request: Request) -> dict[str, Any]:
+        data = api.get_comparison(store, Params(request.query_params, {"a", "b"}))
+        return {"page": "traces", "cmp": data, "longest": _longest(data)}
+
     def logs_page(request: Request) -> dict[str, Any]:
         p = Params(request.query_params, api.LOG_SEARCH)
         return {
@@ -181,6 +185,7 @@ def routes(store: Store) -> list[Route]:
     return [
         Route("/", _page(store, "search.html", search)),
         Route("/trace/{trace_id}", _page(store, "trace.html", trace_page)),
+        Route("/compare", _page(store, "compare.html", compare_page)),
         Route("/logs", _page(store, "logs.html", logs_page)),
         Route("/tail/logs", _page(store, "tail_logs.html", tail_logs)),
         Route("/tail/traces", _page(store, "tail_traces.html", tail_traces)),
@@ -208,7 +213,9 @@ def waterfall_rows(trace: dict[str, Any], colors: dict[str, str]) -> Markup:
             if failed
             else ""
         )
-        classes = "span-row" + (" error" if failed else "")
+        classes = (
+            "span-row" + (" error" if failed else "") + (" critical" if s["critical_ns"] else "")
+        )
         # the duration after the bar; before it when the bar ends near the right edge,
         # inside its end when it fills most of the row
         end = left + width
@@ -248,6 +255,12 @@ def _messaging_marks(span: dict[str, Any]) -> tuple[str, str]:
         else ""
     )
     return f'<span class="kind-mark {kind}" title="{kind} span">{MESSAGING[kind]}</span>', where
+
+
+def _longest(comparison: dict[str, Any]) -> int:
+    """The longest span duration of a comparison, both sides: the scale of its bars."""
+    sides = (row[side] for row in comparison["spans"] for side in ("a", "b"))
+    return max((side["duration_ns"] for side in sides if side), default=1) or 1
 
 
 def _trace_title(trace: dict[str, Any]) -> str:

@@ -1,20 +1,29 @@
-// Trace page: selecting a span shows its details, read from the JSON API.
+// Trace page: selecting a span shows its details, read from the JSON API; the flame
+// graph, the span filter and collapsing subtrees work on the same JSON.
 (function () {
   "use strict";
   const waterfall = document.getElementById("waterfall");
   const detail = document.getElementById("span-detail");
   if (!waterfall || !detail) return;
   const traceId = waterfall.dataset.traceId;
-  let spans = null;
-
-  function load() {
-    if (!spans) {
-      spans = fetch("/api/traces/" + traceId)
-        .then((r) => r.json())
-        .then((t) => new Map(t.spans.map((s) => [s.span_id, s])));
-    }
-    return spans;
-  }
+  const flame = document.getElementById("flame");
+  const rowOf = new Map(Array.from(waterfall.querySelectorAll(".span-row"), (r) => [r.dataset.spanId, r]));
+  let selected = null;
+  let flameDrawn = false;
+  // the trace's JSON, with each span's children (in tree order) once loaded
+  const trace = fetch("/api/traces/" + traceId)
+    .then((r) => r.json())
+    .then((t) => {
+      t.byId = new Map(t.spans.map((s) => [s.span_id, s]));
+      t.children = new Map();
+      t.spans.forEach((s) => {
+        if (s.depth && t.byId.has(s.parent_id)) {
+          if (!t.children.has(s.parent_id)) t.children.set(s.parent_id, []);
+          t.children.get(s.parent_id).push(s);
+        }
+      });
+      return t;
+    });
 
   function el(tag, attrs, children) {
     const node = document.createElement(tag);
@@ -46,8 +55,14 @@
       " · p50 " + fmt(op.p50_ns) + " · p95 " + fmt(op.p95_ns) + (op.sampled ? " (sampled)" : "");
   }
 
-  function show(span) {
-    const start = spanStart;
+  function critical(span, t) {
+    if (!span.critical_ns) return "off the path";
+    const share = (100 * span.critical_ns) / (t.critical_path.duration_ns || 1);
+    return fmt(span.critical_ns) + " (" + share.toFixed(1) + "% of the root's duration)";
+  }
+
+  function show(span, t) {
+    const start = t.start_ns;
     const parts = [
       el("h3", { id: "detail-title" }, [span.service + ": " + span.name]),
       table("detail-summary", {
@@ -56,6 +71,7 @@
         kind: span.kind,
         duration: fmt(span.duration_ns),
         "of its kind": kind(span),
+        "critical path": critical(span, t),
         "start offset": "+" + fmt(span.start_ns - start),
         status: span.status.code + (span.status.message ? ": " + span.status.message : ""),
         scope: span.scope || "(none)",
@@ -77,28 +93,181 @@
     detail.replaceChildren(...parts);
   }
 
-  let spanStart = 0;
-  waterfall.addEventListener("click", (event) => {
-    const row = event.target.closest(".span-row");
-    if (!row) return;
+
+  // One selection, shown in both views and the detail panel.
+  function selectSpan(spanId) {
+    selected = spanId;
     waterfall.querySelectorAll(".span-row.selected").forEach((r) => r.classList.remove("selected"));
-    row.classList.add("selected");
-    load().then((byId) => {
-      spanStart = Math.min(...Array.from(byId.values(), (s) => s.start_ns));
-      const span = byId.get(row.dataset.spanId);
-      if (span) show(span);
+    rowOf.get(spanId)?.classList.add("selected");
+    flame.querySelectorAll("rect.selected").forEach((r) => r.classList.remove("selected"));
+    flame.querySelector('rect[data-span-id="' + spanId + '"]')?.classList.add("selected");
+    trace.then((t) => {
+      const span = t.byId.get(spanId);
+      if (span && selected === spanId) show(span, t);
     });
+  }
+
+  waterfall.addEventListener("click", (event) => {
+    const toggle = event.target.closest(".toggle");
+    if (toggle) {
+      const row = toggle.closest(".span-row");
+      setCollapsed(row, !row.classList.contains("collapsed"));
+      trace.then(applyCollapse);
+      return;
+    }
+    const row = event.target.closest(".span-row");
+    if (row) selectSpan(row.dataset.spanId);
   });
   waterfall.addEventListener("keydown", (event) => {
     if (event.key === "Enter") event.target.closest(".span-row")?.click();
   });
 
-  // A log line, or a link ending in #span-<id>, selects its span.
+  // Collapse: a toggle on each span with children hides its subtree.
+  function setCollapsed(row, collapsed) {
+    row.classList.toggle("collapsed", collapsed); // the toggle's arrow follows, by CSS
+  }
+  function applyCollapse(t) {
+    const hidden = new Set();
+    t.spans.forEach((s) => {
+      const row = rowOf.get(s.span_id);
+      const away = hidden.has(s.parent_id) && s.depth > 0;
+      if (away || row?.classList.contains("collapsed")) hidden.add(s.span_id);
+      row?.classList.toggle("collapsed-away", away);
+    });
+  }
+  trace.then((t) => {
+    t.children.forEach((_, id) => {
+      const name = rowOf.get(id)?.querySelector(".wf-name");
+      if (!name) return;
+      const toggle = el("button", { type: "button", class: "toggle", title: "collapse or expand" });
+      name.insertBefore(toggle, name.firstChild);
+    });
+  });
+  function collapseAll(collapsed) {
+    trace.then((t) => {
+      t.children.forEach((_, id) => {
+        const row = rowOf.get(id);
+        if (row) setCollapsed(row, collapsed && t.byId.get(id).depth > 0);
+      });
+      applyCollapse(t);
+    });
+  }
+  document.getElementById("collapse-all")?.addEventListener("click", () => collapseAll(true));
+  document.getElementById("expand-all")?.addEventListener("click", () => collapseAll(false));
+
+  // The span filter dims the spans not matching every field given.
+  const filter = document.getElementById("span-filter");
+  function parseDuration(text) {
+    const m = /^\s*([0-9]*\.?[0-9]+)\s*(ns|us|µs|ms|s)?\s*$/.exec(text);
+    if (!m) return null;
+    const unit = { ns: 1, us: 1e3, "µs": 1e3, ms: 1e6, s: 1e9 }[m[2] || "ms"];
+    return parseFloat(m[1]) * unit;
+  }
+  function matcher() {
+    const service = document.getElementById("f-service").value;
+    const name = document.getElementById("f-name").value.trim().toLowerCase();
+    const attr = document.getElementById("f-attr").value.trim();
+    const errors = document.getElementById("f-errors").checked;
+    const minText = document.getElementById("f-min").value.trim();
+    const min = minText ? parseDuration(minText) : null;
+    document.getElementById("f-min").setCustomValidity(minText && min === null ? "a duration: 250ms, 1.5s" : "");
+    if (!service && !name && !attr && !errors && min === null) return null;
+    const eq = attr.indexOf("=");
+    const key = eq < 0 ? attr : attr.slice(0, eq);
+    const value = eq < 0 ? null : attr.slice(eq + 1);
+    return (s) =>
+      (!service || s.service === service) &&
+      (!name || s.name.toLowerCase().includes(name)) &&
+      (!attr || (key in s.attributes &&
+        (value === null || String(s.attributes[key]) === value))) &&
+      (!errors || s.status.code === "error") &&
+      (min === null || s.duration_ns >= min);
+  }
+  function applyFilter() {
+    trace.then((t) => {
+      const match = matcher();
+      let shown = 0;
+      t.spans.forEach((s) => {
+        const dim = match !== null && !match(s);
+        if (!dim) shown += 1;
+        rowOf.get(s.span_id)?.classList.toggle("dimmed", dim);
+        flame.querySelector('g[data-span-id="' + s.span_id + '"]')?.classList.toggle("dimmed", dim);
+      });
+      document.getElementById("filter-count").textContent =
+        match === null ? "" : shown + " of " + t.spans.length + " spans match";
+    });
+  }
+  filter?.addEventListener("input", applyFilter);
+  filter?.addEventListener("change", applyFilter);
+  filter?.addEventListener("reset", () => setTimeout(applyFilter));
+  filter?.addEventListener("submit", (event) => event.preventDefault());
+
+  // The flame graph: a rect per span, x and width in proportion to time, a row per depth.
+  const SVG = "http://www.w3.org/2000/svg";
+  function svg(tag, attrs) {
+    const node = document.createElementNS(SVG, tag);
+    Object.entries(attrs).forEach(([k, v]) => node.setAttribute(k, v));
+    return node;
+  }
+  function drawFlame(t) {
+    const width = flame.clientWidth - 8 || 800;
+    const total = t.duration_ns || 1;
+    const depth = Math.max(...t.spans.map((s) => s.depth));
+    const root = svg("svg", { id: "flame-graph", width: width, height: (depth + 1) * 20, viewBox: "0 0 " + width + " " + (depth + 1) * 20 });
+    const colors = new Map(Array.from(rowOf.values(), (r) => [r.dataset.spanId, r.querySelector(".bar")?.style.backgroundColor]));
+    t.spans.forEach((s) => {
+      const x = ((s.start_ns - t.start_ns) / total) * width;
+      const w = (s.duration_ns / total) * width;
+      const g = svg("g", { "data-span-id": s.span_id });
+      const rect = svg("rect", {
+        x: x.toFixed(2), y: s.depth * 20, width: Math.max(w, 0.5).toFixed(2), height: 18,
+        fill: colors.get(s.span_id) || "#888", "data-span-id": s.span_id,
+        class: (s.critical_ns ? "critical" : "") + (s.span_id === selected ? " selected" : ""),
+      });
+      const title = svg("title", {});
+      title.textContent = s.service + ": " + s.name + " · " + fmt(s.duration_ns);
+      rect.append(title);
+      g.append(rect);
+      if (w > 40) {
+        const text = svg("text", { x: (x + 4).toFixed(2), y: s.depth * 20 + 13 });
+        text.textContent = s.name.slice(0, Math.floor(w / 7));
+        g.append(text);
+      }
+      root.append(g);
+    });
+    flame.replaceChildren(root);
+    flameDrawn = true;
+    applyFilter();
+  }
+  flame.addEventListener("click", (event) => {
+    const rect = event.target.closest("[data-span-id]");
+    if (rect) selectSpan(rect.dataset.spanId);
+  });
+  function view(name) {
+    const flameOn = name === "flame";
+    flame.hidden = !flameOn;
+    waterfall.hidden = flameOn;
+    document.getElementById("view-flame").classList.toggle("active", flameOn);
+    document.getElementById("view-waterfall").classList.toggle("active", !flameOn);
+    if (flameOn && !flameDrawn) trace.then(drawFlame);
+    if (!flameOn && selected) rowOf.get(selected)?.scrollIntoView({ block: "nearest" });
+  }
+  document.getElementById("view-flame")?.addEventListener("click", () => view("flame"));
+  document.getElementById("view-waterfall")?.addEventListener("click", () => view("waterfall"));
+
+  // A log line, or a link ending in #span-<id>, selects its span (its subtree opened).
   function select(spanId) {
-    const row = waterfall.querySelector('.span-row[data-span-id="' + spanId + '"]');
+    const row = rowOf.get(spanId);
     if (!row) return;
-    row.scrollIntoView({ block: "center" });
-    row.click();
+    trace.then((t) => {
+      for (let s = t.byId.get(spanId); s && s.depth; s = t.byId.get(s.parent_id)) {
+        const parent = rowOf.get(s.parent_id);
+        if (parent) setCollapsed(parent, false);
+      }
+      applyCollapse(t);
+      row.scrollIntoView({ block: "center" });
+      selectSpan(spanId);
+    });
   }
   document.getElementById("trace-logs")?.addEventListener("click", (event) => {
     const line = event.target.closest("li.log");
