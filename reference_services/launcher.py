@@ -57,6 +57,7 @@ SERVICES: dict[str, tuple[str, ...]] = {
         "checkout",
         "ad",
         "user",
+        "notification",
     ),
     # the newer services last: the ports of the ones before them stay where they were
     "user": (),
@@ -246,6 +247,8 @@ class Boutique:
             NATS_URL=self.nats_url,
         )
         env.update({ADDRESS_VARIABLES[dep]: self.processes[dep].address for dep in SERVICES[name]})
+        if name == "user":  # the web shop forwards its visitors' addresses to the lockout
+            env["USER_TRUSTED_PROXIES"] = HOST
         env.update(self.env)
         env.update(self.service_env.get(name, {}))
         return env
