@@ -3,7 +3,9 @@
 Environment: ``PORT`` (HTTP, default 8080), ``HOST`` (the address to listen
 on, default 127.0.0.1; the deploy files set 0.0.0.0),
 ``ADMIN_PORT`` (admin routes on 127.0.0.1, default 8081), and the
-``*_SERVICE_ADDR`` of every service the shop calls. A missing or bad variable
+``*_SERVICE_ADDR`` of every service the shop calls (``USER_SERVICE_ADDR``
+too: accounts); ``NOTIFICATION_SERVICE_ADDR`` is optional (without it the
+account page shows no notification history). A missing or bad variable
 stops the start with one line naming it (exit code 2).
 """
 
@@ -36,6 +38,7 @@ ADDRESS_VARIABLES = {
     "shipping": "SHIPPING_SERVICE_ADDR",
     "checkout": "CHECKOUT_SERVICE_ADDR",
     "ad": "AD_SERVICE_ADDR",
+    "user": "USER_SERVICE_ADDR",
 }
 
 
@@ -50,6 +53,8 @@ class Config:
 def load_config(env: Mapping[str, str]) -> Config:
     """The shop's configuration, validated (:class:`ConfigError` names the variable)."""
     addresses = {name: env_addr(var, env=env) for name, var in ADDRESS_VARIABLES.items()}
+    if env.get("NOTIFICATION_SERVICE_ADDR"):  # optional: the account page's history
+        addresses["notification"] = env_addr("NOTIFICATION_SERVICE_ADDR", env=env)
     return Config(
         host=env_host("HOST", LOOPBACK, env=env),
         port=env_port("PORT", 8080, env=env),

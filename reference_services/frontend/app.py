@@ -6,10 +6,9 @@ import asyncio
 import datetime
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any
 from urllib.parse import urlsplit
 
-import grpc
 from opentelemetry import trace
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -23,8 +22,10 @@ from starlette.types import ASGIApp
 from clue import log
 from clue.asgi import ClueMiddleware
 from reference_services.frontend import metrics, money
-from reference_services.frontend.clients import CALL_TIMEOUT, Clients
-from reference_services.frontend.errors import ShopError, from_rpc
+from reference_services.frontend.accounts import Accounts
+from reference_services.frontend.calls import call, optional
+from reference_services.frontend.clients import Clients
+from reference_services.frontend.errors import ShopError
 from reference_services.frontend.forms import (
     FormError,
     cart_form,
@@ -40,7 +41,16 @@ from reference_services.frontend.session import (
     SESSION_COOKIE,
     ShopSession,
 )
+from reference_services.frontend.visitor import (
+    CSRF_FIELD,
+    Verifier,
+    cart_id,
+    csrf_matches,
+    drop_token_cookie,
+    visitor_of,
+)
 from reference_services.protos import hipstershop_pb2 as pb
+from reference_services.protos.boutique.v1 import user_pb2 as upb
 
 HERE = Path(__file__).parent
 #: Paths the clue middleware leaves alone: the load balancer's probe and the
@@ -48,32 +58,6 @@ HERE = Path(__file__).parent
 QUIET_PATHS = ("/_healthz", "/static/")
 MAX_RECOMMENDATIONS = 4
 Handler = Callable[[Request], Awaitable[Response]]
-Req = TypeVar("Req", contravariant=True)
-Resp = TypeVar("Resp", covariant=True)
-
-
-class Rpc(Protocol[Req, Resp]):
-    """A unary gRPC method of an async stub (``stub.GetProduct``)."""
-
-    def __call__(self, request: Req, /, *, timeout: float | None = None) -> Awaitable[Resp]: ...
-
-
-async def call(doing: str, rpc: Rpc[Req, Resp], request: Req) -> Resp:
-    """Await one gRPC call; a failure becomes a :class:`ShopError` naming ``doing``."""
-    try:
-        return await rpc(request, timeout=CALL_TIMEOUT)
-    except grpc.RpcError as error:
-        raise from_rpc(error, doing) from error
-
-
-async def optional(doing: str, rpc: Rpc[Req, Resp], request: Req) -> Resp | None:
-    """Like :func:`call`, for page extras (ads, recommendations): a failure is logged
-    and the page goes on without them (``None``)."""
-    try:
-        return await call(doing, rpc, request)
-    except ShopError as error:
-        log.warn("page extra unavailable", doing=doing, error=str(error))
-        return None
 
 
 class Shop:
@@ -81,6 +65,7 @@ class Shop:
 
     def __init__(self, clients: Clients) -> None:
         self.clients = clients
+        self.verifier = Verifier(clients.authorizer) if clients.authorizer else None
         self.templates = Jinja2Templates(directory=HERE / "templates")
         self.templates.env.filters["money"] = money.render
         # templates ship with the code: no stat() of the file on every render
@@ -102,23 +87,46 @@ class Shop:
 
     async def _frame(self, request: Request) -> dict[str, Any]:
         """What every page shows: session, request id, currencies, cart badge."""
-        state = request.state
-        supported, cart = await asyncio.gather(
+        supported, cart, user = await asyncio.gather(
             call("listing currencies", self.clients.currency.GetSupportedCurrencies, pb.Empty()),
             call(
                 "reading the cart",
                 self.clients.cart.GetCart,
-                pb.GetCartRequest(user_id=state.session_id),
+                pb.GetCartRequest(user_id=cart_id(request)),
             ),
+            self._user(request),
         )
+        return {
+            **self._identity(request),
+            "currencies": [c for c in money.SHOP_CURRENCIES if c in supported.currency_codes],
+            "cart": cart,
+            "cart_size": sum(item.quantity for item in cart.items),
+            "user": user,
+        }
+
+    def _identity(self, request: Request) -> dict[str, Any]:
+        """What the header and footer of any page (an error page too) show."""
+        state = request.state
+        visitor = visitor_of(request)
         return {
             "session_id": state.session_id,
             "request_id": state.request_id,
             "currency": state.currency,
-            "currencies": [c for c in money.SHOP_CURRENCIES if c in supported.currency_codes],
-            "cart": cart,
-            "cart_size": sum(item.quantity for item in cart.items),
+            "accounts": self.verifier is not None,
+            "visitor": visitor,
+            "csrf": visitor.csrf if visitor else "",
+            "user": None,
         }
+
+    async def _user(self, request: Request) -> upb.User | None:
+        """The signed-in visitor's account (for the header's name), None if anonymous
+        or unreadable now."""
+        visitor = visitor_of(request)
+        if visitor is None or self.clients.user is None:
+            return None
+        return await optional(
+            "reading the account", self.clients.user.GetUser, upb.GetUserRequest(), visitor.metadata
+        )
 
     def _page(
         self,
@@ -257,7 +265,7 @@ class Shop:
             "adding to the cart",
             self.clients.cart.AddItem,
             pb.AddItemRequest(
-                user_id=request.state.session_id,
+                user_id=cart_id(request),
                 item=pb.CartItem(product_id=form.product_id, quantity=form.quantity),
             ),
         )
@@ -268,7 +276,7 @@ class Shop:
         await call(
             "emptying the cart",
             self.clients.cart.EmptyCart,
-            pb.EmptyCartRequest(user_id=request.state.session_id),
+            pb.EmptyCartRequest(user_id=cart_id(request)),
         )
         return RedirectResponse("/", status_code=302)
 
@@ -285,7 +293,7 @@ class Shop:
         form = checkout_form(await read_form(request))
         state = request.state
         placed = pb.PlaceOrderRequest(
-            user_id=state.session_id,
+            user_id=cart_id(request),
             user_currency=state.currency,
             email=form.email,
             address=pb.Address(
@@ -330,6 +338,7 @@ class Shop:
         response = RedirectResponse("/", status_code=302)
         response.delete_cookie(SESSION_COOKIE)
         response.delete_cookie(CURRENCY_COOKIE)
+        drop_token_cookie(response)
         return response
 
     # --- errors ------------------------------------------------------------------------
@@ -338,31 +347,57 @@ class Shop:
         """``handler`` whose failures render the error page."""
 
         async def page(request: Request) -> Response:
-            try:
-                return await handler(request)
-            except ShopError as error:
-                return self.error_page(request, error)
-            except FormError as error:
-                reasons = [f"{field}: {problem}" for field, problem in error.errors.items()]
-                return self.error_page(
-                    request,
-                    ShopError(
-                        error.status,
-                        "Please check the form",
-                        "Some of what was sent needs a change:",
-                        reasons=reasons,
-                        chain=reasons,
-                    ),
-                )
-            except Exception as error:
-                log.error("page failed", exc=error)
-                chain = [f"{type(error).__name__}: {error}"]
-                message = "Something went wrong on our side."
-                return self.error_page(
-                    request, ShopError(500, "Something went wrong", message, chain=chain)
-                )
+            drop = False
+            if self.verifier is not None:
+                request.state.visitor, drop = await self.verifier.visitor(request)
+            response = await self._answer(request, handler)
+            if drop:
+                drop_token_cookie(response)
+            return response
 
         return page
+
+    async def _answer(self, request: Request, handler: Handler) -> Response:
+        """``handler``'s response, with the visitor's user id in the log context, or the
+        error page of its failure (of a signed-in POST without its CSRF token: 403)."""
+        visitor = visitor_of(request)
+        try:
+            if visitor is None:
+                return await handler(request)
+            trace.get_current_span().set_attribute("app.user.id", visitor.user_id)
+            with log.context(user_id=visitor.user_id):
+                if request.method == "POST":
+                    sent = (await read_form(request)).get(CSRF_FIELD, "")
+                    if not csrf_matches(visitor, sent):
+                        raise ShopError(
+                            403,
+                            "Form expired",
+                            "This form was not sent from the shop's page, or it has expired."
+                            " Reload the page and try again.",
+                            chain=[f"{CSRF_FIELD} {'wrong' if sent else 'missing'}"],
+                        )
+                return await handler(request)
+        except ShopError as error:
+            return self.error_page(request, error)
+        except FormError as error:
+            reasons = [f"{field}: {problem}" for field, problem in error.errors.items()]
+            return self.error_page(
+                request,
+                ShopError(
+                    error.status,
+                    "Please check the form",
+                    "Some of what was sent needs a change:",
+                    reasons=reasons,
+                    chain=reasons,
+                ),
+            )
+        except Exception as error:
+            log.error("page failed", exc=error)
+            chain = [f"{type(error).__name__}: {error}"]
+            message = "Something went wrong on our side."
+            return self.error_page(
+                request, ShopError(500, "Something went wrong", message, chain=chain)
+            )
 
     def error_page(self, request: Request, error: ShopError) -> Response:
         """The error page of ``error`` with its status; its chain goes to the log and
@@ -379,11 +414,8 @@ class Shop:
                 "shop.error.chain": error.chain,
             },
         )
-        state = request.state
         frame = {
-            "session_id": state.session_id,
-            "request_id": state.request_id,
-            "currency": state.currency,
+            **self._identity(request),
             "currencies": money.SHOP_CURRENCIES,
             "cart_size": None,
         }
@@ -419,6 +451,7 @@ async def healthz(request: Request) -> Response:
 def create_app(clients: Clients) -> ASGIApp:
     """The shop as an ASGI app, observed by :class:`clue.asgi.ClueMiddleware`."""
     shop = Shop(clients)
+    accounts = Accounts(shop)
     g = shop.guarded
     routes = [
         Route("/", g(shop.home), methods=["GET"]),
@@ -429,6 +462,13 @@ def create_app(clients: Clients) -> ASGIApp:
         Route("/cart/checkout", g(shop.checkout), methods=["POST"]),
         Route("/setCurrency", g(shop.set_currency), methods=["POST"]),
         Route("/logout", g(shop.logout), methods=["GET"]),
+        Route("/signup", g(accounts.signup_page), methods=["GET"]),
+        Route("/signup", g(accounts.signup), methods=["POST"]),
+        Route("/login", g(accounts.login_page), methods=["GET"]),
+        Route("/login", g(accounts.login), methods=["POST"]),
+        Route("/account", g(accounts.account), methods=["GET"]),
+        Route("/account", g(accounts.rename), methods=["POST"]),
+        Route("/account/delete", g(accounts.delete), methods=["POST"]),
         Route(
             "/_healthz",
             healthz,

@@ -7,8 +7,11 @@ from dataclasses import dataclass
 import grpc.aio
 
 import clue.grpc
+from reference_services.common.auth import Authorizer, PublishedKeys
 from reference_services.common.clients import CHANNEL_OPTIONS
 from reference_services.protos import hipstershop_pb2_grpc as rpc
+from reference_services.protos.boutique.v1 import notification_pb2_grpc as npb_grpc
+from reference_services.protos.boutique.v1 import user_pb2_grpc as upb_grpc
 
 #: Deadline (seconds) of every outgoing call from a page.
 CALL_TIMEOUT = 5.0
@@ -25,6 +28,10 @@ class Addresses:
     shipping: str
     checkout: str
     ad: str
+    user: str = ""
+    """The user service: accounts (empty: the shop has no accounts, tests of shopping)."""
+    notification: str = ""
+    """The notification service: the account page's history (empty: not shown)."""
 
 
 class Clients:
@@ -40,6 +47,17 @@ class Clients:
         self.shipping = rpc.ShippingServiceStub(self._channel(addresses.shipping))
         self.checkout = rpc.CheckoutServiceStub(self._channel(addresses.checkout))
         self.ad = rpc.AdServiceStub(self._channel(addresses.ad))
+        self.user: upb_grpc.UserServiceAsyncStub | None = None
+        self.authorizer: Authorizer | None = None
+        if addresses.user:
+            self.user = upb_grpc.UserServiceStub(self._channel(addresses.user))
+            # no rules: the shop only verifies its visitors' tokens (Authorizer.verify)
+            self.authorizer = Authorizer(PublishedKeys.from_stub(self.user), {})
+        self.notification: npb_grpc.NotificationServiceAsyncStub | None = None
+        if addresses.notification:
+            self.notification = npb_grpc.NotificationServiceStub(
+                self._channel(addresses.notification)
+            )
 
     def _channel(self, target: str) -> grpc.aio.Channel:
         channel = clue.grpc.async_insecure_channel(target, options=CHANNEL_OPTIONS)

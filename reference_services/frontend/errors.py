@@ -15,6 +15,9 @@ HTTP_STATUS = {
     grpc.StatusCode.INVALID_ARGUMENT: 422,
     grpc.StatusCode.NOT_FOUND: 404,
     grpc.StatusCode.FAILED_PRECONDITION: 409,
+    grpc.StatusCode.ALREADY_EXISTS: 409,
+    grpc.StatusCode.UNAUTHENTICATED: 401,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
     grpc.StatusCode.UNAVAILABLE: 503,
     grpc.StatusCode.DEADLINE_EXCEEDED: 504,
 }
@@ -25,6 +28,8 @@ CALLER_CODES = frozenset(
         grpc.StatusCode.INVALID_ARGUMENT,
         grpc.StatusCode.NOT_FOUND,
         grpc.StatusCode.FAILED_PRECONDITION,
+        grpc.StatusCode.ALREADY_EXISTS,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
     }
 )
 MAX_REASON = 200
@@ -76,14 +81,18 @@ def from_rpc(error: grpc.RpcError, doing: str) -> ShopError:
 
 _TITLES = {
     404: "Not found",
+    401: "Not signed in",
     409: "Cannot do that now",
     422: "Invalid request",
+    429: "Too many attempts",
     503: "A service is unavailable",
     504: "A service took too long",
 }
 _MESSAGES = {
     404: "Nothing was found while {doing}.",
+    401: "The shop could not go on with {doing}: please log in again.",
     409: "The shop cannot go on with {doing} right now.",
+    429: "Too many attempts while {doing}: please wait a minute.",
     422: "The shop could not go on with {doing}.",
     503: "Part of the shop is unavailable, so {doing} failed. Please try again in a moment.",
     504: "Part of the shop took too long while {doing}. Please try again in a moment.",

@@ -31,6 +31,12 @@ EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 #: ASCII digits only: int() also takes Arabic-Indic digits and "1_0".
 WHOLE_NUMBER = re.compile(r"-?[0-9]{1,12}")
 MAX_QUANTITY = 10
+#: Bounds of an account's fields (the user service's own).
+MIN_PASSWORD = 8
+MAX_PASSWORD = 128
+MAX_NAME = 128
+#: Longest ``next`` path a login returns to.
+MAX_NEXT = 512
 Form = Mapping[str, str]
 
 
@@ -54,6 +60,9 @@ async def read_form(request: Request) -> Form:
     The body is read only up to :data:`MAX_FORM_BYTES`: a larger one names the
     field it was in the middle of (or says there are too many fields).
     """
+    cached: Form | None = getattr(request.state, "form", None)
+    if cached is not None:  # read once already (the CSRF check reads it first)
+        return cached
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     body = bytearray()
     async for chunk in request.stream():
@@ -61,6 +70,7 @@ async def read_form(request: Request) -> Form:
         if len(body) > MAX_FORM_BYTES:
             raise _too_large(bytes(body[:MAX_FORM_BYTES]))
     if not body:
+        request.state.form = {}
         return {}
     if media_type != FORM_TYPE:
         raise FormError({"form": f"must be sent as {FORM_TYPE}"}, status=415)
@@ -73,6 +83,7 @@ async def read_form(request: Request) -> Form:
     fields: dict[str, str] = {}
     for name, value in pairs:
         fields.setdefault(name, value)
+    request.state.form = fields
     return fields
 
 
@@ -193,3 +204,86 @@ def checkout_form(form: Form) -> CheckoutForm:
     if errors:
         raise FormError(errors)
     return CheckoutForm(email, street, zip_code, city, state, country, card, month, year, cvv)
+
+
+@dataclass(frozen=True)
+class SignupForm:
+    email: str
+    name: str
+    password: str
+
+
+@dataclass(frozen=True)
+class LoginForm:
+    email: str
+    password: str
+    next: str
+
+
+def _email(form: Form, errors: dict[str, str]) -> str:
+    email = _text(form, "email", errors, limit=MAX_EMAIL)
+    if "email" not in errors and not EMAIL.fullmatch(email):
+        errors["email"] = f"is not an email address: {quote(email)}"
+    return email
+
+
+def _password(form: Form, errors: dict[str, str], minimum: int) -> str:
+    """The password as typed (spaces kept), never quoted back."""
+    secret = form.get("password", "")
+    if not secret:
+        errors["password"] = "is required"
+    elif len(secret) > MAX_PASSWORD:
+        errors["password"] = f"is longer than {MAX_PASSWORD} characters"
+    elif len(secret) < minimum:
+        errors["password"] = f"is shorter than {minimum} characters"
+    return secret
+
+
+def safe_next(path: str) -> str:
+    """``path`` when it is a path of this site (``/account``), else ``/``: a login
+    never sends its visitor to another site (``//evil.example``, ``https://...``)."""
+    if (
+        not path.startswith("/")
+        or path.startswith(("//", "/\\"))
+        or len(path) > MAX_NEXT
+        or not path.isascii()
+        or not path.isprintable()
+    ):
+        return "/"
+    return path
+
+
+def signup_form(form: Form) -> SignupForm:
+    """``email``, ``name`` and ``password`` (8..128 characters) of a sign-up."""
+    errors: dict[str, str] = {}
+    email = _email(form, errors)
+    name = _text(form, "name", errors, limit=MAX_NAME)
+    secret = _password(form, errors, MIN_PASSWORD)
+    if errors:
+        raise FormError(errors)
+    return SignupForm(email, name, secret)
+
+
+def login_form(form: Form) -> LoginForm:
+    """``email`` and ``password`` of a log-in, and the local ``next`` path to go to."""
+    errors: dict[str, str] = {}
+    email = _email(form, errors)
+    secret = _password(form, errors, 1)
+    if errors:
+        raise FormError(errors)
+    return LoginForm(email, secret, safe_next(form.get("next", "/")))
+
+
+def name_form(form: Form) -> str:
+    """The new ``name`` of a profile update."""
+    errors: dict[str, str] = {}
+    name = _text(form, "name", errors, limit=MAX_NAME)
+    if errors:
+        raise FormError(errors)
+    return name
+
+
+def delete_form(form: Form) -> None:
+    """A deletion must be confirmed: ``confirm`` is ``yes``."""
+    if form.get("confirm") != "yes":
+        raise FormError({"confirm": "must be ticked to delete the account"})
