@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from clue.log import pipeline
 from clue.log import stdlib as bridge
 from clue.log.output import Output
 from clue.log.renderers import FORMAT_NAMES, FORMATS, Renderer, format_from_env
-from clue.log.state import DEFAULT_SENSITIVE_KEYS, DEFAULT_WRITE_DELAY, STATE
+from clue.log.state import DEFAULT_SENSITIVE_KEYS, DEFAULT_WRITE_DELAY, STATE, TIME_FORMATS
 
 if TYPE_CHECKING:
     from opentelemetry._logs import LoggerProvider
@@ -79,6 +79,9 @@ def configure(
     file_line: bool = False,
     stdlib: bool = True,
     write_delay: float = DEFAULT_WRITE_DELAY,
+    fields: Sequence[Callable[[], Mapping[str, Any]]] = (),
+    time_format: str | Callable[[int], Any] = "rfc3339_us",
+    disable_buffering: Callable[[dict[str, Any]], bool] | None = None,
 ) -> None:
     """Set up clue's logging; calling it again replaces the previous set-up.
 
@@ -90,8 +93,13 @@ def configure(
     nested dicts included. ``stdlib`` routes the ``logging`` module through
     clue. ``write_delay`` lets entries below error wait up to that many
     seconds to be written together, which a busy server wants (0, the
-    default, writes each at once); ``CLUE_LOG_WRITE_DELAY`` overrides it. Bad
-    values raise ``ValueError`` naming the setting.
+    default, writes each at once); ``CLUE_LOG_WRITE_DELAY`` overrides it.
+    ``fields`` are callables returning fields to add to every written entry
+    (never to a buffered entry that is dropped), under the entry's own.
+    ``time_format`` is one of ``TIME_FORMATS`` or a callable of the entry's
+    time in nanoseconds. ``disable_buffering`` is given the fields of a
+    request scope as it opens; true: the scope writes its entries at once.
+    Bad values raise ``ValueError`` naming the setting.
     """
     env_format = format_from_env()
     if format is not None and not callable(format) and format not in FORMATS:
@@ -106,6 +114,14 @@ def configure(
     if isinstance(sensitive_keys, str):
         raise ValueError("sensitive_keys must be a collection of key names, not one string")
     keys = DEFAULT_SENSITIVE_KEYS if sensitive_keys is None else sensitive_keys
+    if isinstance(fields, Mapping) or not all(callable(f) for f in fields):
+        raise ValueError("fields must be a sequence of callables returning a mapping of fields")
+    format_time = time_format if callable(time_format) else TIME_FORMATS.get(time_format)
+    if format_time is None:
+        names = ", ".join(TIME_FORMATS)
+        raise ValueError(f"time_format={time_format!r} is not a time format: use one of {names}")
+    if disable_buffering is not None and not callable(disable_buffering):
+        raise ValueError("disable_buffering must be a callable of the request scope's fields")
     env_debug = debug_from_env() if debug is None else None
     env_delay = write_delay_from_env()
     delay = env_delay if env_delay is not None else _delay("write_delay", write_delay)
@@ -117,6 +133,9 @@ def configure(
     STATE.buffer_size = buffer
     STATE.sensitive_keys = frozenset(str(k).lower() for k in keys)
     STATE.file_line = bool(file_line)
+    STATE.computed = tuple(fields)
+    STATE.format_time = format_time
+    STATE.disable_buffering = disable_buffering
     pipeline.set_write_delay(delay)
     if debug is not None:
         STATE.debug = bool(debug)

@@ -18,7 +18,7 @@ import os
 import threading
 import time
 import traceback
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from opentelemetry._logs import Logger
@@ -43,18 +43,6 @@ _pending: list[Entry] = []  # waiting for the delay; appended to without the loc
 _lock = threading.RLock()  # one writer at a time: batches are written in order
 _writer: threading.Thread | None = None
 _wake = threading.Event()  # set when the delay changes: the writer starts a new wait
-_second: tuple[int, str] = (-1, "")  # the last second formatted ("...T03:04:05."), as a whole
-
-
-def format_time(ns: int) -> str:
-    """RFC 3339 UTC timestamp with microseconds, e.g. ``2026-01-02T03:04:05.123456Z``."""
-    global _second
-    sec, rem = divmod(ns, 1_000_000_000)
-    cached_sec, text = _second
-    if cached_sec != sec:
-        text = time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(sec))
-        _second = (sec, text)
-    return text + str(1_000_000 + rem // 1000)[1:] + "Z"  # cheaper than a :06d format
 
 
 def _describe(exc: BaseException, with_traceback: bool) -> dict[str, str]:
@@ -80,13 +68,17 @@ def event_of(entry: Entry) -> dict[str, Any]:
 
     The trace ids and ``file`` are clue's own values, added once the rest is sanitized.
     """
-    event: dict[str, Any] = {
-        "time": format_time(entry.time_ns),
-        "level": LEVEL_NAMES[entry.level],
-        "msg": entry.msg,
-        **entry.fields,
-        **entry.kv,
-    }
+    computed = STATE.computed
+    if computed:
+        event = _with_computed(entry, computed)
+    else:
+        event = {
+            "time": STATE.format_time(entry.time_ns),
+            "level": LEVEL_NAMES[entry.level],
+            "msg": entry.msg,
+            **entry.fields,
+            **entry.kv,
+        }
     exc = entry.exc
     if exc is not None:
         event.update(_describe(exc, entry.with_traceback))
@@ -99,6 +91,27 @@ def event_of(entry: Entry) -> dict[str, Any]:
     file_line = entry.file_line
     if file_line is not None:
         event["file"] = file_line
+    return event
+
+
+def _with_computed(
+    entry: Entry, computed: Iterable[Callable[[], Mapping[str, Any]]]
+) -> dict[str, Any]:
+    """The event of ``entry`` with the fields of ``computed`` under its own (which win); a
+    failing callable is named in ``field_error``, and the entry is written all the same."""
+    event: dict[str, Any] = {
+        "time": STATE.format_time(entry.time_ns),
+        "level": LEVEL_NAMES[entry.level],
+        "msg": entry.msg,
+    }
+    for compute in computed:
+        try:
+            event.update(compute())
+        except Exception as exc:
+            name = getattr(compute, "__qualname__", type(compute).__name__)
+            event["field_error"] = f"{name}: {type(exc).__name__}: {to_text(exc)}"
+    event.update(entry.fields)
+    event.update(entry.kv)
     return event
 
 

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from contextvars import ContextVar, Token
+from time import time_ns
 from typing import Any
+
+from opentelemetry.context import Context
 
 from clue._otel_internals import is_sampled, span_context_in
 from clue.log import pipeline
@@ -75,7 +79,9 @@ class RequestScope:
         if self._fields:
             fields = {**fields, **self._fields} if fields else self._fields
         self._token = CURRENT.set((fields, self))
-        self.open = True
+        decide = STATE.disable_buffering
+        # open: buffering; a scope the rule exempts writes its entries at once
+        self.open = decide is None or not _exempt(decide, fields)
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, *_exc: object) -> None:
@@ -150,6 +156,25 @@ class RequestScope:
         self.open = False
         self._entries = None
         self._count = 0
+
+
+_rule_failed = False  # the rule of disable_buffering raised: reported once
+
+
+def _exempt(decide: Callable[[dict[str, Any]], bool], fields: dict[str, Any]) -> bool:
+    """Whether ``decide`` exempts a scope of ``fields`` from buffering; if it raises, the
+    scope is exempted (nothing is lost) and the failure is reported once."""
+    global _rule_failed
+    try:
+        return bool(decide(dict(fields)))  # a copy: the rule cannot change them
+    except Exception as exc:
+        if not _rule_failed:
+            _rule_failed = True
+            report = f"disable_buffering raised {type(exc).__name__}: {exc}; scopes write at once"
+            pipeline.write_entry(
+                Entry((ERROR, report, {}, time_ns(), {}, Context(), None, None, False))
+            )
+        return True
 
 
 def request_scope(**fields: Any) -> RequestScope:

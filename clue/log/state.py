@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import time
 from collections import namedtuple
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -33,6 +35,44 @@ DEFAULT_SENSITIVE_KEYS: frozenset[str] = frozenset(
 )
 
 DEFAULT_WRITE_DELAY = 0.0
+
+_second: tuple[int, str] = (-1, "")  # the last second formatted ("...T03:04:05."), as a whole
+
+
+def _rfc3339_second(sec: int) -> str:
+    global _second
+    cached_sec, text = _second
+    if cached_sec != sec:
+        text = time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(sec))
+        _second = (sec, text)
+    return text
+
+
+def format_rfc3339_us(ns: int) -> str:
+    """RFC 3339 UTC timestamp with microseconds, e.g. ``2026-01-02T03:04:05.123456Z``."""
+    sec, rem = divmod(ns, 1_000_000_000)
+    return _rfc3339_second(sec) + str(1_000_000 + rem // 1000)[1:] + "Z"  # cheaper than :06d
+
+
+def format_rfc3339_ms(ns: int) -> str:
+    """RFC 3339 UTC timestamp with milliseconds, e.g. ``2026-01-02T03:04:05.123Z``."""
+    sec, rem = divmod(ns, 1_000_000_000)
+    return _rfc3339_second(sec) + str(1_000 + rem // 1_000_000)[1:] + "Z"
+
+
+def format_rfc3339_s(ns: int) -> str:
+    """RFC 3339 UTC timestamp in whole seconds, e.g. ``2026-01-02T03:04:05Z``."""
+    return _rfc3339_second(ns // 1_000_000_000)[:-1] + "Z"
+
+
+TIME_FORMATS: dict[str, Callable[[int], Any]] = {
+    "rfc3339_us": format_rfc3339_us,
+    "rfc3339_ms": format_rfc3339_ms,
+    "rfc3339": format_rfc3339_s,
+    "epoch": lambda ns: ns / 1e9,  # seconds, a float
+    "epoch_ms": lambda ns: ns // 1_000_000,  # milliseconds, an integer
+    "epoch_ns": lambda ns: ns,
+}
 
 
 class Entry(tuple[int, str, dict[str, Any], int, dict[str, Any], Any, "str | None", Any, bool]):
@@ -70,9 +110,12 @@ class State:
 
     __slots__ = (
         "buffer_size",
+        "computed",
         "configured",
         "debug",
+        "disable_buffering",
         "file_line",
+        "format_time",
         "max_value_size",
         "otel_logger",
         "outputs",
@@ -90,6 +133,9 @@ class State:
         self.file_line = False
         self.otel_logger: Logger | None = None
         self.write_delay = DEFAULT_WRITE_DELAY  # seconds an entry below error may wait
+        self.computed: tuple[Callable[[], Mapping[str, Any]], ...] = ()  # fields per written entry
+        self.format_time: Callable[[int], Any] = format_rfc3339_us  # the "time" of an event
+        self.disable_buffering: Callable[[dict[str, Any]], bool] | None = None  # see configure()
 
 
 STATE = State()
