@@ -9,6 +9,7 @@
   const flame = document.getElementById("flame");
   const rowOf = new Map(Array.from(waterfall.querySelectorAll(".span-row"), (r) => [r.dataset.spanId, r]));
   let selected = null;
+  const flameOf = new Map(); // span id -> its <g> in the flame graph, once drawn
   let flameDrawn = false;
   // the trace's JSON, with each span's children (in tree order) once loaded
   const trace = fetch("/api/traces/" + traceId)
@@ -100,7 +101,7 @@
     waterfall.querySelectorAll(".span-row.selected").forEach((r) => r.classList.remove("selected"));
     rowOf.get(spanId)?.classList.add("selected");
     flame.querySelectorAll("rect.selected").forEach((r) => r.classList.remove("selected"));
-    flame.querySelector('rect[data-span-id="' + spanId + '"]')?.classList.add("selected");
+    flameOf.get(spanId)?.firstChild.classList.add("selected");
     trace.then((t) => {
       const span = t.byId.get(spanId);
       if (span && selected === spanId) show(span, t);
@@ -191,7 +192,7 @@
         const dim = match !== null && !match(s);
         if (!dim) shown += 1;
         rowOf.get(s.span_id)?.classList.toggle("dimmed", dim);
-        flame.querySelector('g[data-span-id="' + s.span_id + '"]')?.classList.toggle("dimmed", dim);
+        flameOf.get(s.span_id)?.classList.toggle("dimmed", dim);
       });
       document.getElementById("filter-count").textContent =
         match === null ? "" : shown + " of " + t.spans.length + " spans match";
@@ -219,6 +220,7 @@
       const x = ((s.start_ns - t.start_ns) / total) * width;
       const w = (s.duration_ns / total) * width;
       const g = svg("g", { "data-span-id": s.span_id });
+      flameOf.set(s.span_id, g);
       const rect = svg("rect", {
         x: x.toFixed(2), y: s.depth * 20, width: Math.max(w, 0.5).toFixed(2), height: 18,
         fill: colors.get(s.span_id) || "#888", "data-span-id": s.span_id,
