@@ -404,7 +404,16 @@ def test_frontend_admin_port_reports_its_dependencies(boutique: Boutique) -> Non
     admin = boutique.processes["frontend"].admin_url
     response = httpx.get(f"{admin}/healthz", timeout=10)
     assert response.status_code == 200
-    names = ("productcatalog", "currency", "cart", "recommendation", "shipping", "checkout", "ad")
+    names = (
+        "productcatalog",
+        "currency",
+        "cart",
+        "recommendation",
+        "shipping",
+        "checkout",
+        "ad",
+        "user",
+    )
     assert response.json()["status"] == dict.fromkeys(names, "OK")
     assert httpx.get(f"{admin}/livez", timeout=10).status_code == 200
 
