@@ -26,6 +26,9 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
 
+from clue.collector import percentiles
+from clue.collector.otlp import Decoded
+from clue.collector.store import Store
 from tests.browser import chromium, screenshot_dir
 from tests.test_collector_support import CollectorProcess, wait_for
 
@@ -155,6 +158,39 @@ def test_trace_whose_root_has_not_arrived_is_marked_receiving(
     row = browser.find_element(By.CSS_SELECTOR, f'tr[data-trace-id="{trace_id}"]')
     assert row.find_elements(By.CSS_SELECTOR, ".receiving") == []
     assert row.find_element(By.CSS_SELECTOR, ".trace-link").text == "orders: POST /orders"
+
+
+def test_a_trace_whose_parent_never_came_is_final_after_a_minute(
+    collector: CollectorProcess,
+) -> None:
+    provider = tracer_provider(collector.http_endpoint, "batch-job")
+    tracer = provider.get_tracer("test")
+    caller = tracer.start_span("never exported")  # a caller that does not report here
+    ended = time.time_ns() - 120_000 * MS
+    tracer.start_span(
+        "nightly step", context=set_span_in_context(caller), start_time=ended - MS
+    ).end(end_time=ended)
+    provider.shutdown()
+    (found,) = wait_for(lambda: collector.api("/api/traces", service="batch-job")["traces"])
+    assert found["receiving"] is False
+    assert found["root"]["name"] == "nightly step"
+
+
+def test_large_operations_are_sampled(monkeypatch: pytest.MonkeyPatch) -> None:
+    store = Store()
+    rows = [
+        (f"{i:032x}", f"{i:016x}", "", "db", "query", 1, i, (i * 7919) % 1000 + 1, 0, "",
+         "{}", "[]", "[]", "s", "r")
+        for i in range(5000)
+    ]  # fmt: skip
+    store.add("traces", Decoded(rows=rows, resources={"r": ("db", "{}")}))
+    monkeypatch.setattr(percentiles, "SAMPLE", 500)
+    spans = [{"service": "db", "name": "query", "duration_ns": 900}]
+    percentiles.operation_stats(store, spans)
+    stats = spans[0]["operation"]
+    assert stats["spans"] == 5000 and stats["sampled"] is True
+    assert 450 <= stats["p50_ns"] <= 550 and 920 <= stats["p95_ns"] <= 980
+    assert 85 <= spans[0]["percentile"] <= 95
 
 
 def test_span_percentile_among_its_operation(

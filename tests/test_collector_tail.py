@@ -21,6 +21,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.trace import SpanKind, set_span_in_context
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
@@ -245,6 +246,8 @@ def test_live_trace_page_shows_a_trace_receiving_then_complete(
 
     root.end()
     provider.shutdown()
-    wait.until(lambda b: "POST /orders" in b.find_element(By.CSS_SELECTOR, row).text)
+    WebDriverWait(browser, 10, ignored_exceptions=[StaleElementReferenceException]).until(
+        lambda b: "POST /orders" in b.find_element(By.CSS_SELECTOR, row).text
+    )
     assert browser.find_elements(By.CSS_SELECTOR, row + " .receiving") == []
     assert len(browser.find_elements(By.CSS_SELECTOR, "#tail tbody tr")) == 1
