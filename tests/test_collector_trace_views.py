@@ -188,6 +188,17 @@ def test_filter_dims_and_collapse_hides(
     wait(browser).until(lambda _: len(shown()) == len(ids))
     browser.find_element(By.ID, "collapse-all").click()
     wait(browser).until(lambda _: sorted(shown()) == sorted(i for i in ids if i != ids[3]))
+    # selecting a hidden span in the flame graph opens its subtree in the waterfall
+    browser.find_element(By.ID, "view-flame").click()
+    rows_when(browser, "#flame rect", lambda found: len(found) == len(RUN))
+    browser.find_element(By.CSS_SELECTOR, f'#flame rect[data-span-id="{ids[3]}"]').click()
+    browser.find_element(By.ID, "view-waterfall").click()
+    wait(browser).until(lambda _: len(shown()) == len(ids))
+    assert "selected" in browser.find_element(
+        By.CSS_SELECTOR, f'.span-row[data-span-id="{ids[3]}"]'
+    ).get_attribute("class")
+    browser.find_element(By.ID, "collapse-all").click()
+    wait(browser).until(lambda _: len(shown()) == len(ids) - 1)
     browser.find_element(By.ID, "expand-all").click()
     wait(browser).until(lambda _: len(shown()) == len(ids))
 

@@ -201,6 +201,7 @@ def waterfall_rows(trace: dict[str, Any], colors: dict[str, str]) -> Markup:
     """The waterfall's span rows (built here rather than in Jinja: a trace may have
     thousands of spans, and this is the page's hot loop)."""
     total = trace["duration_ns"] or 1
+    parents = {s["parent_id"] for s in trace["spans"] if s["depth"]}
     out = []
     for s in trace["spans"]:
         left = 100 * (s["start_ns"] - trace["start_ns"]) / total
@@ -229,11 +230,15 @@ def waterfall_rows(trace: dict[str, Any], colors: dict[str, str]) -> Markup:
         if s["kind"] in MESSAGING:
             classes += f" {s['kind']}"
             badge, where = _messaging_marks(s)
+        # a span with children gets a collapse toggle, in the place a leaf leaves blank
+        toggle = TOGGLE if s["span_id"] in parents else ""
+        indent = 6 + s["depth"] * 14 + (0 if toggle else 14)
         out.append(
-            f'<div class="{classes}" data-span-id="{s["span_id"]}" '
-            f'tabindex="0"><div class="wf-name" style="padding-left:{6 + s["depth"] * 14}px" '
-            f'title="{service}: {name}"><span class="chip" style="background:{color}"></span>'
-            f'{badge}<span class="svc">{service}</span> <span class="op">{name}</span>{mark}</div>'
+            f'<div class="{classes}" data-span-id="{s["span_id"]}" data-depth="{s["depth"]}" '
+            f'tabindex="0"><div class="wf-name" style="padding-left:{indent}px" '
+            f'title="{service}: {name}">{toggle}<span class="chip" style="background:{color}">'
+            f'</span>{badge}<span class="svc">{service}</span> <span class="op">{name}</span>'
+            f"{mark}</div>"
             f'<div class="wf-time"><div class="bar" style="left:{left:.3f}%;width:{width:.3f}%;'
             f'background-color:{color}"></div><span class="bar-label" style="{place}">'
             f"{duration(s['duration_ns'])}{where}</span>"
@@ -242,6 +247,7 @@ def waterfall_rows(trace: dict[str, Any], colors: dict[str, str]) -> Markup:
     return Markup("\n".join(out))
 
 
+TOGGLE = '<button type="button" class="toggle" title="collapse or expand"></button>'
 MESSAGING = {"producer": "⇢ producer", "consumer": "⇠ consumer"}
 
 

@@ -1,5 +1,5 @@
-// Trace page: selecting a span shows its details, read from the JSON API; the flame
-// graph, the span filter and collapsing subtrees work on the same JSON.
+// Trace page: selecting a span shows its details, read from the JSON API (fetched on
+// first need, as are the flame graph and the span filter); collapsing works on the rows.
 (function () {
   "use strict";
   const waterfall = document.getElementById("waterfall");
@@ -11,20 +11,19 @@
   let selected = null;
   const flameOf = new Map(); // span id -> its <g> in the flame graph, once drawn
   let flameDrawn = false;
-  // the trace's JSON, with each span's children (in tree order) once loaded
-  const trace = fetch("/api/traces/" + traceId)
-    .then((r) => r.json())
-    .then((t) => {
-      t.byId = new Map(t.spans.map((s) => [s.span_id, s]));
-      t.children = new Map();
-      t.spans.forEach((s) => {
-        if (s.depth && t.byId.has(s.parent_id)) {
-          if (!t.children.has(s.parent_id)) t.children.set(s.parent_id, []);
-          t.children.get(s.parent_id).push(s);
-        }
-      });
-      return t;
-    });
+  let loaded = null;
+  // the trace's JSON, spans by id; fetched once, when first needed
+  function trace() {
+    if (!loaded) {
+      loaded = fetch("/api/traces/" + traceId)
+        .then((r) => r.json())
+        .then((t) => {
+          t.byId = new Map(t.spans.map((s) => [s.span_id, s]));
+          return t;
+        });
+    }
+    return loaded;
+  }
 
   function el(tag, attrs, children) {
     const node = document.createElement(tag);
@@ -102,7 +101,7 @@
     rowOf.get(spanId)?.classList.add("selected");
     flame.querySelectorAll("rect.selected").forEach((r) => r.classList.remove("selected"));
     flameOf.get(spanId)?.firstChild.classList.add("selected");
-    trace.then((t) => {
+    trace().then((t) => {
       const span = t.byId.get(spanId);
       if (span && selected === spanId) show(span, t);
     });
@@ -113,7 +112,7 @@
     if (toggle) {
       const row = toggle.closest(".span-row");
       setCollapsed(row, !row.classList.contains("collapsed"));
-      trace.then(applyCollapse);
+      applyCollapse();
       return;
     }
     const row = event.target.closest(".span-row");
@@ -123,35 +122,27 @@
     if (event.key === "Enter") event.target.closest(".span-row")?.click();
   });
 
-  // Collapse: a toggle on each span with children hides its subtree.
+  // Collapse: the toggle of a span with children hides the rows below it, in tree
+  // order, that are deeper than it.
+  const rows = Array.from(rowOf.values());
+  const depth = (row) => Number(row.dataset.depth);
   function setCollapsed(row, collapsed) {
     row.classList.toggle("collapsed", collapsed); // the toggle's arrow follows, by CSS
   }
-  function applyCollapse(t) {
-    const hidden = new Set();
-    t.spans.forEach((s) => {
-      const row = rowOf.get(s.span_id);
-      const away = hidden.has(s.parent_id) && s.depth > 0;
-      if (away || row?.classList.contains("collapsed")) hidden.add(s.span_id);
-      row?.classList.toggle("collapsed-away", away);
+  function applyCollapse() {
+    let hideBelow = Infinity;
+    rows.forEach((row) => {
+      const d = depth(row);
+      const away = d > hideBelow;
+      row.classList.toggle("collapsed-away", away);
+      if (!away) hideBelow = row.classList.contains("collapsed") ? d : Infinity;
     });
   }
-  trace.then((t) => {
-    t.children.forEach((_, id) => {
-      const name = rowOf.get(id)?.querySelector(".wf-name");
-      if (!name) return;
-      const toggle = el("button", { type: "button", class: "toggle", title: "collapse or expand" });
-      name.insertBefore(toggle, name.firstChild);
-    });
-  });
   function collapseAll(collapsed) {
-    trace.then((t) => {
-      t.children.forEach((_, id) => {
-        const row = rowOf.get(id);
-        if (row) setCollapsed(row, collapsed && t.byId.get(id).depth > 0);
-      });
-      applyCollapse(t);
+    rows.forEach((row) => {
+      if (row.querySelector(".toggle")) setCollapsed(row, collapsed && depth(row) > 0);
     });
+    applyCollapse();
   }
   document.getElementById("collapse-all")?.addEventListener("click", () => collapseAll(true));
   document.getElementById("expand-all")?.addEventListener("click", () => collapseAll(false));
@@ -185,7 +176,7 @@
       (min === null || s.duration_ns >= min);
   }
   function applyFilter() {
-    trace.then((t) => {
+    trace().then((t) => {
       const match = matcher();
       let shown = 0;
       t.spans.forEach((s) => {
@@ -243,7 +234,7 @@
   }
   flame.addEventListener("click", (event) => {
     const rect = event.target.closest("[data-span-id]");
-    if (rect) selectSpan(rect.dataset.spanId);
+    if (rect) select(rect.dataset.spanId); // its subtree opened in the waterfall too
   });
   function view(name) {
     const flameOn = name === "flame";
@@ -251,7 +242,7 @@
     waterfall.hidden = flameOn;
     document.getElementById("view-flame").classList.toggle("active", flameOn);
     document.getElementById("view-waterfall").classList.toggle("active", !flameOn);
-    if (flameOn && !flameDrawn) trace.then(drawFlame);
+    if (flameOn && !flameDrawn) trace().then(drawFlame);
     if (!flameOn && selected) rowOf.get(selected)?.scrollIntoView({ block: "nearest" });
   }
   document.getElementById("view-flame")?.addEventListener("click", () => view("flame"));
@@ -261,15 +252,16 @@
   function select(spanId) {
     const row = rowOf.get(spanId);
     if (!row) return;
-    trace.then((t) => {
-      for (let s = t.byId.get(spanId); s && s.depth; s = t.byId.get(s.parent_id)) {
-        const parent = rowOf.get(s.parent_id);
-        if (parent) setCollapsed(parent, false);
+    let d = depth(row);
+    for (let above = row.previousElementSibling; above && d > 0; above = above.previousElementSibling) {
+      if (above.dataset.depth !== undefined && depth(above) < d) {
+        setCollapsed(above, false);
+        d = depth(above);
       }
-      applyCollapse(t);
-      row.scrollIntoView({ block: "center" });
-      selectSpan(spanId);
-    });
+    }
+    applyCollapse();
+    row.scrollIntoView({ block: "center" });
+    selectSpan(spanId);
   }
   document.getElementById("trace-logs")?.addEventListener("click", (event) => {
     const line = event.target.closest("li.log");
