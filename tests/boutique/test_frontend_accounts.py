@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import shutil
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +21,7 @@ import httpx
 import pytest
 
 from reference_services.launcher import Boutique
-from tests.boutique.shop import MUG, SUNGLASSES
+from tests.boutique.shop import MUG, ORDER_FORM, SUNGLASSES
 from tests.browser import chromium, screenshot_dir
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
@@ -301,6 +302,23 @@ def test_the_account_page_renames_and_lists_notifications(visitor: httpx.Client)
     assert "Signed in as" in (home := visitor.get("/").text) and "Grace Hopper" in home
 
 
+def test_a_signed_in_order_is_the_users_and_its_confirmation_is_in_the_history(
+    visitor: httpx.Client,
+) -> None:
+    signup(visitor, new_email())
+    token = csrf(visitor.get("/").text)
+    visitor.post("/cart", data={"product_id": MUG, "quantity": "1", "csrf_token": token})
+    placed = visitor.post("/cart/checkout", data={**ORDER_FORM, "csrf_token": token})
+    assert placed.status_code == 200, placed.text
+    order_id = re.search(r'id="order-id">([^<]+)<', placed.text)
+    assert order_id is not None
+    deadline = time.monotonic() + 20  # the confirmation goes through the event backbone
+    while 'data-template="order_confirmation"' not in (page := visitor.get("/account").text):
+        assert time.monotonic() < deadline, "no confirmation in the account's history"
+        time.sleep(0.2)
+    assert f'data-order-id="{order_id.group(1)}"' in page
+
+
 def test_deleting_the_account_needs_a_confirmation(visitor: httpx.Client) -> None:
     email = new_email()
     signup(visitor, email)
@@ -323,6 +341,7 @@ def test_a_real_browser_signs_up_logs_out_logs_in_and_reads_its_account(
     boutique: Boutique,
 ) -> None:
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.remote.webdriver import WebDriver
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -354,8 +373,21 @@ def test_a_real_browser_signs_up_logs_out_logs_in_and_reads_its_account(
         form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
         wait.until(ec.presence_of_element_located((By.ID, "signed-in")))
 
+        driver.get(f"{boutique.shop_url}/product/{SUNGLASSES}")  # an order, signed in
+        driver.find_element(By.ID, "add-to-cart").click()
+        wait.until(ec.url_matches(r"/cart$"))
+        driver.find_element(By.ID, "place-order").click()
+        order_id = driver.find_element(By.ID, "order-id").text
+
         driver.find_element(By.ID, "account-link").click()
         wait.until(ec.text_to_be_present_in_element((By.ID, "profile-email"), email))
         assert driver.find_element(By.ID, "profile-name").text == "Ada Lovelace"
-        assert driver.find_element(By.ID, "notifications").is_displayed()
+
+        def confirmed(driver: WebDriver) -> bool:  # it comes through the event backbone
+            if driver.find_elements(By.CSS_SELECTOR, f'tr[data-order-id="{order_id}"]'):
+                return True
+            driver.refresh()
+            return False
+
+        WebDriverWait(driver, 20, poll_frequency=0.3).until(confirmed)
         driver.save_screenshot(str(shots / "shop-account.png"))
