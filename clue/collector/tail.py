@@ -60,6 +60,7 @@ class Tail:
         self._closing = True
 
     def routes(self) -> list[Route]:
+        """Starlette routes of the two streams."""
         return [
             Route("/api/tail/logs", self._endpoint(LOG_TAIL, self._logs, "log")),
             Route("/api/tail/traces", self._endpoint(TRACE_TAIL, self._traces, "trace")),
