@@ -13,7 +13,7 @@ with clue's other packages, re-exported as ``from m import x as x`` and left
 out of ``__all__`` (clue's internal API, not for programs). Never a submodule
 of another package, never an underscored name of one. The underscored modules
 directly under clue/ (``clue._otel_internals``, ``clue._payload``,
-``clue._request_id``) are the internals every package shares.
+``clue._request_id``, ``clue._status``) are the internals every package shares.
 ``tests/test_import_rule.py`` checks it.
 """
 

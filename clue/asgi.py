@@ -25,6 +25,7 @@ from opentelemetry.util.types import AttributeValue
 from clue import log
 from clue._payload import body_payload
 from clue._request_id import HEADER, request_id_or_new
+from clue._status import is_http_error
 from clue.log import report_unhandled
 from clue.telemetry import bind, flush_at_stop
 
@@ -234,7 +235,8 @@ class _Request:
     ) -> None:
         middleware, status = self.middleware, self.status
         route = _route(self.scope)
-        if status >= 500 and error is None:
+        failed = is_http_error(status)  # the rule shared with gRPC
+        if failed and error is None:
             log.flush()
         if self.debug:
             self._log_payloads()
@@ -251,7 +253,7 @@ class _Request:
                 span.update_name(f"{method} {route}")
                 span.set_attribute("http.route", route)
             span.set_attribute("http.response.status_code", status)
-            if status >= 500:
+            if failed:
                 span.set_status(Status(StatusCode.ERROR, str(status)))
             if error is not None:
                 span.record_exception(error)

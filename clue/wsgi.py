@@ -28,6 +28,7 @@ from opentelemetry.util.types import AttributeValue
 from clue import log
 from clue._payload import body_payload
 from clue._request_id import request_id_or_new
+from clue._status import is_http_error
 from clue.asgi import DEFAULT_SKIP_PATHS
 from clue.log import report_unhandled
 from clue.telemetry import bind
@@ -275,7 +276,8 @@ class _Request:
     def _finish(self) -> None:
         middleware, status, span, error = self.middleware, self.status, self.span, self.error
         route = _route(self.environ)
-        if status >= 500 and error is None:
+        failed = is_http_error(status)  # the rule shared with gRPC
+        if failed and error is None:
             log.flush()
         if self.debug:
             self._log_payloads()
@@ -292,7 +294,7 @@ class _Request:
                 span.update_name(f"{self.method} {route}")
                 span.set_attribute("http.route", route)
             span.set_attribute("http.response.status_code", status)
-            if status >= 500:
+            if failed:
                 span.set_status(Status(StatusCode.ERROR, str(status)))
             if error is not None:
                 span.record_exception(error)

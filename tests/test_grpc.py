@@ -222,7 +222,8 @@ async def test_aio_unary_ok_traces_logs_and_measures(lines: Lines, wiring: str) 
 
 async def test_aio_abort_flushes_buffer_and_records_code(lines: Lines) -> None:
     telemetry = Telemetry(sampled=False)
-    server = await start_aio(telemetry)
+    # NOT_FOUND is the caller's fault, no error by default: a rule counting every non-OK code
+    server = await start_aio(telemetry, is_error=lambda code: code is not grpc.StatusCode.OK)
     try:
         async with server.channel() as channel:
             assert (await stub(channel, "Unary")(S(value="fine"))).value == "fine"
@@ -524,8 +525,9 @@ def test_sync_server_and_client(lines: Lines, wiring: str) -> None:
         "UNKNOWN",
         "OK",
     ]
-    # Buffered entries: dropped for the good call, flushed for the failed ones.
-    assert [e["value"] for e in lines.entries("handling")] == ["abort:PERMISSION_DENIED", "raise"]
+    # Buffered entries: dropped for the good call and the caller's fault (PERMISSION_DENIED),
+    # flushed for the server's (UNKNOWN).
+    assert [e["value"] for e in lines.entries("handling")] == ["raise"]
     assert len(lines.entries("unhandled exception")) == 1
     server_codes = sorted(
         p[0]["rpc.grpc.status_code"] for p in telemetry.points("rpc.server.duration")

@@ -16,7 +16,7 @@ The plain names serve ``grpc`` (thread pool, blocking calls), the ``async_`` one
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import grpc
@@ -24,6 +24,7 @@ import grpc.aio
 from opentelemetry.metrics import MeterProvider
 from opentelemetry.trace import TracerProvider
 
+from clue._status import is_grpc_error
 from clue.grpc import _client
 from clue.grpc._logging import Payloads, RequestLog
 from clue.grpc._metrics import ServerMetrics
@@ -59,6 +60,7 @@ def instrument(
     metrics: bool = True,
     tracer_provider: TracerProvider | None = None,
     meter_provider: MeterProvider | None = None,
+    is_error: Callable[[grpc.StatusCode], bool] = is_grpc_error,
 ) -> InstrumentedServer:
     """``server`` (``grpc.aio`` or ``grpc``) with clue's layers around every handler added
     through the returned object; the fastest way to wire a server.
@@ -73,7 +75,7 @@ def instrument(
         server,
         *_layers(
             log_requests, quiet_prefixes, tracing, logging, payloads, metrics,
-            tracer_provider, meter_provider,
+            tracer_provider, meter_provider, is_error,
         ),
     )  # fmt: skip
 
@@ -88,6 +90,7 @@ def server_interceptors(
     metrics: bool = True,
     tracer_provider: TracerProvider | None = None,
     meter_provider: MeterProvider | None = None,
+    is_error: Callable[[grpc.StatusCode], bool] = is_grpc_error,
 ) -> list[Any]:
     """The server interceptors to pass to ``grpc.server`` (thread pool).
 
@@ -95,7 +98,7 @@ def server_interceptors(
     """
     layers = _layers(
         log_requests, quiet_prefixes, tracing, logging, payloads, metrics,
-        tracer_provider, meter_provider,
+        tracer_provider, meter_provider, is_error,
     )  # fmt: skip
     return [ServerInterceptor(*layers)] if layers else []
 
@@ -110,6 +113,7 @@ def async_server_interceptors(
     metrics: bool = True,
     tracer_provider: TracerProvider | None = None,
     meter_provider: MeterProvider | None = None,
+    is_error: Callable[[grpc.StatusCode], bool] = is_grpc_error,
 ) -> list[Any]:
     """The server interceptors to pass to ``grpc.aio.server``.
 
@@ -121,12 +125,15 @@ def async_server_interceptors(
 
     ``log_requests`` writes one unbuffered line per call with its code and
     duration, except for methods starting with one of ``quiet_prefixes`` (the
-    gRPC health service by default). The other flags leave a layer out.
+    gRPC health service by default). ``is_error`` decides which codes are errors:
+    they flush the call's buffered entries and set its span's status to error
+    (default: the server faults, ``UNKNOWN``, ``INTERNAL``, ``UNAVAILABLE``, ...,
+    the rule of the HTTP middleware's 5xx). The other flags leave a layer out.
     Spans and metrics go to the global providers unless others are given.
     """
     layers = _layers(
         log_requests, quiet_prefixes, tracing, logging, payloads, metrics,
-        tracer_provider, meter_provider,
+        tracer_provider, meter_provider, is_error,
     )  # fmt: skip
     return [AsyncServerInterceptor(*layers)] if layers else []
 
@@ -140,12 +147,18 @@ def _layers(
     metrics: bool,
     tracer_provider: TracerProvider | None,
     meter_provider: MeterProvider | None,
+    is_error: Callable[[grpc.StatusCode], bool],
 ) -> list[Layer]:
+    if not callable(is_error):
+        raise ValueError("is_error must be a callable of a grpc.StatusCode")
     layers: list[Layer] = []
     if tracing:
-        layers.append(ServerTracing(tracer_provider))
+        layers.append(ServerTracing(tracer_provider, is_error))
     if logging:
-        layers.append(RequestLog(log_requests=log_requests, quiet_prefixes=tuple(quiet_prefixes)))
+        quiet = tuple(quiet_prefixes)
+        layers.append(
+            RequestLog(log_requests=log_requests, quiet_prefixes=quiet, is_error=is_error)
+        )
     if payloads:
         layers.append(Payloads())
     if metrics:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import grpc
@@ -10,6 +11,7 @@ import grpc
 from clue import log
 from clue._payload import message_payload
 from clue._request_id import HEADER, request_id_or_new
+from clue._status import is_grpc_error
 from clue.grpc._rpc import Metadata, RpcInfo, is_expected, metadata_value
 from clue.log import report_unhandled
 
@@ -17,13 +19,20 @@ from clue.log import report_unhandled
 class RequestLog:
     """Open a request log scope per call; write one unbuffered line with code and duration.
 
-    A non-OK code flushes the scope's buffered entries; an unexpected exception is
-    logged as an error (which flushes too).
+    A code ``is_error`` holds for flushes the scope's buffered entries; an unexpected
+    exception is logged as an error (which flushes too).
     """
 
-    def __init__(self, *, log_requests: bool = True, quiet_prefixes: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        *,
+        log_requests: bool = True,
+        quiet_prefixes: tuple[str, ...] = (),
+        is_error: Callable[[grpc.StatusCode], bool] = is_grpc_error,
+    ) -> None:
         self._log_requests = log_requests
         self._quiet = quiet_prefixes
+        self._is_error = is_error
 
     def enter(
         self, info: RpcInfo, context: Any, metadata: Metadata, request: Any
@@ -46,7 +55,7 @@ class RequestLog:
         try:
             if exc is not None and not is_expected(exc):
                 report_unhandled(exc)
-            elif code is not grpc.StatusCode.OK:
+            elif code is not grpc.StatusCode.OK and self._is_error(code):
                 log.flush()
             if not quiet:
                 # to the µs, without round() and its decimal conversion

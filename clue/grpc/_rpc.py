@@ -11,18 +11,6 @@ from typing import Any
 import grpc
 from opentelemetry.util.types import AttributeValue
 
-# Server span status is ERROR only for these codes (OpenTelemetry RPC semantic conventions).
-SERVER_ERROR_CODES = frozenset(
-    {
-        grpc.StatusCode.UNKNOWN,
-        grpc.StatusCode.DEADLINE_EXCEEDED,
-        grpc.StatusCode.UNIMPLEMENTED,
-        grpc.StatusCode.INTERNAL,
-        grpc.StatusCode.UNAVAILABLE,
-        grpc.StatusCode.DATA_LOSS,
-    }
-)
-
 HEALTH_PREFIXES = ("/grpc.health.v1.",)
 
 Metadata = Sequence[tuple[str, str | bytes]]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from typing import Any
 
 import grpc
@@ -11,14 +12,20 @@ from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
-from clue.grpc._rpc import SERVER_ERROR_CODES, Metadata, RpcInfo, is_expected
+from clue._status import is_grpc_error
+from clue.grpc._rpc import Metadata, RpcInfo, is_expected
 
 
 class ServerTracing:
     """Continue the caller's trace from the metadata and time the call in a SERVER span."""
 
-    def __init__(self, tracer_provider: trace.TracerProvider | None = None) -> None:
+    def __init__(
+        self,
+        tracer_provider: trace.TracerProvider | None = None,
+        is_error: Callable[[grpc.StatusCode], bool] = is_grpc_error,
+    ) -> None:
         self._tracer = trace.get_tracer("clue.grpc", tracer_provider=tracer_provider)
+        self._is_error = is_error
         self._propagator: Any = None
         self._fields: frozenset[str] = frozenset()
 
@@ -63,7 +70,7 @@ class ServerTracing:
         try:
             if span.is_recording():
                 span.set_attribute("rpc.grpc.status_code", code.value[0])
-                if code in SERVER_ERROR_CODES:
+                if code is not grpc.StatusCode.OK and self._is_error(code):
                     description = context.details() or (
                         f"{type(exc).__name__}: {exc}" if exc is not None else code.name
                     )
