@@ -9,6 +9,7 @@ master one second after the last request. Nothing lost, nothing doubled.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -128,3 +129,81 @@ def test_every_worker_exports_every_span_and_flushes_at_sigterm(
     ), "every request's span, once"
     instances = Counter(s.resource["service.instance.id"] for s in spans)
     assert sorted(instances.values()) == sorted(workers.values()), "each worker its own"
+
+
+FORKING = textwrap.dedent(
+    """
+    import json, os, sys, threading
+    import clue
+    from clue import telemetry
+    from clue.telemetry import bootstrap, histograms, resilience
+
+    clue.configure("forking")
+    tracer = telemetry.tracer("forking")
+    duration = telemetry.meter("forking").create_histogram("work.duration", unit="s")
+    with tracer.start_as_current_span("in the parent"):
+        duration.record(0.5)
+    assert telemetry.force_flush(5)
+
+    # another thread holds clue's locks while the main thread forks: as an export or a
+    # collection under way would (each is held for a moment by the SDK's threads)
+    held = [
+        bootstrap._lock,
+        resilience.STATS["traces"]._lock,
+        histograms.REGISTRY._lock,
+        *(g.guard._count_lock for g in bootstrap._pipeline.exporters),
+    ]
+    holding, forked = threading.Event(), threading.Event()
+
+    def hold():
+        for lock in held:
+            lock.acquire()
+        holding.set()
+        forked.wait()
+        for lock in held:
+            lock.release()
+
+    threading.Thread(target=hold).start()
+    holding.wait()
+    pid = os.fork()
+    if pid == 0:
+        with tracer.start_as_current_span("in the child"):
+            duration.record(0.25)
+        ok = telemetry.force_flush(5)
+        print("child", os.getpid(), ok, json.dumps(telemetry.stats()["traces"]), flush=True)
+        clue.shutdown()
+        os._exit(0 if ok else 1)
+    forked.set()
+    _, status = os.waitpid(pid, 0)
+    sys.exit(os.waitstatus_to_exitcode(status))
+    """
+)
+
+
+def test_a_forked_child_exports_on_its_own_even_with_locks_held_at_the_fork(
+    tmp_path: Path, receiver: OTLPReceiver
+) -> None:
+    """The child of ``os.fork`` exports through an exporter of its own, counts its own
+    exports, and no lock another thread held at the fork blocks it."""
+    (tmp_path / "forking.py").write_text(FORKING)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "CLUE_"))}
+    env.update(
+        OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint,
+        OTEL_TRACES_SAMPLER="always_on",
+        PYTHONPATH=str(ROOT),
+    )
+    done = subprocess.run(
+        [sys.executable, str(tmp_path / "forking.py")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = dict(line.split(" ", 1) for line in done.stdout.splitlines())
+    _, child_ok, child_stats = lines["child"].split(" ", 2)
+    assert child_ok == "True"
+    assert json.loads(child_stats) == {"exported": 1, "failed": 0, "dropped": 0}, "its own count"
+    spans = receiver.wait_for(lambda r: len(r.spans()) >= 2 and r.spans())
+    assert sorted(s.name for s in spans) == ["in the child", "in the parent"]
+    assert len({s.resource["service.instance.id"] for s in spans}) == 2

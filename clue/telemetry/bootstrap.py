@@ -65,6 +65,15 @@ class _Pipeline:
     shutdown_timeout: float = settings.DEFAULT_SHUTDOWN_TIMEOUT
     exporters: list[_Guarded] = field(default_factory=list)
     histogram_slots: tuple[int, ...] = ()  # clue's histograms collected by the meter provider
+    # the exporters clue made from names, and how to make each again (in a forked child)
+    made: list[tuple[_Guarded, Callable[[], Any]]] = field(default_factory=list)
+
+    def renew_exporters(self) -> None:
+        """Send through exporters of this process's own (a forked child): the parent's
+        connections stay the parent's, never used nor closed here."""
+        for guarded, make in self.made:
+            _INHERITED.append(guarded.inner)
+            guarded.inner = make()
 
     def shutdown(self, keep_open: set[int]) -> None:
         """Flush and stop the three providers side by side within ``shutdown_timeout``;
@@ -204,11 +213,17 @@ def configure(
     _instance("metric_exporter", metric_exporter, (MetricExporter, MetricReader))
     _instance("log_exporter", log_exporter, (LogRecordExporter,))
 
-    def chosen(signal: str, given: Any) -> list[tuple[Any, str]]:
+    def chosen(signal: str, given: Any) -> list[tuple[Any, str, Callable[[], Any] | None]]:
+        """Each exporter of ``signal``, where it sends, and how to make it again."""
         if given is not None:
-            return [(given, type(given).__name__)]
+            return [(given, type(given).__name__, None)]
         names = settings.exporter_names(signal, exporter)
-        return [exporters.build(signal, n, timeout) for n in names if n != "prometheus"]
+        made: list[tuple[Any, str, Callable[[], Any] | None]] = []
+        for name in names:
+            if name != "prometheus":
+                inner, where = exporters.build(signal, name, timeout)
+                made.append((inner, where, partial(_exporter_named, signal, name, timeout)))
+        return made
 
     span_exporters = chosen("traces", span_exporter)
     metric_exporters = chosen("metrics", metric_exporter)
@@ -226,9 +241,9 @@ def configure(
             bound,
         )
         export = _Export(queue, report_every, pipeline)
-        for inner, where in span_exporters:
+        for inner, where, make in span_exporters:
             processor = BatchSpanProcessor(
-                export.guarded(GuardedSpanExporter, inner, "traces", where),
+                export.guarded(GuardedSpanExporter, inner, "traces", where, make),
                 max_queue_size=queue,
                 max_export_batch_size=export.batch,
             )
@@ -239,10 +254,10 @@ def configure(
             inner
             if isinstance(inner, MetricReader)
             else PeriodicExportingMetricReader(
-                export.guarded(GuardedMetricExporter, inner, "metrics", where),
+                export.guarded(GuardedMetricExporter, inner, "metrics", where, make),
                 export_interval_millis=interval * 1e3,
             )
-            for inner, where in metric_exporters
+            for inner, where, make in metric_exporters
         ]
         if serve_prometheus:
             readers.append(prometheus_exposition.reader())
@@ -254,9 +269,9 @@ def configure(
 
         if log_exporters:
             logger_provider = LoggerProvider(resource=resource, shutdown_on_exit=False)
-            for inner, where in log_exporters:
+            for inner, where, make in log_exporters:
                 log_processor = BatchLogRecordProcessor(
-                    export.guarded(GuardedLogExporter, inner, "logs", where),
+                    export.guarded(GuardedLogExporter, inner, "logs", where, make),
                     max_queue_size=queue,
                     max_export_batch_size=export.batch,
                 )
@@ -389,6 +404,20 @@ def shutdown() -> None:
 
 # Registered once, at import: a forked child inherits it with the rest of the process.
 atexit.register(shutdown)
+
+_INHERITED: list[Any] = []  # a forked child's copies of its parent's exporters, kept unused
+
+
+def _after_fork_in_child() -> None:
+    """A forked child exports through exporters of its own. The SDK renews the rest: batch
+    processor threads and queues, the metric reader's thread, ``service.instance.id``."""
+    global _lock
+    _lock = threading.RLock()  # another thread of the parent may have held it
+    if _pipeline is not None:
+        _pipeline.renew_exporters()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def force_flush(timeout: float = 30.0) -> bool:

@@ -61,6 +61,7 @@ from clue._otel_internals import (
     temporalities,
     wrap_collect,
 )
+from clue.telemetry.forked import in_child
 from clue.telemetry.instruments import Forwarding
 
 _logger = logging.getLogger(__name__)
@@ -135,7 +136,11 @@ class ClueHistogram(Forwarding[metrics.Histogram], metrics.Histogram):
         self._pending: list[tuple[float, _Series, Context, int]] = []
         self.exemplar_filter = "trace_based"
         self._warned = False
+        in_child(self._renew_lock)
         REGISTRY.add(self)
+
+    def _renew_lock(self) -> None:
+        self._lock = threading.Lock()  # a collection under way in the parent holds it
 
     def record(
         self, amount: float, attributes: Attributes = None, context: Context | None = None
@@ -304,6 +309,10 @@ class Registry:
         self._slots: tuple[int, ...] = ()
         self._next_slot = 0
         self.exemplar_filter = "trace_based"
+        in_child(self._renew_lock)
+
+    def _renew_lock(self) -> None:
+        self._lock = threading.Lock()  # a collection under way in the parent holds it
 
     def add(self, histogram: ClueHistogram) -> None:
         """Register a new histogram: it aggregates for the readers attached now and later."""

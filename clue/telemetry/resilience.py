@@ -26,6 +26,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from clue._otel_internals import exporter_preferences, replace_drop_counter
+from clue.telemetry.forked import in_child
 
 LOGGER = logging.getLogger("clue.telemetry")
 
@@ -38,6 +39,14 @@ class SignalStats:
     failed: int = 0  # items whose export failed (collector down, rejected, timed out)
     dropped: int = 0  # items thrown away because the bounded queue was full
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        in_child(self._start_over)
+
+    def _start_over(self) -> None:
+        """A forked child counts its own exports: the parent's are the parent's."""
+        self._lock = threading.Lock()
+        self.exported = self.failed = self.dropped = 0
 
     def add(self, *, exported: int = 0, failed: int = 0, dropped: int = 0) -> None:
         with self._lock:
@@ -68,6 +77,14 @@ class FailureReport:
         self._last_report: float | None = None
         self._unreported = 0
         self._since_ok = 0
+        in_child(self._start_over)
+
+    def _start_over(self) -> None:
+        """A forked child reports its own failures."""
+        self._lock = threading.Lock()
+        self._failing = False
+        self._last_report = None
+        self._unreported = self._since_ok = 0
 
     @property
     def failing(self) -> bool:
@@ -120,6 +137,14 @@ class _Guard:
         self._closed = False
         self._close_lock = threading.Lock()
         self.keep_open = False  # the wrapped exporter is reused: do not shut it down
+        in_child(self._start_over)
+
+    def _start_over(self) -> None:
+        """A forked child has no batch under way; an export thread of the parent may have
+        held a lock."""
+        self._count_lock = threading.Lock()
+        self._close_lock = threading.Lock()
+        self._in_flight = 0
 
     def abandon(self) -> None:
         """Fail every later batch at once (shutdown with the collector down)."""
@@ -286,6 +311,13 @@ class _DropCounter:
         self._interval = interval
         self._lock = threading.Lock()
         self._last_report: float | None = None
+        self._unreported = 0
+        in_child(self._start_over)
+
+    def _start_over(self) -> None:
+        """A forked child reports its own drops."""
+        self._lock = threading.Lock()
+        self._last_report = None
         self._unreported = 0
 
     def register_queue_size(self, get_queue_size: Callable[[], int]) -> None:

@@ -14,6 +14,7 @@ import threading
 import time
 
 from clue.log import ClueHandler
+from clue.telemetry.forked import in_child
 
 
 class RateLimitedForwarder(logging.Handler):
@@ -26,6 +27,10 @@ class RateLimitedForwarder(logging.Handler):
         self._guard = threading.Lock()
         self._last: dict[tuple[str, str], float] = {}
         self._suppressed: dict[tuple[str, str], int] = {}
+        in_child(self._renew_lock)
+
+    def _renew_lock(self) -> None:
+        self._guard = threading.Lock()  # an SDK thread of the parent may have held it
 
     def emit(self, record: logging.LogRecord) -> None:
         key = (record.name, str(record.msg))
