@@ -296,10 +296,19 @@ class _Export:
     def batch(self) -> int | None:
         return None if self.queue is None else min(self.queue, _DEFAULT_BATCH)
 
-    def guarded(self, kind: Any, inner: Any, signal: str, where: str) -> Any:
+    def guarded(
+        self, kind: Any, inner: Any, signal: str, where: str, make: Callable[[], Any] | None
+    ) -> Any:
         wrapped = kind(inner, FailureReport(signal, where, self.report_every))
         self.pipeline.exporters.append(wrapped)
+        if make is not None:
+            self.pipeline.made.append((wrapped, make))
         return wrapped
+
+
+def _exporter_named(signal: str, name: str, timeout: float | None) -> Any:
+    exporter, _ = exporters.build(signal, name, timeout)
+    return exporter
 
 
 def _activate(pipeline: _Pipeline, report_every: float) -> None:
