@@ -214,7 +214,7 @@
       flameOf.set(s.span_id, g);
       const rect = svg("rect", {
         x: x.toFixed(2), y: s.depth * 20, width: Math.max(w, 0.5).toFixed(2), height: 18,
-        fill: colors.get(s.span_id) || "#888", "data-span-id": s.span_id,
+        fill: colors.get(s.span_id) || "#888", "data-span-id": s.span_id, tabindex: 0,
         class: (s.critical_ns ? "critical" : "") + (s.span_id === selected ? " selected" : ""),
       });
       const title = svg("title", {});
@@ -235,6 +235,10 @@
   flame.addEventListener("click", (event) => {
     const rect = event.target.closest("[data-span-id]");
     if (rect) select(rect.dataset.spanId); // its subtree opened in the waterfall too
+  });
+  flame.addEventListener("keydown", (event) => {
+    const rect = event.target.closest("rect[data-span-id]");
+    if (rect && event.key === "Enter") select(rect.dataset.spanId);
   });
   function view(name) {
     const flameOn = name === "flame";
