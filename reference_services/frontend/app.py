@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import hmac
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -45,7 +46,6 @@ from reference_services.frontend.visitor import (
     CSRF_FIELD,
     Verifier,
     cart_id,
-    csrf_matches,
     drop_token_cookie,
     visitor_of,
 )
@@ -358,25 +358,30 @@ class Shop:
         return page
 
     async def _answer(self, request: Request, handler: Handler) -> Response:
-        """``handler``'s response, with the visitor's user id in the log context, or the
-        error page of its failure (of a signed-in POST without its CSRF token: 403)."""
+        """``handler``'s response or its error page; a signed-in visitor's user id is in
+        the log context of both, and on the request's span."""
         visitor = visitor_of(request)
+        if visitor is None:
+            return await self._respond(request, handler)
+        trace.get_current_span().set_attribute("app.user.id", visitor.user_id)
+        with log.context(user_id=visitor.user_id):
+            return await self._respond(request, handler, visitor.csrf)
+
+    async def _respond(self, request: Request, handler: Handler, csrf: str = "") -> Response:
+        """``handler``'s response, or the error page of its failure; with a ``csrf``
+        token (a signed-in visitor's), a POST without it is refused (403)."""
         try:
-            if visitor is None:
-                return await handler(request)
-            trace.get_current_span().set_attribute("app.user.id", visitor.user_id)
-            with log.context(user_id=visitor.user_id):
-                if request.method == "POST":
-                    sent = (await read_form(request)).get(CSRF_FIELD, "")
-                    if not csrf_matches(visitor, sent):
-                        raise ShopError(
-                            403,
-                            "Form expired",
-                            "This form was not sent from the shop's page, or it has expired."
-                            " Reload the page and try again.",
-                            chain=[f"{CSRF_FIELD} {'wrong' if sent else 'missing'}"],
-                        )
-                return await handler(request)
+            if csrf and request.method == "POST":
+                sent = (await read_form(request)).get(CSRF_FIELD, "")
+                if not hmac.compare_digest(csrf.encode(), sent.encode("utf-8", "replace")):
+                    raise ShopError(
+                        403,
+                        "Form expired",
+                        "This form was not sent from the shop's page, or it has expired."
+                        " Reload the page and try again.",
+                        chain=[f"{CSRF_FIELD} {'wrong' if sent else 'missing'}"],
+                    )
+            return await handler(request)
         except ShopError as error:
             return self.error_page(request, error)
         except FormError as error:

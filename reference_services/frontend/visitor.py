@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import hmac
 from dataclasses import dataclass
 
 import grpc
@@ -67,11 +66,6 @@ def csrf_token(token: str) -> str:
     """The CSRF token of the session whose access token is ``token``."""
     digest = hashlib.sha256(b"boutique-shop-csrf\0" + token.encode()).digest()
     return base64.urlsafe_b64encode(digest).decode().rstrip("=")
-
-
-def csrf_matches(visitor: Visitor, sent: str) -> bool:
-    """Whether ``sent`` is ``visitor``'s CSRF token (compared in constant time)."""
-    return hmac.compare_digest(visitor.csrf.encode(), sent.encode("utf-8", "replace"))
 
 
 class Verifier:

@@ -9,6 +9,8 @@ out, logs in and reads its account at the end.
 
 from __future__ import annotations
 
+import base64
+import json
 import re
 import shutil
 import tempfile
@@ -275,6 +277,29 @@ def test_logout_drops_the_token_cookie(visitor: httpx.Client) -> None:
         response
     )
     assert "Signed in as" not in visitor.get("/").text
+
+
+def test_the_user_id_is_in_the_shops_log_context_never_the_token(
+    boutique: Boutique, visitor: httpx.Client
+) -> None:
+    signup(visitor, new_email())
+    token = visitor.cookies[TOKEN]
+    claims = token.split(".")[1]
+    user_id = json.loads(base64.urlsafe_b64decode(claims + "=" * (-len(claims) % 4)))["sub"]
+    faults = f"{boutique.processes['cart'].admin_url}/faults"
+    assert httpx.post(faults, params={"store_failure_rate": "1"}).status_code == 200
+    try:
+        failed = visitor.get("/cart")  # a 5xx: the shop writes its "page failed" error
+    finally:
+        assert httpx.post(faults, params={"store_failure_rate": "0"}).status_code == 200
+    assert failed.status_code >= 500
+    log = Path(boutique.processes["frontend"].log)
+    deadline = time.monotonic() + 10
+    while not (lines := [ln for ln in log.read_text().splitlines() if user_id in ln]):
+        assert time.monotonic() < deadline, "no log line names the user"
+        time.sleep(0.1)
+    assert any("page failed" in line for line in lines)
+    assert token not in log.read_text() and claims not in log.read_text()
 
 
 # --- the account page ----------------------------------------------------------------
