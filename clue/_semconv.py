@@ -1,7 +1,9 @@
 """The messaging semantic-convention names clue uses, from opentelemetry-semantic-conventions.
 
-Every attribute and metric name of clue.messaging, clue.nats and clue.rabbitmq
-comes from here. The two that the conventions do not have yet (a delivery
+Every attribute and metric name of clue.messaging, clue.nats and clue.rabbitmq,
+and the collector's reading of messaging spans, comes from here: the one module
+that imports the package's ``_incubating`` part, its documented home for
+conventions not yet stable. The two that the conventions do not have yet (a delivery
 count and a settlement for every system) are made in their style, per system.
 """
 

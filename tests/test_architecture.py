@@ -17,7 +17,7 @@ PAGE = ROOT / "docs" / "architecture.md"
 #: OpenTelemetry's logs signal: its published API and SDK, under underscore names.
 LOGS_SIGNAL_PARTS = {"_logs", "_log_exporter"}
 INCUBATING = "opentelemetry.semconv._incubating"
-SEMCONV_MODULE = "clue/messaging/_semconv.py"
+SEMCONV_MODULE = "clue/_semconv.py"
 INTERNALS_MODULE = "clue/_otel_internals.py"
 #: in the dev extra only: the benchmarks' peers, never imported by clue
 DEV_ONLY = (

@@ -11,10 +11,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from opentelemetry.semconv._incubating.attributes.messaging_attributes import (
-    MESSAGING_DESTINATION_NAME,
-)
-
+from clue._semconv import MESSAGING_DESTINATION_NAME
 from clue.collector import percentiles
 from clue.collector.store import Store
 

@@ -15,10 +15,10 @@ from opentelemetry.metrics import MeterProvider
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, TracerProvider
 from opentelemetry.util.types import AttributeValue
 
+from clue import _semconv as sc
 from clue import log
 from clue._payload import body_payload
 from clue.log import STATE, RequestScope, report_unhandled
-from clue.messaging import _semconv as sc
 from clue.messaging._headers import (
     REQUEST_ID_HEADER,
     Headers,

@@ -10,7 +10,7 @@ from opentelemetry.context import attach, detach
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, TracerProvider
 from opentelemetry.util.types import AttributeValue
 
-from clue.messaging import _semconv as sc
+from clue import _semconv as sc
 from clue.messaging._consume import error_type
 from clue.messaging._headers import Headers, extract, inject
 
