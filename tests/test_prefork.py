@@ -1,6 +1,6 @@
-"""clue under pre-fork servers: gunicorn with three uvicorn workers and ``--preload``
-(``clue.configure()`` runs in the master, before the fork), and ``uvicorn --workers 3``
-(each worker imports the app, so configures itself).
+"""clue under pre-fork servers: gunicorn with three uvicorn workers, or three sync workers,
+and ``--preload`` (``clue.configure()`` runs in the master, before the fork), and
+``uvicorn --workers 3`` (each worker imports the app, so configures itself).
 
 300 requests, every one sampled; the batch delay is ten minutes, so every span reaches
 the OTLP receiver only through each worker's flush when it stops: SIGTERM to the
@@ -53,7 +53,32 @@ APP = textwrap.dedent(
     """
 )
 
+WSGI_APP = textwrap.dedent(
+    """
+    import json, os
+    import clue
+    from clue.wsgi import ClueMiddleware
+
+    clue.configure("prefork")
+
+    def plain(environ, start_response):
+        path = environ["PATH_INFO"]
+        if path == "/healthz":
+            start_response("200 OK", [("Content-Type", "text/plain")])
+            return [b"ok"]
+        body = {"id": int(path.rsplit("/", 1)[1]), "pid": os.getpid()}
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [json.dumps(body).encode()]
+
+    app = ClueMiddleware(plain)
+    """
+)
+
 SERVERS = {
+    "gunicorn-sync-preload": [
+        "-m", "gunicorn", "--preload", "--workers", "3", "--worker-class", "sync",
+        "--graceful-timeout", "20", "--bind", "127.0.0.1:{port}", "service_app:app",
+    ],
     "gunicorn-preload": [
         "-m", "gunicorn", "--preload", "--workers", "3",
         "--worker-class", "uvicorn_worker.UvicornWorker", "--graceful-timeout", "20",
@@ -107,7 +132,7 @@ def start(
 def test_every_worker_exports_every_span_and_flushes_at_sigterm(
     tmp_path: Path, receiver: OTLPReceiver, server: str
 ) -> None:
-    (tmp_path / "service_app.py").write_text(APP)
+    (tmp_path / "service_app.py").write_text(WSGI_APP if "sync" in server else APP)
     process, url = start(tmp_path, receiver, SERVERS[server])
     try:
         # a connection per request: the kernel spreads them over the three workers
