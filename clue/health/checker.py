@@ -12,6 +12,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
+from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
 
@@ -82,7 +83,9 @@ class Checker:
                     target=_run_forever, args=(self._loop,), name="clue-health-checks", daemon=True
                 ).start()
             loop = self._loop
-        return asyncio.run_coroutine_threadsafe(self.acheck(deadline), loop).result()
+        # the caller's span is the parent of the check's, though it runs on another thread
+        check = self._acheck(deadline, otel_context.get_current())
+        return asyncio.run_coroutine_threadsafe(check, loop).result()
 
     def close(self) -> None:
         """Close the connections `check` pooled and stop its event loop (a later
@@ -105,9 +108,14 @@ class Checker:
         is abandoned at its timeout: cancelled if async; a sync ping's thread
         is left to finish on its own, and later checks wait on that thread
         rather than start another, so a hung driver holds one thread at most.
+        The check's span is a child of the current one (of the caller's, for
+        `check`), and `HTTPPinger` and `GRPCPinger` send its trace context.
         """
+        return await self._acheck(deadline, None)
+
+    async def _acheck(self, deadline: float | None, parent: otel_context.Context | None) -> Report:
         budget = None if deadline is None else deadline - time.monotonic()
-        with _tracer.start_as_current_span("health.check"):
+        with _tracer.start_as_current_span("health.check", context=parent):
             results = await asyncio.gather(
                 *(
                     self._check_one(index, p, self._timeout_for(p, budget))

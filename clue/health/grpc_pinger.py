@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from opentelemetry import propagate
 
 from clue.health._loopbound import LoopBound
 from clue.health.pinger import PingError
@@ -25,7 +26,7 @@ class GRPCPinger:
     ``timeout`` (seconds) is both the RPC deadline and this pinger's timeout
     in the checker. The channel retries a server that was down at most a
     second apart (`RECONNECT_OPTIONS`); ``options`` adds or overrides channel
-    arguments.
+    arguments. The call carries the trace context of the check in its metadata.
     """
 
     def __init__(
@@ -66,7 +67,10 @@ class GRPCPinger:
         """Call Check; raise `PingError` unless the status is SERVING."""
         stub = health_pb2_grpc.HealthStub(self._channels.get())
         request = health_pb2.HealthCheckRequest(service=self.service)
-        response = await stub.Check(request, timeout=self.timeout)
+        carrier: dict[str, str] = {}
+        propagate.inject(carrier)  # the check's span: the dependency's span is its child
+        metadata = tuple(carrier.items()) or None
+        response = await stub.Check(request, timeout=self.timeout, metadata=metadata)
         if response.status != health_pb2.HealthCheckResponse.SERVING:
             status = health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
             raise PingError(f"{self.target} service {self.service!r} is {status}")

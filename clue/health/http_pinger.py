@@ -7,6 +7,7 @@ import ssl
 from urllib.parse import urlsplit
 
 import httpx
+from opentelemetry import propagate
 
 from clue.health._loopbound import LoopBound
 from clue.health.pinger import PingError
@@ -16,7 +17,8 @@ class HTTPPinger:
     """Ping an HTTP service: ``GET <base_url><path>``, healthy on 2xx only.
 
     Redirects are not followed (a 3xx is unhealthy) and proxy environment
-    variables are ignored: a health ping goes straight to the dependency.
+    variables are ignored: a health ping goes straight to the dependency. The
+    request carries the trace context (``traceparent``) of the check.
     ``timeout`` (seconds) overrides the checker's timeout for this pinger.
     """
 
@@ -55,8 +57,11 @@ class HTTPPinger:
         return self._name
 
     async def ping(self) -> None:
-        """GET the URL; raise `PingError` unless the answer is 2xx."""
-        response = await self._clients.get().get(self.url)
+        """GET the URL, with the current trace context; raise `PingError` unless the answer
+        is 2xx."""
+        headers: dict[str, str] = {}
+        propagate.inject(headers)  # the check's span: the dependency's span is its child
+        response = await self._clients.get().get(self.url, headers=headers)
         if not 200 <= response.status_code < 300:
             raise PingError(f"GET {self.url} answered HTTP {response.status_code}")
 
