@@ -49,12 +49,13 @@ SERVICE = textwrap.dedent(
     clue.configure("sigterm-" + mode, handle_sigterm=mode in ("opt-in", "chain", "fork"))
     if mode == "chain":  # a second call does not hook twice
         clue.configure("sigterm-" + mode, handle_sigterm=True)
-    if mode == "fork":
+    if mode in ("fork", "fork-exit"):
         child = os.fork()
         if child:
             status = os.waitpid(child, 0)[1]
             print("child", os.waitstatus_to_exitcode(status), flush=True)
             sys.exit(0)
+    if mode == "fork":
         signal.signal(signal.SIGTERM, signal.SIG_DFL)  # what a pre-fork server's worker does
         clue.configure("sigterm-fork-child", handle_sigterm=True)
     print("handler unchanged" if signal.getsignal(signal.SIGTERM) is before else "hooked")
@@ -63,7 +64,7 @@ SERVICE = textwrap.dedent(
             log.info("handled", i=i)
     telemetry.meter("svc").create_counter("handled").add(20)
     print("ready", flush=True)
-    if mode != "exit":
+    if mode not in ("exit", "fork-exit"):
         time.sleep(60)
     """
 )
@@ -97,7 +98,7 @@ def _start(tmp_path: Path, receiver: OTLPReceiver, mode: str) -> subprocess.Pope
         text=True,
     )
     assert process.stdout is not None
-    expected = "handler unchanged" if mode in ("exit", "own") else "hooked"
+    expected = "handler unchanged" if mode in ("exit", "own", "fork-exit") else "hooked"
     assert process.stdout.readline().strip() == expected
     assert process.stdout.readline().strip() == "ready"
     return process
@@ -165,6 +166,18 @@ def test_a_forked_worker_that_reset_sigterm_hooks_it_again(
     assert process.stdout is not None
     assert process.stdout.read().strip() == f"child {-signal.SIGTERM}"
     _all_flushed(receiver, "sigterm-fork-child")
+
+
+def test_a_forked_child_that_ends_normally_flushes_at_its_exit(
+    tmp_path: Path, receiver: OTLPReceiver
+) -> None:
+    """The child has none of its parent's threads: clue starts its shutdown threads again
+    in it, since at exit Python 3.12 and later refuse to start one."""
+    process = _start(tmp_path, receiver, "fork-exit")  # "handler unchanged", "ready": the child's
+    assert process.wait(30) == 0
+    assert process.stdout is not None
+    assert process.stdout.read().strip() == "child 0"
+    _all_flushed(receiver, "sigterm-fork-exit")
 
 
 def test_the_boutiques_runtime_owns_sigterm_and_still_flushes(receiver: OTLPReceiver) -> None:

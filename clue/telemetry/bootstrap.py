@@ -44,6 +44,7 @@ from clue.telemetry.resilience import (
     GuardedSpanExporter,
     count_drops,
     cut,
+    prepare_runner,
     run_within,
 )
 from clue.telemetry.sampler import AdaptiveSampler, sampler_from_env
@@ -315,6 +316,9 @@ def _activate(pipeline: _Pipeline, report_every: float) -> None:
     global _pipeline
     _set_globals_once()
     sdk_logs.route(report_every)
+    # the threads of a later shutdown, a step per signal, started while Python still can:
+    # at exit (atexit) Python 3.12 and later refuse to start a thread
+    prepare_runner(3)
     previous, _pipeline = _pipeline, pipeline
     TRACER_PROVIDER.swap(pipeline.tracer_provider)
     METER_PROVIDER.swap(pipeline.meter_provider or NoOpMeterProvider())

@@ -13,6 +13,8 @@ about a failing exporter never waits on that exporter.
 from __future__ import annotations
 
 import logging
+import os
+import queue
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -276,30 +278,101 @@ def cut(guarded: GuardedSpanExporter | GuardedMetricExporter | GuardedLogExporte
     guarded.shutdown()
 
 
+_Task = tuple[str, Callable[[], object], threading.Event]  # name, step, set when done
+
+
+class _Runner:
+    """Daemon threads that run ``run_within``'s steps, started before they are needed.
+
+    Python 3.12 and later refuse to start a thread once the interpreter is finalizing,
+    which is when ``atexit`` handlers run, but threads started earlier still run then.
+    So the workers are started by ``prepare()`` (at ``configure()``, and again in a
+    forked child, which has no thread but its own), wait on a queue at no cost, and
+    after every run the ones left behind with a step still running are replaced while
+    threads can still be started.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._tasks: queue.SimpleQueue[_Task] = queue.SimpleQueue()
+        self._free = 0  # idle workers minus the tasks queued for them
+        self._wanted = 0  # idle workers to keep, the largest ``prepare()`` asked for
+
+    def prepare(self, count: int) -> None:
+        """Keep at least ``count`` idle workers from now on."""
+        with self._lock:
+            self._wanted = max(self._wanted, count)
+        self._start_missing(self._wanted)
+
+    def run(self, steps: Mapping[str, Callable[[], object]], timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        self._start_missing(len(steps))
+        done = []
+        for name, step in steps.items():
+            finished = threading.Event()
+            with self._lock:
+                self._free -= 1
+            self._tasks.put((name, step, finished))
+            done.append(finished)
+        ok = all([event.wait(max(0.0, deadline - time.monotonic())) for event in done])
+        self._start_missing(self._wanted)
+        return ok
+
+    def after_fork_in_child(self) -> None:
+        """The child has none of the parent's workers, and maybe a lock held by one."""
+        self._lock = threading.Lock()
+        self._tasks = queue.SimpleQueue()
+        self._free = 0
+        self._start_missing(self._wanted)
+
+    def _start_missing(self, count: int) -> None:
+        """Start workers until ``count`` are free; at interpreter shutdown none can be,
+        and the steps queue for the workers there are, within their deadline."""
+        with self._lock:
+            while self._free < count:
+                worker = threading.Thread(target=self._work, name="clue-telemetry-runner")
+                worker.daemon = True  # a step left behind never holds the exit
+                try:
+                    worker.start()
+                except RuntimeError:  # "can't create new thread at interpreter shutdown"
+                    return
+                self._free += 1
+
+    def _work(self) -> None:
+        while True:
+            name, step, finished = self._tasks.get()
+            _quietly(name, step)
+            finished.set()
+            with self._lock:
+                self._free += 1
+
+
+_RUNNER = _Runner()
+os.register_at_fork(after_in_child=_RUNNER.after_fork_in_child)
+
+
+def prepare_runner(count: int) -> None:
+    """Start ``count`` idle daemon threads for ``run_within`` now, while Python still
+    starts threads: at exit (``atexit``) Python 3.12 and later no longer do."""
+    _RUNNER.prepare(count)
+
+
 def run_within(steps: Mapping[str, Callable[[], object]], timeout: float) -> bool:
     """Run ``steps`` (name: function) side by side, each in a daemon thread, and wait for
     them until ``timeout`` seconds have passed in all; True if every one finished.
 
     One deadline for all of them, never the sum of theirs; a step still running
-    at the deadline is left behind, and cannot keep the process from exiting.
+    at the deadline is left behind, and cannot keep the process from exiting. The
+    threads are those of ``prepare_runner()``, plus any missing that can still be started.
     """
-    deadline = time.monotonic() + timeout
-    threads = [
-        threading.Thread(target=_quietly, args=(step,), name=f"clue-{name}", daemon=True)
-        for name, step in steps.items()
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(max(0.0, deadline - time.monotonic()))
-    return not any(thread.is_alive() for thread in threads)
+    return _RUNNER.run(steps, timeout)
 
 
-def _quietly(step: Callable[[], object]) -> None:
+def _quietly(name: str, step: Callable[[], object]) -> None:
     try:
         step()
     except Exception:  # reported, never raised into shutdown()
-        LOGGER.exception("a telemetry provider failed to shut down or flush")
+        LOGGER.exception("a telemetry provider failed to shut down or flush", extra={"step": name})
 
 
 class _DropCounter:
