@@ -51,7 +51,10 @@ def _rfc3339_second(sec: int) -> str:
 def format_rfc3339_us(ns: int) -> str:
     """RFC 3339 UTC timestamp with microseconds, e.g. ``2026-01-02T03:04:05.123456Z``."""
     sec, rem = divmod(ns, 1_000_000_000)
-    return _rfc3339_second(sec) + str(1_000_000 + rem // 1000)[1:] + "Z"  # cheaper than :06d
+    cached_sec, text = _second  # the default format: the cache read inline, no second call
+    if cached_sec != sec:
+        text = _rfc3339_second(sec)
+    return text + str(1_000_000 + rem // 1000)[1:] + "Z"  # cheaper than a :06d format
 
 
 def format_rfc3339_ms(ns: int) -> str:
