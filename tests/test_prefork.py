@@ -45,7 +45,7 @@ APP = textwrap.dedent(
         return JSONResponse({"id": request.path_params["item_id"], "pid": os.getpid()})
 
     async def healthz(request):
-        return PlainTextResponse("ok")
+        return PlainTextResponse(str(os.getpid()))
 
     app = ClueMiddleware(
         Starlette(routes=[Route("/items/{item_id:int}", item), Route("/healthz", healthz)])
@@ -65,7 +65,7 @@ WSGI_APP = textwrap.dedent(
         path = environ["PATH_INFO"]
         if path == "/healthz":
             start_response("200 OK", [("Content-Type", "text/plain")])
-            return [b"ok"]
+            return [str(os.getpid()).encode()]
         body = {"id": int(path.rsplit("/", 1)[1]), "pid": os.getpid()}
         start_response("200 OK", [("Content-Type", "application/json")])
         return [json.dumps(body).encode()]
@@ -99,10 +99,10 @@ def receiver() -> Iterator[OTLPReceiver]:
 
 
 def start(
-    directory: Path, receiver: OTLPReceiver, arguments: Sequence[str]
+    directory: Path, receiver: OTLPReceiver, arguments: Sequence[str], **extra: str
 ) -> tuple[subprocess.Popen[bytes], str]:
     """The server serving ``service_app:app`` from ``directory``; it and its base URL once
-    it answers."""
+    its three workers answer."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "CLUE_"))}
     env.update(
@@ -112,20 +112,22 @@ def start(
         OTEL_METRIC_EXPORT_INTERVAL="600000",
         OTEL_TRACES_SAMPLER="always_on",
         PYTHONPATH=f"{directory}{os.pathsep}{ROOT}",
+        **extra,
     )
     command = [sys.executable, *(a.format(port=port) for a in arguments)]
     with (directory / "server.log").open("wb") as output:
         process = subprocess.Popen(command, env=env, stdout=output, stderr=output, cwd=directory)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
-    while True:
+    workers: set[str] = set()
+    while len(workers) < 3:
         assert process.poll() is None, (directory / "server.log").read_text()
-        assert time.monotonic() < deadline, "the server did not answer"
-        try:
-            httpx.get(f"{url}/healthz", timeout=1)  # a skip path: no telemetry of its own
-            return process, url
+        assert time.monotonic() < deadline, f"{len(workers)} of 3 workers answered"
+        try:  # a skip path: no telemetry of its own; a connection each, to reach them all
+            workers.add(httpx.get(f"{url}/healthz", timeout=1).text)
         except httpx.TransportError:
             time.sleep(0.05)
+    return process, url
 
 
 @pytest.mark.parametrize("server", sorted(SERVERS))
@@ -232,3 +234,44 @@ def test_a_forked_child_exports_on_its_own_even_with_locks_held_at_the_fork(
     spans = receiver.wait_for(lambda r: len(r.spans()) >= 2 and r.spans())
     assert sorted(s.name for s in spans) == ["in the child", "in the parent"]
     assert len({s.resource["service.instance.id"] for s in spans}) == 2
+
+
+METRICS_APP = APP.replace('clue.configure("prefork")', 'clue.configure("prefork", prometheus=True)')
+METRICS_APP = METRICS_APP.replace(
+    'Route("/healthz", healthz)]',
+    'Route("/healthz", healthz), Route("/metrics", clue.telemetry.metrics_app())]',
+)
+
+
+def served(exposition: str, name: str) -> float:
+    """The sum of the samples called ``name`` in a Prometheus text exposition."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(exposition)
+        for sample in family.samples
+        if sample.name == name
+    )
+
+
+@pytest.mark.parametrize("server", ["gunicorn-preload", "uvicorn-workers"])
+def test_one_scrape_of_metrics_reports_every_worker(
+    tmp_path: Path, receiver: OTLPReceiver, server: str
+) -> None:
+    """With ``CLUE_METRICS_DIR``, the worker taking a scrape answers with every worker's
+    measurements summed: the request count is 300 whichever worker answers."""
+    (tmp_path / "service_app.py").write_text(METRICS_APP)
+    shared = tmp_path / "metrics"
+    process, url = start(tmp_path, receiver, SERVERS[server], CLUE_METRICS_DIR=str(shared))
+    try:
+        fresh = httpx.Limits(max_keepalive_connections=0)
+        with httpx.Client(base_url=url, limits=fresh) as client, ThreadPoolExecutor(6) as pool:
+            responses = list(pool.map(lambda i: client.get(f"/items/{i}"), range(REQUESTS)))
+            assert len({r.json()["pid"] for r in responses}) == 3
+            scrapes = list(pool.map(lambda _: client.get("/metrics"), range(12)))
+        counts = [served(s.text, "http_server_request_duration_seconds_count") for s in scrapes]
+        assert counts == [REQUESTS] * 12
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(30) == 0, (tmp_path / "server.log").read_text()

@@ -7,6 +7,8 @@ from typing import Any
 
 from opentelemetry.sdk.metrics.export import MetricReader
 
+from clue.telemetry import siblings
+
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
@@ -14,10 +16,21 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 def reader() -> MetricReader:
-    """A metric reader that serves the metrics from prometheus-client's default registry."""
+    """A metric reader that serves the metrics from prometheus-client's default registry;
+    with ``CLUE_METRICS_DIR`` set, shared with the other workers of the server too."""
     from opentelemetry.exporter.prometheus import PrometheusMetricReader
 
-    return PrometheusMetricReader()
+    shared = siblings.directory()
+    if shared is None:
+        return PrometheusMetricReader()
+    sharing = siblings.Sharing(shared)
+
+    class SharedReader(PrometheusMetricReader):
+        def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
+            sharing.stop()
+            super().shutdown(timeout_millis=timeout_millis, **kwargs)
+
+    return SharedReader()
 
 
 class MetricsApp:
@@ -33,7 +46,16 @@ class MetricsApp:
         self._app: ASGIApp = make_asgi_app(REGISTRY)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self._app(scope, receive, send)
+        shared = siblings.directory() if scope["type"] == "http" else None
+        if shared is None:
+            await self._app(scope, receive, send)
+            return
+        from prometheus_client import CONTENT_TYPE_LATEST
+
+        body = await siblings.gather(shared)  # every worker's, summed
+        headers = [(b"content-type", CONTENT_TYPE_LATEST.encode())]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
 
 
 def metrics_app() -> MetricsApp:
@@ -41,6 +63,8 @@ def metrics_app() -> MetricsApp:
 
     It serves prometheus-client's default registry: the OpenTelemetry metrics
     once ``configure(prometheus=True)`` (or ``OTEL_METRICS_EXPORTER=prometheus``)
-    ran, plus the process and Python collectors of prometheus-client.
+    ran, plus the process and Python collectors of prometheus-client. With
+    ``CLUE_METRICS_DIR`` set (a directory every worker of a pre-fork server
+    shares), it answers with the sum of every worker's.
     """
     return MetricsApp()

@@ -1,0 +1,144 @@
+"""One Prometheus scrape for every worker of a pre-fork server (``CLUE_METRICS_DIR``).
+
+Each worker process serves its exposition on a Unix socket named by its pid
+in the shared directory; the worker that takes the scrape asks every other
+one at that moment and answers with the sum, sample by sample (same name and
+labels). The values are exact at the scrape, with no file written per
+measurement. A worker that is gone no longer counts (its socket refuses and
+is removed), as a restarted process's counters start over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socketserver
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+
+from clue.telemetry.forked import in_child
+
+DIR_ENV = "CLUE_METRICS_DIR"
+_ASK_TIMEOUT = 2.0  # seconds for every worker's answer, together
+
+
+def directory() -> Path | None:
+    """The shared directory of ``CLUE_METRICS_DIR``, created if missing; None when unset."""
+    raw = os.environ.get(DIR_ENV, "").strip()
+    if not raw:
+        return None
+    path = Path(raw)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def exposition() -> bytes:
+    """This process's exposition of prometheus-client's default registry."""
+    from prometheus_client import REGISTRY, generate_latest
+
+    return generate_latest(REGISTRY)
+
+
+class _Answer(socketserver.BaseRequestHandler):
+    def handle(self) -> None:
+        with contextlib.suppress(OSError):  # the asking worker gave up
+            self.request.sendall(exposition())
+
+
+class Sharing:
+    """This worker's socket in ``directory``, answering the others' scrapes; made anew
+    in a forked child (under its own pid)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self._server: socketserver.ThreadingUnixStreamServer | None = None
+        self._start()
+        in_child(self._start)
+
+    def _start(self) -> None:
+        inherited = self._server
+        if inherited is not None:  # a forked child: the parent's socket stays the parent's
+            inherited.socket.close()
+        path = self.directory / f"{os.getpid()}.sock"
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()  # left by an earlier process of the same pid
+        server = socketserver.ThreadingUnixStreamServer(str(path), _Answer)
+        server.daemon_threads = True
+        self._server = server
+        threading.Thread(
+            target=server.serve_forever, name="clue-metrics-share", daemon=True
+        ).start()
+
+    def stop(self) -> None:
+        """Stop answering and remove this worker's socket."""
+        server, self._server = self._server, None
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+            with contextlib.suppress(FileNotFoundError):
+                Path(server.server_address).unlink()  # type: ignore[arg-type]
+
+
+async def _ask(path: Path) -> bytes | None:
+    try:
+        reader, writer = await asyncio.open_unix_connection(str(path))
+    except (ConnectionRefusedError, FileNotFoundError):
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()  # a worker that is gone
+        return None
+    try:
+        return await reader.read()
+    finally:
+        writer.close()
+
+
+async def gather(directory: Path) -> bytes:
+    """The exposition of every worker sharing ``directory``, summed; this one's included."""
+    own = f"{os.getpid()}.sock"
+    others = [p for p in directory.glob("*.sock") if p.name != own]
+    asked = [asyncio.ensure_future(_ask(p)) for p in others]
+    done: Iterable[asyncio.Future[bytes | None]] = ()
+    if asked:
+        done, pending = await asyncio.wait(asked, timeout=_ASK_TIMEOUT)
+        for late in pending:
+            late.cancel()
+    texts = [exposition(), *(f.result() for f in done if f.exception() is None)]
+    return merge([t.decode() for t in texts if t])
+
+
+def merge(texts: list[str]) -> bytes:
+    """Prometheus text expositions summed sample by sample (same name and labels); a
+    ``_created`` timestamp keeps the earliest."""
+    from prometheus_client import CollectorRegistry, Metric, generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
+    families: dict[str, Metric] = {}
+    values: dict[str, dict[tuple[str, tuple[tuple[str, str], ...]], float]] = {}
+    for text in texts:
+        for family in text_string_to_metric_families(text):
+            if family.name not in families:
+                families[family.name] = Metric(family.name, family.documentation, family.type)
+                values[family.name] = {}
+            sums = values[family.name]
+            for sample in family.samples:
+                key = (sample.name, tuple(sorted(sample.labels.items())))
+                known = sums.get(key)
+                if known is None:
+                    sums[key] = sample.value
+                elif sample.name.endswith("_created"):
+                    sums[key] = min(known, sample.value)
+                else:
+                    sums[key] = known + sample.value
+    for name, family in families.items():
+        for (sample_name, labels), value in values[name].items():
+            family.add_sample(sample_name, dict(labels), value)
+
+    class _Merged:
+        def collect(self) -> Iterable[Metric]:
+            return families.values()
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Merged())
+    return generate_latest(registry)
