@@ -18,14 +18,15 @@ from starlette.routing import Route
 import clue.httpx
 from clue.httpx import MAX_ERROR_BODY
 from tests.conftest import Lines
-from tests.test_middleware_docs import serve_asgi
+from tests.test_middleware_docs import PAGE, serve_asgi
+from tests.test_middleware_docs import run as run_example
 
 BIG = {"items": ["x" * 100] * (MAX_ERROR_BODY // 50), "password": "hunter2"}
 
 
 async def failing(request: Request) -> Response:
     kind = request.path_params["kind"]
-    if kind == "json":
+    if kind in ("json", "charges"):
         return JSONResponse({"error": "declined", "password": "hunter2"}, status_code=502)
     if kind == "big-json":
         return JSONResponse(BIG, status_code=500)
@@ -39,7 +40,7 @@ async def failing(request: Request) -> Response:
 
 
 APP = Starlette(
-    routes=[Route("/{kind}", failing)],
+    routes=[Route("/{kind}", failing, methods=["GET", "POST"])],
     middleware=[Middleware(GZipMiddleware, minimum_size=500)],
 )
 
@@ -104,3 +105,11 @@ async def test_the_sync_client_and_the_default_off(lines: Lines) -> None:
     assert json.loads(with_body["body"])["password"] == "[REDACTED]"
     assert streamed["body_truncated"] is True
     assert "body" not in without and "body_skipped" not in without
+
+
+async def test_the_documented_example(lines: Lines) -> None:
+    charge = run_example("error_body", PAGE)["charge"]
+    async with server() as url:
+        assert await charge(url, {"order_id": "o-1"}) == 502
+    [failed] = lines.entries("http call failed")
+    assert failed["body"] == '{"error":"declined","password":"[REDACTED]"}'

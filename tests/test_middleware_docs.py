@@ -115,7 +115,8 @@ async def serve_grpc() -> AsyncIterator[str]:
 
 def test_the_page_has_the_examples_this_test_runs() -> None:
     wsgi = {"flask", "django_settings", "django_wsgi"}  # run by tests/test_wsgi_docs.py
-    assert set(EXAMPLES) == {"asgi", "grpc_server", "clients", *wsgi}
+    error_body = {"error_body"}  # run by tests/test_httpx_error_body.py
+    assert set(EXAMPLES) == {"asgi", "grpc_server", "clients", *wsgi, *error_body}
 
 
 async def test_asgi_example_request_line_buffering_and_request_id(lines: Lines) -> None:
