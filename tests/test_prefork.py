@@ -23,7 +23,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 
+import clue
+from clue import telemetry
 from tests.conftest import free_port
 from tests.otlp_receiver import OTLPReceiver
 
@@ -275,3 +279,24 @@ def test_one_scrape_of_metrics_reports_every_worker(
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(30) == 0, (tmp_path / "server.log").read_text()
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("/dev/null/metrics", r"CLUE_METRICS_DIR='/dev/null/metrics' is not a usable directory"),
+        ("/tmp/" + "m" * 5000, r"CLUE_METRICS_DIR='/tmp/m{35}'\.\.\. is too long"),
+    ],
+)
+def test_a_bad_metrics_dir_is_a_clear_error_and_changes_nothing(
+    monkeypatch: pytest.MonkeyPatch, value: str, message: str
+) -> None:
+    memory = InMemorySpanExporter()
+    clue.configure("good", span_exporter=memory, sampler=ALWAYS_ON)
+    monkeypatch.setenv("CLUE_METRICS_DIR", value)
+    with pytest.raises(ValueError, match=message):
+        clue.configure("bad", prometheus=True)
+    with telemetry.tracer("t").start_as_current_span("still-configured"):
+        pass
+    telemetry.force_flush()
+    assert [s.name for s in memory.get_finished_spans()] == ["still-configured"]

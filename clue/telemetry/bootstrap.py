@@ -32,7 +32,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 
 from clue import log
 from clue.log import configure_unless_configured
-from clue.telemetry import exporters, histograms, sdk_logs, settings
+from clue.telemetry import exporters, histograms, sdk_logs, settings, siblings
 from clue.telemetry import prometheus as prometheus_exposition
 from clue.telemetry.proxy import SwappableMeterProvider, SwappableTracerProvider
 from clue.telemetry.resilience import (
@@ -232,6 +232,8 @@ def configure(
     serve_prometheus = bool(prometheus) or (
         metric_exporter is None and "prometheus" in settings.exporter_names("metrics", exporter)
     )
+    if serve_prometheus:
+        siblings.directory()  # a bad CLUE_METRICS_DIR fails here, before anything changes
     configure_unless_configured()
 
     with _lock:

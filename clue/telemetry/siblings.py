@@ -22,15 +22,24 @@ from clue.telemetry.forked import in_child
 
 DIR_ENV = "CLUE_METRICS_DIR"
 _ASK_TIMEOUT = 2.0  # seconds for every worker's answer, together
+_SOCKET_PATH_MAX = 107  # bytes (Linux; 103 on macOS and the BSDs, found at bind)
 
 
 def directory() -> Path | None:
-    """The shared directory of ``CLUE_METRICS_DIR``, created if missing; None when unset."""
-    raw = os.environ.get(DIR_ENV, "").strip()
-    if not raw:
+    """The shared directory of ``CLUE_METRICS_DIR``, created if missing; None when unset.
+    ValueError naming the variable when it cannot be used."""
+    raw = os.environ.get(DIR_ENV, "")
+    if not raw.strip():
         return None
     path = Path(raw)
-    path.mkdir(parents=True, exist_ok=True)
+    # a pid of up to 7 digits, ".sock" and the separator within a Unix socket path
+    if len(os.fsencode(path)) + 13 > _SOCKET_PATH_MAX:
+        raise ValueError(f"{DIR_ENV}={raw[:40]!r}... is too long for Unix socket paths")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        message = f"{DIR_ENV}={raw[:80]!r} is not a usable directory: {exc.strerror}"
+        raise ValueError(message) from None
     return path
 
 
