@@ -13,7 +13,6 @@ about a failing exporter never waits on that exporter.
 from __future__ import annotations
 
 import logging
-import os
 import queue
 import threading
 import time
@@ -348,7 +347,7 @@ class _Runner:
 
 
 _RUNNER = _Runner()
-os.register_at_fork(after_in_child=_RUNNER.after_fork_in_child)
+in_child(_RUNNER.after_fork_in_child)
 
 
 def prepare_runner(count: int) -> None:
