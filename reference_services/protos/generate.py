@@ -28,6 +28,7 @@ PROTOS = {
     "reference_services/protos/boutique/v1/notification.proto": True,
     "reference_services/protos/boutique/v1/events.proto": False,
     "reference_services/protos/boutique/v1/user.proto": True,
+    "reference_services/protos/boutique/v1/order.proto": True,
     "clue/debug/pprof/profile.proto": False,
 }
 
