@@ -133,28 +133,44 @@ def _wrap(func: Callable[..., Any], name: str, record: tuple[str, ...], kind: Sp
 
         async def coroutine(*args: Any, **kwargs: Any) -> Any:
             span = start(args, kwargs)
-            with (
-                _ending(span),
-                trace.use_span(span, record_exception=False, set_status_on_exception=False),
-            ):
+            token = otel_context.attach(trace.set_span_in_context(span))
+            try:
                 return await func(*args, **kwargs)
+            except BaseException as exc:
+                _failed(span, exc)
+                raise
+            finally:
+                otel_context.detach(token)
+                span.end()
 
         return functools.wraps(func)(coroutine)
 
+    # attach and detach rather than trace.use_span: a context manager costs a generator
     def call(*args: Any, **kwargs: Any) -> Any:
         span = start(args, kwargs)
-        with (
-            _ending(span),
-            trace.use_span(span, record_exception=False, set_status_on_exception=False),
-        ):
+        token = otel_context.attach(trace.set_span_in_context(span))
+        try:
             return func(*args, **kwargs)
+        except BaseException as exc:
+            _failed(span, exc)
+            raise
+        finally:
+            otel_context.detach(token)
+            span.end()
 
     return functools.wraps(func)(call)
 
 
+def _failed(span: Span, exc: BaseException) -> None:
+    """Record ``exc`` on ``span`` and set its status to error (a generator's close is not
+    a failure)."""
+    if not isinstance(exc, GeneratorExit) and span.is_recording():
+        span.record_exception(exc)
+        span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+
+
 class _ending:
-    """Ends ``span`` on leaving the block; an exception (not a generator's close) is
-    recorded on it and sets its status to error."""
+    """Ends ``span`` on leaving the block, an exception recorded (see :func:`_failed`)."""
 
     __slots__ = ("_span",)
 
@@ -167,11 +183,9 @@ class _ending:
     def __exit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, _tb: Any
     ) -> None:
-        span = self._span
-        if exc is not None and not isinstance(exc, GeneratorExit) and span.is_recording():
-            span.record_exception(exc)
-            span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
-        span.end()
+        if exc is not None:
+            _failed(self._span, exc)
+        self._span.end()
 
 
 def _record(
