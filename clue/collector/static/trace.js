@@ -52,7 +52,7 @@
     if (!op || op.p50_ns === null) return "(no stored spans)";
     const faster = span.percentile;
     return "slower than " + faster + "% of " + op.spans + (op.spans === 1 ? " span" : " spans") +
-      " · p50 " + fmt(op.p50_ns) + " · p95 " + fmt(op.p95_ns) + (op.sampled ? " (sampled)" : "");
+      " · p50 " + fmt(op.p50_ns) + " · p95 " + fmt(op.p95_ns);
   }
 
   function critical(span, t) {
