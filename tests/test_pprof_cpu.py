@@ -44,7 +44,7 @@ def test_pprof_profile_puts_the_hot_function_on_top(
 ) -> None:
     response = get_profile(base_url, "seconds=1")
     assert response.headers["content-type"] == "application/octet-stream"
-    assert "profile.pb.gz" in response.headers["content-disposition"]
+    assert f"profile-{os.getpid()}.pb.gz" in response.headers["content-disposition"]
     profile = decode(response.content)
 
     strings = profile.string_table

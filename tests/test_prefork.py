@@ -263,11 +263,11 @@ def served(exposition: str, name: str) -> float:
 def test_one_scrape_of_metrics_reports_every_worker(
     tmp_path: Path, receiver: OTLPReceiver, server: str
 ) -> None:
-    """With ``CLUE_METRICS_DIR``, the worker taking a scrape answers with every worker's
+    """With ``CLUE_WORKERS_DIR``, the worker taking a scrape answers with every worker's
     measurements summed: the request count is 300 whichever worker answers."""
     (tmp_path / "service_app.py").write_text(METRICS_APP)
     shared = tmp_path / "metrics"
-    process, url = start(tmp_path, receiver, SERVERS[server], CLUE_METRICS_DIR=str(shared))
+    process, url = start(tmp_path, receiver, SERVERS[server], CLUE_WORKERS_DIR=str(shared))
     try:
         fresh = httpx.Limits(max_keepalive_connections=0)
         with httpx.Client(base_url=url, limits=fresh) as client, ThreadPoolExecutor(6) as pool:
@@ -284,8 +284,8 @@ def test_one_scrape_of_metrics_reports_every_worker(
 @pytest.mark.parametrize(
     ("value", "message"),
     [
-        ("/dev/null/metrics", r"CLUE_METRICS_DIR='/dev/null/metrics' is not a usable directory"),
-        ("/tmp/" + "m" * 5000, r"CLUE_METRICS_DIR='/tmp/m{35}'\.\.\. is too long"),
+        ("/dev/null/metrics", r"CLUE_WORKERS_DIR='/dev/null/metrics' is not a usable directory"),
+        ("/tmp/" + "m" * 5000, r"CLUE_WORKERS_DIR='/tmp/m{35}'\.\.\. is too long"),
     ],
 )
 def test_a_bad_metrics_dir_is_a_clear_error_and_changes_nothing(
@@ -293,10 +293,67 @@ def test_a_bad_metrics_dir_is_a_clear_error_and_changes_nothing(
 ) -> None:
     memory = InMemorySpanExporter()
     clue.configure("good", span_exporter=memory, sampler=ALWAYS_ON)
-    monkeypatch.setenv("CLUE_METRICS_DIR", value)
+    monkeypatch.setenv("CLUE_WORKERS_DIR", value)
     with pytest.raises(ValueError, match=message):
-        clue.configure("bad", prometheus=True)
+        clue.configure("bad")
     with telemetry.tracer("t").start_as_current_span("still-configured"):
         pass
     telemetry.force_flush()
     assert [s.name for s in memory.get_finished_spans()] == ["still-configured"]
+
+
+DEBUG_APP = (
+    APP.replace('Route("/healthz", healthz)]', 'Route("/healthz", healthz), *clue.debug.routes()]')
+    .replace(
+        "async def item(request):\n",
+        'async def item(request):\n    clue.log.debug("loading item", worker=os.getpid())\n',
+    )
+    .replace("import os\n", "import os\nimport clue.debug, clue.log\n", 1)
+)
+assert "clue.log.debug" in DEBUG_APP and "clue.debug.routes()" in DEBUG_APP
+
+
+def debug_lines(log_file: Path) -> list[dict[str, object]]:
+    lines = [line for line in log_file.read_text().splitlines() if line.startswith("{")]
+    return [e for e in map(json.loads, lines) if e.get("msg") == "loading item"]
+
+
+@pytest.mark.parametrize("server", ["gunicorn-preload", "uvicorn-workers"])
+def test_the_debug_toggle_reaches_every_worker_and_a_profile_names_its_worker(
+    tmp_path: Path, receiver: OTLPReceiver, server: str
+) -> None:
+    (tmp_path / "service_app.py").write_text(DEBUG_APP)
+    shared = tmp_path / "workers"
+    process, url = start(tmp_path, receiver, SERVERS[server], CLUE_WORKERS_DIR=str(shared))
+    log_file = tmp_path / "server.log"
+    try:
+        fresh = httpx.Limits(max_keepalive_connections=0)
+        with httpx.Client(base_url=url, limits=fresh) as client, ThreadPoolExecutor(6) as pool:
+
+            def load() -> set[int]:
+                responses = pool.map(lambda i: client.get(f"/items/{i}"), range(60))
+                return {r.json()["pid"] for r in responses}
+
+            assert load() and debug_lines(log_file) == []  # debug is off
+            assert client.get("/debug?debug-logs=on").json() == {"debug-logs": "on"}
+            workers = load()
+            assert len(workers) == 3
+            logged = {e["worker"] for e in debug_lines(log_file)}
+            assert logged == workers, "every worker logs at debug level"
+            states = pool.map(lambda _: client.get("/debug").json(), range(12))
+            assert all(state == {"debug-logs": "on"} for state in states)
+
+            assert client.get("/debug?debug-logs=off").json() == {"debug-logs": "off"}
+            before = len(debug_lines(log_file))
+            load()
+            assert len(debug_lines(log_file)) == before, "and off again in every worker"
+
+            profile = client.get("/debug/pprof/profile?seconds=1", timeout=30)
+            assert profile.status_code == 200
+            pid = int(profile.headers["x-process-id"])
+            assert pid in workers
+            disposition = profile.headers["content-disposition"]
+            assert disposition == f'attachment; filename="profile-{pid}.pb.gz"'
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(30) == 0, log_file.read_text()

@@ -10,7 +10,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Mount, Route, Router, request_response
 from starlette.types import ASGIApp
 
-from clue import log
+from clue import log, telemetry
 from clue.debug import toggle
 from clue.debug._text import quoted
 from clue.debug.guard import Guard
@@ -106,9 +106,28 @@ def _toggle_endpoint(param: str, ttl_param: str, max_ttl: float) -> Any:
             toggle.disable()
         client = request.client.host if request.client else None
         log.print("debug logs toggled", debug_logs=value, ttl=ttl, peer=client)
+        shared = telemetry.workers_dir()
+        if shared is not None:  # the other workers of a pre-fork server too
+            await telemetry.ask_others(shared, f"debug {value} {'' if ttl is None else ttl}")
         return _state(param)
 
     return debug_toggle
+
+
+def _from_another_worker(argument: str) -> bytes:
+    """A toggle made through another worker of the server (``CLUE_WORKERS_DIR``)."""
+    value, _, ttl = argument.partition(" ")
+    if value == "on":
+        toggle.enable(float(ttl) if ttl else None)
+    elif value == "off":
+        toggle.disable()
+    else:
+        return b"unknown"
+    log.print("debug logs toggled by another worker", debug_logs=value)
+    return b"ok"
+
+
+telemetry.on_command("debug", _from_another_worker)
 
 
 def _state(param: str) -> JSONResponse:

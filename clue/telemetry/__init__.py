@@ -19,6 +19,9 @@ from clue.telemetry.bootstrap import TRACER_PROVIDER as TRACER_PROVIDER
 from clue.telemetry.bootstrap import flush_at_stop as flush_at_stop
 from clue.telemetry.histograms import REGISTRY as REGISTRY
 from clue.telemetry.histograms import bind as bind
+from clue.telemetry.siblings import ask_others as ask_others
+from clue.telemetry.siblings import on_command as on_command
+from clue.telemetry.siblings import workers_dir as workers_dir
 
 __all__ = [
     "AdaptiveSampler",

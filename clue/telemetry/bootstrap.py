@@ -232,8 +232,7 @@ def configure(
     serve_prometheus = bool(prometheus) or (
         metric_exporter is None and "prometheus" in settings.exporter_names("metrics", exporter)
     )
-    if serve_prometheus:
-        siblings.directory()  # a bad CLUE_METRICS_DIR fails here, before anything changes
+    shared = siblings.workers_dir()  # a bad CLUE_WORKERS_DIR fails here, before anything changes
     configure_unless_configured()
 
     with _lock:
@@ -283,6 +282,8 @@ def configure(
             pipeline.logger_provider = logger_provider
 
         _activate(pipeline, report_every)
+    if shared is not None:
+        siblings.share(shared)
     if handle_sigterm:
         _hook_sigterm()
 

@@ -16,21 +16,10 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 def reader() -> MetricReader:
-    """A metric reader that serves the metrics from prometheus-client's default registry;
-    with ``CLUE_METRICS_DIR`` set, shared with the other workers of the server too."""
+    """A metric reader that serves the metrics from prometheus-client's default registry."""
     from opentelemetry.exporter.prometheus import PrometheusMetricReader
 
-    shared = siblings.directory()
-    if shared is None:
-        return PrometheusMetricReader()
-    sharing = siblings.Sharing(shared)
-
-    class SharedReader(PrometheusMetricReader):
-        def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
-            sharing.stop()
-            super().shutdown(timeout_millis=timeout_millis, **kwargs)
-
-    return SharedReader()
+    return PrometheusMetricReader()
 
 
 class MetricsApp:
@@ -46,7 +35,7 @@ class MetricsApp:
         self._app: ASGIApp = make_asgi_app(REGISTRY)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        shared = siblings.directory() if scope["type"] == "http" else None
+        shared = siblings.workers_dir() if scope["type"] == "http" else None
         if shared is None:
             await self._app(scope, receive, send)
             return
@@ -64,7 +53,7 @@ def metrics_app() -> MetricsApp:
     It serves prometheus-client's default registry: the OpenTelemetry metrics
     once ``configure(prometheus=True)`` (or ``OTEL_METRICS_EXPORTER=prometheus``)
     ran, plus the process and Python collectors of prometheus-client. With
-    ``CLUE_METRICS_DIR`` set (a directory every worker of a pre-fork server
+    ``CLUE_WORKERS_DIR`` set (a directory every worker of a pre-fork server
     shares), it answers with the sum of every worker's.
     """
     return MetricsApp()

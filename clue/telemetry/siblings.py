@@ -1,32 +1,36 @@
-"""One Prometheus scrape for every worker of a pre-fork server (``CLUE_METRICS_DIR``).
+"""The workers of a pre-fork server, reaching each other (``CLUE_WORKERS_DIR``).
 
-Each worker process serves its exposition on a Unix socket named by its pid
-in the shared directory; the worker that takes the scrape asks every other
-one at that moment and answers with the sum, sample by sample (same name and
-labels). The values are exact at the scrape, with no file written per
-measurement. A worker that is gone no longer counts (its socket refuses and
-is removed), as a restarted process's counters start over.
+Each worker process answers on a Unix socket named by its pid in the shared
+directory, one command a connection: ``metrics`` (its Prometheus exposition)
+and the commands other packages add (``on_command``: the debug toggle). The
+worker that takes a scrape asks every other one at that moment and answers
+with the sum, sample by sample (same name and labels): exact at the scrape,
+with no file written per measurement. A worker that is gone no longer counts
+(its socket refuses and is removed), as a restarted process's counters start
+over.
 """
 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import os
 import socketserver
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from clue.telemetry.forked import in_child
 
-DIR_ENV = "CLUE_METRICS_DIR"
+DIR_ENV = "CLUE_WORKERS_DIR"
 _ASK_TIMEOUT = 2.0  # seconds for every worker's answer, together
+_COMMAND_MAX = 1024  # bytes of one command line
 _SOCKET_PATH_MAX = 107  # bytes (Linux; 103 on macOS and the BSDs, found at bind)
 
 
-def directory() -> Path | None:
-    """The shared directory of ``CLUE_METRICS_DIR``, created if missing; None when unset.
+def workers_dir() -> Path | None:
+    """The shared directory of ``CLUE_WORKERS_DIR``, created if missing; None when unset.
     ValueError naming the variable when it cannot be used."""
     raw = os.environ.get(DIR_ENV, "")
     if not raw.strip():
@@ -50,10 +54,22 @@ def exposition() -> bytes:
     return generate_latest(REGISTRY)
 
 
+_COMMANDS: dict[str, Callable[[str], bytes]] = {"metrics": lambda _: exposition()}
+
+
+def on_command(name: str, handler: Callable[[str], bytes]) -> None:
+    """Answer the command ``name`` (one word, then an argument) with ``handler(argument)``."""
+    _COMMANDS[name] = handler
+
+
 class _Answer(socketserver.BaseRequestHandler):
     def handle(self) -> None:
+        self.request.settimeout(_ASK_TIMEOUT)
         with contextlib.suppress(OSError):  # the asking worker gave up
-            self.request.sendall(exposition())
+            line = self.request.makefile("rb").readline(_COMMAND_MAX).decode(errors="replace")
+            name, _, argument = line.strip().partition(" ")
+            handler = _COMMANDS.get(name)
+            self.request.sendall(b"" if handler is None else handler(argument))
 
 
 class Sharing:
@@ -90,7 +106,25 @@ class Sharing:
                 Path(server.server_address).unlink()  # type: ignore[arg-type]
 
 
-async def _ask(path: Path) -> bytes | None:
+_sharing: Sharing | None = None
+
+
+def share(directory: Path) -> None:
+    """Answer the other workers sharing ``directory`` from now on (once in a process)."""
+    global _sharing
+    if _sharing is None:
+        _sharing = Sharing(directory)
+
+
+def _stop_sharing() -> None:
+    if _sharing is not None:
+        _sharing.stop()
+
+
+atexit.register(_stop_sharing)
+
+
+async def _ask(path: Path, command: str) -> bytes | None:
     try:
         reader, writer = await asyncio.open_unix_connection(str(path))
     except (ConnectionRefusedError, FileNotFoundError):
@@ -98,22 +132,32 @@ async def _ask(path: Path) -> bytes | None:
             path.unlink()  # a worker that is gone
         return None
     try:
+        writer.write(command.encode() + b"\n")
+        await writer.drain()
         return await reader.read()
     finally:
         writer.close()
 
 
+async def ask_others(directory: Path, command: str) -> list[bytes]:
+    """The answers of the other workers sharing ``directory`` to ``command``, within 2 s
+    for all (a worker slower than that, or gone, is left out)."""
+    own = f"{os.getpid()}.sock"
+    asked = [
+        asyncio.ensure_future(_ask(p, command)) for p in directory.glob("*.sock") if p.name != own
+    ]
+    if not asked:
+        return []
+    done, pending = await asyncio.wait(asked, timeout=_ASK_TIMEOUT)
+    for late in pending:
+        late.cancel()
+    answers = [f.result() for f in done if f.exception() is None]
+    return [a for a in answers if a is not None]
+
+
 async def gather(directory: Path) -> bytes:
     """The exposition of every worker sharing ``directory``, summed; this one's included."""
-    own = f"{os.getpid()}.sock"
-    others = [p for p in directory.glob("*.sock") if p.name != own]
-    asked = [asyncio.ensure_future(_ask(p)) for p in others]
-    done: Iterable[asyncio.Future[bytes | None]] = ()
-    if asked:
-        done, pending = await asyncio.wait(asked, timeout=_ASK_TIMEOUT)
-        for late in pending:
-            late.cancel()
-    texts = [exposition(), *(f.result() for f in done if f.exception() is None)]
+    texts = [exposition(), *await ask_others(directory, "metrics")]
     return merge([t.decode() for t in texts if t])
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import html
+import os
 import re
 import sys
 import threading
@@ -264,9 +265,14 @@ async def _wait(request: Request, seconds: int) -> bool:
 
 
 def _download(body: str | bytes, media_type: str, filename: str | None) -> Response:
+    """The profile as a download named by this process (a worker of a pre-fork server):
+    ``profile.pb.gz`` is saved as ``profile-<pid>.pb.gz``."""
     headers = dict(_NO_STORE)
+    headers["X-Process-Id"] = str(os.getpid())
     if filename is not None:
-        headers["Content-Disposition"] = f'attachment; filename="{filename}"'
+        stem, dot, extensions = filename.partition(".")
+        named = f"{stem}-{os.getpid()}{dot}{extensions}"
+        headers["Content-Disposition"] = f'attachment; filename="{named}"'
     return Response(body, media_type=media_type, headers=headers)
 
 
