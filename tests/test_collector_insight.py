@@ -6,6 +6,9 @@ on screen in a headless Chromium.
 
 from __future__ import annotations
 
+import bisect
+import math
+import random
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -176,21 +179,63 @@ def test_a_trace_whose_parent_never_came_is_final_after_a_minute(
     assert found["root"]["name"] == "nightly step"
 
 
-def test_large_operations_are_sampled(monkeypatch: pytest.MonkeyPatch) -> None:
+def span_rows(durations: list[int], first: int = 0) -> list[tuple[Any, ...]]:
+    """Stored span rows of the operation db/query, one per duration."""
+    return [
+        (f"{i:032x}", f"{i:016x}", "", "db", "query", 1, i, d, 0, "", "{}", "[]", "[]", "s", "r")
+        for i, d in enumerate(durations, start=first)
+    ]
+
+
+def stats_of(store: Store, duration_ns: int) -> dict[str, Any]:
+    span = {"service": "db", "name": "query", "duration_ns": duration_ns}
+    percentiles.operation_stats(store, [span])
+    return span
+
+
+def nearest_rank(ordered: list[int], q: float) -> int:
+    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
+
+
+def test_percentiles_of_a_large_operation_within_two_percent() -> None:
+    rng = random.Random(7)
+    # 50,000 durations spread log-uniformly from 1 µs to 1 s, many of them repeated
+    durations = [int(10 ** rng.uniform(3, 9)) for _ in range(50_000)]
     store = Store()
-    rows = [
-        (f"{i:032x}", f"{i:016x}", "", "db", "query", 1, i, (i * 7919) % 1000 + 1, 0, "",
-         "{}", "[]", "[]", "s", "r")
-        for i in range(5000)
-    ]  # fmt: skip
-    store.add("traces", Decoded(rows=rows, resources={"r": ("db", "{}")}))
-    monkeypatch.setattr(percentiles, "SAMPLE", 500)
-    spans = [{"service": "db", "name": "query", "duration_ns": 900}]
-    percentiles.operation_stats(store, spans)
-    stats = spans[0]["operation"]
-    assert stats["spans"] == 5000 and stats["sampled"] is True
-    assert 450 <= stats["p50_ns"] <= 550 and 920 <= stats["p95_ns"] <= 980
-    assert 85 <= spans[0]["percentile"] <= 95
+    store.add("traces", Decoded(rows=span_rows(durations), resources={"r": ("db", "{}")}))
+    ordered = sorted(durations)
+    for duration in (1_000, 5_432, 77_777, 1_000_000, 31_415_926, 999_000_000):
+        span = stats_of(store, duration)
+        # the documented precision: exact but for the spans within 2% of its duration
+        low = bisect.bisect_left(ordered, duration / 1.02) / len(ordered)
+        high = bisect.bisect_left(ordered, duration * 1.02) / len(ordered)
+        assert 100 * low - 0.05 <= span["percentile"] <= 100 * high + 0.05, duration
+    stats = span["operation"]
+    assert stats["spans"] == 50_000
+    for key, q in (("p50_ns", 0.5), ("p95_ns", 0.95)):
+        exact = nearest_rank(ordered, q)
+        assert abs(stats[key] - exact) <= 0.02 * exact, (key, stats[key], exact)
+
+
+def test_percentiles_follow_eviction_and_resent_spans() -> None:
+    store = Store(max_spans=1000)
+    resources = {"r": ("db", "{}")}
+    for batch in range(3):  # 3,000 spans of 1..3000 ms: the oldest 2,000 evicted
+        store.add(
+            "traces",
+            Decoded(
+                rows=span_rows([(batch * 1000 + i + 1) * MS for i in range(1000)], batch * 1000),
+                resources=resources,
+            ),
+        )
+    store.add(
+        "traces", Decoded(rows=span_rows([2500 * MS] * 10, 2000), resources=resources)
+    )  # re-sent
+    span = stats_of(store, 2500 * MS)
+    assert span["operation"] == {"spans": 1000, "p50_ns": 2500 * MS, "p95_ns": 2950 * MS}
+    assert span["percentile"] == 49.9  # 2001..2499 ms are faster: 499 of 1,000
+    assert store.evict_old(now_ns=10**12 + store.max_age_ns) == 1000  # every span is old
+    assert stats_of(store, 2500 * MS)["operation"] == {"spans": 0, "p50_ns": None, "p95_ns": None}
 
 
 def test_span_percentile_among_its_operation(
@@ -214,7 +259,6 @@ def test_span_percentile_among_its_operation(
         "spans": 21,
         "p50_ns": 11 * MS,
         "p95_ns": 19_500_000,
-        "sampled": False,
     }
 
     browser.get(f"{collector.ui}/trace/{trace_id}")

@@ -4,10 +4,17 @@ One connection, one lock: ingest batches and UI queries take turns. Each batch
 is one transaction (``executemany``); after it, the oldest rows beyond the
 configured maximum are deleted, and a periodic sweep drops rows older than the
 maximum age, so the database stops growing once the limits are reached.
+
+The ``durations`` table is a histogram of each operation's stored span durations
+(service, span name, bucket), kept in step with the spans in the same
+transactions: buckets are :data:`GROWTH` wide (each one's bound 2% above the
+last), with the lowest and highest duration seen in each. It is what span
+percentiles read, instead of an index on durations that halved insert speed.
 """
 
 from __future__ import annotations
 
+import math
 import sqlite3
 import threading
 import time
@@ -35,7 +42,12 @@ CREATE TABLE IF NOT EXISTS spans (
 );
 CREATE UNIQUE INDEX IF NOT EXISTS spans_by_trace ON spans (trace_id, span_id);
 CREATE INDEX IF NOT EXISTS spans_by_start ON spans (start_ns);
-CREATE INDEX IF NOT EXISTS spans_by_operation ON spans (service, name, duration_ns);
+DROP INDEX IF EXISTS spans_by_operation;
+CREATE TABLE IF NOT EXISTS durations (
+  service TEXT NOT NULL, name TEXT NOT NULL, bucket INTEGER NOT NULL,
+  spans INTEGER NOT NULL, low INTEGER NOT NULL, high INTEGER NOT NULL,
+  PRIMARY KEY (service, name, bucket)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS logs (
   time_ns INTEGER NOT NULL, service TEXT NOT NULL, severity INTEGER NOT NULL,
   severity_text TEXT NOT NULL, body TEXT NOT NULL, attributes TEXT NOT NULL,
@@ -53,6 +65,36 @@ CREATE TABLE IF NOT EXISTS points (
 CREATE INDEX IF NOT EXISTS points_by_metric ON points (name, service, time_ns);
 CREATE INDEX IF NOT EXISTS points_by_time ON points (time_ns);
 """
+
+
+GROWTH = 1.02  # a duration bucket's upper bound over its lower: 2% relative precision
+_LOG_GROWTH = math.log(GROWTH)
+_ADD_DURATIONS = (
+    "INSERT INTO durations VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET "
+    "spans = spans + excluded.spans, low = min(low, excluded.low), "
+    "high = max(high, excluded.high)"
+)
+
+
+def bucket_of(duration_ns: int) -> int:
+    """The histogram bucket of a duration: ``GROWTH**b <= duration_ns < GROWTH**(b + 1)``
+    (-1 for durations under 1 ns)."""
+    return math.floor(math.log(duration_ns) / _LOG_GROWTH) if duration_ns >= 1 else -1
+
+
+def _tally(rows: Any) -> dict[tuple[str, str, int], list[int]]:
+    """(service, name, bucket) -> [spans, low, high] of (service, name, duration) *rows*."""
+    found: dict[tuple[str, str, int], list[int]] = {}
+    for service, name, duration in rows:
+        key = (service, name, bucket_of(duration))
+        seen = found.get(key)
+        if seen is None:
+            found[key] = [1, duration, duration]
+        else:
+            seen[0] += 1
+            seen[1] = min(seen[1], duration)
+            seen[2] = max(seen[2], duration)
+    return found
 
 
 @dataclass(frozen=True)
@@ -96,6 +138,11 @@ class Store:
             signal: self._db.execute(f"SELECT count(*) FROM {t.name}").fetchone()[0]
             for signal, t in TABLES.items()
         }
+        if self._counts["traces"] and not self._count("durations"):  # made before durations
+            with self._transaction():
+                self._add_durations(
+                    self._db.execute("SELECT service, name, duration_ns FROM spans")
+                )
         self._known_resources: set[str] = set()
         self._known_operations: set[tuple[str, str]] = set()
 
@@ -127,8 +174,18 @@ class Store:
                     self._db.executemany(
                         "INSERT OR IGNORE INTO operations VALUES (?, ?)", operations
                     )
+                last = self._db.execute(f"SELECT max(rowid) FROM {table.name}").fetchone()[0]
                 cur = self._db.executemany(table.insert, batch.rows)
                 self._counts[signal] += cur.rowcount  # a re-sent span is stored once
+                if signal == "traces":
+                    self._add_durations(
+                        ((row[3], row[4], row[7]) for row in batch.rows)
+                        if cur.rowcount == len(batch.rows)
+                        else self._db.execute(  # only the spans stored: those of new rowids
+                            "SELECT service, name, duration_ns FROM spans WHERE rowid > ?",
+                            (last or 0,),
+                        )
+                    )
                 self._evict_excess(signal)
                 self._db.execute("COMMIT")
             except BaseException:
@@ -137,6 +194,33 @@ class Store:
                 raise
             self._known_resources.update(new)
             self._known_operations.update(operations)
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        self._db.execute("BEGIN")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def _add_durations(self, rows: Any) -> None:
+        """Count (service, name, duration) *rows* of newly stored spans in ``durations``."""
+        self._db.executemany(_ADD_DURATIONS, [(*k, *v) for k, v in _tally(rows).items()])
+
+    def _remove_durations(self, rows: Any) -> None:
+        """Uncount (service, name, duration) *rows* of deleted spans; drop emptied buckets
+        (a bucket's low and high stay as they were: still within the bucket)."""
+        keys = [(v[0], *k) for k, v in _tally(rows).items()]
+        self._db.executemany(
+            "UPDATE durations SET spans = spans - ? WHERE service = ? AND name = ? AND bucket = ?",
+            keys,
+        )
+        self._db.executemany(
+            "DELETE FROM durations WHERE service = ? AND name = ? AND bucket = ? AND spans <= 0",
+            [k[1:] for k in keys],
+        )
 
     def _new_operations(self, batch: Decoded) -> set[tuple[str, str]]:
         """(service, span name) pairs of *batch* not yet in the ``operations`` table."""
@@ -152,23 +236,34 @@ class Store:
         if excess <= 0:
             return
         name = TABLES[signal].name
-        self._db.execute(
-            f"DELETE FROM {name} WHERE rowid IN (SELECT rowid FROM {name} ORDER BY rowid LIMIT ?)",
-            (excess,),
+        delete = (
+            f"DELETE FROM {name} WHERE rowid IN (SELECT rowid FROM {name} ORDER BY rowid LIMIT ?)"
         )
+        if signal == "traces":
+            self._remove_durations(
+                self._db.execute(f"{delete} RETURNING service, name, duration_ns", (excess,))
+            )
+        else:
+            self._db.execute(delete, (excess,))
         self._counts[signal] -= excess
 
     def evict_old(self, now_ns: int | None = None) -> int:
         """Delete rows older than the maximum age and unused resources; return rows deleted."""
         cutoff = (now_ns if now_ns is not None else time.time_ns()) - self.max_age_ns
         deleted = 0
-        with self._lock:
+        with self._lock, self._transaction():  # spans and durations stay in step
             for signal, table in TABLES.items():
-                cur = self._db.execute(
-                    f"DELETE FROM {table.name} WHERE {table.time_column} < ?", (cutoff,)
-                )
-                self._counts[signal] -= cur.rowcount
-                deleted += cur.rowcount
+                delete = f"DELETE FROM {table.name} WHERE {table.time_column} < ?"
+                if signal == "traces":
+                    gone = self._db.execute(
+                        f"{delete} RETURNING service, name, duration_ns", (cutoff,)
+                    ).fetchall()
+                    self._remove_durations(gone)
+                    removed = len(gone)
+                else:
+                    removed = self._db.execute(delete, (cutoff,)).rowcount
+                self._counts[signal] -= removed
+                deleted += removed
             if len(self._known_resources) > 256:
                 self._db.execute(
                     "DELETE FROM resources WHERE key NOT IN (SELECT resource FROM spans "
