@@ -16,7 +16,7 @@ from starlette.applications import Starlette
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from clue import health, log
+from clue import health, log, telemetry
 from clue.debug import Guard, unguarded_routes
 
 PORT_ENV = "CLUE_ADMIN_PORT"
@@ -246,6 +246,9 @@ def _bind(host: str, port: int) -> socket.socket:
     sock = socket.socket(family, kind, proto)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if port and telemetry.workers_dir() is not None and hasattr(socket, "SO_REUSEPORT"):
+            # the workers of a pre-fork server share the port; any of them answers for all
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind(address)
     except OSError as exc:
         sock.close()

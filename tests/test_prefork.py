@@ -357,3 +357,49 @@ def test_the_debug_toggle_reaches_every_worker_and_a_profile_names_its_worker(
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(30) == 0, log_file.read_text()
+
+
+ADMIN_APP = (
+    METRICS_APP.replace(
+        "from starlette.routing import",
+        "import contextlib\nfrom clue.admin import AdminServer\nfrom starlette.routing import",
+    )
+    .replace(
+        "async def item(request):",
+        "@contextlib.asynccontextmanager\n"
+        "async def lifespan(app):\n"
+        '    async with AdminServer(port=int(os.environ["ADMIN_PORT"])):\n'
+        "        yield\n\n"
+        "async def item(request):",
+    )
+    .replace("    Starlette(routes=[", "    Starlette(lifespan=lifespan, routes=[")
+)
+
+
+def test_every_worker_serves_the_admin_port_and_answers_for_the_whole_server(
+    tmp_path: Path, receiver: OTLPReceiver
+) -> None:
+    """With ``CLUE_WORKERS_DIR``, the workers share the admin port (``SO_REUSEPORT``):
+    whichever answers, ``/metrics`` counts the whole server."""
+    (tmp_path / "service_app.py").write_text(ADMIN_APP)
+    admin_port = free_port()
+    process, url = start(
+        tmp_path,
+        receiver,
+        SERVERS["gunicorn-preload"],
+        CLUE_WORKERS_DIR=str(tmp_path / "workers"),
+        ADMIN_PORT=str(admin_port),
+    )
+    try:
+        fresh = httpx.Limits(max_keepalive_connections=0)
+        with httpx.Client(limits=fresh) as client, ThreadPoolExecutor(6) as pool:
+            responses = pool.map(lambda i: client.get(f"{url}/items/{i}"), range(REQUESTS))
+            assert len({r.json()["pid"] for r in responses}) == 3
+            admin = f"http://127.0.0.1:{admin_port}"
+            scrapes = list(pool.map(lambda _: client.get(f"{admin}/metrics"), range(12)))
+        counts = [served(s.text, "http_server_request_duration_seconds_count") for s in scrapes]
+        assert counts == [REQUESTS] * 12
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(30) == 0, (tmp_path / "server.log").read_text()
+    assert "cannot listen" not in (tmp_path / "server.log").read_text()
