@@ -58,7 +58,8 @@ class ClueMiddleware:
     request scope with method, path, peer and request id (``X-Request-ID``
     honoured when short and plain, else minted, and returned in the response);
     one unbuffered ``request`` line with status, route and duration
-    (``log_requests``); a buffer flush when the status is 500 or more; request
+    (``log_requests``); a buffer flush and an error span when ``is_error`` holds
+    for the status (by default 500 or more, the rule of the gRPC layers); request
     and response bodies logged at debug level when debug is on (text and JSON
     only, masked, truncated); and the ``http.server.request.duration`` histogram.
     An exception from the app is logged with its traceback and answered 500.
@@ -78,9 +79,13 @@ class ClueMiddleware:
         log_payloads: bool = True,
         tracer_provider: TracerProvider | None = None,
         meter_provider: MeterProvider | None = None,
+        is_error: Callable[[int], bool] = is_http_error,
     ) -> None:
+        if not callable(is_error):
+            raise ValueError("is_error must be a callable of an HTTP status")
         self.app = app
         self._log_requests = log_requests
+        self._is_error = is_error
         skip = tuple(skip_paths)
         self._skip = frozenset(path for path in skip if not path.endswith("/"))
         self._skip_under = tuple(path for path in skip if path.endswith("/"))
@@ -276,7 +281,7 @@ class _Request:
     def _finish(self) -> None:
         middleware, status, span, error = self.middleware, self.status, self.span, self.error
         route = _route(self.environ)
-        failed = is_http_error(status)  # the rule shared with gRPC
+        failed = middleware._is_error(status)  # by default the rule shared with gRPC
         if failed and error is None:
             log.flush()
         if self.debug:

@@ -9,8 +9,15 @@ from typing import Any
 import grpc
 import pytest
 from opentelemetry.trace import SpanKind, StatusCode
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
 
 import clue.grpc
+from clue import log
+from clue.asgi import ClueMiddleware
+from tests import test_asgi, test_wsgi
 from tests.conftest import Lines
 from tests.test_grpc import S, SyncServer, Telemetry, start_aio, stub
 
@@ -98,3 +105,49 @@ def test_every_grpc_code_has_its_http_status() -> None:
         "UNAVAILABLE",
         "DATA_LOSS",
     }
+
+
+def only_4xx(status: int) -> bool:
+    return 400 <= status < 500
+
+
+async def answer(request: Request) -> Response:
+    status = int(request.path_params["status"])
+    log.info("answering", status=status)
+    return PlainTextResponse("", status_code=status)
+
+
+async def test_an_asgi_apps_own_rule(lines: Lines) -> None:
+    app = Starlette(routes=[Route("/answer/{status}", answer)])
+    for sampled in (False, True):
+        telemetry = test_asgi.Telemetry(sampled=sampled)
+        middleware = ClueMiddleware(
+            app, tracer_provider=telemetry.tracer_provider, is_error=only_4xx
+        )
+        async with test_asgi.serve_app(middleware) as client:
+            assert (await client.get("/answer/404")).status_code == 404
+            assert (await client.get("/answer/503")).status_code == 503
+        if not sampled:  # the 404's entry flushed, the 503's dropped
+            assert [e["status"] for e in lines.entries("answering")] == [404]
+    assert [s.status.status_code for s in telemetry.finished()] == [
+        StatusCode.ERROR,
+        StatusCode.UNSET,
+    ]
+
+
+def test_a_wsgi_apps_own_rule(lines: Lines) -> None:
+    telemetry = test_wsgi.Telemetry(sampled=True)
+    with test_wsgi.serve(test_wsgi.middleware(telemetry, is_error=only_4xx)) as client:
+        assert client.get("/nowhere").status_code == 404
+        assert client.get("/unavailable").status_code == 503
+    statuses = [(s.attributes or {}).get("http.response.status_code") for s in telemetry.finished()]
+    errors = [s.status.status_code for s in telemetry.finished()]
+    assert list(zip(statuses, errors, strict=True)) == [
+        (404, StatusCode.ERROR),
+        (503, StatusCode.UNSET),
+    ]
+
+
+def test_an_http_rule_that_is_not_callable_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="is_error must be a callable of an HTTP status"):
+        ClueMiddleware(test_asgi.starlette_app(), is_error=500)  # type: ignore[arg-type]
