@@ -1,27 +1,107 @@
-"""The durable record of placed orders (SQLite by default, or PostgreSQL).
+"""The durable record of placed orders and their status history (SQLite or PostgreSQL).
 
 An order is written, committed, before PlaceOrder answers, together with the
-``boutique.order.placed`` event announcing it (in the outbox of the same
-database, one transaction: reference_services/common/events). The store is
-also the checkout's health pinger for its database.
+first entry of its history and the ``boutique.order.placed`` event announcing
+it (in the outbox of the same database, one transaction:
+reference_services/common/events). Each later move of its status is written
+with its history entry and its ``boutique.order.status_changed`` event, in one
+transaction too.
+
+The schema is versioned: `OrderStore.migrate` (run at start) applies the steps
+of `MIGRATIONS` past the version recorded in ``order_schema``, each step in one
+transaction with its new version. Version 1 is the table of the first boutique,
+so an existing order database is brought forward with its orders, each given
+the status SHIPPED its PlaceOrder ended with. The store is also the checkout's
+health pinger for its database.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import datetime as dt
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from google.protobuf import json_format
 
-from reference_services.common.database import Database, SQLTable, Transaction
-from reference_services.common.events import ORDER_PLACED, Outbox
+from reference_services.common.database import Database, Transaction
+from reference_services.common.events import ORDER_PLACED, ORDER_STATUS_CHANGED, Outbox
 from reference_services.protos import hipstershop_pb2 as pb
 from reference_services.protos.boutique.v1 import events_pb2 as ev
+
+#: version -> the statements that bring the schema from the previous version to it.
+#: ``{o}`` is the orders table, ``{h}`` the history table.
+MIGRATIONS: dict[int, tuple[str, ...]] = {
+    1: (
+        "CREATE TABLE IF NOT EXISTS {o} ("
+        " order_id TEXT PRIMARY KEY, user_id TEXT NOT NULL, email TEXT NOT NULL,"
+        " currency_code TEXT NOT NULL, total_units BIGINT NOT NULL,"
+        " total_nanos INTEGER NOT NULL, transaction_id TEXT NOT NULL,"
+        " result_json TEXT NOT NULL, placed_at_ns BIGINT NOT NULL)",
+    ),
+    2: (
+        "ALTER TABLE {o} ADD COLUMN status TEXT NOT NULL DEFAULT 'SHIPPED'",
+        "CREATE INDEX IF NOT EXISTS {o}_by_user ON {o} (user_id, placed_at_ns, order_id)",
+        "CREATE TABLE IF NOT EXISTS {h} ("
+        " order_id TEXT NOT NULL, seq INTEGER NOT NULL, from_status TEXT NOT NULL,"
+        " to_status TEXT NOT NULL, at_ns BIGINT NOT NULL, reason TEXT NOT NULL,"
+        " trace_id TEXT NOT NULL, PRIMARY KEY (order_id, seq))",
+        # the orders placed before there was a history: the move PlaceOrder made
+        "INSERT INTO {h} (order_id, seq, from_status, to_status, at_ns, reason, trace_id)"
+        " SELECT order_id, 1, 'UNSPECIFIED', 'SHIPPED', placed_at_ns, 'placed', '' FROM {o}",
+    ),
+}
+SCHEMA_VERSION = max(MIGRATIONS)
+
+PLACED = "SHIPPED"
+"""The status of an order PlaceOrder recorded (it answers once the label is created)."""
+#: status -> the statuses it may move to (docs/boutique.md, "Orders").
+TRANSITIONS: dict[str, frozenset[str]] = {
+    "PENDING": frozenset({"PAID", "FAILED", "CANCELLED"}),
+    "PAID": frozenset({"SHIPPED", "FAILED", "CANCELLED"}),
+    "SHIPPED": frozenset({"IN_TRANSIT", "CANCELLED"}),
+    "IN_TRANSIT": frozenset({"DELIVERED"}),
+    "DELIVERED": frozenset(),
+    "FAILED": frozenset(),
+    "CANCELLED": frozenset(),
+}
+
+
+def wire_status(name: str) -> str:
+    """The wire enum name of a stored status (``SHIPPED``: ``ORDER_STATUS_SHIPPED``)."""
+    return f"ORDER_STATUS_{name}"
+
+
+def rfc3339(at_ns: int) -> str:
+    """``at_ns`` in RFC 3339, UTC, to the millisecond."""
+    at = dt.datetime.fromtimestamp(at_ns / 1e9, dt.UTC)
+    return at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class Forbidden(Exception):
+    """The lifecycle does not allow this move from the order's status."""
+
+    def __init__(self, current: str, to: str) -> None:
+        super().__init__(f"an order {current} cannot become {to}")
+        self.current = current
+        self.to = to
+
+
+@dataclass(frozen=True)
+class Change:
+    """One move of an order's status."""
+
+    from_status: str
+    to_status: str
+    at_ns: int
+    reason: str
+    trace_id: str
 
 
 @dataclass(frozen=True)
 class PlacedOrder:
-    """One placed order as recorded."""
+    """One placed order as recorded, with its status and history (oldest first)."""
 
     order_id: str
     user_id: str
@@ -30,6 +110,33 @@ class PlacedOrder:
     transaction_id: str
     result: pb.OrderResult
     placed_at_ns: int
+    status: str = PLACED
+    history: tuple[Change, ...] = ()
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """Where a page of a user's orders ends: the last order's time and id."""
+
+    placed_at_ns: int
+    order_id: str
+
+    def token(self) -> str:
+        """The opaque page token standing for this cursor."""
+        raw = f"{self.placed_at_ns}:{self.order_id}".encode()
+        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+    @classmethod
+    def parse(cls, token: str) -> Cursor:
+        """The cursor a `token` stands for; ValueError if it is not one."""
+        try:
+            raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+        except (binascii.Error, UnicodeDecodeError, ValueError):
+            raise ValueError("not a page token") from None
+        at, sep, order_id = raw.partition(":")
+        if not sep or not at.isdigit() or not order_id:
+            raise ValueError("not a page token")
+        return cls(int(at), order_id)
 
 
 def order_placed(order: PlacedOrder) -> ev.OrderPlaced:
@@ -52,19 +159,56 @@ def order_placed(order: PlacedOrder) -> ev.OrderPlaced:
     )
 
 
-class OrderStore(SQLTable):
-    """Placed orders in the SQL table ``<table>``."""
+_COLUMNS = (
+    "order_id, user_id, email, currency_code, total_units, total_nanos, transaction_id,"
+    " result_json, placed_at_ns, status"
+)
+
+
+class OrderStore:
+    """Orders in the table ``<prefix>orders`` of ``db``, their history in
+    ``<prefix>order_history``, the schema version in ``<prefix>order_schema``
+    (tests sharing a database give each store a prefix)."""
 
     name = "order-store"
-    schema = (
-        "order_id TEXT PRIMARY KEY, user_id TEXT NOT NULL, email TEXT NOT NULL,"
-        " currency_code TEXT NOT NULL, total_units BIGINT NOT NULL,"
-        " total_nanos INTEGER NOT NULL, transaction_id TEXT NOT NULL,"
-        " result_json TEXT NOT NULL, placed_at_ns BIGINT NOT NULL"
-    )
 
-    def __init__(self, db: Database, table: str = "orders") -> None:
-        super().__init__(db, table)
+    def __init__(self, db: Database, prefix: str = "") -> None:
+        if prefix and not prefix.replace("_", "").isalnum():
+            raise ValueError(f"table prefix {prefix!r} must be letters, digits and underscores")
+        self.db = db
+        self.table = f"{prefix}orders"
+        self.history_table = f"{prefix}order_history"
+        self.schema_table = f"{prefix}order_schema"
+        self._migrated = False
+
+    async def migrate(self) -> int:
+        """Bring the schema to `SCHEMA_VERSION`; the version it was at before."""
+        await self.db.execute(
+            f"CREATE TABLE IF NOT EXISTS {self.schema_table} (id INTEGER PRIMARY KEY,"
+            " version INTEGER NOT NULL)"
+        )
+        rows = await self.db.execute(f"SELECT version FROM {self.schema_table} WHERE id = 1")
+        before = int(rows[0][0]) if rows else 0
+        if before > SCHEMA_VERSION:
+            raise RuntimeError(
+                f"{self.db.where} holds order schema {before}, newer than this"
+                f" service's {SCHEMA_VERSION}"
+            )
+        for version in range(before + 1, SCHEMA_VERSION + 1):
+            async with self.db.transaction() as tx:  # a step and its version, or neither
+                for statement in MIGRATIONS[version]:
+                    await tx.execute(statement.format(o=self.table, h=self.history_table))
+                await tx.execute(
+                    f"INSERT INTO {self.schema_table} (id, version) VALUES (1, %s)"
+                    " ON CONFLICT (id) DO UPDATE SET version = excluded.version",
+                    (version,),
+                )
+        self._migrated = True
+        return before
+
+    async def _ready(self) -> None:
+        if not self._migrated:
+            await self.migrate()
 
     async def record(
         self,
@@ -74,55 +218,120 @@ class OrderStore(SQLTable):
         email: str,
         total: pb.Money,
         transaction_id: str,
+        trace_id: str = "",
         outbox: Outbox | None = None,
     ) -> PlacedOrder:
-        """Write the order and commit it, with its OrderPlaced event in ``outbox`` (an
-        outbox of this store's database); the recorded order."""
-        await self._setup()
+        """Write the order, SHIPPED, with the first entry of its history, and commit it
+        with its OrderPlaced event in ``outbox`` (an outbox of this store's database)."""
+        await self._ready()
+        now = time.time_ns()
+        first = Change("UNSPECIFIED", PLACED, now, "placed", trace_id)
         placed = PlacedOrder(
-            result.order_id, user_id, email, total, transaction_id, result, time.time_ns()
+            result.order_id, user_id, email, total, transaction_id, result, now, PLACED, (first,)
         )
         async with self.db.transaction() as tx:
-            await self._insert(tx, placed)
+            await tx.execute(
+                f"INSERT INTO {self.table} ({_COLUMNS})"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                (
+                    placed.order_id,
+                    placed.user_id,
+                    placed.email,
+                    total.currency_code,
+                    total.units,
+                    total.nanos,
+                    transaction_id,
+                    json_format.MessageToJson(result, indent=None),
+                    now,
+                    PLACED,
+                ),
+            )
+            await self._add_change(tx, placed.order_id, 1, first)
             if outbox is not None:
                 await outbox.add(tx, ORDER_PLACED, order_placed(placed))
         return placed
 
-    async def _insert(self, tx: Transaction, placed: PlacedOrder) -> None:
+    async def _add_change(self, tx: Transaction, order_id: str, seq: int, change: Change) -> None:
         await tx.execute(
-            f"INSERT INTO {self.table} (order_id, user_id, email, currency_code, total_units,"
-            " total_nanos, transaction_id, result_json, placed_at_ns)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            f"INSERT INTO {self.history_table} (order_id, seq, from_status, to_status, at_ns,"
+            " reason, trace_id) VALUES (%s, %s, %s, %s, %s, %s, %s)",
             (
-                placed.order_id,
-                placed.user_id,
-                placed.email,
-                placed.total.currency_code,
-                placed.total.units,
-                placed.total.nanos,
-                placed.transaction_id,
-                json_format.MessageToJson(placed.result, indent=None),
-                placed.placed_at_ns,
+                order_id,
+                seq,
+                change.from_status,
+                change.to_status,
+                change.at_ns,
+                change.reason,
+                change.trace_id,
             ),
         )
 
+    async def transition(
+        self, order_id: str, to: str, reason: str, trace_id: str, outbox: Outbox | None = None
+    ) -> PlacedOrder | None:
+        """Move the order to status ``to``, adding the change to its history, with its
+        OrderStatusChanged event in ``outbox``, all in one transaction; the order as it
+        is then, None if there is none. `Forbidden` (nothing written) when
+        `TRANSITIONS` does not allow the move."""
+        await self._ready()
+        async with self.db.transaction() as tx:
+            rows = await tx.execute(
+                f"SELECT status FROM {self.table} WHERE order_id = %s", (order_id,)
+            )
+            if not rows:
+                return None
+            current = str(rows[0][0])
+            if to not in TRANSITIONS.get(current, frozenset()):
+                raise Forbidden(current, to)
+            await tx.execute(
+                f"UPDATE {self.table} SET status = %s WHERE order_id = %s", (to, order_id)
+            )
+            seqs = await tx.execute(
+                f"SELECT COALESCE(MAX(seq), 0) FROM {self.history_table} WHERE order_id = %s",
+                (order_id,),
+            )
+            change = Change(current, to, time.time_ns(), reason, trace_id)
+            await self._add_change(tx, order_id, int(seqs[0][0]) + 1, change)
+            if outbox is not None:
+                event = ev.OrderStatusChanged(
+                    order_id=order_id,
+                    from_status=wire_status(current),
+                    to_status=wire_status(to),
+                    reason=reason,
+                )
+                await outbox.add(tx, ORDER_STATUS_CHANGED, event)
+        return await self.get(order_id)
+
     async def get(self, order_id: str) -> PlacedOrder | None:
-        """The order with this id, or None."""
-        orders = await self._select("WHERE order_id = %s", (order_id,))
+        """The order with this id and its history, or None."""
+        orders = await self._select("WHERE order_id = %s", [order_id])
         return orders[0] if orders else None
 
     async def for_user(self, user_id: str) -> list[PlacedOrder]:
         """A user's orders, oldest first."""
-        return await self._select("WHERE user_id = %s ORDER BY placed_at_ns", (user_id,))
+        return await self._select("WHERE user_id = %s ORDER BY placed_at_ns, order_id", [user_id])
 
-    async def _select(self, where: str, params: tuple[str, ...]) -> list[PlacedOrder]:
-        await self._setup()
-        rows = await self.db.execute(
-            "SELECT order_id, user_id, email, currency_code, total_units, total_nanos,"
-            f" transaction_id, result_json, placed_at_ns FROM {self.table} {where}",
-            params,
+    async def page(
+        self, user_id: str, limit: int, after: Cursor | None = None
+    ) -> tuple[list[PlacedOrder], Cursor | None]:
+        """Up to ``limit`` of the user's orders, newest first, after ``after``; and the
+        cursor of the next page (None: no more)."""
+        where, params = "WHERE user_id = %s", list[object]([user_id])
+        if after is not None:
+            where += " AND (placed_at_ns < %s OR (placed_at_ns = %s AND order_id < %s))"
+            params += [after.placed_at_ns, after.placed_at_ns, after.order_id]
+        found = await self._select(
+            f"{where} ORDER BY placed_at_ns DESC, order_id DESC LIMIT %s", [*params, limit + 1]
         )
-        return [
+        if len(found) <= limit:
+            return found, None
+        last = found[limit - 1]
+        return found[:limit], Cursor(last.placed_at_ns, last.order_id)
+
+    async def _select(self, where: str, params: list[object]) -> list[PlacedOrder]:
+        await self._ready()
+        rows = await self.db.execute(f"SELECT {_COLUMNS} FROM {self.table} {where}", params)
+        orders = [
             PlacedOrder(
                 order_id=str(r[0]),
                 user_id=str(r[1]),
@@ -131,6 +340,29 @@ class OrderStore(SQLTable):
                 transaction_id=str(r[6]),
                 result=json_format.Parse(str(r[7]), pb.OrderResult()),
                 placed_at_ns=int(r[8]),
+                status=str(r[9]),
             )
             for r in rows
         ]
+        if not orders:
+            return orders
+        marks = ", ".join(["%s"] * len(orders))
+        changes = await self.db.execute(
+            "SELECT order_id, from_status, to_status, at_ns, reason, trace_id"
+            f" FROM {self.history_table} WHERE order_id IN ({marks}) ORDER BY order_id, seq",
+            [o.order_id for o in orders],
+        )
+        history: dict[str, list[Change]] = {}
+        for c in changes:
+            history.setdefault(str(c[0]), []).append(
+                Change(str(c[1]), str(c[2]), int(c[3]), str(c[4]), str(c[5]))
+            )
+        return [replace(o, history=tuple(history.get(o.order_id, ()))) for o in orders]
+
+    async def ping(self) -> None:
+        """Return when the database answers."""
+        await self.db.ping()
+
+    async def close(self) -> None:
+        """Release the connection."""
+        await self.db.close()

@@ -2,7 +2,9 @@
 
 A placed order is announced by a ``boutique.order.placed`` event, written with the
 order in one transaction and published by the relay: the notification service
-sends the confirmation e-mail from it, in the order's trace.
+sends the confirmation e-mail from it, in the order's trace. The same process
+serves OrderService (reference_services/checkout/order_service.py) over the
+order store, its callers' tokens verified with the user service's keys.
 """
 
 from __future__ import annotations
@@ -16,8 +18,10 @@ import grpc
 from opentelemetry import metrics, trace
 
 from clue import log
+from reference_services.checkout.order_service import RULES, Orders, trace_id
 from reference_services.checkout.orders import OrderStore
 from reference_services.common import fields, money
+from reference_services.common.auth import Authorizer, PublishedKeys
 from reference_services.common.clients import Clients
 from reference_services.common.config import env_addr
 from reference_services.common.database import StoreUnavailable, open_database
@@ -39,10 +43,12 @@ from reference_services.common.rpc import (
     rpc,
     unavailable,
 )
-from reference_services.common.runtime import Entry, Wiring
+from reference_services.common.runtime import AddServicer, Entry, Wiring
 from reference_services.common.settings import store_url
 from reference_services.protos import hipstershop_pb2 as pb
 from reference_services.protos import hipstershop_pb2_grpc as pb_grpc
+from reference_services.protos.boutique.v1 import order_pb2_grpc as opb_grpc
+from reference_services.protos.boutique.v1 import user_pb2_grpc as upb_grpc
 
 T = TypeVar("T")
 CALL_TIMEOUT = 5.0
@@ -229,6 +235,7 @@ class Checkout(pb_grpc.CheckoutServiceServicer):
                 email=request.email,
                 total=total,
                 transaction_id=tx,
+                trace_id=trace_id(),
                 outbox=self.outbox,
             )
         except StoreUnavailable as exc:
@@ -255,7 +262,9 @@ class Checkout(pb_grpc.CheckoutServiceServicer):
 
 @dataclass(frozen=True)
 class Config:
-    """Where the downstream services, the order store and the event broker are."""
+    """Where the downstream services, the order store, the event broker and the user
+    service (whose keys verify OrderService's callers; None: OrderService is not served)
+    are."""
 
     cart_addr: str
     catalog_addr: str
@@ -265,11 +274,12 @@ class Config:
     order_store: str
     nats_url: str
     stream: str = "BOUTIQUE"
+    user_addr: str | None = None
 
     @classmethod
     def from_env(cls) -> Config:
-        """The five ``*_SERVICE_ADDR``, ``ORDER_STORE`` (default ``$DATA_DIR/orders.db``),
-        ``NATS_URL`` and ``EVENTS_STREAM``."""
+        """The six ``*_SERVICE_ADDR`` (``USER_SERVICE_ADDR`` included), ``ORDER_STORE``
+        (default ``$DATA_DIR/orders.db``), ``NATS_URL`` and ``EVENTS_STREAM``."""
         return cls(
             cart_addr=env_addr("CART_SERVICE_ADDR"),
             catalog_addr=env_addr("PRODUCT_CATALOG_SERVICE_ADDR"),
@@ -279,12 +289,20 @@ class Config:
             order_store=store_url("ORDER_STORE", "orders.db"),
             nats_url=nats_url(),
             stream=Stream.from_env().name,
+            user_addr=env_addr("USER_SERVICE_ADDR"),
         )
 
 
 async def build(config: Config, orders: OrderStore | None = None) -> Wiring:
-    """The checkout servicer and its event relay; every downstream service, the order
+    """The checkout servicer and its event relay, and with a user service the order
+    servicer; the order store migrated first; every downstream service, the order
     store and the broker are pinged."""
+    store = orders or OrderStore(open_database(config.order_store))
+    try:
+        await store.migrate()
+    except StoreUnavailable as exc:
+        await store.close()
+        raise OSError(f"order store: {exc}") from exc
     clients = Clients()
     downstream = Downstream(
         cart=clients.stub("cart", config.cart_addr, pb_grpc.CartServiceStub),
@@ -295,7 +313,6 @@ async def build(config: Config, orders: OrderStore | None = None) -> Wiring:
         shipping=clients.stub("shipping", config.shipping_addr, pb_grpc.ShippingServiceStub),
         payment=clients.stub("payment", config.payment_addr, pb_grpc.PaymentServiceStub),
     )
-    store = orders or OrderStore(open_database(config.order_store))
     outbox = Outbox(store.db)
     broker = Broker(config.nats_url, Stream(config.stream))
     switches = faults()
@@ -303,11 +320,21 @@ async def build(config: Config, orders: OrderStore | None = None) -> Wiring:
     broker.start()
     relay.start()
     checkout = Checkout(downstream, store, outbox, relay)
+    servicers: list[tuple[AddServicer, object]] = [
+        (pb_grpc.add_CheckoutServiceServicer_to_server, checkout)
+    ]
+    authorizer = None
+    if config.user_addr is not None:
+        users = clients.stub("user", config.user_addr, upb_grpc.UserServiceStub)
+        authorizer = Authorizer(PublishedKeys.from_stub(users), RULES)
+        orders_servicer = Orders(store, outbox, relay)
+        servicers.append((opb_grpc.add_OrderServiceServicer_to_server, orders_servicer))
     return Wiring(
-        servicers=[(pb_grpc.add_CheckoutServiceServicer_to_server, checkout)],
+        servicers=servicers,
         pingers=[*clients.pingers, store, broker],
         faults=switches,
         closers=[clients.close, store.close, broker.close, relay.stop],  # run last to first
+        authorizer=authorizer,
     )
 
 
