@@ -318,10 +318,12 @@ def debug_lines(log_file: Path) -> list[dict[str, object]]:
     return [e for e in map(json.loads, lines) if e.get("msg") == "loading item"]
 
 
-@pytest.mark.parametrize("server", ["gunicorn-preload", "uvicorn-workers"])
 def test_the_debug_toggle_reaches_every_worker_and_a_profile_names_its_worker(
-    tmp_path: Path, receiver: OTLPReceiver, server: str
+    tmp_path: Path, receiver: OTLPReceiver
 ) -> None:
+    """Under gunicorn with ``--preload``: each forked worker opens its own socket (the
+    metrics test covers ``uvicorn --workers``, whose workers each configure)."""
+    server = "gunicorn-preload"
     (tmp_path / "service_app.py").write_text(DEBUG_APP)
     shared = tmp_path / "workers"
     process, url = start(tmp_path, receiver, SERVERS[server], CLUE_WORKERS_DIR=str(shared))
