@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 import textwrap
@@ -276,6 +277,9 @@ def test_one_scrape_of_metrics_reports_every_worker(
             scrapes = list(pool.map(lambda _: client.get("/metrics"), range(12)))
         counts = [served(s.text, "http_server_request_duration_seconds_count") for s in scrapes]
         assert counts == [REQUESTS] * 12
+        sockets = list(shared.glob("*.sock"))  # the master's too, under gunicorn --preload
+        assert len(sockets) >= 3
+        assert {stat.S_IMODE(p.stat().st_mode) for p in sockets} == {0o600}, "the user's own"
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(30) == 0, (tmp_path / "server.log").read_text()

@@ -90,6 +90,7 @@ class Sharing:
         with contextlib.suppress(FileNotFoundError):
             path.unlink()  # left by an earlier process of the same pid
         server = socketserver.ThreadingUnixStreamServer(str(path), _Answer)
+        path.chmod(0o600)  # connecting needs write access: the service's user alone
         server.daemon_threads = True
         self._server = server
         threading.Thread(
