@@ -61,7 +61,7 @@ SERVICES: dict[str, tuple[str, ...]] = {
     ),
     # the newer services last: the ports of the ones before them stay where they were
     "user": (),
-    "notification": ("email",),
+    "notification": ("email", "user"),
 }
 ADDRESS_VARIABLES = {
     "productcatalog": "PRODUCT_CATALOG_SERVICE_ADDR",

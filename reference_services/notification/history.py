@@ -1,12 +1,19 @@
-"""NotificationService.GetNotificationHistory: a customer's notifications, a page at a time."""
+"""NotificationService.GetNotificationHistory: a customer's notifications, a page at a time.
+
+Only with a token of the user service (`RULES`): a customer reads their own history,
+by their user id; an admin reads anyone's, by user id or e-mail.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+import grpc
+
 from reference_services.common import fields
+from reference_services.common.auth import Principal, Rule, caller, methods
 from reference_services.common.database import StoreUnavailable
-from reference_services.common.rpc import invalid_argument, quote, rpc, unavailable
+from reference_services.common.rpc import RpcFailure, invalid_argument, quote, rpc, unavailable
 from reference_services.notification.store import Cursor, Notification, NotificationStore
 from reference_services.protos.boutique.v1 import notification_pb2 as npb
 from reference_services.protos.boutique.v1 import notification_pb2_grpc as npb_grpc
@@ -16,6 +23,9 @@ MAX_PAGE_SIZE = 100
 MAX_PAGE_TOKEN = 256
 """Characters of a page token (the ones this service writes are far shorter)."""
 
+SERVICE = "boutique.v1.NotificationService"
+RULES = methods(SERVICE, ("GetNotificationHistory",), Rule("profile"))
+"""The history needs a token with the scope ``profile`` (a customer's token has it)."""
 CHANNELS = {"email": npb.CHANNEL_EMAIL}
 STATUSES = {"sent": npb.NOTIFICATION_STATUS_SENT, "failed": npb.NOTIFICATION_STATUS_FAILED}
 
@@ -28,6 +38,20 @@ def recipient(request: npb.GetNotificationHistoryRequest) -> tuple[str, str]:
     if which == "email":
         return "email", fields.email(request.email).lower()
     raise invalid_argument("user_id or email is required")
+
+
+def allowed(who: Principal, by: str, value: str) -> None:
+    """PERMISSION_DENIED unless ``who`` may read the history of (``by``, ``value``)."""
+    if who.is_admin:
+        return
+    if by != "user_id":
+        raise RpcFailure(
+            grpc.StatusCode.PERMISSION_DENIED, "only an admin reads a history by e-mail"
+        )
+    if value != who.user_id:
+        raise RpcFailure(
+            grpc.StatusCode.PERMISSION_DENIED, "a customer reads only their own history"
+        )
 
 
 def page_size(value: int) -> int:
@@ -79,6 +103,7 @@ class NotificationHistory(npb_grpc.NotificationServiceServicer):
     ) -> npb.GetNotificationHistoryResponse:
         """The recipient's notifications, newest first, from ``page_token`` on."""
         by, value = recipient(request)
+        allowed(caller(), by, value)
         size = page_size(request.page_size)
         after = page_token(request.page_token)
         try:

@@ -2,8 +2,10 @@
 
 It runs the durable consumer ``notification`` of ``boutique.order.placed`` (see
 `confirmations`) and ``notification-dead-letters`` of its dead letters (see
-`dead_letters`) beside the gRPC NotificationService (see `history`), on its own
-store. Its health pings the store, the broker and the e-mail service.
+`dead_letters`), and ``notification-welcome`` of ``boutique.user.registered`` (see
+`welcome`) beside the gRPC NotificationService (see `history`), on its own
+store. The history is read with a token of the user service (see `history`). Its
+health pings the store, the broker, the e-mail and the user services.
 """
 
 from __future__ import annotations
@@ -11,12 +13,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from reference_services.common.auth import Authorizer, PublishedKeys
 from reference_services.common.clients import Clients
 from reference_services.common.config import env_addr, env_int
 from reference_services.common.database import StoreUnavailable, open_database
 from reference_services.common.events import (
     BACKOFF,
     ORDER_PLACED,
+    USER_REGISTERED,
     Broker,
     EventConsumer,
     Stream,
@@ -26,10 +30,13 @@ from reference_services.common.runtime import Entry, Wiring
 from reference_services.common.settings import store_url
 from reference_services.notification.confirmations import CONSUMER, OrderConfirmations, faults
 from reference_services.notification.dead_letters import DeadLetters, FailedConfirmations
-from reference_services.notification.history import NotificationHistory
+from reference_services.notification.history import RULES, NotificationHistory
 from reference_services.notification.store import NotificationStore
+from reference_services.notification.welcome import CONSUMER as WELCOME
+from reference_services.notification.welcome import Welcomes
 from reference_services.protos import hipstershop_pb2_grpc as pb_grpc
 from reference_services.protos.boutique.v1 import notification_pb2_grpc as npb_grpc
+from reference_services.protos.boutique.v1 import user_pb2_grpc as upb_grpc
 
 DEAD_LETTERS = f"{CONSUMER}-dead-letters"
 MAX_DELIVER = 5
@@ -43,6 +50,8 @@ class Config:
     database_url: str
     email_addr: str
     nats_url: str
+    user_addr: str
+    """The user service, whose published keys verify the callers' tokens."""
     stream: str = "BOUTIQUE"
     max_deliver: int = MAX_DELIVER
     backoff: Sequence[float] = BACKOFF
@@ -51,7 +60,7 @@ class Config:
     @classmethod
     def from_env(cls) -> Config:
         """``NOTIFICATION_DATABASE_URL`` (default ``$DATA_DIR/notification.db``),
-        ``EMAIL_SERVICE_ADDR``, ``NATS_URL``, ``EVENTS_STREAM``,
+        ``EMAIL_SERVICE_ADDR``, ``NATS_URL``, ``USER_SERVICE_ADDR``, ``EVENTS_STREAM``,
         ``NOTIFICATION_MAX_DELIVER`` (deliveries of an event before its dead letter,
         default 5) and ``NOTIFICATION_ACK_WAIT`` (seconds before an event delivered to a
         consumer that died is delivered again, default 30)."""
@@ -59,6 +68,7 @@ class Config:
             database_url=store_url("NOTIFICATION_DATABASE_URL", "notification.db"),
             email_addr=env_addr("EMAIL_SERVICE_ADDR"),
             nats_url=nats_url(),
+            user_addr=env_addr("USER_SERVICE_ADDR"),
             stream=Stream.from_env().name,
             max_deliver=env_int("NOTIFICATION_MAX_DELIVER", MAX_DELIVER, minimum=1, maximum=100),
             ack_wait=env_int("NOTIFICATION_ACK_WAIT", ACK_WAIT, minimum=1, maximum=3600),
@@ -77,6 +87,8 @@ async def build(config: Config) -> Wiring:
         raise OSError(f"notification store: {exc}") from exc
     clients = Clients()
     email = clients.stub("email", config.email_addr, pb_grpc.EmailServiceStub)
+    users = clients.stub("user", config.user_addr, upb_grpc.UserServiceStub)
+    authorizer = Authorizer(PublishedKeys.from_stub(users), RULES)
     switches = faults()
     broker = Broker(config.nats_url, Stream(config.stream))
     consumer = EventConsumer(
@@ -92,16 +104,35 @@ async def build(config: Config) -> Wiring:
     failed = DeadLetters(
         broker, db, DEAD_LETTERS, [ORDER_PLACED], FailedConfirmations(store), backoff=config.backoff
     )
+    welcomes = EventConsumer(
+        broker,
+        db,
+        WELCOME,
+        [USER_REGISTERED],
+        Welcomes(store),
+        max_deliver=config.max_deliver,
+        backoff=config.backoff,
+        ack_wait=config.ack_wait,
+    )
     broker.start()
     consumer.start()
     failed.start()
+    welcomes.start()
     add = npb_grpc.add_NotificationServiceServicer_to_server
     return Wiring(
         servicers=[(add, NotificationHistory(store))],
         pingers=[store, broker, *clients.pingers],
         faults=switches,
+        authorizer=authorizer,
         # run last to first: the consumers stop, then the broker, the channels, the store
-        closers=[store.close, clients.close, broker.close, failed.stop, consumer.stop],
+        closers=[
+            store.close,
+            clients.close,
+            broker.close,
+            welcomes.stop,
+            failed.stop,
+            consumer.stop,
+        ],
     )
 
 

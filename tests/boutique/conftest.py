@@ -36,8 +36,13 @@ from reference_services.payment import service as payment
 from reference_services.productcatalog import service as productcatalog
 from reference_services.recommendation import service as recommendation
 from reference_services.shipping import service as shipping
+from reference_services.user import service as user
+from reference_services.user.keys import KeyRing
+from tests.boutique.tokens import Issuer
 
 S = TypeVar("S")
+ADMIN_EMAIL = "admin@example.com"
+"""The account registered with this e-mail in the boutique's user service is an admin."""
 
 _ = (ad, cart, checkout, currency, email, payment, productcatalog, recommendation, shipping)
 
@@ -110,12 +115,13 @@ def otel() -> Iterator[Telemetry]:
 
 @dataclass
 class Boutique:
-    """The ten gRPC services running in this process on loopback, their events on a
-    stream of their own."""
+    """The eleven gRPC services running in this process on loopback, their events on a
+    stream of their own; ``issuer`` signs tokens with the user service's keys."""
 
     services: dict[str, GrpcService] = field(default_factory=dict)
     orders: OrderStore | None = None
     stream: Stream | None = None
+    issuer: Issuer | None = None
 
     def __getitem__(self, name: str) -> GrpcService:
         return self.services[name]
@@ -166,11 +172,23 @@ async def boutique_running(data: Path, nats_url: str) -> AsyncIterator[Boutique]
             stream=shop.stream.name,
         )
         await start("checkout", await checkout.build(config, shop.orders))
+        users = user.Config(
+            f"sqlite:///{data / 'user.db'}",
+            data / "user-keys",
+            frozenset({ADMIN_EMAIL}),
+            nats_url=nats_url,
+            stream=shop.stream.name,
+        )
+        shop.issuer = Issuer(
+            (await start("user", await user.build(users))).address,
+            KeyRing.load(data / "user-keys"),
+        )
         notifications = notification.Config(
             database_url=f"sqlite:///{data / 'notification.db'}",
             email_addr=shop["email"].address,
             nats_url=nats_url,
             stream=shop.stream.name,
+            user_addr=shop.issuer.address,
             backoff=(0.05,),  # the default's 0.5 to 15 s between deliveries, shortened
         )
         await start("notification", await notification.build(notifications))
@@ -186,7 +204,7 @@ async def boutique_running(data: Path, nats_url: str) -> AsyncIterator[Boutique]
 
 @pytest.fixture
 async def boutique(tmp_path: Path, nats_url: str) -> AsyncIterator[Boutique]:
-    """All ten gRPC services in-process on loopback, stores in a temp directory."""
+    """All eleven gRPC services in-process on loopback, stores in a temp directory."""
     async with boutique_running(tmp_path, nats_url) as shop:
         yield shop
 

@@ -8,6 +8,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from reference_services.protos import hipstershop_pb2 as pb
 from reference_services.protos.boutique.v1 import notification_pb2 as npb
+from reference_services.protos.boutique.v1 import user_pb2 as upb
 from tests.boutique.conftest import Boutique
 
 Status = health_pb2.HealthCheckResponse
@@ -24,7 +25,10 @@ SERVICE_NAMES = {
 }
 FULL_NAMES = {
     name: pb.DESCRIPTOR.services_by_name[short].full_name for name, short in SERVICE_NAMES.items()
-} | {"notification": npb.DESCRIPTOR.services_by_name["NotificationService"].full_name}
+} | {
+    "notification": npb.DESCRIPTOR.services_by_name["NotificationService"].full_name,
+    "user": upb.DESCRIPTOR.services_by_name["UserService"].full_name,
+}
 
 
 async def check(stub: health_pb2_grpc.HealthStub, service: str) -> int:

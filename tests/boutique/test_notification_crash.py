@@ -24,6 +24,7 @@ from reference_services.protos.boutique.v1 import notification_pb2 as npb
 from reference_services.protos.boutique.v1 import notification_pb2_grpc as npb_grpc
 from tests.boutique.conftest import serving, unique
 from tests.boutique.test_notification_events import eventually, order_placed
+from tests.boutique.tokens import History, issuing
 from tests.conftest import Lines, free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
@@ -89,13 +90,14 @@ async def test_kill_9_mid_stream_then_restart_notifies_every_order_once(
     producer: tuple[Broker, Relay], nats_url: str, tmp_path: Path, lines: Lines
 ) -> None:
     broker, relay = producer
-    async with serving("email", await email.build()) as mail:
+    async with serving("email", await email.build()) as mail, issuing(tmp_path) as issuer:
         env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
         env.update(
             HOST="127.0.0.1",
             PORT=str(free_port()),
             ADMIN_PORT=str(free_port()),
             EMAIL_SERVICE_ADDR=mail.address,
+            USER_SERVICE_ADDR=issuer.address,
             NATS_URL=nats_url,
             EVENTS_STREAM=broker.stream.name,
             NOTIFICATION_DATABASE_URL=f"sqlite:///{tmp_path / 'notification.db'}",
@@ -129,7 +131,7 @@ async def test_kill_9_mid_stream_then_restart_notifies_every_order_once(
                 found: list[npb.Notification] = []
                 token = ""
                 async with grpc.aio.insecure_channel(f"127.0.0.1:{env['PORT']}") as channel:
-                    history = npb_grpc.NotificationServiceStub(channel)
+                    history = History(npb_grpc.NotificationServiceStub(channel), issuer.token(USER))
                     while True:
                         page = await history.GetNotificationHistory(
                             npb.GetNotificationHistoryRequest(

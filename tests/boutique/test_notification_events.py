@@ -34,6 +34,7 @@ from reference_services.protos.boutique.v1 import events_pb2 as ev
 from reference_services.protos.boutique.v1 import notification_pb2 as npb
 from reference_services.protos.boutique.v1 import notification_pb2_grpc as npb_grpc
 from tests.boutique.conftest import serving, stub_for, unique
+from tests.boutique.tokens import History, issuing
 from tests.conftest import Lines
 
 T = TypeVar("T")
@@ -78,7 +79,7 @@ class Rig:
 
     email: GrpcService
     notification: GrpcService
-    history: Any  # NotificationServiceAsyncStub
+    history: History  # with an admin's token
     producer: Broker
     outbox: Outbox
     relay: Relay
@@ -116,20 +117,21 @@ async def rig(request: pytest.FixtureRequest, nats_url: str, tmp_path: Path) -> 
         js = await producer.jetstream()  # makes the stream
         stack.push_async_callback(stream.delete, js)  # after the services stopped
         mail = await stack.enter_async_context(serving("email", await email.build()))
+        issuer = await stack.enter_async_context(issuing(tmp_path))
         config = notification.Config(
             database_url=database,
             email_addr=mail.address,
             nats_url=nats_url,
             stream=stream.name,
+            user_addr=issuer.address,
             max_deliver=MAX_DELIVER,
             backoff=(0.05,),
         )
         service = await stack.enter_async_context(
             serving("notification", await notification.build(config))
         )
-        history = await stack.enter_async_context(
-            stub_for(service, npb_grpc.NotificationServiceStub)
-        )
+        stub = await stack.enter_async_context(stub_for(service, npb_grpc.NotificationServiceStub))
+        history = History(stub, issuer.token("root", role="admin"))
         outbox = Outbox(SQLite(tmp_path / "producer.db"))
         stack.push_async_callback(outbox.close)
         made = Rig(mail, service, history, producer, outbox, Relay(outbox, producer))

@@ -9,9 +9,10 @@ from pathlib import Path
 import grpc
 import pytest
 
+from reference_services.common.auth import Authorizer
 from reference_services.common.database import Postgres, SQLite
 from reference_services.common.runtime import Wiring
-from reference_services.notification.history import MAX_PAGE_SIZE, NotificationHistory
+from reference_services.notification.history import MAX_PAGE_SIZE, RULES, NotificationHistory
 from reference_services.notification.store import (
     SCHEMA_VERSION,
     Cursor,
@@ -20,7 +21,10 @@ from reference_services.notification.store import (
 )
 from reference_services.protos.boutique.v1 import notification_pb2 as npb
 from reference_services.protos.boutique.v1 import notification_pb2_grpc as npb_grpc
+from reference_services.user.keys import KeyRing
 from tests.boutique.conftest import rpc_error, serving, stub_for, unique
+from tests.boutique.test_auth import claims
+from tests.boutique.tokens import History
 
 T0 = 1_796_000_000_000_000_000  # 2026-11-30T00:53:20Z in ns
 
@@ -88,8 +92,10 @@ async def test_history_pages_newest_first(store: NotificationStore) -> None:
 
 
 @pytest.fixture
-async def history(tmp_path: Path) -> AsyncIterator[npb_grpc.NotificationServiceAsyncStub]:
-    """GetNotificationHistory served over gRPC on a SQLite store with six notifications."""
+async def history(tmp_path: Path) -> AsyncIterator[History]:
+    """GetNotificationHistory served over gRPC on a SQLite store with six notifications,
+    its callers' tokens verified with the keys of ``tmp_path``."""
+    keys = KeyRing.load(tmp_path / "keys")
     store = NotificationStore(SQLite(tmp_path / "notification.db"))
     await store.migrate()
     for i in range(5):
@@ -100,16 +106,17 @@ async def history(tmp_path: Path) -> AsyncIterator[npb_grpc.NotificationServiceA
             (npb_grpc.add_NotificationServiceServicer_to_server, NotificationHistory(store))
         ],
         closers=[store.close],
+        authorizer=Authorizer(keys, RULES),
     )
     async with (
         serving("notification", wiring) as service,
         stub_for(service, npb_grpc.NotificationServiceStub) as stub,
     ):
-        yield stub
+        yield History(stub, keys.sign(claims(sub="root", role="admin")))
 
 
 async def test_history_over_grpc_by_user_or_email(
-    history: npb_grpc.NotificationServiceAsyncStub,
+    history: History,
 ) -> None:
     request = npb.GetNotificationHistoryRequest
     first = await history.GetNotificationHistory(request(user_id="alice", page_size=3))
@@ -147,7 +154,7 @@ async def test_history_over_grpc_by_user_or_email(
     ],
 )
 async def test_bad_requests_are_invalid_argument_naming_the_field(
-    history: npb_grpc.NotificationServiceAsyncStub, fields: dict[str, object], named: str
+    history: History, fields: dict[str, object], named: str
 ) -> None:
     request = npb.GetNotificationHistoryRequest(**fields)  # type: ignore[arg-type]
     error = await rpc_error(history.GetNotificationHistory(request))
