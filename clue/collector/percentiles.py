@@ -2,63 +2,68 @@
 
 The store keeps a histogram of each operation's durations (``durations``: buckets
 2% wide, with the lowest and highest duration in each, updated as spans are
-stored and deleted). A trace reads the histograms of its operations in a few
-queries, whatever the number of spans stored, and ranks each span by bisection.
-Precision: a span's ``percentile`` is exact but for the spans whose durations
-are within 2% of its own; p50 and p95 are within 2% of the exact nearest-rank
-values (exact when their bucket holds one distinct duration).
+stored and deleted). A trace reads the histograms of its operations, with each
+bucket's running count summed by SQLite, in one query per service and 500
+operation names, whatever the number of spans stored. Precision: a span's
+``percentile`` is exact but for the spans whose durations are within 2% of its
+own; p50 and p95 are within 2% of the exact nearest-rank values (exact when
+their bucket holds one distinct duration).
 """
 
 from __future__ import annotations
 
 import math
 from bisect import bisect_left
-from dataclasses import dataclass
-from itertools import accumulate
 from typing import Any
 
 from clue.collector.store import Store, bucket_of
 
 CHUNK = 500  # operation names per query (SQLite bounds the number of parameters)
+QUANTILES = {"p50_ns": 0.50, "p95_ns": 0.95}
+_HISTOGRAMS = """
+SELECT name, bucket, spans, low, high,
+  sum(spans) OVER (PARTITION BY name ORDER BY bucket) AS running
+FROM durations WHERE service = ? AND name IN ({names})
+ORDER BY name, bucket
+"""
 
 
-@dataclass(frozen=True)
-class _Histogram:
-    buckets: list[int]  # ascending bucket numbers
-    spans: list[int]  # spans in each bucket
-    low: list[int]  # lowest and highest duration seen in each bucket
-    high: list[int]
-    below: list[int]  # spans in the buckets before each one
+class _Operation:
+    """One operation's histogram: its buckets in order, as columns."""
 
-    @property
-    def total(self) -> int:
-        return self.below[-1] + self.spans[-1] if self.buckets else 0
+    def __init__(self, rows: list[tuple[int, int, int, int, int]]) -> None:
+        columns: list[list[int]] = [list(column) for column in zip(*rows, strict=True)]
+        # running: the operation's spans up to and including each bucket
+        self.buckets, self.spans, self.low, self.high, self.running = columns
+        self.total = self.running[-1]
+        self.stats: dict[str, int | None] = {"spans": self.total}
+        for key, q in QUANTILES.items():
+            self.stats[key] = self._value(max(1, math.ceil(q * self.total)))
 
-    def faster(self, duration_ns: int) -> int:
-        """Spans faster than *duration_ns* (those in its own bucket estimated)."""
-        i = bisect_left(self.buckets, bucket_of(duration_ns))
-        if i == len(self.buckets):
-            return self.total
-        count = self.below[i]
-        if self.buckets[i] != bucket_of(duration_ns) or duration_ns <= self.low[i]:
-            return count
-        if duration_ns > self.high[i]:
-            return count + self.spans[i]
-        # strictly between the bucket's lowest and highest: the lowest is faster, the
-        # highest is not, the others spread evenly between them
-        share = (duration_ns - self.low[i]) / (self.high[i] - self.low[i])
-        return count + min(self.spans[i] - 1, 1 + round(max(0, self.spans[i] - 2) * share))
-
-    def quantile(self, q: float) -> int | None:
-        """The nearest-rank *q* quantile (interpolated inside its bucket)."""
-        if not self.buckets:
-            return None
-        rank = max(1, math.ceil(q * self.total))
-        i = bisect_left([b + s for b, s in zip(self.below, self.spans, strict=True)], rank)
-        k, n = rank - self.below[i], self.spans[i]  # the k-th of the bucket's n spans
-        if k == n:
+    def _value(self, rank: int) -> int:
+        """The duration of the operation's *rank*-th fastest span (1-based)."""
+        i = bisect_left(self.running, rank)
+        k, n = rank - self.running[i] + self.spans[i], self.spans[i]  # the k-th of n in bucket i
+        if k >= n:
             return self.high[i]
         return self.low[i] + round((self.high[i] - self.low[i]) * (k - 1) / max(1, n - 1))
+
+    def faster(self, duration_ns: int) -> int:
+        """Stored spans of the operation faster than *duration_ns* (those of its own
+        bucket estimated)."""
+        bucket = bucket_of(duration_ns)
+        i = bisect_left(self.buckets, bucket)
+        if i == len(self.buckets):
+            return self.total
+        below = self.running[i] - self.spans[i]
+        if self.buckets[i] > bucket or duration_ns <= self.low[i]:
+            return below
+        if duration_ns > self.high[i]:
+            return self.running[i]
+        # strictly between the bucket's lowest and highest: the lowest is faster, the
+        # highest is not, the others taken as evenly spread between them
+        share = (duration_ns - self.low[i]) / (self.high[i] - self.low[i])
+        return below + min(self.spans[i] - 1, 1 + round(max(0, self.spans[i] - 2) * share))
 
 
 def operation_stats(store: Store, spans: list[dict[str, Any]]) -> None:
@@ -72,46 +77,31 @@ def operation_stats(store: Store, spans: list[dict[str, Any]]) -> None:
     for span in spans:
         by_operation.setdefault((span["service"], span["name"]), []).append(span)
     histograms = _histograms(store, list(by_operation))
-    empty = _Histogram([], [], [], [], [])
-    for operation, mine in by_operation.items():
-        histogram = histograms.get(operation, empty)
-        total = histogram.total
-        stats = {
-            "spans": total,
-            "p50_ns": histogram.quantile(0.50),
-            "p95_ns": histogram.quantile(0.95),
-        }
+    for key, mine in by_operation.items():
+        operation = histograms.get(key)
         for span in mine:
-            faster = histogram.faster(span["duration_ns"])
-            span["percentile"] = round(100 * faster / total, 1) if total else 0.0
-            span["operation"] = stats
+            if operation is None:  # none stored (any more)
+                span["percentile"] = 0.0
+                span["operation"] = {"spans": 0, **dict.fromkeys(QUANTILES)}
+            else:
+                faster = operation.faster(span["duration_ns"])
+                span["percentile"] = round(100 * faster / operation.total, 1)
+                span["operation"] = operation.stats
 
 
 def _histograms(
     store: Store, operations: list[tuple[str, str]]
-) -> dict[tuple[str, str], _Histogram]:
-    """The duration histograms of *operations*, read a service and a chunk of names at once."""
+) -> dict[tuple[str, str], _Operation]:
+    """The duration histograms of *operations*."""
     names: dict[str, list[str]] = {}
     for service, name in operations:
         names.setdefault(service, []).append(name)
-    rows: dict[tuple[str, str], list[tuple[int, int, int, int]]] = {}
+    rows: dict[tuple[str, str], list[tuple[int, int, int, int, int]]] = {}
     with store.reading() as db:
         for service, all_names in names.items():
             for start in range(0, len(all_names), CHUNK):
                 chunk = all_names[start : start + CHUNK]
-                for name, bucket, count, low, high in db.execute(
-                    "SELECT name, bucket, spans, low, high FROM durations WHERE service = ? "
-                    f"AND name IN ({','.join('?' * len(chunk))}) ORDER BY name, bucket",
-                    (service, *chunk),
-                ):
-                    rows.setdefault((service, name), []).append((bucket, count, low, high))
-    return {
-        operation: _Histogram(
-            buckets=[b[0] for b in buckets],
-            spans=[b[1] for b in buckets],
-            low=[b[2] for b in buckets],
-            high=[b[3] for b in buckets],
-            below=[0, *accumulate(b[1] for b in buckets)][:-1],
-        )
-        for operation, buckets in rows.items()
-    }
+                sql = _HISTOGRAMS.format(names=",".join("?" * len(chunk)))
+                for name, bucket, spans, low, high, running in db.execute(sql, (service, *chunk)):
+                    rows.setdefault((service, name), []).append((bucket, spans, low, high, running))
+    return {operation: _Operation(buckets) for operation, buckets in rows.items()}
