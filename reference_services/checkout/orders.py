@@ -80,12 +80,7 @@ def rfc3339(at_ns: int) -> str:
 
 
 class Forbidden(Exception):
-    """The lifecycle does not allow this move from the order's status."""
-
-    def __init__(self, current: str, to: str) -> None:
-        super().__init__(f"an order {current} cannot become {to}")
-        self.current = current
-        self.to = to
+    """The order cannot make this move now (its message says why)."""
 
 
 @dataclass(frozen=True)
@@ -281,11 +276,19 @@ class OrderStore:
             if not rows:
                 return None
             current = str(rows[0][0])
-            if to not in TRANSITIONS.get(current, frozenset()):
-                raise Forbidden(current, to)
-            await tx.execute(
-                f"UPDATE {self.table} SET status = %s WHERE order_id = %s", (to, order_id)
+            allowed = TRANSITIONS.get(current, frozenset())
+            if to not in allowed:
+                others = ", ".join(sorted(allowed)) or "none"
+                raise Forbidden(f"it is {current} and cannot become {to} (allowed: {others})")
+            # only from the status read: a move committed meanwhile by another replica
+            # (PostgreSQL re-reads the row once its lock is released) leaves nothing to update
+            moved = await tx.execute(
+                f"UPDATE {self.table} SET status = %s WHERE order_id = %s AND status = %s"
+                " RETURNING order_id",
+                (to, order_id, current),
             )
+            if not moved:
+                raise Forbidden(f"its status changed while it was becoming {to}: read it again")
             seqs = await tx.execute(
                 f"SELECT COALESCE(MAX(seq), 0) FROM {self.history_table} WHERE order_id = %s",
                 (order_id,),

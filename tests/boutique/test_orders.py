@@ -23,7 +23,7 @@ from opentelemetry import trace
 
 from reference_services.cart import service as cart
 from reference_services.checkout import service as checkout
-from reference_services.checkout.orders import MIGRATIONS, OrderStore
+from reference_services.checkout.orders import MIGRATIONS, Forbidden, OrderStore, PlacedOrder
 from reference_services.common.auth import bearer
 from reference_services.common.database import Database, Postgres, SQLite
 from reference_services.common.events import Broker, Stream
@@ -263,7 +263,7 @@ async def test_the_admin_moves_an_order_along_its_lifecycle_with_history_and_eve
             )
         )
         assert error.code() is grpc.StatusCode.FAILED_PRECONDITION
-        assert "is IN_TRANSIT: it cannot become PAID (allowed: DELIVERED)" in (
+        assert ": it is IN_TRANSIT and cannot become PAID (allowed: DELIVERED)" in (
             error.details() or ""
         )
         assert seen == await orders.GetOrder(
@@ -420,3 +420,51 @@ async def test_the_first_boutique_s_orders_are_migrated_with_their_status(db: Da
     finally:
         for table in (store.table, store.history_table, store.schema_table):
             await db.execute(f"DROP TABLE IF EXISTS {table}")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def two_connections(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[tuple[Database, Database]]:
+    """Two connections to one database, as two checkout replicas have."""
+    pair: tuple[Database, Database]
+    if request.param == "sqlite":
+        pair = (SQLite(tmp_path / "orders.db"), SQLite(tmp_path / "orders.db"))
+    else:
+        url = request.getfixturevalue("postgres_url")
+        pair = (Postgres(url), Postgres(url))
+    yield pair
+    for database in pair:
+        await database.close()
+
+
+async def test_two_replicas_moving_one_order_at_once_make_one_move(
+    two_connections: tuple[Database, Database],
+) -> None:
+    prefix = unique("r") + "_"
+    one, other = (OrderStore(db, prefix) for db in two_connections)
+    total = pb.Money(currency_code="EUR", units=10)
+    try:
+        for n in range(5):
+            order_id = f"o-{n}"
+            await one.record(
+                pb.OrderResult(order_id=order_id),
+                user_id="u",
+                email="u@example.com",
+                total=total,
+                transaction_id="tx",
+            )
+            outcomes = await asyncio.gather(
+                one.transition(order_id, "IN_TRANSIT", "picked up", ""),
+                other.transition(order_id, "CANCELLED", "changed my mind", ""),
+                return_exceptions=True,
+            )
+            moved = [o for o in outcomes if isinstance(o, PlacedOrder)]
+            refused = [o for o in outcomes if isinstance(o, Forbidden)]
+            assert len(moved) == 1 and len(refused) == 1, outcomes
+            final = await other.get(order_id)
+            assert final is not None and final == moved[0]
+            assert [c.to_status for c in final.history] == ["SHIPPED", final.status]
+    finally:
+        for table in (one.table, one.history_table, one.schema_table):
+            await one.db.execute(f"DROP TABLE IF EXISTS {table}")
