@@ -409,3 +409,48 @@ def test_every_worker_serves_the_admin_port_and_answers_for_the_whole_server(
         process.send_signal(signal.SIGTERM)
         assert process.wait(30) == 0, (tmp_path / "server.log").read_text()
     assert "cannot listen" not in (tmp_path / "server.log").read_text()
+
+
+HISTOGRAM_IDS = textwrap.dedent(
+    """
+    import json, os
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    import clue
+    from clue import telemetry
+
+    reader = InMemoryMetricReader()
+    clue.configure("forking", metric_exporter=reader)
+    duration = telemetry.meter("forking").create_histogram("work.duration", unit="s")
+
+    def instances():
+        data = reader.get_metrics_data()
+        return [rm.resource.attributes["service.instance.id"] for rm in data.resource_metrics]
+
+    duration.record(1.0)
+    print(json.dumps(["parent", instances()]), flush=True)
+    pid = os.fork()
+    if pid == 0:
+        duration.record(2.0)
+        print(json.dumps(["child", instances()]), flush=True)
+        os._exit(0)
+    os.waitpid(pid, 0)
+    """
+)
+
+
+def test_a_forked_childs_histograms_carry_its_own_instance_id(tmp_path: Path) -> None:
+    """clue's own histograms (the request durations) are reported under the child's
+    ``service.instance.id``, as the SDK's instruments are: never as the parent."""
+    (tmp_path / "ids.py").write_text(HISTOGRAM_IDS)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "CLUE_"))}
+    done = subprocess.run(
+        [sys.executable, str(tmp_path / "ids.py")],
+        env={**env, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 0, done.stderr
+    found = dict(json.loads(line) for line in done.stdout.splitlines() if line.startswith("["))
+    [parent], [child] = found["parent"], found["child"]
+    assert parent != child

@@ -49,7 +49,7 @@ from opentelemetry.sdk.metrics.export import (
     ResourceMetrics,
     ScopeMetrics,
 )
-from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.resources import SERVICE_INSTANCE_ID, Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.util.types import Attributes
 
@@ -309,10 +309,21 @@ class Registry:
         self._slots: tuple[int, ...] = ()
         self._next_slot = 0
         self.exemplar_filter = "trace_based"
-        in_child(self._renew_lock)
+        self._resources: dict[int, Resource] = {}  # per reader slot, when the SDK has no data
+        in_child(self._after_fork)
 
-    def _renew_lock(self) -> None:
-        self._lock = threading.Lock()  # a collection under way in the parent holds it
+    def _after_fork(self) -> None:
+        """A forked child renews the lock (a collection under way in the parent holds it)
+        and takes its own ``service.instance.id``, as the SDK's providers do."""
+        self._lock = threading.Lock()
+        instance = Resource.create().attributes.get(SERVICE_INSTANCE_ID)
+        if instance is not None:
+            own = Resource({SERVICE_INSTANCE_ID: instance})
+            self._resources = {slot: r.merge(own) for slot, r in self._resources.items()}
+
+    def resource(self, slot: int) -> Resource:
+        """The resource the histograms of reader ``slot`` are reported under."""
+        return self._resources.get(slot, Resource.get_empty())
 
     def add(self, histogram: ClueHistogram) -> None:
         """Register a new histogram: it aggregates for the readers attached now and later."""
@@ -339,8 +350,9 @@ class Registry:
                 self._next_slot += 1
                 slots.append(slot)
                 temporality = _temporality(reader)
+                self._resources[slot] = resource
                 merging = functools.partial(
-                    _merging, registry=self, slot=slot, temporality=temporality, resource=resource
+                    _merging, registry=self, slot=slot, temporality=temporality
                 )
                 wrap_collect(reader, merging)
             self._set_slots(self._slots + tuple(slots))
@@ -392,7 +404,6 @@ def _merging(
     registry: Registry,
     slot: int,
     temporality: AggregationTemporality,
-    resource: Resource,
 ) -> _Collect:
     """``collect`` with the clue histograms of ``slot`` added to its result."""
 
@@ -402,6 +413,7 @@ def _merging(
         if not extra:
             return data
         if data is None or not data.resource_metrics:
+            resource = registry.resource(slot)
             return MetricsData([ResourceMetrics(resource, extra, resource.schema_url or "")])
         first, *rest = data.resource_metrics
         scopes = {sm.scope: sm for sm in first.scope_metrics}
