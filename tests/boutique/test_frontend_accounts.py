@@ -337,10 +337,13 @@ def test_a_signed_in_order_is_the_users_and_its_confirmation_is_in_the_history(
     assert placed.status_code == 200, placed.text
     order_id = re.search(r'id="order-id">([^<]+)<', placed.text)
     assert order_id is not None
-    deadline = time.monotonic() + 20  # the confirmation goes through the event backbone
-    while 'data-template="order_confirmation"' not in (page := visitor.get("/account").text):
-        assert time.monotonic() < deadline, "no confirmation in the account's history"
+    deadline = time.monotonic() + 20  # welcome and confirmation go through the event backbone
+    templates = ('data-template="welcome"', 'data-template="order_confirmation"')
+    page = visitor.get("/account").text
+    while not all(t in page for t in templates):
+        assert time.monotonic() < deadline, "no welcome or confirmation in the account's history"
         time.sleep(0.2)
+        page = visitor.get("/account").text
     assert f'data-order-id="{order_id.group(1)}"' in page
 
 
