@@ -282,9 +282,13 @@ class Boutique:
             raise
 
     def start_service(self, name: str, *, wait: bool = True) -> None:
-        """Start (or restart) one service; with ``wait``, until it is healthy."""
-        command = [sys.executable, "-m", f"reference_services.{name}"]
-        self._spawn(name, command, self.service_environment(name))
+        """Start (or restart) one service, or the boutique's own event broker (``nats``,
+        on its port and store); with ``wait``, until it is healthy."""
+        if name == NATS and self.with_nats:
+            self._spawn_nats()
+        else:
+            command = [sys.executable, "-m", f"reference_services.{name}"]
+            self._spawn(name, command, self.service_environment(name))
         if wait:
             self._wait([name])
 
