@@ -13,7 +13,6 @@ from typing import Any
 from reference_services.common.auth import AUDIENCE, ISSUER, SCOPES, bearer
 from reference_services.common.runtime import GrpcService
 from reference_services.protos.boutique.v1 import notification_pb2 as npb
-from reference_services.protos.boutique.v1 import notification_pb2_grpc as npb_grpc
 from reference_services.user import service as user
 from reference_services.user.keys import KeyRing
 
@@ -57,7 +56,7 @@ async def issuing(data: Path) -> AsyncIterator[Issuer]:
 class History:
     """NotificationService's stub, called with one token (an admin's reads anyone's)."""
 
-    stub: npb_grpc.NotificationServiceAsyncStub
+    stub: Any  # a NotificationServiceStub over an aio channel
     token: str
 
     def GetNotificationHistory(self, request: npb.GetNotificationHistoryRequest) -> Any:
