@@ -179,6 +179,7 @@ async def test_frontend_process_stops_on_sigterm_with_exit_0() -> None:
             "SHIPPING_SERVICE_ADDR",
             "CHECKOUT_SERVICE_ADDR",
             "AD_SERVICE_ADDR",
+            "USER_SERVICE_ADDR",
         )
     }
     env = service_env(PORT=str(port), ADMIN_PORT=str(admin_port), HOST="127.0.0.1", **nowhere)
