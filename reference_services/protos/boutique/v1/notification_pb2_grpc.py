@@ -46,6 +46,8 @@ class NotificationServiceServicer:
 
     def GetNotificationHistory(self, request, context):
         """The notifications sent to one customer, newest first, a page at a time.
+        Needs "authorization: Bearer <token>" of the user service (scope "profile"):
+        a customer reads their own history by user_id; an admin anyone's, or by email.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

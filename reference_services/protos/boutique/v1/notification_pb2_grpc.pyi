@@ -37,13 +37,19 @@ class NotificationServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> NotificationServiceAsyncStub: ...
     GetNotificationHistory: _grpc.UnaryUnaryMultiCallable[_notification_pb2.GetNotificationHistoryRequest, _notification_pb2.GetNotificationHistoryResponse]
-    """The notifications sent to one customer, newest first, a page at a time."""
+    """The notifications sent to one customer, newest first, a page at a time.
+    Needs "authorization: Bearer <token>" of the user service (scope "profile"):
+    a customer reads their own history by user_id; an admin anyone's, or by email.
+    """
 
 @_typing.type_check_only
 class NotificationServiceAsyncStub(NotificationServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     GetNotificationHistory: _aio.UnaryUnaryMultiCallable[_notification_pb2.GetNotificationHistoryRequest, _notification_pb2.GetNotificationHistoryResponse]  # type: ignore[assignment]
-    """The notifications sent to one customer, newest first, a page at a time."""
+    """The notifications sent to one customer, newest first, a page at a time.
+    Needs "authorization: Bearer <token>" of the user service (scope "profile"):
+    a customer reads their own history by user_id; an admin anyone's, or by email.
+    """
 
 class NotificationServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -52,6 +58,9 @@ class NotificationServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _notification_pb2.GetNotificationHistoryRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_notification_pb2.GetNotificationHistoryResponse, _abc.Awaitable[_notification_pb2.GetNotificationHistoryResponse]]:
-        """The notifications sent to one customer, newest first, a page at a time."""
+        """The notifications sent to one customer, newest first, a page at a time.
+        Needs "authorization: Bearer <token>" of the user service (scope "profile"):
+        a customer reads their own history by user_id; an admin anyone's, or by email.
+        """
 
 def add_NotificationServiceServicer_to_server(servicer: NotificationServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
