@@ -9,8 +9,11 @@ from __future__ import annotations
 import bisect
 import math
 import random
+import sqlite3
 import time
 from collections.abc import Iterator
+from contextlib import closing
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -236,6 +239,26 @@ def test_percentiles_follow_eviction_and_resent_spans() -> None:
     assert span["percentile"] == 49.9  # 2001..2499 ms are faster: 499 of 1,000
     assert store.evict_old(now_ns=10**12 + store.max_age_ns) == 1000  # every span is old
     assert stats_of(store, 2500 * MS)["operation"] == {"spans": 0, "p50_ns": None, "p95_ns": None}
+
+
+def test_a_database_of_the_indexed_schema_gets_its_histograms(tmp_path: Path) -> None:
+    path = str(tmp_path / "spans.db")
+    store = Store(path)
+    store.add(
+        "traces",
+        Decoded(rows=span_rows([i * MS for i in range(1, 101)]), resources={"r": ("db", "{}")}),
+    )
+    store.close()
+    with closing(sqlite3.connect(path)) as db, db:  # as the collector stored it before
+        db.execute("DROP TABLE durations")
+        db.execute("CREATE INDEX spans_by_operation ON spans (service, name, duration_ns)")
+    store = Store(path)
+    span = stats_of(store, 90 * MS)
+    assert span["percentile"] == 89.0
+    assert span["operation"] == {"spans": 100, "p50_ns": 50 * MS, "p95_ns": 95 * MS}
+    (index,) = store.query("SELECT count(*) FROM sqlite_master WHERE name = 'spans_by_operation'")
+    assert index[0] == 0
+    store.close()
 
 
 def test_span_percentile_among_its_operation(
