@@ -13,7 +13,6 @@ import sys
 import time
 
 import httpx
-
 from bench_collector import big_trace_request, browser_load_s, start_collector
 
 
