@@ -105,8 +105,8 @@ def _attribute_text(value: str) -> str:
 def search_traces(store: Store, f: TraceFilter) -> list[Json]:
     """Summaries of the most recent traces matching *f*, newest first."""
     where, args = trace_where(f)
-    # newest first along spans_by_start, so the scan stops after `limit` traces; left to
-    # itself, SQLite would take spans_by_operation for a service and sort all its spans
+    # newest first along spans_by_start, so the scan stops after `limit` traces (never a
+    # plan that sorts every matching span)
     ids = store.first(
         f"SELECT trace_id FROM spans INDEXED BY spans_by_start WHERE {where} "
         "ORDER BY start_ns DESC",
