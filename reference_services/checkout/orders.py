@@ -205,6 +205,12 @@ class OrderStore:
         if not self._migrated:
             await self.migrate()
 
+    async def drop(self) -> None:
+        """Drop the store's three tables (for tests that made their own)."""
+        for table in (self.history_table, self.table, self.schema_table):
+            await self.db.execute(f"DROP TABLE IF EXISTS {table}")
+        self._migrated = False
+
     async def record(
         self,
         result: pb.OrderResult,

@@ -162,7 +162,7 @@ async def test_order_store_records_durably(
             db: SQLite | Postgres = SQLite(tmp_path / "orders.db")
         else:
             db = Postgres(request.getfixturevalue("postgres_url"))
-        return OrderStore(db, table)
+        return OrderStore(db, prefix=table)
 
     store = make()
     total = pb.Money(currency_code="EUR", units=23, nanos=850_000_000)
