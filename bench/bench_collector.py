@@ -256,6 +256,8 @@ def browser_load_s(url: str, rows: int) -> float | None:
             driver.get(url)
             shown = driver.execute_script("return document.querySelectorAll('.span-row').length")
             assert shown == rows, shown
+            critical = "return document.querySelectorAll('.span-row.critical').length"
+            assert driver.execute_script(critical) > 0, "no critical path shown"
             timing = driver.execute_script(
                 "const t = performance.getEntriesByType('navigation')[0];"
                 "return [t.startTime, t.loadEventEnd];"

@@ -16,6 +16,7 @@ file and ``/api/traces?service=...&attr=...`` is timed over HTTP.
 from __future__ import annotations
 
 import os
+import re
 import statistics
 import sys
 import tempfile
@@ -69,6 +70,7 @@ def big_trace() -> None:
             page = client.get(f"{ui}/trace/{tid}")
             server = time.perf_counter() - start
             assert page.status_code == 200 and page.text.count('class="span-row') == BIG
+            assert re.search('class="span-row[^"]* critical', page.text), "no critical path"
         api = statistics.median(samples)
         print(f"/api/traces/{{id}} of a {BIG:,}-span trace: {api * 1000:.0f} ms (median of 5)")
         print(f"/trace/{{id}} page of that trace, server side: {server * 1000:.0f} ms")
