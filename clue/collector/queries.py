@@ -105,11 +105,12 @@ def _attribute_text(value: str) -> str:
 def search_traces(store: Store, f: TraceFilter) -> list[Json]:
     """Summaries of the most recent traces matching *f*, newest first."""
     where, args = trace_where(f)
-    # newest first along spans_by_start, so the scan stops after `limit` traces (never a
-    # plan that sorts every matching span)
+    # newest first along an index on start time, so the scan stops after `limit` traces
+    # (never a plan that sorts every matching span); with a service, along that service's
+    # spans only (a search that matches little then reads one service, not the store)
+    index = "spans_by_service" if f.service is not None else "spans_by_start"
     ids = store.first(
-        f"SELECT trace_id FROM spans INDEXED BY spans_by_start WHERE {where} "
-        "ORDER BY start_ns DESC",
+        f"SELECT trace_id FROM spans INDEXED BY {index} WHERE {where} ORDER BY start_ns DESC",
         args,
         f.limit,
     )

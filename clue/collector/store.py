@@ -42,6 +42,7 @@ CREATE TABLE IF NOT EXISTS spans (
 );
 CREATE UNIQUE INDEX IF NOT EXISTS spans_by_trace ON spans (trace_id, span_id);
 CREATE INDEX IF NOT EXISTS spans_by_start ON spans (start_ns);
+CREATE INDEX IF NOT EXISTS spans_by_service ON spans (service, start_ns);
 DROP INDEX IF EXISTS spans_by_operation;
 CREATE TABLE IF NOT EXISTS durations (
   service TEXT NOT NULL, name TEXT NOT NULL, bucket INTEGER NOT NULL,
