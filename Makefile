@@ -46,7 +46,7 @@ $(LOWEST_STAMP): $(PROJECTS) $(STAMP)
 
 ## make test-lowest: clue's own tests (not the boutique's) against the lowest admitted versions
 test-lowest: $(LOWEST_STAMP)
-	$(LOWEST)/bin/pytest -q -p no:cacheprovider tests --ignore=tests/boutique
+	$(LOWEST)/bin/pytest -q -p no:cacheprovider tests --ignore=tests/boutique --ignore=tests/test_dist.py
 
 # the other supported Pythons, pyenv's (interpreters cannot be downloaded here)
 VERSIONS ?= 3.12 3.13
