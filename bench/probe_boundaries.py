@@ -502,6 +502,8 @@ def restart(b: Running, name: str) -> None:
 
     plan = Boutique(b.data_dir, base_port=0, collector=True)
     plan.processes = {n: Process(**p) for n, p in b.procs.items()}
+    if "nats" in plan.processes:  # the boutique's own broker, as `up` started it
+        plan.nats_url = f"nats://{plan.processes['nats'].address}"
     proc = b.procs[name]
     log = open(proc["log"], "ab")  # noqa: SIM115 - the child's output for its lifetime
     child = subprocess.Popen(
