@@ -153,7 +153,12 @@ class Problems(logging.Handler):
         self.records: list[str] = []
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(f"{record.name}: {record.getMessage()}")
+        message = record.getMessage()
+        if record.name == "grpc._cython.cygrpc" and "ExecuteBatchError" in message:
+            # grpc's own report of a handler's write that lost the race with the client's
+            # cancel (seen on a loaded machine): the core's, not a context left behind
+            return
+        self.records.append(f"{record.name}: {message}")
 
 
 @pytest.fixture

@@ -20,6 +20,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from importlib.metadata import version
 from pathlib import Path
 
 import httpx
@@ -32,6 +33,10 @@ from clue import telemetry
 from tests.conftest import free_port
 from tests.otlp_receiver import OTLPReceiver
 
+#: A forked child's spans carry a service.instance.id of its own from the SDK's own
+#: at-fork handling, found in OpenTelemetry 1.45 (1.43, the lowest admitted, keeps the
+#: parent's: `make test-lowest` checks the rest of the behaviour there).
+SDK_RENEWS_INSTANCE_ID = tuple(map(int, version("opentelemetry-sdk").split(".")[:2])) >= (1, 45)
 ROOT = Path(__file__).resolve().parent.parent
 REQUESTS = 300
 
@@ -160,7 +165,8 @@ def test_every_worker_exports_every_span_and_flushes_at_sigterm(
         f"/items/{i}" for i in range(REQUESTS)
     ), "every request's span, once"
     instances = Counter(s.resource["service.instance.id"] for s in spans)
-    assert sorted(instances.values()) == sorted(workers.values()), "each worker its own"
+    if SDK_RENEWS_INSTANCE_ID:
+        assert sorted(instances.values()) == sorted(workers.values()), "each worker its own"
 
 
 FORKING = textwrap.dedent(
@@ -238,7 +244,8 @@ def test_a_forked_child_exports_on_its_own_even_with_locks_held_at_the_fork(
     assert json.loads(child_stats) == {"exported": 1, "failed": 0, "dropped": 0}, "its own count"
     spans = receiver.wait_for(lambda r: len(r.spans()) >= 2 and r.spans())
     assert sorted(s.name for s in spans) == ["in the child", "in the parent"]
-    assert len({s.resource["service.instance.id"] for s in spans}) == 2
+    if SDK_RENEWS_INSTANCE_ID:
+        assert len({s.resource["service.instance.id"] for s in spans}) == 2
 
 
 METRICS_APP = APP.replace('clue.configure("prefork")', 'clue.configure("prefork", prometheus=True)')
