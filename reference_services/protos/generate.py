@@ -29,6 +29,9 @@ PROTOS = {
     "reference_services/protos/boutique/v1/events.proto": False,
     "reference_services/protos/boutique/v1/user.proto": True,
     "reference_services/protos/boutique/v1/order.proto": True,
+    "reference_services/protos/boutique/v1/inventory.proto": True,
+    "reference_services/protos/boutique/v1/ledger.proto": True,
+    "reference_services/protos/boutique/v1/shipment.proto": True,
     "clue/debug/pprof/profile.proto": False,
 }
 

@@ -26,7 +26,7 @@ from reference_services.protos import hipstershop_pb2 as reference__services_dot
 from reference_services.protos.boutique.v1 import events_pb2 as reference__services_dot_protos_dot_boutique_dot_v1_dot_events__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n1reference_services/protos/boutique/v1/order.proto\x12\x0b\x62outique.v1\x1a+reference_services/protos/hipstershop.proto\x1a\x32reference_services/protos/boutique/v1/events.proto\"#\n\x0fGetOrderRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\":\n\x11ListOrdersRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"Q\n\x12ListOrdersResponse\x12\"\n\x06orders\x18\x01 \x03(\x0b\x32\x12.boutique.v1.Order\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"f\n\x18UpdateOrderStatusRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12(\n\x06status\x18\x02 \x01(\x0e\x32\x18.boutique.v1.OrderStatus\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\x98\x01\n\x0cStatusChange\x12-\n\x0b\x66rom_status\x18\x01 \x01(\x0e\x32\x18.boutique.v1.OrderStatus\x12+\n\tto_status\x18\x02 \x01(\x0e\x32\x18.boutique.v1.OrderStatus\x12\n\n\x02\x61t\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x10\n\x08trace_id\x18\x05 \x01(\t\"\xe8\x02\n\x05Order\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\r\n\x05\x65mail\x18\x03 \x01(\t\x12%\n\x05items\x18\x04 \x03(\x0b\x32\x16.boutique.v1.OrderLine\x12)\n\rshipping_cost\x18\x05 \x01(\x0b\x32\x12.hipstershop.Money\x12!\n\x05total\x18\x06 \x01(\x0b\x32\x12.hipstershop.Money\x12\x10\n\x08\x63urrency\x18\x07 \x01(\t\x12.\n\x10shipping_address\x18\x08 \x01(\x0b\x32\x14.hipstershop.Address\x12\x13\n\x0btracking_id\x18\t \x01(\t\x12(\n\x06status\x18\n \x01(\x0e\x32\x18.boutique.v1.OrderStatus\x12*\n\x07history\x18\x0b \x03(\x0b\x32\x19.boutique.v1.StatusChange\x12\x11\n\tplaced_at\x18\x0c \x01(\t2\xeb\x01\n\x0cOrderService\x12<\n\x08GetOrder\x12\x1c.boutique.v1.GetOrderRequest\x1a\x12.boutique.v1.Order\x12M\n\nListOrders\x12\x1e.boutique.v1.ListOrdersRequest\x1a\x1f.boutique.v1.ListOrdersResponse\x12N\n\x11UpdateOrderStatus\x12%.boutique.v1.UpdateOrderStatusRequest\x1a\x12.boutique.v1.Orderb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n1reference_services/protos/boutique/v1/order.proto\x12\x0b\x62outique.v1\x1a+reference_services/protos/hipstershop.proto\x1a\x32reference_services/protos/boutique/v1/events.proto\"#\n\x0fGetOrderRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\":\n\x11ListOrdersRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"Q\n\x12ListOrdersResponse\x12\"\n\x06orders\x18\x01 \x03(\x0b\x32\x12.boutique.v1.Order\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"6\n\x12\x43\x61ncelOrderRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"f\n\x18UpdateOrderStatusRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12(\n\x06status\x18\x02 \x01(\x0e\x32\x18.boutique.v1.OrderStatus\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\x98\x01\n\x0cStatusChange\x12-\n\x0b\x66rom_status\x18\x01 \x01(\x0e\x32\x18.boutique.v1.OrderStatus\x12+\n\tto_status\x18\x02 \x01(\x0e\x32\x18.boutique.v1.OrderStatus\x12\n\n\x02\x61t\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x10\n\x08trace_id\x18\x05 \x01(\t\"\xe8\x02\n\x05Order\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\r\n\x05\x65mail\x18\x03 \x01(\t\x12%\n\x05items\x18\x04 \x03(\x0b\x32\x16.boutique.v1.OrderLine\x12)\n\rshipping_cost\x18\x05 \x01(\x0b\x32\x12.hipstershop.Money\x12!\n\x05total\x18\x06 \x01(\x0b\x32\x12.hipstershop.Money\x12\x10\n\x08\x63urrency\x18\x07 \x01(\t\x12.\n\x10shipping_address\x18\x08 \x01(\x0b\x32\x14.hipstershop.Address\x12\x13\n\x0btracking_id\x18\t \x01(\t\x12(\n\x06status\x18\n \x01(\x0e\x32\x18.boutique.v1.OrderStatus\x12*\n\x07history\x18\x0b \x03(\x0b\x32\x19.boutique.v1.StatusChange\x12\x11\n\tplaced_at\x18\x0c \x01(\t2\xaf\x02\n\x0cOrderService\x12<\n\x08GetOrder\x12\x1c.boutique.v1.GetOrderRequest\x1a\x12.boutique.v1.Order\x12M\n\nListOrders\x12\x1e.boutique.v1.ListOrdersRequest\x1a\x1f.boutique.v1.ListOrdersResponse\x12N\n\x11UpdateOrderStatus\x12%.boutique.v1.UpdateOrderStatusRequest\x1a\x12.boutique.v1.Order\x12\x42\n\x0b\x43\x61ncelOrder\x12\x1f.boutique.v1.CancelOrderRequest\x1a\x12.boutique.v1.Orderb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,12 +39,14 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTORDERSREQUEST']._serialized_end=258
   _globals['_LISTORDERSRESPONSE']._serialized_start=260
   _globals['_LISTORDERSRESPONSE']._serialized_end=341
-  _globals['_UPDATEORDERSTATUSREQUEST']._serialized_start=343
-  _globals['_UPDATEORDERSTATUSREQUEST']._serialized_end=445
-  _globals['_STATUSCHANGE']._serialized_start=448
-  _globals['_STATUSCHANGE']._serialized_end=600
-  _globals['_ORDER']._serialized_start=603
-  _globals['_ORDER']._serialized_end=963
-  _globals['_ORDERSERVICE']._serialized_start=966
-  _globals['_ORDERSERVICE']._serialized_end=1201
+  _globals['_CANCELORDERREQUEST']._serialized_start=343
+  _globals['_CANCELORDERREQUEST']._serialized_end=397
+  _globals['_UPDATEORDERSTATUSREQUEST']._serialized_start=399
+  _globals['_UPDATEORDERSTATUSREQUEST']._serialized_end=501
+  _globals['_STATUSCHANGE']._serialized_start=504
+  _globals['_STATUSCHANGE']._serialized_end=656
+  _globals['_ORDER']._serialized_start=659
+  _globals['_ORDER']._serialized_end=1019
+  _globals['_ORDERSERVICE']._serialized_start=1022
+  _globals['_ORDERSERVICE']._serialized_end=1325
 # @@protoc_insertion_point(module_scope)

@@ -30,6 +30,14 @@ class ListOrdersResponse(_message.Message):
     next_page_token: str
     def __init__(self, orders: _Optional[_Iterable[_Union[Order, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
+class CancelOrderRequest(_message.Message):
+    __slots__ = ("order_id", "reason")
+    ORDER_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    order_id: str
+    reason: str
+    def __init__(self, order_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
 class UpdateOrderStatusRequest(_message.Message):
     __slots__ = ("order_id", "status", "reason")
     ORDER_ID_FIELD_NUMBER: _ClassVar[int]

@@ -49,6 +49,11 @@ class OrderServiceStub:
                 request_serializer=reference__services_dot_protos_dot_boutique_dot_v1_dot_order__pb2.UpdateOrderStatusRequest.SerializeToString,
                 response_deserializer=reference__services_dot_protos_dot_boutique_dot_v1_dot_order__pb2.Order.FromString,
                 _registered_method=True)
+        self.CancelOrder = channel.unary_unary(
+                '/boutique.v1.OrderService/CancelOrder',
+                request_serializer=reference__services_dot_protos_dot_boutique_dot_v1_dot_order__pb2.CancelOrderRequest.SerializeToString,
+                response_deserializer=reference__services_dot_protos_dot_boutique_dot_v1_dot_order__pb2.Order.FromString,
+                _registered_method=True)
 
 
 class OrderServiceServicer:
@@ -76,6 +81,16 @@ class OrderServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CancelOrder(self, request, context):
+        """Cancel one of the caller's orders until it is in transit: the payment is
+        refunded, the stock released, the shipment voided and the customer told.
+        FAILED_PRECONDITION once the parcel is in transit; cancelling a cancelled
+        order answers it unchanged.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OrderServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -92,6 +107,11 @@ def add_OrderServiceServicer_to_server(servicer, server):
             'UpdateOrderStatus': grpc.unary_unary_rpc_method_handler(
                     servicer.UpdateOrderStatus,
                     request_deserializer=reference__services_dot_protos_dot_boutique_dot_v1_dot_order__pb2.UpdateOrderStatusRequest.FromString,
+                    response_serializer=reference__services_dot_protos_dot_boutique_dot_v1_dot_order__pb2.Order.SerializeToString,
+            ),
+            'CancelOrder': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelOrder,
+                    request_deserializer=reference__services_dot_protos_dot_boutique_dot_v1_dot_order__pb2.CancelOrderRequest.FromString,
                     response_serializer=reference__services_dot_protos_dot_boutique_dot_v1_dot_order__pb2.Order.SerializeToString,
             ),
     }
@@ -175,6 +195,33 @@ class OrderService:
             target,
             '/boutique.v1.OrderService/UpdateOrderStatus',
             reference__services_dot_protos_dot_boutique_dot_v1_dot_order__pb2.UpdateOrderStatusRequest.SerializeToString,
+            reference__services_dot_protos_dot_boutique_dot_v1_dot_order__pb2.Order.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelOrder(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/boutique.v1.OrderService/CancelOrder',
+            reference__services_dot_protos_dot_boutique_dot_v1_dot_order__pb2.CancelOrderRequest.SerializeToString,
             reference__services_dot_protos_dot_boutique_dot_v1_dot_order__pb2.Order.FromString,
             options,
             channel_credentials,

@@ -45,6 +45,12 @@ class OrderServiceStub:
     """Move an order to another status (role admin only); FAILED_PRECONDITION when
     the lifecycle forbids the move.
     """
+    CancelOrder: _grpc.UnaryUnaryMultiCallable[_order_pb2.CancelOrderRequest, _order_pb2.Order]
+    """Cancel one of the caller's orders until it is in transit: the payment is
+    refunded, the stock released, the shipment voided and the customer told.
+    FAILED_PRECONDITION once the parcel is in transit; cancelling a cancelled
+    order answers it unchanged.
+    """
 
 @_typing.type_check_only
 class OrderServiceAsyncStub(OrderServiceStub):
@@ -56,6 +62,12 @@ class OrderServiceAsyncStub(OrderServiceStub):
     UpdateOrderStatus: _aio.UnaryUnaryMultiCallable[_order_pb2.UpdateOrderStatusRequest, _order_pb2.Order]  # type: ignore[assignment]
     """Move an order to another status (role admin only); FAILED_PRECONDITION when
     the lifecycle forbids the move.
+    """
+    CancelOrder: _aio.UnaryUnaryMultiCallable[_order_pb2.CancelOrderRequest, _order_pb2.Order]  # type: ignore[assignment]
+    """Cancel one of the caller's orders until it is in transit: the payment is
+    refunded, the stock released, the shipment voided and the customer told.
+    FAILED_PRECONDITION once the parcel is in transit; cancelling a cancelled
+    order answers it unchanged.
     """
 
 class OrderServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -83,6 +95,18 @@ class OrderServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_order_pb2.Order, _abc.Awaitable[_order_pb2.Order]]:
         """Move an order to another status (role admin only); FAILED_PRECONDITION when
         the lifecycle forbids the move.
+        """
+
+    @_abc_1.abstractmethod
+    def CancelOrder(
+        self,
+        request: _order_pb2.CancelOrderRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_order_pb2.Order, _abc.Awaitable[_order_pb2.Order]]:
+        """Cancel one of the caller's orders until it is in transit: the payment is
+        refunded, the stock released, the shipment voided and the customer told.
+        FAILED_PRECONDITION once the parcel is in transit; cancelling a cancelled
+        order answers it unchanged.
         """
 
 def add_OrderServiceServicer_to_server(servicer: OrderServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
