@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
-Value = float | bool
+Value = float | bool | str
 
 
 class FaultError(ValueError):
@@ -39,6 +39,11 @@ class Switch:
 
     def parse(self, text: str) -> Value:
         """The value ``text`` stands for, or FaultError."""
+        raise NotImplementedError
+
+    @property
+    def off(self) -> Value:
+        """The harmless value."""
         raise NotImplementedError
 
     def describe(self) -> dict[str, object]:
@@ -67,6 +72,10 @@ class Rate(Switch):
 
     value: Value = 0.0
 
+    @property
+    def off(self) -> Value:
+        return 0.0
+
     def parse(self, text: str) -> Value:
         number = _number(self.name, text)
         if not 0.0 <= number <= 1.0:
@@ -83,6 +92,10 @@ class Millis(Switch):
     """A duration in milliseconds, 0 or more."""
 
     value: Value = 0.0
+
+    @property
+    def off(self) -> Value:
+        return 0.0
 
     def parse(self, text: str) -> Value:
         number = _number(self.name, text)
@@ -104,6 +117,10 @@ class Flag(Switch):
 
     value: Value = False
 
+    @property
+    def off(self) -> Value:
+        return False
+
     def parse(self, text: str) -> Value:
         try:
             return _ON[text.strip().lower()]
@@ -113,6 +130,28 @@ class Flag(Switch):
     @property
     def accepts(self) -> str:
         return "on or off"
+
+
+@dataclass
+class Choice(Switch):
+    """One of a fixed set of words, or empty (off)."""
+
+    value: Value = ""
+    choices: tuple[str, ...] = ()
+
+    @property
+    def off(self) -> Value:
+        return ""
+
+    def parse(self, text: str) -> Value:
+        word = text.strip()
+        if word and word not in self.choices:
+            raise FaultError(f"{self.name}: {word[:32]!r} is not one of {self.accepts}")
+        return word
+
+    @property
+    def accepts(self) -> str:
+        return "empty (off) or one of " + ", ".join(self.choices)
 
 
 class Faults:
@@ -132,6 +171,10 @@ class Faults:
     def on(self, name: str) -> bool:
         """Whether a flag switch is on."""
         return bool(self.switches[name].value)
+
+    def choice(self, name: str) -> str:
+        """A choice switch's word ("" when off)."""
+        return str(self.switches[name].value)
 
     def roll(self, name: str) -> bool:
         """True with the probability held by rate switch ``name``."""
@@ -154,7 +197,7 @@ class Faults:
     def reset(self) -> None:
         """Turn every switch back to its harmless default."""
         for switch in self.switches.values():
-            switch.value = False if isinstance(switch, Flag) else 0.0
+            switch.value = switch.off
 
     def describe(self) -> dict[str, dict[str, object]]:
         """Every switch as JSON-ready data."""
