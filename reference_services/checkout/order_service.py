@@ -8,6 +8,7 @@ published as ``boutique.order.status_changed`` through the outbox.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from opentelemetry import trace
@@ -39,6 +40,7 @@ from reference_services.protos.boutique.v1 import order_pb2_grpc as opb_grpc
 
 SERVICE = "boutique.v1.OrderService"
 RULES = methods(SERVICE, ("GetOrder", "ListOrders"), Rule("orders:read"))
+RULES[f"/{SERVICE}/CancelOrder"] = Rule("orders:write")
 RULES[f"/{SERVICE}/UpdateOrderStatus"] = Rule("orders:write", role=ADMIN)
 
 DEFAULT_PAGE_SIZE = 20
@@ -46,6 +48,15 @@ MAX_PAGE_SIZE = 100
 MAX_PAGE_TOKEN = 256
 """Characters of a page token (the ones this service writes are far shorter)."""
 MAX_REASON = 256
+CANCELLED = "CANCELLED"
+CANCELLABLE = frozenset({"SHIPPED"})
+"""Statuses a customer may cancel from: once the label is made and until the courier
+has the parcel (an order still PENDING or PAID is being placed: it settles in a moment)."""
+DEFAULT_CANCEL_REASON = "cancelled by the customer"
+
+Canceller = Callable[[PlacedOrder, str], Awaitable[PlacedOrder]]
+"""Undoes a placed order (refund, restock, void the shipment) and marks it CANCELLED;
+raises `Forbidden` when the courier already has the parcel."""
 
 
 def trace_id() -> str:
@@ -120,10 +131,13 @@ class Orders(opb_grpc.OrderServiceServicer):
     """Answers from the order store; a move's event goes to ``outbox``, which ``relay``
     publishes."""
 
-    def __init__(self, store: OrderStore, outbox: Outbox, relay: Relay) -> None:
+    def __init__(
+        self, store: OrderStore, outbox: Outbox, relay: Relay, canceller: Canceller | None = None
+    ) -> None:
         self.store = store
         self.outbox = outbox
         self.relay = relay
+        self.canceller = canceller
 
     async def _visible(self, order_id: str) -> PlacedOrder:
         """The order if the caller may see it; NOT_FOUND alike when absent or another's."""
@@ -179,3 +193,23 @@ class Orders(opb_grpc.OrderServiceServicer):
         self.relay.wake()
         log.info("order status changed", order_id=order.order_id, status=to, reason=reason)
         return to_proto(order)
+
+    @rpc
+    async def CancelOrder(self, request: opb.CancelOrderRequest, context: Any) -> opb.Order:
+        """Cancel one of the caller's orders until the courier has it; a cancelled order
+        is answered unchanged."""
+        reason = fields.text(request.reason, "reason", MAX_REASON, required=False)
+        order = await self._visible(request.order_id)
+        if order.status == CANCELLED:
+            return to_proto(order)
+        quoted = quote(request.order_id)
+        if order.status not in CANCELLABLE or self.canceller is None:
+            raise failed_precondition(f"order {quoted} is {order.status} and cannot be cancelled")
+        try:
+            cancelled = await self.canceller(order, reason.strip() or DEFAULT_CANCEL_REASON)
+        except Forbidden as exc:
+            raise failed_precondition(f"order {quoted} cannot be cancelled: {exc}") from None
+        except StoreUnavailable as exc:
+            raise unavailable(f"order store: {exc}") from None
+        log.info("order cancelled", order_id=order.order_id, reason=reason)
+        return to_proto(cancelled)
