@@ -7,6 +7,7 @@ entry point turns it into one line on stderr and exit code 2.
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -48,6 +49,29 @@ def env_int(
         raise ConfigError(f"{name}={value} is below the minimum {minimum}")
     if maximum is not None and value > maximum:
         raise ConfigError(f"{name}={value} is above the maximum {maximum}")
+    return value
+
+
+def env_float(
+    name: str,
+    default: float | None = None,
+    *,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    env: Mapping[str, str] | None = None,
+) -> float:
+    """The variable as a finite number within ``[minimum, maximum]`` (e.g. seconds)."""
+    raw = _raw(name, None if default is None else str(default), env)
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw[:40]!r} is not a number") from None
+    if not math.isfinite(value):
+        raise ConfigError(f"{name}={raw[:40]!r} is not a finite number")
+    if minimum is not None and value < minimum:
+        raise ConfigError(f"{name}={value:g} is below the minimum {minimum:g}")
+    if maximum is not None and value > maximum:
+        raise ConfigError(f"{name}={value:g} is above the maximum {maximum:g}")
     return value
 
 
