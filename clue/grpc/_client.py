@@ -1,5 +1,6 @@
-"""Client interceptors: a CLIENT span, the trace context in the metadata, a duration
-metric and a log entry per outgoing call (a warning when it fails)."""
+"""Client interceptors: a CLIENT span, the trace context and the current request id in
+the metadata, a duration metric and a log entry per outgoing call (a warning when it
+fails)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from opentelemetry.metrics import MeterProvider
 from opentelemetry.trace import SpanKind, Status, StatusCode, TracerProvider
 
 from clue import log
+from clue._request_id import CALLER_ID, HEADER
 from clue.grpc._metrics import Durations
 from clue.grpc._rpc import RpcInfo, error_code, rpc_info
 
@@ -33,12 +35,21 @@ class _Observer:
         )
 
     def start(self, method: str | bytes, metadata: Any) -> tuple[_Call, list[tuple[str, Any]]]:
-        """A started call and the metadata to send (with the trace context)."""
+        """A started call and the metadata to send (with the trace context, and the request
+        id of the current scope unless the caller's metadata names one)."""
         info = rpc_info(method)
         span = self._tracer.start_span(info.name, kind=SpanKind.CLIENT, attributes=info.attributes)
         carrier: dict[str, str] = {}
         propagate.inject(carrier, context=trace.set_span_in_context(span))
         sent = [*(tuple(item) for item in metadata or ()), *carrier.items()]
+        # the scope's id, when the server would take it on (else it mints its own)
+        request_id = log.CURRENT.get()[0].get("request_id")
+        if (
+            isinstance(request_id, str)
+            and CALLER_ID.fullmatch(request_id)
+            and not any(item[0] == HEADER for item in sent)
+        ):
+            sent.append((HEADER, request_id))
         return _Call(self._durations, info, span, time.perf_counter()), sent
 
 
