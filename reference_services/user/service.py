@@ -31,7 +31,7 @@ from reference_services.common.auth import (
     caller,
     methods,
 )
-from reference_services.common.config import ConfigError, env_str
+from reference_services.common.config import ConfigError, env_int, env_str
 from reference_services.common.database import StoreUnavailable, open_database
 from reference_services.common.events import Broker, Outbox, Relay, Stream, nats_url
 from reference_services.common.rpc import (
@@ -49,6 +49,7 @@ from reference_services.protos.boutique.v1 import user_pb2_grpc as upb_grpc
 from reference_services.user.keys import KeyRing
 from reference_services.user.lockout import Lockout
 from reference_services.user.passwords import Passwords
+from reference_services.user.ratelimit import RateLimit
 from reference_services.user.store import EmailTaken, User, UserStore
 
 SERVICE = "boutique.v1.UserService"
@@ -59,6 +60,8 @@ TOKEN_SECONDS = 15 * 60
 MIN_PASSWORD = 8
 MAX_PASSWORD = 128
 MAX_NAME = 128
+REGISTRATIONS_PER_HOUR = 20
+"""Registrations one address may make in an hour (all at once, or spread out)."""
 FORWARDED = "x-forwarded-for"
 
 
@@ -135,6 +138,8 @@ class Config:
     nats_url: str | None = None
     """The event broker; None publishes no events (tests of the accounts alone)."""
     stream: str = "BOUTIQUE"
+    registrations_per_hour: int = REGISTRATIONS_PER_HOUR
+    """Per client address; 0 lifts the limit."""
 
     @classmethod
     def from_env(cls) -> Config:
@@ -142,8 +147,9 @@ class Config:
         ``USER_SIGNING_KEYS_DIR`` (default ``$DATA_DIR/user-keys``); ``USER_ADMIN_EMAILS``
         (comma-separated: accounts registered with them get the role ``admin``);
         ``USER_TRUSTED_PROXIES`` (comma-separated addresses or networks whose
-        ``x-forwarded-for`` names the client a login comes from); ``NATS_URL`` and
-        ``EVENTS_STREAM``, where UserRegistered goes."""
+        ``x-forwarded-for`` names the client a login or registration comes from);
+        ``USER_REGISTRATIONS_PER_HOUR`` (per client address, default 20, 0 for no
+        limit); ``NATS_URL`` and ``EVENTS_STREAM``, where UserRegistered goes."""
         keys_dir = Path(env_str("USER_SIGNING_KEYS_DIR", str(data_dir() / "user-keys")))
         admins = set()
         for item in _items(env_str("USER_ADMIN_EMAILS", "")):
@@ -160,8 +166,17 @@ class Config:
                     f"USER_TRUSTED_PROXIES: {item[:40]!r} is not an address"
                 ) from None
         url = store_url("USER_DATABASE_URL", "user.db")
+        per_hour = env_int(
+            "USER_REGISTRATIONS_PER_HOUR", REGISTRATIONS_PER_HOUR, minimum=0, maximum=1_000_000
+        )
         return cls(
-            url, keys_dir, frozenset(admins), tuple(proxies), nats_url(), Stream.from_env().name
+            url,
+            keys_dir,
+            frozenset(admins),
+            tuple(proxies),
+            nats_url(),
+            Stream.from_env().name,
+            per_hour,
         )
 
 
@@ -180,12 +195,16 @@ class Users(upb_grpc.UserServiceServicer):
         passwords: Passwords | None = None,
         lockout: Lockout | None = None,
         relay: Relay | None = None,
+        registrations: RateLimit | None = None,
     ) -> None:
         self.store = store
         self.keys = keys
         self.config = config
         self.passwords = passwords or Passwords()
         self.lockout = lockout or Lockout()
+        per_hour = config.registrations_per_hour
+        self.registrations = registrations or (RateLimit(per_hour) if per_hour else None)
+        """Registrations per client address (none: unlimited)."""
         self.relay = relay
         """Publishes each registration's event, written with the account (none: no events)."""
         # the lock of each e-mail being logged in with; gone once no attempt holds it
@@ -193,7 +212,18 @@ class Users(upb_grpc.UserServiceServicer):
 
     @rpc
     async def Register(self, request: upb.RegisterRequest, context: Any) -> upb.User:
-        """A new account (ALREADY_EXISTS when its e-mail is taken)."""
+        """A new account (ALREADY_EXISTS when its e-mail is taken; RESOURCE_EXHAUSTED when
+        its address registered too often: every attempt counts, refused ones too, so that
+        the limit also bounds probing which e-mails are taken)."""
+        if self.registrations:
+            client = client_address(context, self.config.trusted_proxies)
+            wait = self.registrations.take(client)
+            if wait:
+                log.warn("registration refused", reason="rate_limited", client=client)
+                raise RpcFailure(
+                    grpc.StatusCode.RESOURCE_EXHAUSTED,
+                    f"too many registrations from this address: try again in {math.ceil(wait)} s",
+                )
         email, key = email_address(request.email)
         name = fields.text(request.name, "name", MAX_NAME).strip()
         secret = password(request.password)

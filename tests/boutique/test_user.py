@@ -12,6 +12,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 import httpx
@@ -35,6 +36,7 @@ from reference_services.protos.boutique.v1 import user_pb2_grpc as upb_grpc
 from reference_services.user import keys as keyfiles
 from reference_services.user.keys import KeyFileError, KeyRing
 from reference_services.user.lockout import Lockout
+from reference_services.user.ratelimit import RateLimit
 from reference_services.user.service import ENTRY, RULES, Config, Users, build, masked
 from reference_services.user.store import SCHEMA_VERSION, UserStore
 from tests.boutique.conftest import Telemetry, rpc_error, serving, stub_for, unique
@@ -578,6 +580,16 @@ async def test_a_registration_is_published_as_an_event_written_with_the_account(
             "sqlite:///..., postgresql://..., postgres://...",
         ),
         ("USER_ADMIN_EMAILS", "root", "USER_ADMIN_EMAILS: 'root' is not an e-mail"),
+        (
+            "USER_REGISTRATIONS_PER_HOUR",
+            "-1",
+            "USER_REGISTRATIONS_PER_HOUR=-1 is below the minimum 0",
+        ),
+        (
+            "USER_REGISTRATIONS_PER_HOUR",
+            "many",
+            "USER_REGISTRATIONS_PER_HOUR='many' is not an integer",
+        ),
     ],
 )
 def test_the_user_main_refuses_bad_configuration(
@@ -661,3 +673,78 @@ async def test_concurrent_guesses_cannot_outrun_the_lockout(running: Running) ->
     # one attempt at a time for an e-mail: five are checked, the rest find it locked
     assert codes.count(grpc.StatusCode.UNAUTHENTICATED) == 5
     assert codes.count(grpc.StatusCode.RESOURCE_EXHAUSTED) == 15
+
+
+async def test_registrations_are_limited_per_address(store: UserStore, tmp_path: Path) -> None:
+    """Three an hour here (twenty by default): every attempt takes one, a refused one too;
+    the address that used them up waits, nothing of its refused registration is stored,
+    and another visitor behind the same trusted proxy still registers."""
+    import ipaddress
+
+    clock = Clock()
+    keys = KeyRing.load(tmp_path / "keys")
+    proxies = (ipaddress.ip_network("127.0.0.0/8"),)
+    config = Config("unused://", tmp_path / "keys", trusted_proxies=proxies)
+    users = Users(store, keys, config, registrations=RateLimit(3, clock=clock))
+    wiring = Wiring(servicers=[(upb_grpc.add_UserServiceServicer_to_server, users)])
+    crowd = (("x-forwarded-for", "203.0.113.9"),)
+
+    def sign_up(email: str, metadata: tuple[tuple[str, str], ...] = crowd) -> Any:
+        request = upb.RegisterRequest(email=email, name="Ana", password=PASSWORD)
+        return stub.Register(request, metadata=metadata)
+
+    async with (
+        serving("user", wiring) as service,
+        stub_for(service, upb_grpc.UserServiceStub) as stub,
+    ):
+        await sign_up("ana@example.com")
+        taken = await rpc_error(sign_up("ana@example.com"))
+        assert taken.code() == grpc.StatusCode.ALREADY_EXISTS
+        bad = await rpc_error(sign_up("not-an-address"))
+        assert bad.code() == grpc.StatusCode.INVALID_ARGUMENT
+        refused = await rpc_error(sign_up("bea@example.com"))
+        assert (refused.code(), refused.details()) == (
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            "too many registrations from this address: try again in 1200 s",
+        )
+        assert await store.credentials("bea@example.com") is None
+        # another address, and the proxy's own calls, have their own budgets
+        await sign_up("bea@example.com", (("x-forwarded-for", "198.51.100.7"),))
+        await register(stub, "cid@example.com")
+        # one registration back every 1200 s
+        clock.now += 1199
+        assert (await rpc_error(sign_up("dan@example.com"))).code() == (
+            grpc.StatusCode.RESOURCE_EXHAUSTED
+        )
+        clock.now += 2
+        await sign_up("dan@example.com")
+        assert (await rpc_error(sign_up("eve@example.com"))).details() == (
+            "too many registrations from this address: try again in 1199 s"
+        )
+
+
+def test_a_rate_limit_refills_to_its_burst_and_remembers_a_bounded_number_of_keys() -> None:
+    clock = Clock()
+    limit = RateLimit(2, period=60, max_keys=2, clock=clock)
+    assert [limit.take("a") for _ in range(3)] == [0, 0, 30]
+    clock.now += 3600  # a long quiet time refills the bucket only to its burst
+    assert [limit.take("a") for _ in range(3)] == [0, 0, 30]
+    limit.take("b")
+    limit.take("c")  # "a" is forgotten: a full bucket again
+    assert limit.take("a") == 0
+    with pytest.raises(ValueError, match="burst >= 1"):
+        RateLimit(0)
+
+
+def test_the_registration_limit_is_read_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("USER_REGISTRATIONS_PER_HOUR", raising=False)
+    assert Config.from_env().registrations_per_hour == 20
+    keys = KeyRing.load(tmp_path / "keys")
+    store = UserStore(SQLite(tmp_path / "user.db"))
+    limited = Users(store, keys, Config.from_env())
+    assert limited.registrations is not None and limited.registrations.burst == 20
+    monkeypatch.setenv("USER_REGISTRATIONS_PER_HOUR", "0")
+    assert Users(store, keys, Config.from_env()).registrations is None
