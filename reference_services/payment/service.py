@@ -1,96 +1,99 @@
-"""PaymentService over gRPC, with its failure-rate switch."""
+"""The payment process: the upstream PaymentService and the PaymentLedger, on one server.
+
+Both charge through one `Processor` and its ``failure_rate`` switch. The ledger
+keeps its own store (``PAYMENT_DATABASE_URL``), migrated at start, and publishes
+its events through the store's outbox; its health pings the store and the broker.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 
-from opentelemetry import metrics, trace
-
-from clue import log
-from reference_services.common import money
+from reference_services.common.database import StoreUnavailable, open_database
+from reference_services.common.events import Broker, Outbox, Relay, Stream, nats_url
 from reference_services.common.faults import Faults, Rate
-from reference_services.common.rpc import Context, RpcFailure, invalid_argument, rpc, unavailable
+from reference_services.common.rpc import Context, rpc
 from reference_services.common.runtime import Entry, Wiring
-from reference_services.payment.card import CardError, digits_of, last_four, validate
+from reference_services.common.settings import store_url
+from reference_services.payment.ledger import Ledger
+from reference_services.payment.ledger_store import LedgerStore
+from reference_services.payment.processor import FAILURE_RATE, Processor
 from reference_services.protos import hipstershop_pb2 as pb
 from reference_services.protos import hipstershop_pb2_grpc as pb_grpc
-
-METER = metrics.get_meter("reference_services.payment")
-FAILURES = METER.create_counter(
-    "boutique.payment.failures", unit="{charge}", description="Declined charges, by reason"
-)
-CHARGES = METER.create_counter(
-    "boutique.payment.charges", unit="{charge}", description="Successful charges"
-)
+from reference_services.protos.boutique.v1 import ledger_pb2_grpc as lpb_grpc
 
 
 def faults() -> Faults:
     """The payment switch: a share of charges fails as if the processor were down."""
-    return Faults(Rate("failure_rate", "share of charges that fail (processor unavailable)"))
+    return Faults(Rate(FAILURE_RATE, "share of charges that fail (processor unavailable)"))
 
 
 class Payment(pb_grpc.PaymentServiceServicer):
     """Validates cards and charges them; never logs a full card number."""
 
     def __init__(self, switches: Faults, today: Callable[[], dt.date] = dt.date.today) -> None:
-        self.faults = switches
-        self.today = today
-
-    def _decline(self, reason: str, failure: RpcFailure) -> RpcFailure:
-        FAILURES.add(1, {"reason": reason})
-        span = trace.get_current_span()
-        span.set_attribute("app.payment.failure_reason", reason)
-        log.warn("charge declined", reason=reason, message=failure.message)
-        return failure
+        self.processor = Processor(switches, today)
 
     @rpc
     async def Charge(self, request: pb.ChargeRequest, context: Context) -> pb.ChargeResponse:
         """A transaction id; INVALID_ARGUMENT naming the reason a card is refused."""
-        if not request.HasField("amount"):
-            raise self._decline("invalid_amount", invalid_argument("amount is required"))
-        try:
-            money.check(request.amount, "amount")
-        except money.MoneyError as exc:
-            raise self._decline("invalid_amount", exc) from None
-        if money.to_nanos(request.amount) <= 0:
-            raise self._decline("invalid_amount", invalid_argument("amount must be positive"))
-        span = trace.get_current_span()
-        span.set_attribute("app.payment.amount", money.format_money(request.amount))
-        span.set_attribute("app.payment.currency", request.amount.currency_code)
-        try:
-            kind = validate(request.credit_card, self.today())
-        except CardError as exc:
-            raise self._decline(exc.reason, invalid_argument(str(exc))) from None
-        tail = last_four(digits_of(request.credit_card.credit_card_number))
-        span.set_attribute("app.payment.card_type", kind.value)
-        if self.faults.roll("failure_rate"):
-            failure = unavailable("payment processor unavailable (injected fault failure_rate)")
-            FAILURES.add(1, {"reason": "processor_unavailable"})
-            span.set_attribute("app.payment.failure_reason", "processor_unavailable")
-            log.error("charge failed", reason="processor_unavailable", card_last_four=tail)
-            raise failure
-        transaction = str(uuid.uuid4())
-        CHARGES.add(1, {"currency": request.amount.currency_code, "card_type": kind.value})
-        span.set_attribute("app.payment.transaction_id", transaction)
-        log.info(
-            "card charged",
-            transaction_id=transaction,
-            card_type=kind.value,
-            card_last_four=tail,
-            amount=money.format_money(request.amount),
-        )
+        amount = request.amount if request.HasField("amount") else None
+        charge = self.processor.accept(amount, request.credit_card)
+        transaction = self.processor.authorize(charge)
+        self.processor.charged(charge, transaction)
         return pb.ChargeResponse(transaction_id=transaction)
 
 
-async def build() -> Wiring:
-    """The payment servicer and its switch."""
+@dataclass(frozen=True)
+class Config:
+    """Where the ledger keeps its payments and publishes its events."""
+
+    database_url: str
+    nats_url: str
+    stream: str = "BOUTIQUE"
+
+    @classmethod
+    def from_env(cls) -> Config:
+        """``PAYMENT_DATABASE_URL`` (default ``$DATA_DIR/payment.db``, or postgresql://...),
+        ``NATS_URL`` and ``EVENTS_STREAM``."""
+        return cls(
+            database_url=store_url("PAYMENT_DATABASE_URL", "payment.db"),
+            nats_url=nats_url(),
+            stream=Stream.from_env().name,
+        )
+
+
+async def build(config: Config | None = None) -> Wiring:
+    """The payment servicer and its switch, and with ``config`` the ledger on its store,
+    migrated first (None: the upstream PaymentService alone, as in tests of it)."""
     switches = faults()
+    payment = Payment(switches)
+    add_payment = pb_grpc.add_PaymentServiceServicer_to_server
+    if config is None:
+        return Wiring(servicers=[(add_payment, payment)], faults=switches)
+    db = open_database(config.database_url)
+    store = LedgerStore(db, Outbox(db))
+    try:
+        await store.migrate()
+    except StoreUnavailable as exc:
+        await store.close()
+        raise OSError(f"payment store: {exc}") from exc
+    broker = Broker(config.nats_url, Stream(config.stream))
+    relay = Relay(store.outbox, broker)
+    broker.start()
+    relay.start()
+    ledger = Ledger(store, payment.processor, relay)
     return Wiring(
-        servicers=[(pb_grpc.add_PaymentServiceServicer_to_server, Payment(switches))],
+        servicers=[
+            (add_payment, payment),
+            (lpb_grpc.add_PaymentLedgerServicer_to_server, ledger),
+        ],
+        pingers=[store, broker],
         faults=switches,
+        closers=[store.close, broker.close, relay.stop],  # run last to first
     )
 
 
-ENTRY = Entry("payment", build)
+ENTRY = Entry("payment", build, Config.from_env)

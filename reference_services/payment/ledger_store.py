@@ -1,0 +1,254 @@
+"""The payment ledger's own database: one payment per order, and its refund (SQLite or
+PostgreSQL).
+
+An order is charged at most once: ``order_id`` is unique, so of two charges of
+one order racing (two replicas, a retried saga step) one is recorded and the
+other finds it. A payment and its ``boutique.payment.completed`` event are
+written in one transaction, as are a refund and its
+``boutique.payment.refunded``, through the outbox of the same database
+(reference_services/common/events). Card numbers are never stored: only the
+card's type and last four digits.
+
+The schema is versioned: `LedgerStore.migrate` (run at start) applies the steps
+of `MIGRATIONS` past the version recorded in ``payment_schema``. Every step may
+be run again safely, so a start interrupted mid-step just redoes it. The store
+is also the payment service's health pinger for its database.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+from dataclasses import dataclass
+
+from reference_services.common.database import Database, Transaction
+from reference_services.common.events import PAYMENT_COMPLETED, PAYMENT_REFUNDED, Outbox
+from reference_services.protos import hipstershop_pb2 as pb
+from reference_services.protos.boutique.v1 import events_pb2 as ev
+
+#: version -> the statements that bring the schema from the previous version to it.
+#: ``{p}`` is the payments table's name.
+MIGRATIONS: dict[int, tuple[str, ...]] = {
+    1: (
+        "CREATE TABLE IF NOT EXISTS {p} ("
+        " id TEXT PRIMARY KEY, order_id TEXT NOT NULL UNIQUE, user_id TEXT NOT NULL,"
+        " currency_code TEXT NOT NULL, amount_units BIGINT NOT NULL,"
+        " amount_nanos INTEGER NOT NULL, status TEXT NOT NULL, transaction_id TEXT NOT NULL,"
+        " card_type TEXT NOT NULL, card_last_four TEXT NOT NULL,"
+        " charged_at_ns BIGINT NOT NULL, refunded_at_ns BIGINT,"
+        " refund_reason TEXT NOT NULL DEFAULT '')",
+        "CREATE INDEX IF NOT EXISTS {p}_by_user ON {p} (user_id, charged_at_ns, id)",
+    ),
+}
+SCHEMA_VERSION = max(MIGRATIONS)
+CHARGED = "CHARGED"
+REFUNDED = "REFUNDED"
+
+
+def rfc3339(at_ns: int) -> str:
+    """``at_ns`` in RFC 3339, UTC, to the millisecond."""
+    seconds, nanos = divmod(at_ns, 1_000_000_000)
+    at = dt.datetime.fromtimestamp(seconds, dt.UTC).replace(microsecond=nanos // 1000)
+    return at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class Payment:
+    """One order's payment as recorded."""
+
+    id: str
+    order_id: str
+    user_id: str
+    amount: pb.Money
+    status: str
+    """`CHARGED` or `REFUNDED`."""
+    transaction_id: str
+    card_type: str
+    card_last_four: str
+    charged_at_ns: int
+    refunded_at_ns: int | None = None
+    refund_reason: str = ""
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """Where a page of a user's payments ends: the last payment's time and id."""
+
+    charged_at_ns: int
+    id: str
+
+    def token(self) -> str:
+        """The opaque page token standing for this cursor."""
+        raw = f"{self.charged_at_ns}:{self.id}".encode()
+        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+    @classmethod
+    def parse(cls, token: str) -> Cursor:
+        """The cursor a `token` stands for; ValueError if it is not one."""
+        try:
+            raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+        except (binascii.Error, UnicodeDecodeError, ValueError):
+            raise ValueError("not a page token") from None
+        at, sep, id_ = raw.partition(":")
+        if not sep or not at.isdigit() or not id_:
+            raise ValueError("not a page token")
+        return cls(int(at), id_)
+
+
+_COLUMNS = (
+    "id, order_id, user_id, currency_code, amount_units, amount_nanos, status, transaction_id,"
+    " card_type, card_last_four, charged_at_ns, refunded_at_ns, refund_reason"
+)
+
+
+def _payment(row: tuple[object, ...]) -> Payment:
+    refunded = row[11]
+    return Payment(
+        id=str(row[0]),
+        order_id=str(row[1]),
+        user_id=str(row[2]),
+        amount=pb.Money(currency_code=str(row[3]), units=int(str(row[4])), nanos=int(str(row[5]))),
+        status=str(row[6]),
+        transaction_id=str(row[7]),
+        card_type=str(row[8]),
+        card_last_four=str(row[9]),
+        charged_at_ns=int(str(row[10])),
+        refunded_at_ns=None if refunded is None else int(str(refunded)),
+        refund_reason=str(row[12]),
+    )
+
+
+class LedgerStore:
+    """Payments in the table ``<prefix>payments`` of ``db``, its schema version in
+    ``<prefix>payment_schema``; events written to ``outbox``, an outbox of the same
+    database (tests sharing a database give each store a prefix and an outbox table)."""
+
+    name = "payment-store"
+
+    def __init__(self, db: Database, outbox: Outbox, prefix: str = "") -> None:
+        if prefix and not prefix.replace("_", "").isalnum():
+            raise ValueError(f"table prefix {prefix!r} must be letters, digits and underscores")
+        self.db = db
+        self.outbox = outbox
+        self.table = f"{prefix}payments"
+        self.schema_table = f"{prefix}payment_schema"
+
+    async def migrate(self) -> int:
+        """Bring the schema to `SCHEMA_VERSION` and make the outbox; the version it was at."""
+        await self.db.execute(
+            f"CREATE TABLE IF NOT EXISTS {self.schema_table} (id INTEGER PRIMARY KEY,"
+            " version INTEGER NOT NULL)"
+        )
+        rows = await self.db.execute(f"SELECT version FROM {self.schema_table} WHERE id = 1")
+        before = int(rows[0][0]) if rows else 0
+        if before > SCHEMA_VERSION:
+            raise RuntimeError(
+                f"{self.db.where} holds payment schema {before}, newer than this"
+                f" service's {SCHEMA_VERSION}"
+            )
+        for version in range(before + 1, SCHEMA_VERSION + 1):
+            for statement in MIGRATIONS[version]:
+                await self.db.execute(statement.format(p=self.table))
+            await self.db.execute(
+                f"INSERT INTO {self.schema_table} (id, version) VALUES (1, %s)"
+                " ON CONFLICT (id) DO UPDATE SET version = excluded.version",
+                (version,),
+            )
+        await self.outbox.setup()
+        return before
+
+    async def _find(self, tx: Transaction | Database, order_id: str) -> Payment | None:
+        rows = await tx.execute(
+            f"SELECT {_COLUMNS} FROM {self.table} WHERE order_id = %s", (order_id,)
+        )
+        return _payment(rows[0]) if rows else None
+
+    async def charge(self, payment: Payment) -> tuple[Payment, bool]:
+        """Record ``payment`` and its PaymentCompleted event, unless its order already has a
+        payment; the order's payment, and whether it is this one (False: the one found)."""
+        p, amount = payment, payment.amount
+        async with self.db.transaction() as tx:
+            rows = await tx.execute(
+                f"INSERT INTO {self.table} ({_COLUMNS})"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+                " ON CONFLICT (order_id) DO NOTHING RETURNING id",
+                (
+                    p.id,
+                    p.order_id,
+                    p.user_id,
+                    amount.currency_code,
+                    amount.units,
+                    amount.nanos,
+                    p.status,
+                    p.transaction_id,
+                    p.card_type,
+                    p.card_last_four,
+                    p.charged_at_ns,
+                    p.refunded_at_ns,
+                    p.refund_reason,
+                ),
+            )
+            if not rows:
+                found = await self._find(tx, p.order_id)
+                if found is None:  # pragma: no cover - the conflicting row cannot vanish
+                    raise RuntimeError(f"payment of order {p.order_id} conflicts but is absent")
+                return found, False
+            completed = ev.PaymentCompleted(payment_id=p.id, order_id=p.order_id, amount=amount)
+            await self.outbox.add(tx, PAYMENT_COMPLETED, completed)
+        return payment, True
+
+    async def refund(self, order_id: str, reason: str, at_ns: int) -> tuple[Payment | None, bool]:
+        """Mark the order's payment refunded at ``at_ns`` with its PaymentRefunded event,
+        unless it already is; the payment (None: the order has none) and whether this call
+        refunded it."""
+        async with self.db.transaction() as tx:
+            rows = await tx.execute(
+                f"UPDATE {self.table} SET status = %s, refunded_at_ns = %s, refund_reason = %s"
+                f" WHERE order_id = %s AND status = %s RETURNING {_COLUMNS}",
+                (REFUNDED, at_ns, reason, order_id, CHARGED),
+            )
+            if not rows:
+                return await self._find(tx, order_id), False
+            payment = _payment(rows[0])
+            refunded = ev.PaymentRefunded(
+                payment_id=payment.id, order_id=order_id, amount=payment.amount, reason=reason
+            )
+            await self.outbox.add(tx, PAYMENT_REFUNDED, refunded)
+        return payment, True
+
+    async def get(self, order_id: str) -> Payment | None:
+        """The payment of order ``order_id``, or None."""
+        return await self._find(self.db, order_id)
+
+    async def page(
+        self, user_id: str, limit: int, after: Cursor | None = None
+    ) -> tuple[list[Payment], Cursor | None]:
+        """Up to ``limit`` of the user's payments, newest first, after ``after``; and the
+        cursor of the next page (None: no more)."""
+        where, params = "user_id = %s", list[object]([user_id])
+        if after is not None:
+            where += " AND (charged_at_ns < %s OR (charged_at_ns = %s AND id < %s))"
+            params += [after.charged_at_ns, after.charged_at_ns, after.id]
+        rows = await self.db.execute(
+            f"SELECT {_COLUMNS} FROM {self.table} WHERE {where}"
+            " ORDER BY charged_at_ns DESC, id DESC LIMIT %s",
+            (*params, limit + 1),
+        )
+        found = [_payment(row) for row in rows[:limit]]
+        more = len(rows) > limit
+        return found, (Cursor(found[-1].charged_at_ns, found[-1].id) if more else None)
+
+    async def ping(self) -> None:
+        """Return when the database answers."""
+        await self.db.ping()
+
+    async def close(self) -> None:
+        """Release the connection."""
+        await self.db.close()
+
+    async def drop(self) -> None:
+        """Drop the tables and the outbox (for tests that made their own)."""
+        await self.db.execute(f"DROP TABLE IF EXISTS {self.table}")
+        await self.db.execute(f"DROP TABLE IF EXISTS {self.schema_table}")
+        await self.outbox.drop()
