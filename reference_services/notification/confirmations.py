@@ -18,6 +18,7 @@ from reference_services.common.database import Transaction
 from reference_services.common.events import Event
 from reference_services.common.faults import Faults, Rate
 from reference_services.email.service import IDEMPOTENCY_KEY
+from reference_services.notification.orders import learn
 from reference_services.notification.store import Notification, NotificationStore
 from reference_services.protos import hipstershop_pb2 as pb
 from reference_services.protos import hipstershop_pb2_grpc as pb_grpc
@@ -90,6 +91,7 @@ class OrderConfirmations:
                 # a delivery again after a crash between the e-mail and the commit: not resent
                 metadata=((IDEMPOTENCY_KEY, event.event_id),),
             )
+            await learn(self.store, tx, placed, event.attempt)
             await self.store.record(
                 Notification(
                     id=event.event_id,

@@ -26,6 +26,7 @@ from reference_services.common.events import (
     Undecodable,
 )
 from reference_services.notification.confirmations import CHANNEL, CONSUMER, TEMPLATE, subject
+from reference_services.notification.orders import learn
 from reference_services.notification.store import Notification, NotificationStore
 from reference_services.protos.boutique.v1 import events_pb2 as ev
 
@@ -70,6 +71,8 @@ class FailedConfirmations:
         placed = event.message
         if not isinstance(placed, ev.OrderPlaced):
             raise TypeError(f"failed confirmations take OrderPlaced, not {type(placed).__name__}")
+        # the order's later e-mails need not wait for its confirmation's replay
+        await learn(self.store, tx, placed, event.attempt)
         await self.store.record(
             Notification(
                 id=event.event_id,

@@ -2,9 +2,12 @@
 
 It runs the durable consumer ``notification`` of ``boutique.order.placed`` (see
 `confirmations`) and ``notification-dead-letters`` of its dead letters (see
-`dead_letters`), and ``notification-welcome`` of ``boutique.user.registered`` (see
-`welcome`) beside the gRPC NotificationService (see `history`), on its own
-store. The history is read with a token of the user service (see `history`). Its
+`dead_letters`), ``notification-welcome`` of ``boutique.user.registered`` (see
+`welcome`), ``notification-status`` of ``boutique.order.status_changed`` and
+``notification-refunds`` of ``boutique.payment.refunded`` (see `orders`) beside
+the gRPC NotificationService (see `history`), on its own store. Dead letters are
+replayed with ``python -m reference_services.notification replay-dead-letters``
+(see `replay`). The history is read with a token of the user service (see `history`). Its
 health pings the store, the broker, the e-mail and the user services.
 """
 
@@ -20,6 +23,8 @@ from reference_services.common.database import StoreUnavailable, open_database
 from reference_services.common.events import (
     BACKOFF,
     ORDER_PLACED,
+    ORDER_STATUS_CHANGED,
+    PAYMENT_REFUNDED,
     USER_REGISTERED,
     Broker,
     EventConsumer,
@@ -31,6 +36,8 @@ from reference_services.common.settings import store_url
 from reference_services.notification.confirmations import CONSUMER, OrderConfirmations, faults
 from reference_services.notification.dead_letters import DeadLetters, FailedConfirmations
 from reference_services.notification.history import RULES, NotificationHistory
+from reference_services.notification.orders import CONSUMER as STATUS
+from reference_services.notification.orders import REFUNDS, OrderMails
 from reference_services.notification.store import NotificationStore
 from reference_services.notification.welcome import CONSUMER as WELCOME
 from reference_services.notification.welcome import Welcomes
@@ -114,10 +121,26 @@ async def build(config: Config) -> Wiring:
         backoff=config.backoff,
         ack_wait=config.ack_wait,
     )
+    mails = OrderMails(store)
+    later = [
+        EventConsumer(
+            broker,
+            db,
+            name,
+            [subject],
+            mails,
+            max_deliver=config.max_deliver,
+            backoff=config.backoff,
+            ack_wait=config.ack_wait,
+        )
+        for name, subject in ((STATUS, ORDER_STATUS_CHANGED), (REFUNDS, PAYMENT_REFUNDED))
+    ]
     broker.start()
     consumer.start()
     failed.start()
     welcomes.start()
+    for each in later:
+        each.start()
     add = npb_grpc.add_NotificationServiceServicer_to_server
     return Wiring(
         servicers=[(add, NotificationHistory(store))],
@@ -129,6 +152,7 @@ async def build(config: Config) -> Wiring:
             store.close,
             clients.close,
             broker.close,
+            *(each.stop for each in later),
             welcomes.stop,
             failed.stop,
             consumer.stop,

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from reference_services.common.database import Database, Transaction
 
 #: version -> the statements that bring the schema from the previous version to it.
-#: ``{n}`` is the notifications table's name.
+#: ``{n}`` is the notifications table's name, ``{r}`` the order recipients', ``{p}`` the
+#: parked notifications'.
 MIGRATIONS: dict[int, tuple[str, ...]] = {
     1: (
         "CREATE TABLE IF NOT EXISTS {n} ("
@@ -25,6 +26,16 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         " order_id TEXT NOT NULL, user_id TEXT NOT NULL, email TEXT NOT NULL)",
         "CREATE INDEX IF NOT EXISTS {n}_by_user ON {n} (user_id, sent_at_ns)",
         "CREATE INDEX IF NOT EXISTS {n}_by_email ON {n} (email, sent_at_ns)",
+    ),
+    # who each order belongs to (learnt from its OrderPlaced; email '' while unknown), and
+    # the notifications of an order's later events that came before it (see `park`)
+    2: (
+        "CREATE TABLE IF NOT EXISTS {r} ("
+        " order_id TEXT PRIMARY KEY, user_id TEXT NOT NULL, email TEXT NOT NULL)",
+        "CREATE TABLE IF NOT EXISTS {p} ("
+        " id TEXT PRIMARY KEY, order_id TEXT NOT NULL, template TEXT NOT NULL,"
+        " subject TEXT NOT NULL, parked_at_ns BIGINT NOT NULL)",
+        "CREATE INDEX IF NOT EXISTS {p}_by_order ON {p} (order_id)",
     ),
 }
 SCHEMA_VERSION = max(MIGRATIONS)
@@ -94,6 +105,8 @@ class NotificationStore:
         self.db = db
         self.table = f"{prefix}notifications"
         self.schema_table = f"{prefix}notification_schema"
+        self.recipients_table = f"{prefix}order_recipients"
+        self.parked_table = f"{prefix}parked_notifications"
 
     async def migrate(self) -> int:
         """Bring the schema to `SCHEMA_VERSION`; the version it was at before."""
@@ -110,7 +123,9 @@ class NotificationStore:
             )
         for version in range(before + 1, SCHEMA_VERSION + 1):
             for statement in MIGRATIONS[version]:
-                await self.db.execute(statement.format(n=self.table))
+                await self.db.execute(
+                    statement.format(n=self.table, r=self.recipients_table, p=self.parked_table)
+                )
             await self.db.execute(
                 f"INSERT INTO {self.schema_table} (id, version) VALUES (1, %s)"
                 " ON CONFLICT (id) DO UPDATE SET version = excluded.version",
@@ -120,11 +135,14 @@ class NotificationStore:
 
     async def record(self, notification: Notification, tx: Transaction | None = None) -> bool:
         """Write ``notification`` (in transaction ``tx`` if given) unless one with its id is
-        there; whether it was written."""
+        there, but a ``sent`` one over a ``failed`` one (its dead letter replayed); whether
+        it was written."""
         n = notification
         rows = await (tx or self.db).execute(
             f"INSERT INTO {self.table} ({_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
-            " ON CONFLICT (id) DO NOTHING RETURNING id",
+            " ON CONFLICT (id) DO UPDATE SET status = excluded.status,"
+            " sent_at_ns = excluded.sent_at_ns"
+            f" WHERE {self.table}.status = 'failed' AND excluded.status = 'sent' RETURNING id",
             (
                 n.id,
                 n.channel,
@@ -138,6 +156,64 @@ class NotificationStore:
             ),
         )
         return bool(rows)
+
+    async def recipient(self, tx: Transaction, order_id: str) -> tuple[str, str] | None:
+        """(user id, e-mail) of the order's customer, None while its OrderPlaced has not
+        come; the order's row is locked until ``tx`` ends, so that `learn` waits for it."""
+        rows = await tx.execute(
+            f"INSERT INTO {self.recipients_table} (order_id, user_id, email) VALUES (%s, '', '')"
+            " ON CONFLICT (order_id) DO UPDATE SET order_id = excluded.order_id"
+            " RETURNING user_id, email",
+            (order_id,),
+        )
+        user_id, email = str(rows[0][0]), str(rows[0][1])
+        return (user_id, email) if email else None
+
+    async def park(
+        self, tx: Transaction, id_: str, order_id: str, template: str, subject: str, at_ns: int
+    ) -> None:
+        """Keep the notification of event ``id_`` until the order's customer is learnt
+        (in ``tx``, after `recipient` said None)."""
+        await tx.execute(
+            f"INSERT INTO {self.parked_table} (id, order_id, template, subject, parked_at_ns)"
+            " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (id) DO NOTHING",
+            (id_, order_id, template, subject, at_ns),
+        )
+
+    async def learn(
+        self, tx: Transaction, order_id: str, user_id: str, email: str, at_ns: int
+    ) -> list[Notification]:
+        """Remember the order's customer (in ``tx``); the notifications parked for the order
+        until now, recorded as sent to them at ``at_ns`` (the caller sends them)."""
+        await tx.execute(
+            f"INSERT INTO {self.recipients_table} (order_id, user_id, email) VALUES (%s, %s, %s)"
+            " ON CONFLICT (order_id) DO UPDATE SET user_id = excluded.user_id,"
+            " email = excluded.email",
+            (order_id, user_id, email),
+        )
+        parked = await tx.execute(
+            f"SELECT id, template, subject FROM {self.parked_table} WHERE order_id = %s"
+            " ORDER BY parked_at_ns, id",
+            (order_id,),
+        )
+        released = []
+        for id_, template, subject in parked:
+            notification = Notification(
+                id=str(id_),
+                channel="email",
+                template=str(template),
+                subject=str(subject),
+                status="sent",
+                sent_at_ns=at_ns,
+                order_id=order_id,
+                user_id=user_id,
+                email=email,
+            )
+            if await self.record(notification, tx):
+                released.append(notification)
+        if parked:
+            await tx.execute(f"DELETE FROM {self.parked_table} WHERE order_id = %s", (order_id,))
+        return released
 
     async def get(self, id_: str) -> Notification | None:
         """The notification caused by event ``id_``, or None."""
@@ -173,9 +249,9 @@ class NotificationStore:
         await self.db.close()
 
     async def drop(self) -> None:
-        """Drop both tables (for tests that made their own)."""
-        await self.db.execute(f"DROP TABLE IF EXISTS {self.table}")
-        await self.db.execute(f"DROP TABLE IF EXISTS {self.schema_table}")
+        """Drop its tables (for tests that made their own)."""
+        for table in (self.table, self.recipients_table, self.parked_table, self.schema_table):
+            await self.db.execute(f"DROP TABLE IF EXISTS {table}")
 
 
 def _notification(row: tuple[object, ...]) -> Notification:
