@@ -134,9 +134,7 @@ async def clue_shop(data: Path) -> tuple[list[GrpcService], str, str]:
         services.append(service)
         return service.address
 
-    catalog = await start(
-        "productcatalog", await productcatalog.build(productcatalog.Config.from_env())
-    )
+    catalog = await start("productcatalog", await productcatalog.build(productcatalog.Config()))
     config = checkout.Config(
         cart_addr=await start("cart", await cart.build(cart.Config(f"sqlite:///{data}/cart.db"))),
         catalog_addr=catalog,

@@ -1,28 +1,54 @@
-"""ProductCatalogService over gRPC, with its fault switches."""
+"""ProductCatalogService and InventoryService over gRPC, with their fault switches.
+
+The inventory (see `inventory`) keeps its stock in its own store, publishes LowStock
+through an outbox when a broker is configured, and checks SetStock's admin token with
+the user service's keys when one is.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from opentelemetry import trace
 
+import clue.grpc
+from clue import health
 from reference_services.common import fields
-from reference_services.common.config import ConfigError, env_str
+from reference_services.common.auth import Authorizer, PublishedKeys
+from reference_services.common.clients import CHANNEL_OPTIONS
+from reference_services.common.config import ConfigError, env_addr, env_str
+from reference_services.common.database import SQLite, StoreUnavailable, open_database
+from reference_services.common.events import Broker, Outbox, Relay, Stream, nats_url
 from reference_services.common.faults import Faults, Flag, Millis
 from reference_services.common.rpc import Context, not_found, quote, rpc
-from reference_services.common.runtime import Entry, Wiring
+from reference_services.common.runtime import AddServicer, Entry, Wiring
+from reference_services.common.settings import store_url
 from reference_services.productcatalog.catalog import DATA_FILE, MAX_QUERY, Catalog
+from reference_services.productcatalog.inventory import (
+    RULES,
+    Inventory,
+    StockSettings,
+    exhausted_switch,
+)
+from reference_services.productcatalog.stock_store import StockStore, Thresholds
+from reference_services.productcatalog.stock_sweeper import StockSweeper
 from reference_services.protos import hipstershop_pb2 as pb
 from reference_services.protos import hipstershop_pb2_grpc as pb_grpc
+from reference_services.protos.boutique.v1 import inventory_pb2_grpc as ipb_grpc
+from reference_services.protos.boutique.v1 import user_pb2_grpc as upb_grpc
 
 
-def faults() -> Faults:
-    """The catalog's switches: extra latency and the CPU-burning re-read bug."""
+def faults(product_ids: list[str] | None = None) -> Faults:
+    """The catalog's switches: extra latency, the CPU-burning re-read bug, and a product
+    whose stock is exhausted (one of ``product_ids``)."""
     return Faults(
         Millis("extra_latency_ms", "milliseconds added to every product lookup"),
         Flag("cpu_bug", "re-read and parse the catalog file on every request"),
+        exhausted_switch(product_ids or []),
     )
 
 
@@ -74,26 +100,93 @@ class ProductCatalog(pb_grpc.ProductCatalogServiceServicer):
 
 @dataclass(frozen=True)
 class Config:
-    """The catalog's settings: where its data file is."""
+    """The catalog's settings: where its data file is; the inventory's store, broker,
+    user service and stock settings."""
 
-    data_file: Path
+    data_file: Path = DATA_FILE
+    database_url: str | None = None
+    """The inventory's store; None keeps the stock in memory (tests, embedding)."""
+    nats_url: str | None = None
+    """The event broker; None publishes no LowStock events."""
+    stream: str = "BOUTIQUE"
+    user_addr: str | None = None
+    """The user service whose keys verify SetStock's admin tokens; None refuses SetStock."""
+    stock: StockSettings = field(default_factory=StockSettings)
 
     @classmethod
     def from_env(cls) -> Config:
-        """Read ``CATALOG_DATA_FILE`` (default: the bundled products.json)."""
+        """``CATALOG_DATA_FILE`` (default: the bundled products.json),
+        ``PRODUCTCATALOG_DATABASE_URL`` (default ``$DATA_DIR/inventory.db``, or
+        postgresql://...), ``NATS_URL``, ``EVENTS_STREAM``, ``USER_SERVICE_ADDR`` (if set)
+        and the ``INVENTORY_*`` settings of `StockSettings.from_env`."""
         path = Path(env_str("CATALOG_DATA_FILE", str(DATA_FILE)))
         if not path.is_file():
             raise ConfigError(f"CATALOG_DATA_FILE={str(path)!r} is not a file")
-        return cls(path)
+        user = env_str("USER_SERVICE_ADDR", "")
+        return cls(
+            data_file=path,
+            database_url=store_url("PRODUCTCATALOG_DATABASE_URL", "inventory.db"),
+            nats_url=nats_url(),
+            stream=Stream.from_env().name,
+            user_addr=env_addr("USER_SERVICE_ADDR") if user else None,
+            stock=StockSettings.from_env(),
+        )
 
 
 async def build(config: Config) -> Wiring:
-    """The catalog's servicer and switches."""
-    switches = faults()
-    servicer = ProductCatalog(Catalog.from_file(config.data_file), switches, config.data_file)
+    """The catalog's and the inventory's servicers and switches; the stock store migrated
+    and new products stocked first, its sweeper and event relay running."""
+    catalog = Catalog.from_file(config.data_file)
+    ids = [p.id for p in catalog.products]
+    switches = faults(ids)
+    db = open_database(config.database_url) if config.database_url else SQLite(":memory:")
+    outbox = Outbox(db) if config.nats_url else None
+    thresholds = Thresholds(low=config.stock.low, initial=config.stock.initial)
+    store = StockStore(db, thresholds, outbox)
+    try:
+        await store.migrate()
+        await store.stock_new_products(ids)
+    except StoreUnavailable as exc:
+        await store.close()
+        raise OSError(f"inventory store: {exc}") from exc
+    closers: list[Callable[[], Awaitable[Any]]] = [store.close]
+    pingers: list[health.Pinger] = [store]
+    relay = None
+    if outbox is not None:
+        broker = Broker(config.nats_url, Stream(config.stream))
+        relay = Relay(outbox, broker)
+        broker.start()
+        relay.start()
+        closers += [broker.close, relay.stop]
+        pingers.append(broker)
+    authorizer = None
+    if config.user_addr is not None:
+        # not a pinged client: browsing the catalog does not need the user service
+        channel = clue.grpc.async_insecure_channel(config.user_addr, options=CHANNEL_OPTIONS)
+        keys = PublishedKeys.from_stub(upb_grpc.UserServiceStub(channel))
+        authorizer = Authorizer(keys, RULES)
+        closers.append(lambda: channel.close(None))
+    inventory = Inventory(
+        store, catalog, switches, config.stock, relay, guarded=authorizer is not None
+    )
+    sweeper = StockSweeper(
+        store, ttl_s=config.stock.ttl_s, restock_s=config.stock.restock_s, relay=relay
+    )
+    sweeper.start()
+    closers.append(sweeper.stop)
+    servicers: list[tuple[AddServicer, object]] = [
+        (
+            pb_grpc.add_ProductCatalogServiceServicer_to_server,
+            ProductCatalog(catalog, switches, config.data_file),
+        ),
+        (ipb_grpc.add_InventoryServiceServicer_to_server, inventory),
+    ]
     return Wiring(
-        servicers=[(pb_grpc.add_ProductCatalogServiceServicer_to_server, servicer)],
+        servicers=servicers,
+        pingers=pingers,
         faults=switches,
+        closers=closers,  # run last to first: the sweeper, the channel, relay, broker, store
+        authorizer=authorizer,
     )
 
 

@@ -146,14 +146,21 @@ async def boutique_running(data: Path, nats_url: str) -> AsyncIterator[Boutique]
         return service
 
     try:
-        catalog = await start(
-            "productcatalog", await productcatalog.build(productcatalog.Config.from_env())
+        inventory = productcatalog.Config(
+            database_url=f"sqlite:///{data / 'inventory.db'}",
+            nats_url=nats_url,
+            stream=shop.stream.name,
         )
+        catalog = await start("productcatalog", await productcatalog.build(inventory))
         await start("currency", await currency.build())
         cart_config = cart.Config(f"sqlite:///{data / 'cart.db'}", catalog.address)
         await start("cart", await cart.build(cart_config))
-        await start("shipping", await shipping.build())
-        await start("payment", await payment.build())
+        shipments = shipping.Config(
+            f"sqlite:///{data / 'shipping.db'}", nats_url, stream=shop.stream.name
+        )
+        await start("shipping", await shipping.build(shipments))
+        ledger = payment.Config(f"sqlite:///{data / 'payment.db'}", nats_url, shop.stream.name)
+        await start("payment", await payment.build(ledger))
         await start("email", await email.build())
         await start("ad", await ad.build())
         await start(

@@ -123,9 +123,7 @@ async def shop(
             services[name] = await stack.enter_async_context(serving(name, wiring))
             return services[name]
 
-        catalog = await start(
-            "productcatalog", await productcatalog.build(productcatalog.Config.from_env())
-        )
+        catalog = await start("productcatalog", await productcatalog.build(productcatalog.Config()))
         await start("currency", await currency.build())
         await start(
             "cart",

@@ -107,7 +107,7 @@ async def test_catalog_over_grpc_with_faults(tmp_path: Path) -> None:
 
 
 async def test_the_cpu_bug_is_found_in_the_cpu_profile() -> None:
-    wiring = await productcatalog.build(productcatalog.Config.from_env())
+    wiring = await productcatalog.build(productcatalog.Config())
     async with (
         serving("productcatalog", wiring) as service,
         stub_for(service, pb_grpc.ProductCatalogServiceStub) as stub,

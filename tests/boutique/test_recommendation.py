@@ -25,7 +25,7 @@ def test_recommend_excludes_and_caps() -> None:
 
 
 async def test_recommendations_over_grpc_and_the_leak() -> None:
-    catalog_wiring = await productcatalog.build(productcatalog.Config.from_env())
+    catalog_wiring = await productcatalog.build(productcatalog.Config())
     async with serving("productcatalog", catalog_wiring) as catalog:
         wiring = await recommendation.build(recommendation.Config(catalog.address))
         async with (
@@ -60,7 +60,7 @@ async def test_recommendations_over_grpc_and_the_leak() -> None:
 
 
 async def test_the_leak_is_found_in_the_heap_profile() -> None:
-    catalog_wiring = await productcatalog.build(productcatalog.Config.from_env())
+    catalog_wiring = await productcatalog.build(productcatalog.Config())
     async with serving("productcatalog", catalog_wiring) as catalog:
         wiring = await recommendation.build(recommendation.Config(catalog.address))
         async with (
