@@ -31,7 +31,8 @@ from reference_services.protos import hipstershop_pb2 as pb
 from reference_services.protos.boutique.v1 import events_pb2 as ev
 
 #: version -> the statements that bring the schema from the previous version to it.
-#: ``{o}`` is the orders table, ``{h}`` the history table.
+#: ``{o}`` is the orders table, ``{h}`` the history table, ``{s}`` the saga log, ``{w}``
+#: the checkout processes' heartbeats.
 MIGRATIONS: dict[int, tuple[str, ...]] = {
     1: (
         "CREATE TABLE IF NOT EXISTS {o} ("
@@ -51,9 +52,21 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         "INSERT INTO {h} (order_id, seq, from_status, to_status, at_ns, reason, trace_id)"
         " SELECT order_id, 1, 'UNSPECIFIED', 'SHIPPED', placed_at_ns, 'placed', '' FROM {o}",
     ),
+    3: (
+        # the checkout saga's durable state (reference_services/checkout/saga_log.py)
+        "CREATE TABLE IF NOT EXISTS {s} ("
+        " order_id TEXT PRIMARY KEY, kind TEXT NOT NULL, step TEXT NOT NULL,"
+        " state TEXT NOT NULL, reason TEXT NOT NULL, owner TEXT NOT NULL,"
+        " carrier_json TEXT NOT NULL, updated_ns BIGINT NOT NULL)",
+        "CREATE INDEX IF NOT EXISTS {s}_open ON {s} (state, updated_ns)",
+        # the checkout processes alive, each beating while it runs sagas
+        "CREATE TABLE IF NOT EXISTS {w} (owner TEXT PRIMARY KEY, beat_ns BIGINT NOT NULL)",
+    ),
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 
+PENDING = "PENDING"
+"""The status of an order whose checkout saga has begun."""
 PLACED = "SHIPPED"
 """The status of an order PlaceOrder recorded (it answers once the label is created)."""
 #: status -> the statuses it may move to (docs/boutique.md, "Orders").
@@ -134,13 +147,14 @@ class Cursor:
         return cls(int(at), order_id)
 
 
-def order_placed(order: PlacedOrder) -> ev.OrderPlaced:
-    """The ``boutique.order.placed`` event of a recorded order."""
-    result = order.result
+def order_placed(
+    result: pb.OrderResult, *, user_id: str, email: str, total: pb.Money
+) -> ev.OrderPlaced:
+    """The ``boutique.order.placed`` event of an order shipped with ``result``."""
     return ev.OrderPlaced(
-        order_id=order.order_id,
-        user_id=order.user_id,
-        email=order.email,
+        order_id=result.order_id,
+        user_id=user_id,
+        email=email,
         items=[
             ev.OrderLine(
                 product_id=line.item.product_id, quantity=line.item.quantity, unit_cost=line.cost
@@ -148,7 +162,7 @@ def order_placed(order: PlacedOrder) -> ev.OrderPlaced:
             for line in result.items
         ],
         shipping_cost=result.shipping_cost,
-        total=order.total,
+        total=total,
         shipping_address=result.shipping_address,
         tracking_id=result.shipping_tracking_id,
     )
@@ -174,6 +188,8 @@ class OrderStore:
         self.table = f"{prefix}orders"
         self.history_table = f"{prefix}order_history"
         self.schema_table = f"{prefix}order_schema"
+        self.saga_table = f"{prefix}order_sagas"
+        self.beat_table = f"{prefix}checkout_beats"
         self._migrated = False
 
     async def migrate(self) -> int:
@@ -192,7 +208,11 @@ class OrderStore:
         for version in range(before + 1, SCHEMA_VERSION + 1):
             async with self.db.transaction() as tx:  # a step and its version, or neither
                 for statement in MIGRATIONS[version]:
-                    await tx.execute(statement.format(o=self.table, h=self.history_table))
+                    await tx.execute(
+                        statement.format(
+                            o=self.table, h=self.history_table, s=self.saga_table, w=self.beat_table
+                        )
+                    )
                 await tx.execute(
                     f"INSERT INTO {self.schema_table} (id, version) VALUES (1, %s)"
                     " ON CONFLICT (id) DO UPDATE SET version = excluded.version",
@@ -206,8 +226,9 @@ class OrderStore:
             await self.migrate()
 
     async def drop(self) -> None:
-        """Drop the store's three tables (for tests that made their own)."""
-        for table in (self.history_table, self.table, self.schema_table):
+        """Drop the store's tables (for tests that made their own)."""
+        tables = (self.history_table, self.table, self.saga_table, self.beat_table)
+        for table in (*tables, self.schema_table):
             await self.db.execute(f"DROP TABLE IF EXISTS {table}")
         self._migrated = False
 
@@ -249,7 +270,11 @@ class OrderStore:
             )
             await self._add_change(tx, placed.order_id, 1, first)
             if outbox is not None:
-                await outbox.add(tx, ORDER_PLACED, order_placed(placed))
+                await outbox.add(
+                    tx,
+                    ORDER_PLACED,
+                    order_placed(result, user_id=user_id, email=email, total=total),
+                )
         return placed
 
     async def _add_change(self, tx: Transaction, order_id: str, seq: int, change: Change) -> None:
@@ -267,6 +292,64 @@ class OrderStore:
             ),
         )
 
+    async def create(
+        self,
+        tx: Transaction,
+        result: pb.OrderResult,
+        *,
+        user_id: str,
+        email: str,
+        total: pb.Money,
+        trace_id: str,
+    ) -> None:
+        """Write a new order PENDING in ``tx``: its items priced and its shipping address
+        known, its payment and tracking id not yet (`settle` sets them)."""
+        await self._ready()
+        now = time.time_ns()
+        await tx.execute(
+            f"INSERT INTO {self.table} ({_COLUMNS})"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            (
+                result.order_id,
+                user_id,
+                email,
+                total.currency_code,
+                total.units,
+                total.nanos,
+                "",
+                json_format.MessageToJson(result, indent=None),
+                now,
+                PENDING,
+            ),
+        )
+        first = Change("UNSPECIFIED", PENDING, now, "checkout started", trace_id)
+        await self._add_change(tx, result.order_id, 1, first)
+
+    async def settle(
+        self,
+        tx: Transaction,
+        order_id: str,
+        *,
+        transaction_id: str | None = None,
+        tracking_id: str | None = None,
+    ) -> None:
+        """Record in ``tx`` the card transaction or the tracking id an order got."""
+        if transaction_id is not None:
+            await tx.execute(
+                f"UPDATE {self.table} SET transaction_id = %s WHERE order_id = %s",
+                (transaction_id, order_id),
+            )
+        if tracking_id is not None:
+            rows = await tx.execute(
+                f"SELECT result_json FROM {self.table} WHERE order_id = %s", (order_id,)
+            )
+            result = json_format.Parse(str(rows[0][0]), pb.OrderResult())
+            result.shipping_tracking_id = tracking_id
+            await tx.execute(
+                f"UPDATE {self.table} SET result_json = %s WHERE order_id = %s",
+                (json_format.MessageToJson(result, indent=None), order_id),
+            )
+
     async def transition(
         self, order_id: str, to: str, reason: str, trace_id: str, outbox: Outbox | None = None
     ) -> PlacedOrder | None:
@@ -276,40 +359,53 @@ class OrderStore:
         `TRANSITIONS` does not allow the move."""
         await self._ready()
         async with self.db.transaction() as tx:
-            rows = await tx.execute(
-                f"SELECT status FROM {self.table} WHERE order_id = %s", (order_id,)
-            )
-            if not rows:
+            if await self.move(tx, order_id, to, reason, trace_id, outbox) is None:
                 return None
-            current = str(rows[0][0])
-            allowed = TRANSITIONS.get(current, frozenset())
-            if to not in allowed:
-                others = ", ".join(sorted(allowed)) or "none"
-                raise Forbidden(f"it is {current} and cannot become {to} (allowed: {others})")
-            # only from the status read: a move committed meanwhile by another replica
-            # (PostgreSQL re-reads the row once its lock is released) leaves nothing to update
-            moved = await tx.execute(
-                f"UPDATE {self.table} SET status = %s WHERE order_id = %s AND status = %s"
-                " RETURNING order_id",
-                (to, order_id, current),
-            )
-            if not moved:
-                raise Forbidden(f"its status changed while it was becoming {to}: read it again")
-            seqs = await tx.execute(
-                f"SELECT COALESCE(MAX(seq), 0) FROM {self.history_table} WHERE order_id = %s",
-                (order_id,),
-            )
-            change = Change(current, to, time.time_ns(), reason, trace_id)
-            await self._add_change(tx, order_id, int(seqs[0][0]) + 1, change)
-            if outbox is not None:
-                event = ev.OrderStatusChanged(
-                    order_id=order_id,
-                    from_status=wire_status(current),
-                    to_status=wire_status(to),
-                    reason=reason,
-                )
-                await outbox.add(tx, ORDER_STATUS_CHANGED, event)
         return await self.get(order_id)
+
+    async def move(
+        self,
+        tx: Transaction,
+        order_id: str,
+        to: str,
+        reason: str,
+        trace_id: str,
+        outbox: Outbox | None = None,
+    ) -> str | None:
+        """`transition` inside the caller's transaction ``tx``; the status it moved from,
+        None if there is no such order."""
+        rows = await tx.execute(f"SELECT status FROM {self.table} WHERE order_id = %s", (order_id,))
+        if not rows:
+            return None
+        current = str(rows[0][0])
+        allowed = TRANSITIONS.get(current, frozenset())
+        if to not in allowed:
+            others = ", ".join(sorted(allowed)) or "none"
+            raise Forbidden(f"it is {current} and cannot become {to} (allowed: {others})")
+        # only from the status read: a move committed meanwhile by another replica
+        # (PostgreSQL re-reads the row once its lock is released) leaves nothing to update
+        moved = await tx.execute(
+            f"UPDATE {self.table} SET status = %s WHERE order_id = %s AND status = %s"
+            " RETURNING order_id",
+            (to, order_id, current),
+        )
+        if not moved:
+            raise Forbidden(f"its status changed while it was becoming {to}: read it again")
+        seqs = await tx.execute(
+            f"SELECT COALESCE(MAX(seq), 0) FROM {self.history_table} WHERE order_id = %s",
+            (order_id,),
+        )
+        change = Change(current, to, time.time_ns(), reason, trace_id)
+        await self._add_change(tx, order_id, int(seqs[0][0]) + 1, change)
+        if outbox is not None:
+            event = ev.OrderStatusChanged(
+                order_id=order_id,
+                from_status=wire_status(current),
+                to_status=wire_status(to),
+                reason=reason,
+            )
+            await outbox.add(tx, ORDER_STATUS_CHANGED, event)
+        return current
 
     async def get(self, order_id: str) -> PlacedOrder | None:
         """The order with this id and its history, or None."""

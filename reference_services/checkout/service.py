@@ -1,29 +1,37 @@
-"""CheckoutService over gRPC: PlaceOrder across the other services, recorded durably.
+"""CheckoutService over gRPC: PlaceOrder prices the cart, then runs the checkout saga.
 
-A placed order is announced by a ``boutique.order.placed`` event, written with the
-order in one transaction and published by the relay: the notification service
-sends the confirmation e-mail from it, in the order's trace. The same process
-serves OrderService (reference_services/checkout/order_service.py) over the
-order store, its callers' tokens verified with the user service's keys.
+The saga (reference_services/checkout/saga.py) reserves the stock, charges the
+order, ships it and commits, its state written durably before each step and
+settled by recovery after a crash (recovery.py). A placed order is announced
+by a ``boutique.order.placed`` event, written with its SHIPPED status in one
+transaction and published by the relay: the notification service sends the
+confirmation e-mail from it, in the order's trace. The same process serves
+OrderService (order_service.py) over the order store, its callers' tokens
+verified with the user service's keys, and moves orders on with the courier's
+events (shipments.py).
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import grpc
 from opentelemetry import metrics, trace
 
-from clue import log
-from reference_services.checkout.order_service import RULES, Orders, trace_id
+from clue import health, log
+from reference_services.checkout.order_service import RULES, Orders
 from reference_services.checkout.orders import OrderStore
+from reference_services.checkout.recovery import Recovery, Timing
+from reference_services.checkout.saga import Partners, Plan, Saga, StepFailed, crash_switch
+from reference_services.checkout.saga_log import SagaLog
+from reference_services.checkout.shipments import ShipmentEvents
 from reference_services.common import fields, money
 from reference_services.common.auth import Authorizer, PublishedKeys
 from reference_services.common.clients import Clients
-from reference_services.common.config import env_addr
+from reference_services.common.config import env_addr, env_str
 from reference_services.common.database import StoreUnavailable, open_database
 from reference_services.common.events import (
     PAUSE_SWITCH,
@@ -47,11 +55,17 @@ from reference_services.common.runtime import AddServicer, Entry, Wiring
 from reference_services.common.settings import store_url
 from reference_services.protos import hipstershop_pb2 as pb
 from reference_services.protos import hipstershop_pb2_grpc as pb_grpc
+from reference_services.protos.boutique.v1 import inventory_pb2_grpc as ipb_grpc
+from reference_services.protos.boutique.v1 import ledger_pb2_grpc as lpb_grpc
 from reference_services.protos.boutique.v1 import order_pb2_grpc as opb_grpc
+from reference_services.protos.boutique.v1 import shipment_pb2_grpc as spb_grpc
 from reference_services.protos.boutique.v1 import user_pb2_grpc as upb_grpc
 
 T = TypeVar("T")
 CALL_TIMEOUT = 5.0
+UNSAFE_SWITCH = "CHECKOUT_UNSAFE_SKIP_SAGA_LOG"
+"""Set to 1 (benchmarks only, never in use: a crash then loses money and stock) to run
+the saga without writing its state or any event."""
 
 METER = metrics.get_meter("reference_services.checkout")
 ORDERS = METER.create_counter(
@@ -80,12 +94,12 @@ class Downstream:
     catalog: pb_grpc.ProductCatalogServiceAsyncStub
     currency: pb_grpc.CurrencyServiceAsyncStub
     shipping: pb_grpc.ShippingServiceAsyncStub
-    payment: pb_grpc.PaymentServiceAsyncStub
 
 
 def faults() -> Faults:
-    """Checkout's switch: hold the event relay (placed orders' events wait in the outbox)."""
-    return Faults(pause_switch())
+    """Checkout's switches: hold the event relay (placed orders' events wait in the
+    outbox); kill the process right after a saga step's state is written."""
+    return Faults(pause_switch(), crash_switch())
 
 
 def _check_request(request: pb.PlaceOrderRequest) -> None:
@@ -103,36 +117,37 @@ def _check_request(request: pb.PlaceOrderRequest) -> None:
     fields.text(request.credit_card.credit_card_number, number, fields.MAX_CARD_NUMBER)
 
 
-class Checkout(pb_grpc.CheckoutServiceServicer):
-    """Places orders; each one's event goes to ``outbox``, which ``relay`` publishes."""
+def failure(step: str, exc: grpc.aio.AioRpcError) -> RpcFailure:
+    """The error PlaceOrder answers when ``step``'s call failed with ``exc`` (counted)."""
+    FAILED.add(1, {"step": step})
+    code = exc.code()
+    message = f"{step}: {exc.details()}"
+    if code in _PASS_THROUGH:
+        return RpcFailure(code, message)
+    if code in _RETRYABLE:
+        return unavailable(message)
+    return RpcFailure(grpc.StatusCode.INTERNAL, message)
 
-    def __init__(
-        self, downstream: Downstream, orders: OrderStore, outbox: Outbox, relay: Relay
-    ) -> None:
+
+class Checkout(pb_grpc.CheckoutServiceServicer):
+    """Places orders: prices the cart, then runs the ``saga``."""
+
+    def __init__(self, downstream: Downstream, saga: Saga) -> None:
         self.down = downstream
-        self.orders = orders
-        self.outbox = outbox
-        self.relay = relay
+        self.saga = saga
 
     async def _call(self, step: str, call: Awaitable[T]) -> T:
         """Await a downstream call; its failure becomes this RPC's, named by ``step``."""
         try:
             return await call
         except grpc.aio.AioRpcError as exc:
-            FAILED.add(1, {"step": step})
-            code = exc.code()
-            message = f"{step}: {exc.details()}"
-            if code in _PASS_THROUGH:
-                raise RpcFailure(code, message) from None
-            if code in _RETRYABLE:
-                raise unavailable(message) from None
-            raise RpcFailure(grpc.StatusCode.INTERNAL, message) from None
+            raise failure(step, exc) from None
 
     @rpc
     async def PlaceOrder(
         self, request: pb.PlaceOrderRequest, context: Any
     ) -> pb.PlaceOrderResponse:
-        """Charge the cart, ship it, record the order and its event, empty the cart."""
+        """Price the cart, then reserve, charge, ship and commit it as a saga."""
         _check_request(request)
         order_id = str(uuid.uuid4())
         span = trace.get_current_span()
@@ -148,36 +163,30 @@ class Checkout(pb_grpc.CheckoutServiceServicer):
             span.set_attribute("app.order.amount", money.to_nanos(total) / money.NANOS_PER_UNIT)
             span.add_event("prepared", {"items": units, "total": money.format_money(total)})
             log.info("order prepared", items=units, total=money.format_money(total))
-
-            charge = await self._call(
-                "charge card",
-                self.down.payment.Charge(
-                    pb.ChargeRequest(amount=total, credit_card=request.credit_card),
-                    timeout=timeout,
+            plan = Plan(
+                pb.OrderResult(
+                    order_id=order_id,
+                    shipping_cost=shipping_cost,
+                    shipping_address=request.address,
+                    items=items,
                 ),
+                user_id=request.user_id,
+                email=request.email,
+                total=total,
+                card=request.credit_card,
             )
-            span.add_event("charged", {"transaction_id": charge.transaction_id})
-            log.info("order charged", transaction_id=charge.transaction_id)
-
-            shipped = await self._call(
-                "ship order",
-                self.down.shipping.ShipOrder(
-                    pb.ShipOrderRequest(address=request.address, items=cart.items),
-                    timeout=timeout,
-                ),
-            )
-            span.add_event("shipped", {"tracking_id": shipped.tracking_id})
-            span.set_attribute("app.order.tracking_id", shipped.tracking_id)
-            result = pb.OrderResult(
-                order_id=order_id,
-                shipping_tracking_id=shipped.tracking_id,
-                shipping_cost=shipping_cost,
-                shipping_address=request.address,
-                items=items,
-            )
-            await self._record(request, result, total, charge.transaction_id)
-            await self._empty_cart(request, timeout)
-            log.info("order placed", tracking_id=shipped.tracking_id)
+            try:
+                result = await self.saga.place(plan)
+            except StepFailed as exc:
+                raise failure(exc.label, exc.error) from None
+            except StoreUnavailable as exc:
+                FAILED.add(1, {"step": "record order"})
+                raise unavailable(f"record order: {exc}") from None
+            span.set_attribute("app.order.tracking_id", result.shipping_tracking_id)
+            currency = {"currency": total.currency_code}
+            ORDERS.add(1, currency)
+            ORDER_VALUE.record(money.to_nanos(total) / money.NANOS_PER_UNIT, currency)
+            log.info("order placed", tracking_id=result.shipping_tracking_id)
             return pb.PlaceOrderResponse(order=result)
 
     async def _prepare(
@@ -224,41 +233,6 @@ class Checkout(pb_grpc.CheckoutServiceServicer):
         getattr(request, "from").CopyFrom(amount)
         return await self._call(step, self.down.currency.Convert(request, timeout=timeout))
 
-    async def _record(
-        self, request: pb.PlaceOrderRequest, result: pb.OrderResult, total: pb.Money, tx: str
-    ) -> None:
-        """Commit the order and its event before anyone is told it is placed."""
-        try:
-            await self.orders.record(
-                result,
-                user_id=request.user_id,
-                email=request.email,
-                total=total,
-                transaction_id=tx,
-                trace_id=trace_id(),
-                outbox=self.outbox,
-            )
-        except StoreUnavailable as exc:
-            FAILED.add(1, {"step": "record order"})
-            log.error("order charged and shipped but not recorded", exc=exc)
-            raise unavailable(f"record order: {exc}") from None
-        currency = {"currency": total.currency_code}
-        ORDERS.add(1, currency)
-        ORDER_VALUE.record(money.to_nanos(total) / money.NANOS_PER_UNIT, currency)
-        self.relay.wake()
-
-    async def _empty_cart(self, request: pb.PlaceOrderRequest, timeout: float) -> None:
-        """Empty the cart of a placed order; a failure here is only logged."""
-        try:
-            await self._call(
-                "empty cart",
-                self.down.cart.EmptyCart(
-                    pb.EmptyCartRequest(user_id=request.user_id), timeout=timeout
-                ),
-            )
-        except RpcFailure as exc:
-            log.error("order placed but the cart was not emptied", reason=exc.message)
-
 
 @dataclass(frozen=True)
 class Config:
@@ -275,11 +249,16 @@ class Config:
     nats_url: str
     stream: str = "BOUTIQUE"
     user_addr: str | None = None
+    timing: Timing = field(default_factory=Timing)
+    durable: bool = True
+    """False only for the benchmark's unsafe baseline (`UNSAFE_SWITCH`): no saga log,
+    no outbox."""
 
     @classmethod
     def from_env(cls) -> Config:
         """The six ``*_SERVICE_ADDR`` (``USER_SERVICE_ADDR`` included), ``ORDER_STORE``
-        (default ``$DATA_DIR/orders.db``), ``NATS_URL`` and ``EVENTS_STREAM``."""
+        (default ``$DATA_DIR/orders.db``), ``NATS_URL``, ``EVENTS_STREAM``, the saga's
+        recovery timing (`Timing.from_env`) and the benchmark's `UNSAFE_SWITCH`."""
         return cls(
             cart_addr=env_addr("CART_SERVICE_ADDR"),
             catalog_addr=env_addr("PRODUCT_CATALOG_SERVICE_ADDR"),
@@ -290,13 +269,15 @@ class Config:
             nats_url=nats_url(),
             stream=Stream.from_env().name,
             user_addr=env_addr("USER_SERVICE_ADDR"),
+            timing=Timing.from_env(),
+            durable=env_str(UNSAFE_SWITCH, "") != "1",
         )
 
 
 async def build(config: Config, orders: OrderStore | None = None) -> Wiring:
-    """The checkout servicer and its event relay, and with a user service the order
-    servicer; the order store migrated first; every downstream service, the order
-    store and the broker are pinged."""
+    """The checkout servicer, its saga, recovery and event relay, the courier's events'
+    consumer, and with a user service the order servicer; the order store migrated
+    first; every downstream service, the order store and the broker are pinged."""
     store = orders or OrderStore(open_database(config.order_store))
     try:
         await store.migrate()
@@ -311,29 +292,59 @@ async def build(config: Config, orders: OrderStore | None = None) -> Wiring:
         ),
         currency=clients.stub("currency", config.currency_addr, pb_grpc.CurrencyServiceStub),
         shipping=clients.stub("shipping", config.shipping_addr, pb_grpc.ShippingServiceStub),
-        payment=clients.stub("payment", config.payment_addr, pb_grpc.PaymentServiceStub),
+    )
+    # the saga's own channels, to processes pinged once each (the payment one just below)
+    payment = health.GRPCPinger("payment", config.payment_addr, timeout=1.0)
+    channels = Clients()
+    partners = Partners(
+        inventory=channels.stub("inventory", config.catalog_addr, ipb_grpc.InventoryServiceStub),
+        ledger=channels.stub("ledger", config.payment_addr, lpb_grpc.PaymentLedgerStub),
+        shipping=downstream.shipping,
+        shipments=channels.stub("shipments", config.shipping_addr, spb_grpc.ShipmentServiceStub),
+        cart=downstream.cart,
     )
     outbox = Outbox(store.db)
     broker = Broker(config.nats_url, Stream(config.stream))
     switches = faults()
     relay = Relay(outbox, broker, paused=lambda: switches.on(PAUSE_SWITCH))
+    saga = Saga(
+        store,
+        SagaLog(store, owner=uuid.uuid4().hex),
+        outbox,
+        relay,
+        partners,
+        switches,
+        durable=config.durable,
+    )
+    recovery = Recovery(saga, config.timing)
+    courier = ShipmentEvents(store, outbox, relay).consumer(broker)
     broker.start()
     relay.start()
-    checkout = Checkout(downstream, store, outbox, relay)
+    courier.start()
+    recovery.start()
     servicers: list[tuple[AddServicer, object]] = [
-        (pb_grpc.add_CheckoutServiceServicer_to_server, checkout)
+        (pb_grpc.add_CheckoutServiceServicer_to_server, Checkout(downstream, saga))
     ]
     authorizer = None
     if config.user_addr is not None:
         users = clients.stub("user", config.user_addr, upb_grpc.UserServiceStub)
         authorizer = Authorizer(PublishedKeys.from_stub(users), RULES)
-        orders_servicer = Orders(store, outbox, relay)
+        orders_servicer = Orders(store, outbox, relay, canceller=saga.cancel)
         servicers.append((opb_grpc.add_OrderServiceServicer_to_server, orders_servicer))
+    stops: list[Callable[[], Awaitable[object]]] = [
+        clients.close,
+        channels.close,
+        store.close,
+        broker.close,
+        relay.stop,
+        courier.stop,
+        recovery.stop,
+    ]
     return Wiring(
         servicers=servicers,
-        pingers=[*clients.pingers, store, broker],
+        pingers=[*clients.pingers, payment, store, broker],
         faults=switches,
-        closers=[clients.close, store.close, broker.close, relay.stop],  # run last to first
+        closers=stops,  # run last to first
         authorizer=authorizer,
     )
 
