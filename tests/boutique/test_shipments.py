@@ -19,6 +19,7 @@ import grpc
 import grpc.aio
 import httpx
 import pytest
+from opentelemetry.trace import StatusCode
 
 from reference_services.common.config import ConfigError
 from reference_services.common.database import Database, Postgres, SQLite
@@ -47,7 +48,7 @@ from reference_services.shipping.shipment_store import (
 )
 from tests.boutique.conftest import Telemetry, rpc_error, serving, unique
 from tests.boutique.test_events import eventually, stream_messages
-from tests.conftest import free_port
+from tests.conftest import Lines, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 ADDRESS = pb.Address(street_address="1 Quai", city="Lyon", country="FR", zip_code=69001)
@@ -342,7 +343,7 @@ async def test_bad_input_is_refused_naming_the_field_and_stores_nothing(start: S
 
 
 async def test_failure_rate_fails_ship_order_unavailable_and_stores_nothing(
-    start: Start,
+    start: Start, otel: Telemetry, lines: Lines
 ) -> None:
     async with start() as shop, httpx.AsyncClient(base_url=shop.admin_url) as admin:
         assert (await admin.post("/faults?failure_rate=1")).status_code == 200
@@ -354,6 +355,12 @@ async def test_failure_rate_fails_ship_order_unavailable_and_stores_nothing(
             shop.shipments.GetOrderShipment(spb.GetOrderShipmentRequest(order_id=order))
         )
         assert error.code() is grpc.StatusCode.NOT_FOUND
+        (failed,) = lines.entries("shipping failed")
+        assert (failed["level"], failed["order_id"]) == ("error", order)
+        (span,) = [s for s in otel.finished() if s.name.endswith("/ShipOrder")]
+        assert span.status.status_code is StatusCode.ERROR
+        assert span.attributes is not None
+        assert span.attributes["app.shipping.failure_reason"] == "carrier_unavailable"
         refused = await admin.post("/faults?failure_rate=2")
         assert refused.status_code == 400
         assert (await admin.post("/faults?failure_rate=0")).status_code == 200
