@@ -44,11 +44,13 @@ from reference_services.protos.boutique.v1 import user_pb2_grpc as upb_grpc
 
 def faults(product_ids: list[str] | None = None) -> Faults:
     """The catalog's switches: extra latency, the CPU-burning re-read bug, and a product
-    whose stock is exhausted (one of ``product_ids``)."""
+    whose stock is exhausted (one of ``product_ids``, default the bundled catalog's)."""
+    if product_ids is None:
+        product_ids = [p.id for p in Catalog.from_file().products]
     return Faults(
         Millis("extra_latency_ms", "milliseconds added to every product lookup"),
         Flag("cpu_bug", "re-read and parse the catalog file on every request"),
-        exhausted_switch(product_ids or []),
+        exhausted_switch(product_ids),
     )
 
 
