@@ -39,7 +39,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 #: Service -> the services it calls (its ``*_SERVICE_ADDR`` variables).
 SERVICES: dict[str, tuple[str, ...]] = {
-    "productcatalog": (),
+    "productcatalog": ("user",),  # SetStock checks an admin token with its keys
     "currency": (),
     "cart": ("productcatalog",),
     "shipping": (),
@@ -249,6 +249,8 @@ class Boutique:
         env.update({ADDRESS_VARIABLES[dep]: self.processes[dep].address for dep in SERVICES[name]})
         if name == "user":  # the web shop forwards its visitors' addresses to the lockout
             env["USER_TRUSTED_PROXIES"] = HOST
+        if name == "frontend" and self.with_collector:  # order timelines link to their traces
+            env["VIEWER_URL"] = f"http://{HOST}:{self.processes['collector'].extra['ui_port']}"
         env.update(self.env)
         env.update(self.service_env.get(name, {}))
         return env
