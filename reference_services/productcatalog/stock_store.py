@@ -383,16 +383,16 @@ class StockStore:
     async def forget(self, ended_before_ns: int) -> int:
         """Delete the reservations that stopped holding stock before ``ended_before_ns``
         (committed, released or expired), with their lines; how many."""
+        ended = f"SELECT order_id FROM {self.reservations} WHERE state <> %s AND updated_ns < %s"
         async with self.db.transaction() as tx:
+            await tx.execute(
+                f"DELETE FROM {self.lines} WHERE order_id IN ({ended})", (HELD, ended_before_ns)
+            )
             rows = await tx.execute(
-                f"DELETE FROM {self.reservations} WHERE state <> %s AND updated_ns < %s"
-                " RETURNING order_id",
+                f"DELETE FROM {self.reservations} WHERE order_id IN ({ended}) RETURNING order_id",
                 (HELD, ended_before_ns),
             )
-            orders = [str(row[0]) for row in rows]
-            for order_id in orders:
-                await tx.execute(f"DELETE FROM {self.lines} WHERE order_id = %s", (order_id,))
-        return len(orders)
+        return len(rows)
 
     async def _take_turns(self, tx: Transaction, product_ids: list[str]) -> None:
         """Lock the products' stock rows, in id order (no deadlock between two orders)."""

@@ -517,6 +517,11 @@ async def test_store_keeps_stock_and_reservations_across_restarts(stores: StoreF
     with pytest.raises(NoReservation):
         await again.commit(new_order())
     assert await again.restock(0) == []  # the flag was cleared when LOAF came back
+    held = new_order()
+    await again.reserve(held, {MUG: 1}, ttl_ns=60 * 10**9)
+    assert await again.forget(time.time_ns() + 1) == 1  # the ended one, not the held one
+    assert await again.reservation(order) is None
+    assert (await again.levels([MUG]))[MUG].reserved == 1
     await again.ping()
 
 
