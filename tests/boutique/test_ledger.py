@@ -14,6 +14,7 @@ from pathlib import Path
 import grpc
 import httpx
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from reference_services.common.config import ConfigError
 from reference_services.common.database import Postgres, SQLite
@@ -350,8 +351,19 @@ async def test_charges_and_refunds_are_published_once_in_their_trace(
 
 async def test_health_pings_the_store_and_the_broker(ledger: Ledger) -> None:
     async with httpx.AsyncClient() as client:
-        healthz = await client.get(f"{ledger.service.admin.url}/healthz")
-    assert healthz.json()["status"] == {"payment-store": "OK", "nats": "OK"}
+
+        async def healthy() -> bool:  # the broker is connected in the background
+            healthz = await client.get(f"{ledger.service.admin.url}/healthz")
+            status = healthz.json()["status"]
+            assert set(status) == {"payment-store", "nats"}
+            return healthz.status_code == 200 and set(status.values()) == {"OK"}
+
+        await eventually(healthy, "the store and the broker to answer")
+    async with grpc.aio.insecure_channel(ledger.service.address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        for name in ("boutique.v1.PaymentLedger", "hipstershop.PaymentService"):
+            reply = await stub.Check(health_pb2.HealthCheckRequest(service=name))
+            assert reply.status == health_pb2.HealthCheckResponse.SERVING, name
 
 
 async def test_the_payment_process_serves_the_ledger_from_its_environment(
