@@ -19,6 +19,7 @@ import grpc
 import grpc.aio
 import httpx
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from opentelemetry.trace import StatusCode
 
 from reference_services.common.config import ConfigError
@@ -73,6 +74,7 @@ class Shop:
     """Stubs of a running shipping service at ``address``."""
 
     def __init__(self, channel: grpc.aio.Channel) -> None:
+        self.channel = channel
         self.shipping = pb_grpc.ShippingServiceStub(channel)
         self.shipments = spb_grpc.ShipmentServiceStub(channel)
 
@@ -183,6 +185,23 @@ async def test_ship_order_records_a_shipment_once_per_order_and_nothing_without_
         )
         assert error.code() is grpc.StatusCode.NOT_FOUND
         assert error.details() == f"no shipment with tracking_id {upstream!r}"
+
+
+async def test_health_answers_for_the_shipment_service_and_pings_store_and_broker(
+    start: Start,
+) -> None:
+    async with start() as shop, httpx.AsyncClient(base_url=shop.admin_url) as admin:
+
+        async def connected() -> bool:  # the broker connects in the background
+            return (await admin.get("/healthz")).status_code == 200
+
+        await eventually(connected, "a healthy shipping service")
+        report = (await admin.get("/healthz")).json()
+        assert report["status"] == {"shipment-store": "OK", "nats": "OK"}
+        health = health_pb2_grpc.HealthStub(shop.channel)
+        for name in ("boutique.v1.ShipmentService", "hipstershop.ShippingService"):
+            reply = await health.Check(health_pb2.HealthCheckRequest(service=name))
+            assert reply.status == health_pb2.HealthCheckResponse.SERVING
 
 
 async def test_concurrent_retries_of_one_order_get_one_tracking_id(start: Start) -> None:
