@@ -3,7 +3,8 @@
 ChargeOrder checks its card as the upstream Charge does (the same `Processor`,
 its ``failure_rate`` switch included) and charges an order at most once: a
 second call for the order answers the first payment and charges nothing.
-Refund is idempotent too. Each charge and refund is written with its event
+Refund is idempotent too; a refund of an order not yet charged voids it, so that
+a ChargeOrder arriving after it is refused. Each charge and refund is written with its event
 (``boutique.payment.completed``, ``boutique.payment.refunded``) in one
 transaction of the ledger's store, which the relay publishes. The RPCs are
 internal, as the upstream ones: no access token.
@@ -23,6 +24,7 @@ from reference_services.common.database import StoreUnavailable
 from reference_services.common.events import Relay
 from reference_services.common.rpc import (
     RpcFailure,
+    failed_precondition,
     invalid_argument,
     not_found,
     quote,
@@ -32,6 +34,7 @@ from reference_services.common.rpc import (
 from reference_services.payment.ledger_store import (
     CHARGED,
     REFUNDED,
+    VOIDED,
     Cursor,
     LedgerStore,
     Payment,
@@ -95,7 +98,13 @@ def page_token(value: str) -> Cursor | None:
 
 def same_charge(payment: Payment, user_id: str, amount: pb.Money) -> Payment:
     """``payment`` if it is the charge asked for again (same user and amount);
-    INVALID_ARGUMENT naming the field that differs otherwise."""
+    INVALID_ARGUMENT naming the field that differs otherwise, FAILED_PRECONDITION
+    if the order was refunded before any charge."""
+    if payment.status == VOIDED:
+        raise failed_precondition(
+            f"order {quote(payment.order_id)} was refunded before it was charged:"
+            " it cannot be charged any more"
+        )
     if payment.user_id != user_id:
         raise invalid_argument(
             f"user_id {quote(user_id)} is not the user the order was charged for"
@@ -141,9 +150,10 @@ class Ledger(lpb_grpc.PaymentLedgerServicer):
         amount = charge.amount
         before = await self._get(order_id)
         if before is not None:
-            span.set_attribute("app.payment.id", before.id)
-            log.info("order already charged", order_id=order_id, payment_id=before.id)
-            return to_proto(same_charge(before, user_id, amount))
+            answer = same_charge(before, user_id, amount)
+            span.set_attribute("app.payment.id", answer.id)
+            log.info("order already charged", order_id=order_id, payment_id=answer.id)
+            return to_proto(answer)
         transaction = self.processor.authorize(charge)
         payment = Payment(
             id=str(uuid.uuid4()),
@@ -160,10 +170,11 @@ class Ledger(lpb_grpc.PaymentLedgerServicer):
             recorded, new = await self.store.charge(payment)
         except StoreUnavailable as exc:
             raise store_down(exc) from None
+        if not new:  # a concurrent call charged (or a refund voided) the order first
+            answer = same_charge(recorded, user_id, amount)
+            log.info("order already charged", order_id=order_id, payment_id=answer.id)
+            return to_proto(answer)
         span.set_attribute("app.payment.id", recorded.id)
-        if not new:  # a concurrent call recorded the order's charge first: this one is void
-            log.info("order already charged", order_id=order_id, payment_id=recorded.id)
-            return to_proto(same_charge(recorded, user_id, amount))
         self.relay.wake()
         self.processor.charged(charge, transaction, order_id=order_id, payment_id=payment.id)
         return to_proto(payment)
@@ -197,7 +208,7 @@ class Ledger(lpb_grpc.PaymentLedgerServicer):
         """The order's payment; NOT_FOUND if the order was never charged."""
         order_id = fields.identifier(request.order_id, "order_id")
         payment = await self._get(order_id)
-        if payment is None:
+        if payment is None or payment.status == VOIDED:
             raise not_found(f"order {quote(order_id)} was never charged")
         return to_proto(payment)
 

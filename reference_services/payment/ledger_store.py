@@ -6,8 +6,10 @@ one order racing (two replicas, a retried saga step) one is recorded and the
 other finds it. A payment and its ``boutique.payment.completed`` event are
 written in one transaction, as are a refund and its
 ``boutique.payment.refunded``, through the outbox of the same database
-(reference_services/common/events). Card numbers are never stored: only the
-card's type and last four digits.
+(reference_services/common/events). A refund of an order not charged yet
+leaves a `VOIDED` row in its place, so that a charge of it arriving later is
+refused rather than kept. Card numbers are never stored: only the card's type
+and last four digits.
 
 The schema is versioned: `LedgerStore.migrate` (run at start) applies the steps
 of `MIGRATIONS` past the version recorded in ``payment_schema``. Every step may
@@ -20,6 +22,7 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+import uuid
 from dataclasses import dataclass
 
 from reference_services.common.database import Database, Transaction
@@ -44,6 +47,9 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
 SCHEMA_VERSION = max(MIGRATIONS)
 CHARGED = "CHARGED"
 REFUNDED = "REFUNDED"
+VOIDED = "VOIDED"
+"""The row of an order refunded before it was charged: it keeps a charge arriving late
+(the saga gave the order up while its ChargeOrder was on its way) from going through."""
 
 
 def rfc3339(at_ns: int) -> str:
@@ -62,7 +68,7 @@ class Payment:
     user_id: str
     amount: pb.Money
     status: str
-    """`CHARGED` or `REFUNDED`."""
+    """`CHARGED`, `REFUNDED`, or `VOIDED` (no payment: the order may not be charged)."""
     transaction_id: str
     card_type: str
     card_last_four: str
@@ -166,7 +172,8 @@ class LedgerStore:
 
     async def charge(self, payment: Payment) -> tuple[Payment, bool]:
         """Record ``payment`` and its PaymentCompleted event, unless its order already has a
-        payment; the order's payment, and whether it is this one (False: the one found)."""
+        payment (or is `VOIDED`); the order's payment, and whether it is this one (False:
+        the one found)."""
         p, amount = payment, payment.amount
         async with self.db.transaction() as tx:
             rows = await tx.execute(
@@ -200,25 +207,48 @@ class LedgerStore:
 
     async def refund(self, order_id: str, reason: str, at_ns: int) -> tuple[Payment | None, bool]:
         """Mark the order's payment refunded at ``at_ns`` with its PaymentRefunded event,
-        unless it already is; the payment (None: the order has none) and whether this call
-        refunded it."""
+        unless it already is; the payment (None: the order has none, and is voided now)
+        and whether this call refunded it."""
         async with self.db.transaction() as tx:
+            refunded = await self._refund(tx, order_id, reason, at_ns)
+            if refunded is not None:
+                return refunded, True
             rows = await tx.execute(
-                f"UPDATE {self.table} SET status = %s, refunded_at_ns = %s, refund_reason = %s"
-                f" WHERE order_id = %s AND status = %s RETURNING {_COLUMNS}",
-                (REFUNDED, at_ns, reason, order_id, CHARGED),
+                f"INSERT INTO {self.table} ({_COLUMNS})"
+                " VALUES (%s, %s, '', '', 0, 0, %s, '', '', '', %s, %s, %s)"
+                " ON CONFLICT (order_id) DO NOTHING RETURNING id",
+                (str(uuid.uuid4()), order_id, VOIDED, at_ns, at_ns, reason),
             )
-            if not rows:
-                return await self._find(tx, order_id), False
-            payment = _payment(rows[0])
-            refunded = ev.PaymentRefunded(
-                payment_id=payment.id, order_id=order_id, amount=payment.amount, reason=reason
-            )
-            await self.outbox.add(tx, PAYMENT_REFUNDED, refunded)
-        return payment, True
+            if rows:
+                return None, False
+            # a charge of the order was committed since the update: refund it
+            refunded = await self._refund(tx, order_id, reason, at_ns)
+            if refunded is not None:
+                return refunded, True
+            found = await self._find(tx, order_id)
+        return (None if found is None or found.status == VOIDED else found), False
+
+    async def _refund(
+        self, tx: Transaction, order_id: str, reason: str, at_ns: int
+    ) -> Payment | None:
+        """Refund the order's charged payment with its event in ``tx``; None if there is
+        no charged payment."""
+        rows = await tx.execute(
+            f"UPDATE {self.table} SET status = %s, refunded_at_ns = %s, refund_reason = %s"
+            f" WHERE order_id = %s AND status = %s RETURNING {_COLUMNS}",
+            (REFUNDED, at_ns, reason, order_id, CHARGED),
+        )
+        if not rows:
+            return None
+        payment = _payment(rows[0])
+        refunded = ev.PaymentRefunded(
+            payment_id=payment.id, order_id=order_id, amount=payment.amount, reason=reason
+        )
+        await self.outbox.add(tx, PAYMENT_REFUNDED, refunded)
+        return payment
 
     async def get(self, order_id: str) -> Payment | None:
-        """The payment of order ``order_id``, or None."""
+        """The payment of order ``order_id`` (perhaps `VOIDED`), or None."""
         return await self._find(self.db, order_id)
 
     async def page(
@@ -226,7 +256,7 @@ class LedgerStore:
     ) -> tuple[list[Payment], Cursor | None]:
         """Up to ``limit`` of the user's payments, newest first, after ``after``; and the
         cursor of the next page (None: no more)."""
-        where, params = "user_id = %s", list[object]([user_id])
+        where, params = "user_id = %s AND status <> %s", list[object]([user_id, VOIDED])
         if after is not None:
             where += " AND (charged_at_ns < %s OR (charged_at_ns = %s AND id < %s))"
             params += [after.charged_at_ns, after.charged_at_ns, after.id]

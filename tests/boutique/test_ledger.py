@@ -31,7 +31,9 @@ from reference_services.common.runtime import GrpcService
 from reference_services.payment import service as payment
 from reference_services.payment.ledger_store import (
     CHARGED,
+    REFUNDED,
     SCHEMA_VERSION,
+    VOIDED,
     Cursor,
     LedgerStore,
     Payment,
@@ -249,15 +251,8 @@ async def test_the_failure_rate_switch_fails_a_new_charge_and_records_nothing(
     assert VISA not in lines.text
 
 
-async def test_a_refund_is_made_once_and_only_of_a_charged_order(ledger: Ledger) -> None:
+async def test_a_refund_is_made_once(ledger: Ledger) -> None:
     order = new_order()
-    error = await rpc_error(ledger.stub.Refund(lpb.RefundRequest(order_id=order)))
-    assert (error.code(), error.details()) == (
-        grpc.StatusCode.NOT_FOUND,
-        f"order {quote(order)} was never charged",
-    )
-    error = await rpc_error(ledger.stub.GetPayment(lpb.GetPaymentRequest(order_id=order)))
-    assert error.code() is grpc.StatusCode.NOT_FOUND
     paid = await ledger.stub.ChargeOrder(charge(order))
     refunded = await ledger.stub.Refund(lpb.RefundRequest(order_id=order, reason="out of stock"))
     assert refunded.status == lpb.PAYMENT_STATUS_REFUNDED
@@ -273,6 +268,31 @@ async def test_a_refund_is_made_once_and_only_of_a_charged_order(ledger: Ledger)
     assert await ledger.stub.GetPayment(lpb.GetPaymentRequest(order_id=order)) == refunded
     # a refunded order is not charged again
     assert await ledger.stub.ChargeOrder(charge(order)) == refunded
+
+
+async def test_an_order_refunded_before_its_charge_is_never_charged(
+    ledger: Ledger, otel: Telemetry
+) -> None:
+    order = new_order()
+    never = (grpc.StatusCode.NOT_FOUND, f"order {quote(order)} was never charged")
+    error = await rpc_error(ledger.stub.Refund(lpb.RefundRequest(order_id=order, reason="gave up")))
+    assert (error.code(), error.details()) == never
+    # the saga gave the order up while its charge was on its way: the charge comes too late
+    error = await rpc_error(ledger.stub.ChargeOrder(charge(order)))
+    assert (error.code(), error.details()) == (
+        grpc.StatusCode.FAILED_PRECONDITION,
+        f"order {quote(order)} was refunded before it was charged: it cannot be charged any more",
+    )
+    for call in (
+        ledger.stub.GetPayment(lpb.GetPaymentRequest(order_id=order)),
+        ledger.stub.Refund(lpb.RefundRequest(order_id=order)),
+    ):
+        error = await rpc_error(call)
+        assert (error.code(), error.details()) == never
+    listed = await ledger.stub.ListPayments(lpb.ListPaymentsRequest(user_id="u-1"))
+    assert order not in [p.order_id for p in listed.payments]
+    assert otel.points("boutique.payment.charges") == []
+    assert await ledger.store.outbox.count_pending() == 0
 
 
 async def test_payments_are_listed_newest_first_a_page_at_a_time(ledger: Ledger) -> None:
@@ -479,6 +499,8 @@ async def test_the_store_charges_refunds_and_pages_with_one_event_each(
     )
     assert await store.refund("o-1", "again", 30) == (refunded, False)
     assert await store.refund("o-none", "", 30) == (None, False)
+    voided, charged = await store.charge(recorded("o-none", at_ns=40))
+    assert (voided.status, charged) == (VOIDED, False)  # refunded before: never charged
     assert await store.outbox.count_pending() == 2
     events = await store.outbox.pending()
     assert [e.subject for e in events] == [PAYMENT_COMPLETED, PAYMENT_REFUNDED]
@@ -505,3 +527,24 @@ async def test_two_stores_charging_one_order_at_once_record_one_payment(
     assert await one.outbox.count_pending() == 10
     rows = await one.db.execute(f"SELECT COUNT(*) FROM {one.table}")
     assert rows == [(10,)]
+
+
+async def test_a_refund_racing_a_charge_leaves_no_money_kept(
+    stores: Callable[[], LedgerStore],
+) -> None:
+    one, two = stores(), stores()
+    await one.migrate()
+    await two.migrate()
+    for n in range(10):
+        order = f"late-{n}"
+        (got, charged), (refunded, done) = await asyncio.gather(
+            one.charge(recorded(order)), two.refund(order, "gave up", 5)
+        )
+        if charged:  # the charge first: the refund refunds it
+            assert done and refunded is not None and refunded.id == got.id
+        else:  # the refund first: the order is void, the charge refused
+            assert got.status == VOIDED and (refunded, done) == (None, False)
+        final = await one.get(order)
+        assert final is not None and final.status in (REFUNDED, VOIDED)
+    subjects = [e.subject for e in await one.outbox.pending()]
+    assert subjects.count(PAYMENT_COMPLETED) == subjects.count(PAYMENT_REFUNDED)
