@@ -389,12 +389,6 @@ ADMIN_APP = (
 )
 
 
-@pytest.mark.xfail(
-    reason="known defect: with workers sharing the admin port, a scrape sometimes counts a"
-    " sibling twice or not at all (194 and 512 of 300 seen in CI); to fix in clue's"
-    " telemetry/siblings.py",
-    strict=False,
-)
 def test_every_worker_serves_the_admin_port_and_answers_for_the_whole_server(
     tmp_path: Path, receiver: OTLPReceiver
 ) -> None:

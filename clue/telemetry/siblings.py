@@ -6,8 +6,14 @@ and the commands other packages add (``on_command``: the debug toggle). The
 worker that takes a scrape asks every other one at that moment and answers
 with the sum, sample by sample (same name and labels): exact at the scrape,
 with no file written per measurement. A worker that is gone no longer counts
-(its socket refuses and is removed), as a restarted process's counters start
-over.
+(its socket refuses and, its process gone, is removed), as a restarted
+process's counters start over.
+
+Each worker counts once: every answer starts with the answering process's pid,
+and the asker keeps one answer a pid, never its own. A socket appears in the
+directory only once it listens (bound under another name, then renamed), and a
+worker whose queue of connections is full is busy, not gone: the asker tries
+again until the deadline rather than leaving it out.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import asyncio
 import atexit
 import contextlib
 import os
+import socket
 import socketserver
 import threading
 from collections.abc import Callable, Iterable
@@ -27,6 +34,10 @@ DIR_ENV = "CLUE_WORKERS_DIR"
 _ASK_TIMEOUT = 2.0  # seconds for every worker's answer, together
 _COMMAND_MAX = 1024  # bytes of one command line
 _SOCKET_PATH_MAX = 107  # bytes (Linux; 103 on macOS and the BSDs, found at bind)
+# every worker's scrapes may ask one worker at once: socketserver's default queue of 5
+# overflows under a burst, and an overflowing connect is a refusal or a retry
+_QUEUE = 128
+_RETRY_S = 0.005  # between attempts to reach a worker whose queue is full
 
 
 def workers_dir() -> Path | None:
@@ -69,7 +80,13 @@ class _Answer(socketserver.BaseRequestHandler):
             line = self.request.makefile("rb").readline(_COMMAND_MAX).decode(errors="replace")
             name, _, argument = line.strip().partition(" ")
             handler = _COMMANDS.get(name)
-            self.request.sendall(b"" if handler is None else handler(argument))
+            answer = b"" if handler is None else handler(argument)
+            self.request.sendall(b"%d\n" % os.getpid() + answer)  # who answers, first
+
+
+class _Server(socketserver.ThreadingUnixStreamServer):
+    request_queue_size = _QUEUE
+    daemon_threads = True
 
 
 class Sharing:
@@ -86,12 +103,16 @@ class Sharing:
         inherited = self._server
         if inherited is not None:  # a forked child: the parent's socket stays the parent's
             inherited.socket.close()
-        path = self.directory / f"{os.getpid()}.sock"
+        pid = os.getpid()
+        self._path = self.directory / f"{pid}.sock"
+        # bound and listening under a name the askers skip, then renamed into place: a
+        # socket seen in the directory never refuses for being half made
+        making = self.directory / f"{pid}.new"
         with contextlib.suppress(FileNotFoundError):
-            path.unlink()  # left by an earlier process of the same pid
-        server = socketserver.ThreadingUnixStreamServer(str(path), _Answer)
-        path.chmod(0o600)  # connecting needs write access: the service's user alone
-        server.daemon_threads = True
+            making.unlink()  # left by an earlier process of the same pid
+        server = _Server(str(making), _Answer)
+        making.chmod(0o600)  # connecting needs write access: the service's user alone
+        making.replace(self._path)  # over any left by an earlier process of the same pid
         self._server = server
         threading.Thread(
             target=server.serve_forever, name="clue-metrics-share", daemon=True
@@ -104,7 +125,7 @@ class Sharing:
             server.shutdown()
             server.server_close()
             with contextlib.suppress(FileNotFoundError):
-                Path(server.server_address).unlink()  # type: ignore[arg-type]
+                self._path.unlink()
 
 
 _sharing: Sharing | None = None
@@ -125,35 +146,73 @@ def _stop_sharing() -> None:
 atexit.register(_stop_sharing)
 
 
-async def _ask(path: Path, command: str) -> bytes | None:
+def _gone(path: Path) -> bool:
+    """Whether the process a socket is named after has ended (its socket is stale)."""
     try:
-        reader, writer = await asyncio.open_unix_connection(str(path))
+        os.kill(int(path.stem), 0)
+    except ProcessLookupError:
+        return True
+    except (ValueError, OSError):  # not a pid, or alive under another user
+        return False
+    return False
+
+
+async def _connect(path: Path) -> socket.socket:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.setblocking(False)
+    try:
+        while True:
+            try:
+                sock.connect(str(path))  # a Unix socket connects at once or not at all
+                return sock
+            except BlockingIOError:
+                # the worker's queue is full: busy, not gone. (asyncio's own connect takes
+                # this for a connection under way and fails at the first write)
+                await asyncio.sleep(_RETRY_S)
+    except BaseException:
+        sock.close()
+        raise
+
+
+async def _ask(path: Path, command: str) -> tuple[int, bytes] | None:
+    """The pid of the worker at ``path`` and its answer; None when it refuses."""
+    try:
+        sock = await _connect(path)
     except (ConnectionRefusedError, FileNotFoundError):
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()  # a worker that is gone
+        if _gone(path):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
         return None
+    reader, writer = await asyncio.open_unix_connection(sock=sock)
     try:
         writer.write(command.encode() + b"\n")
         await writer.drain()
-        return await reader.read()
+        pid, _, answer = (await reader.read()).partition(b"\n")
+        return (int(pid), answer) if pid.isdigit() else None
     finally:
         writer.close()
 
 
 async def ask_others(directory: Path, command: str) -> list[bytes]:
-    """The answers of the other workers sharing ``directory`` to ``command``, within 2 s
-    for all (a worker slower than that, or gone, is left out)."""
-    own = f"{os.getpid()}.sock"
+    """The answers of the other workers sharing ``directory`` to ``command``, one a
+    worker, within 2 s for all (a worker slower than that, or gone, is left out)."""
+    own = os.getpid()
     asked = [
-        asyncio.ensure_future(_ask(p, command)) for p in directory.glob("*.sock") if p.name != own
+        asyncio.ensure_future(_ask(p, command))
+        for p in directory.glob("*.sock")
+        if p.name != f"{own}.sock"
     ]
     if not asked:
         return []
     done, pending = await asyncio.wait(asked, timeout=_ASK_TIMEOUT)
     for late in pending:
         late.cancel()
-    answers = [f.result() for f in done if f.exception() is None]
-    return [a for a in answers if a is not None]
+    answers: dict[int, bytes] = {}
+    for future in done:
+        found = None if future.exception() else future.result()
+        if found is not None and found[0] != own:
+            answers.setdefault(found[0], found[1])
+    return list(answers.values())
 
 
 async def gather(directory: Path) -> bytes:
