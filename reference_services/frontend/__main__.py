@@ -5,8 +5,10 @@ on, default 127.0.0.1; the deploy files set 0.0.0.0),
 ``ADMIN_PORT`` (admin routes on 127.0.0.1, default 8081), and the
 ``*_SERVICE_ADDR`` of every service the shop calls (``USER_SERVICE_ADDR``
 too: accounts); ``NOTIFICATION_SERVICE_ADDR`` is optional (without it the
-account page shows no notification history). A missing or bad variable
-stops the start with one line naming it (exit code 2).
+account page shows no notification history); ``VIEWER_URL`` is optional too
+(the trace viewer, ``http://host:port``: each step of an order's timeline
+links to its trace there). A missing or bad variable stops the start with
+one line naming it (exit code 2).
 """
 
 from __future__ import annotations
@@ -18,13 +20,20 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import FrameType
+from urllib.parse import urlsplit
 
 import uvicorn
 
 import clue
 from clue import health, log
 from clue.admin import AdminServer
-from reference_services.common.config import ConfigError, env_addr, env_host, env_port
+from reference_services.common.config import (
+    ConfigError,
+    env_addr,
+    env_host,
+    env_port,
+    env_str,
+)
 from reference_services.common.runtime import LOOPBACK, SERVICE_LOG_WRITE_DELAY, VERSION
 from reference_services.frontend.app import create_app
 from reference_services.frontend.clients import Addresses, Clients
@@ -48,6 +57,7 @@ class Config:
     port: int
     admin_port: int
     addresses: Addresses
+    viewer_url: str = ""
 
 
 def load_config(env: Mapping[str, str]) -> Config:
@@ -60,6 +70,31 @@ def load_config(env: Mapping[str, str]) -> Config:
         port=env_port("PORT", 8080, env=env),
         admin_port=env_port("ADMIN_PORT", 8081, env=env),
         addresses=Addresses(**addresses),
+        viewer_url=viewer_url(env),
+    )
+
+
+def viewer_url(env: Mapping[str, str]) -> str:
+    """``VIEWER_URL``, an http(s) URL without query or fragment; empty when unset."""
+    raw = env_str("VIEWER_URL", "", env=env)
+    if not raw:
+        return ""
+    if not _is_http_url(raw):
+        raise ConfigError(f"VIEWER_URL={raw[:40]!r} is not an http(s) URL like http://host:port")
+    return raw.rstrip("/")
+
+
+def _is_http_url(text: str) -> bool:
+    parts = urlsplit(text)
+    try:
+        parts.port  # noqa: B018 - raises on a port that is no number or out of range
+    except ValueError:
+        return False
+    return (
+        parts.scheme in ("http", "https")
+        and bool(parts.hostname)
+        and not parts.query
+        and not parts.fragment
     )
 
 
@@ -86,7 +121,7 @@ async def serve(config: Config) -> None:
         *(health.GRPCPinger(name, getattr(config.addresses, name)) for name in ADDRESS_VARIABLES)
     )
     admin = AdminServer(checker=checker, version=VERSION, port=config.admin_port)
-    app = create_app(clients)
+    app = create_app(clients, config.viewer_url)
     server = uvicorn.Server(
         uvicorn.Config(
             app,

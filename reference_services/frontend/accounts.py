@@ -1,9 +1,9 @@
 """The shop's account pages: sign up, log in, the account (profile, notifications, delete).
 
-They call the user service on the visitor's behalf: a login forwards the
-visitor's address (``x-forwarded-for``), so that its lockout counts failures per
-visitor, not per shop (the user service trusts it from the addresses in
-``USER_TRUSTED_PROXIES``). Signing in moves the session's cart into the user's
+They call the user service on the visitor's behalf: a login or sign-up forwards
+the visitor's address (``x-forwarded-for``), so that its lockout and its limit on
+registrations count per visitor, not per shop (the user service trusts it from
+the addresses in ``USER_TRUSTED_PROXIES``). Signing in moves the session's cart into the user's
 (the user's cart id is their user id).
 """
 
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlencode
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -36,6 +35,7 @@ from reference_services.frontend.visitor import (
     cart_id,
     drop_token_cookie,
     set_token_cookie,
+    to_login,
     visitor_of,
 )
 from reference_services.protos import hipstershop_pb2 as pb
@@ -53,11 +53,6 @@ FIELDS = ("email", "name", "password")
 def forwarded(request: Request) -> Metadata:
     """The metadata naming the visitor's address to the user service."""
     return (("x-forwarded-for", request.client.host),) if request.client else ()
-
-
-def _to_login(next_path: str) -> Response:
-    """Where a page for signed-in visitors sends an anonymous one."""
-    return RedirectResponse("/login?" + urlencode({"next": next_path}), status_code=302)
 
 
 def _field_of(error: ShopError) -> str:
@@ -114,6 +109,7 @@ class Accounts:
                 "creating the account",
                 self.users.Register,
                 upb.RegisterRequest(email=form.email, name=form.name, password=form.password),
+                forwarded(request),  # its registrations are limited per visitor address
             )
         except FormError as error:
             return await self._refused(request, "signup.html", error.status, error.errors, values)
@@ -124,6 +120,9 @@ class Accounts:
             if error.status == 422:  # the user service's INVALID_ARGUMENT: a bad field
                 errors = {_field_of(error): error.reasons[0] if error.reasons else error.message}
                 return await self._refused(request, "signup.html", 400, errors, values)
+            if error.status == 429:  # too many registrations from this address
+                errors = {"form": error.reasons[0] if error.reasons else error.message}
+                return await self._refused(request, "signup.html", 429, errors, values)
             raise
         log.info("signed up")
         return await self._sign_in(request, form.email, form.password, "/")
@@ -217,7 +216,7 @@ class Accounts:
     async def account(self, request: Request) -> Response:
         visitor = visitor_of(request)
         if visitor is None:
-            return _to_login("/account")
+            return to_login("/account")
         frame, history = await self._history(request, visitor)
         user: upb.User | None = frame["user"]
         if user is None:
@@ -247,7 +246,7 @@ class Accounts:
     async def rename(self, request: Request) -> Response:
         visitor = visitor_of(request)
         if visitor is None:
-            return _to_login("/account")
+            return to_login("/account")
         name = name_form(await read_form(request))
         await call(
             "renaming the account",
@@ -261,7 +260,7 @@ class Accounts:
     async def delete(self, request: Request) -> Response:
         visitor = visitor_of(request)
         if visitor is None:
-            return _to_login("/account")
+            return to_login("/account")
         delete_form(await read_form(request))
         await call(
             "deleting the account",

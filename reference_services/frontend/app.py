@@ -36,12 +36,14 @@ from reference_services.frontend.forms import (
     quote,
     read_form,
 )
+from reference_services.frontend.orders import OrderPages
 from reference_services.frontend.session import (
     COOKIE_MAX_AGE,
     CURRENCY_COOKIE,
     SESSION_COOKIE,
     ShopSession,
 )
+from reference_services.frontend.stock import stock_of
 from reference_services.frontend.visitor import (
     CSRF_FIELD,
     Verifier,
@@ -171,11 +173,14 @@ class Shop:
             self._frame(request),
             call("listing products", self.clients.catalog.ListProducts, pb.Empty()),
         )
-        prices = await asyncio.gather(
-            *(self._convert(p.price_usd, frame["currency"]) for p in products.products)
+        prices, stock = await asyncio.gather(
+            asyncio.gather(
+                *(self._convert(p.price_usd, frame["currency"]) for p in products.products)
+            ),
+            stock_of(self.clients.inventory, [p.id for p in products.products]),
         )
         items = list(zip(products.products, prices, strict=True))
-        return self._page(request, "home.html", frame, products=items)
+        return self._page(request, "home.html", frame, products=items, stock=stock)
 
     async def product(self, request: Request) -> Response:
         wanted = product_id(request.path_params["id"])
@@ -184,7 +189,7 @@ class Shop:
             self.clients.catalog.GetProduct,
             pb.GetProductRequest(id=wanted),
         )
-        frame, price, recommended, ads = await asyncio.gather(
+        frame, price, recommended, ads, stock = await asyncio.gather(
             self._frame(request),
             self._convert(product.price_usd, request.state.currency),
             self._recommended(request, [wanted]),
@@ -193,6 +198,7 @@ class Shop:
                 self.clients.ad.GetAds,
                 pb.AdRequest(context_keys=list(product.categories)),
             ),
+            stock_of(self.clients.inventory, [product.id]),
         )
         ad = ads.ads[0] if ads and ads.ads else None
         return self._page(
@@ -203,6 +209,7 @@ class Shop:
             price=price,
             recommended=recommended,
             ad=ad,
+            stock=stock.get(product.id),
         )
 
     async def cart(self, request: Request) -> Response:
@@ -453,10 +460,12 @@ async def healthz(request: Request) -> Response:
     return PlainTextResponse("ok")
 
 
-def create_app(clients: Clients) -> ASGIApp:
-    """The shop as an ASGI app, observed by :class:`clue.asgi.ClueMiddleware`."""
+def create_app(clients: Clients, viewer_url: str = "") -> ASGIApp:
+    """The shop as an ASGI app, observed by :class:`clue.asgi.ClueMiddleware`;
+    ``viewer_url`` is the trace viewer an order's timeline links to (empty: none)."""
     shop = Shop(clients)
     accounts = Accounts(shop)
+    orders = OrderPages(shop, viewer_url)
     g = shop.guarded
     routes = [
         Route("/", g(shop.home), methods=["GET"]),
@@ -474,6 +483,9 @@ def create_app(clients: Clients) -> ASGIApp:
         Route("/account", g(accounts.account), methods=["GET"]),
         Route("/account", g(accounts.rename), methods=["POST"]),
         Route("/account/delete", g(accounts.delete), methods=["POST"]),
+        Route("/orders", g(orders.orders), methods=["GET"]),
+        Route("/orders/{id}", g(orders.order), methods=["GET"]),
+        Route("/orders/{id}/cancel", g(orders.cancel), methods=["POST"]),
         Route(
             "/_healthz",
             healthz,

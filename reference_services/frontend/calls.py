@@ -25,23 +25,31 @@ class Rpc(Protocol[Req, Resp]):
 
 
 async def call(
-    doing: str, rpc: Rpc[Req, Resp], request: Req, metadata: Metadata | None = None
+    doing: str,
+    rpc: Rpc[Req, Resp],
+    request: Req,
+    metadata: Metadata | None = None,
+    timeout: float = CALL_TIMEOUT,
 ) -> Resp:
     """Await one gRPC call (with ``metadata``, e.g. the visitor's token); a failure
     becomes a :class:`ShopError` naming ``doing``."""
     try:
-        return await rpc(request, timeout=CALL_TIMEOUT, metadata=metadata)
+        return await rpc(request, timeout=timeout, metadata=metadata)
     except grpc.RpcError as error:
         raise from_rpc(error, doing) from error
 
 
 async def optional(
-    doing: str, rpc: Rpc[Req, Resp], request: Req, metadata: Metadata | None = None
+    doing: str,
+    rpc: Rpc[Req, Resp],
+    request: Req,
+    metadata: Metadata | None = None,
+    timeout: float = CALL_TIMEOUT,
 ) -> Resp | None:
     """Like :func:`call`, for page extras (ads, recommendations): a failure is logged
     and the page goes on without them (``None``)."""
     try:
-        return await call(doing, rpc, request, metadata)
+        return await call(doing, rpc, request, metadata, timeout)
     except ShopError as error:
         log.warn("page extra unavailable", doing=doing, error=str(error))
         return None

@@ -10,7 +10,9 @@ import clue.grpc
 from reference_services.common.auth import Authorizer, PublishedKeys
 from reference_services.common.clients import CHANNEL_OPTIONS
 from reference_services.protos import hipstershop_pb2_grpc as rpc
+from reference_services.protos.boutique.v1 import inventory_pb2_grpc as ipb_grpc
 from reference_services.protos.boutique.v1 import notification_pb2_grpc as npb_grpc
+from reference_services.protos.boutique.v1 import order_pb2_grpc as opb_grpc
 from reference_services.protos.boutique.v1 import user_pb2_grpc as upb_grpc
 
 #: Deadline (seconds) of every outgoing call from a page.
@@ -35,17 +37,23 @@ class Addresses:
 
 
 class Clients:
-    """One channel and stub per downstream service."""
+    """One channel per downstream address, and a stub per service.
+
+    The order service is served by the checkout process and the inventory by the
+    catalog's: their stubs share those channels.
+    """
 
     def __init__(self, addresses: Addresses) -> None:
         self.addresses = addresses
-        self._channels: list[grpc.aio.Channel] = []
+        self._channels: dict[str, grpc.aio.Channel] = {}
         self.catalog = rpc.ProductCatalogServiceStub(self._channel(addresses.productcatalog))
+        self.inventory = ipb_grpc.InventoryServiceStub(self._channel(addresses.productcatalog))
         self.currency = rpc.CurrencyServiceStub(self._channel(addresses.currency))
         self.cart = rpc.CartServiceStub(self._channel(addresses.cart))
         self.recommendation = rpc.RecommendationServiceStub(self._channel(addresses.recommendation))
         self.shipping = rpc.ShippingServiceStub(self._channel(addresses.shipping))
         self.checkout = rpc.CheckoutServiceStub(self._channel(addresses.checkout))
+        self.orders = opb_grpc.OrderServiceStub(self._channel(addresses.checkout))
         self.ad = rpc.AdServiceStub(self._channel(addresses.ad))
         self.user: upb_grpc.UserServiceAsyncStub | None = None
         self.authorizer: Authorizer | None = None
@@ -60,11 +68,13 @@ class Clients:
             )
 
     def _channel(self, target: str) -> grpc.aio.Channel:
-        channel = clue.grpc.async_insecure_channel(target, options=CHANNEL_OPTIONS)
-        self._channels.append(channel)
-        return channel
+        if target not in self._channels:
+            self._channels[target] = clue.grpc.async_insecure_channel(
+                target, options=CHANNEL_OPTIONS
+            )
+        return self._channels[target]
 
     async def close(self) -> None:
         """Close every channel."""
-        for channel in self._channels:
+        for channel in self._channels.values():
             await channel.close(None)

@@ -37,6 +37,10 @@ MAX_PASSWORD = 128
 MAX_NAME = 128
 #: Longest ``next`` path a login returns to.
 MAX_NEXT = 512
+#: An order id as checkout makes them: a UUID (any case; the shop asks in lower case).
+ORDER_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.I)
+#: Longest page token of the order list (the order service's own bound).
+MAX_PAGE_TOKEN = 256
 Form = Mapping[str, str]
 
 
@@ -137,6 +141,23 @@ def product_id(text: str) -> str:
     if errors:
         raise FormError(errors)
     return product
+
+
+def order_id(text: str) -> str:
+    """The order id of an order page's path: a UUID, in lower case."""
+    if not ORDER_ID.fullmatch(text):
+        problem = f"must be an order number (a UUID, 36 characters), got {quote(text)}"
+        raise FormError({"order id": problem})
+    return text.lower()
+
+
+def page_token(text: str) -> str:
+    """The ``page`` of the order list: a token the list gave, checked for size and characters."""
+    if len(text) > MAX_PAGE_TOKEN:
+        raise FormError({"page": f"is longer than {MAX_PAGE_TOKEN} characters"})
+    if not (text.isascii() and text.isprintable()):
+        raise FormError({"page": f"is not a page of the order list: {quote(text)}"})
+    return text
 
 
 @dataclass(frozen=True)

@@ -16,10 +16,11 @@ from __future__ import annotations
 import base64
 import hashlib
 from dataclasses import dataclass
+from urllib.parse import urlencode
 
 import grpc
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
 
 from clue import log
 from reference_services.common.auth import Authorizer, Refused, Rule
@@ -54,6 +55,11 @@ def visitor_of(request: Request) -> Visitor | None:
     """The signed-in visitor of the request (None: anonymous)."""
     visitor: Visitor | None = getattr(request.state, "visitor", None)
     return visitor
+
+
+def to_login(next_path: str) -> Response:
+    """Where a page for signed-in visitors sends an anonymous one: the login, then back."""
+    return RedirectResponse("/login?" + urlencode({"next": next_path}), status_code=302)
 
 
 def cart_id(request: Request) -> str:

@@ -1,0 +1,60 @@
+"""What the shop says about stock: "only N left" when little is left, "sold out" at none.
+
+The levels come from the catalog process's ``InventoryService.GetStock``. They
+are a page extra, like the ads: when the inventory cannot be read (down, slow,
+or a product it does not know) the page is shown without a stock line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from reference_services.frontend.calls import optional
+from reference_services.protos.boutique.v1 import inventory_pb2 as ipb
+from reference_services.protos.boutique.v1 import inventory_pb2_grpc as ipb_grpc
+
+#: Below this many available, a product says how many are left.
+LOW_STOCK = 10
+#: Deadline (seconds) of the stock read: a slow inventory must not hold a page up.
+STOCK_TIMEOUT = 2.0
+
+
+@dataclass(frozen=True)
+class Stock:
+    """How many of a product a new order can take."""
+
+    available: int
+
+    @property
+    def sold_out(self) -> bool:
+        return self.available <= 0
+
+    @property
+    def low(self) -> bool:
+        """Few enough to say how many are left (and not none)."""
+        return 0 < self.available < LOW_STOCK
+
+    @property
+    def label(self) -> str:
+        """``sold out``, ``only 3 left``, or empty when there is plenty."""
+        if self.sold_out:
+            return "sold out"
+        return f"only {self.available} left" if self.low else ""
+
+
+async def stock_of(
+    inventory: ipb_grpc.InventoryServiceAsyncStub, product_ids: Sequence[str]
+) -> dict[str, Stock]:
+    """product id -> its :class:`Stock`; empty when the inventory cannot say now."""
+    if not product_ids:
+        return {}
+    reply = await optional(
+        "reading the stock",
+        inventory.GetStock,
+        ipb.GetStockRequest(product_ids=list(dict.fromkeys(product_ids))),
+        timeout=STOCK_TIMEOUT,
+    )
+    if reply is None:
+        return {}
+    return {level.product_id: Stock(level.available) for level in reply.levels}
