@@ -1,8 +1,9 @@
 """ProductCatalogService and InventoryService over gRPC, with their fault switches.
 
-The inventory (see `inventory`) keeps its stock in its own store, publishes LowStock
-through an outbox when a broker is configured, and checks SetStock's admin token with
-the user service's keys when one is.
+The inventory (see `inventory`) keeps its stock in its own store; with a broker it
+publishes LowStock through an outbox and releases the stock of cancelled and failed
+orders from their status events (see `cancellations`); with a user service it checks
+SetStock's admin token with its keys.
 """
 
 from __future__ import annotations
@@ -22,11 +23,20 @@ from reference_services.common.auth import Authorizer, PublishedKeys
 from reference_services.common.clients import CHANNEL_OPTIONS
 from reference_services.common.config import ConfigError, env_addr, env_str
 from reference_services.common.database import SQLite, StoreUnavailable, open_database
-from reference_services.common.events import Broker, Outbox, Relay, Stream, nats_url
+from reference_services.common.events import (
+    ORDER_STATUS_CHANGED,
+    Broker,
+    EventConsumer,
+    Outbox,
+    Relay,
+    Stream,
+    nats_url,
+)
 from reference_services.common.faults import Faults, Flag, Millis
 from reference_services.common.rpc import Context, not_found, quote, rpc
 from reference_services.common.runtime import AddServicer, Entry, Wiring
 from reference_services.common.settings import store_url
+from reference_services.productcatalog.cancellations import CONSUMER, Cancellations
 from reference_services.productcatalog.catalog import DATA_FILE, MAX_QUERY, Catalog
 from reference_services.productcatalog.inventory import (
     RULES,
@@ -157,9 +167,13 @@ async def build(config: Config) -> Wiring:
     if outbox is not None:
         broker = Broker(config.nats_url, Stream(config.stream))
         relay = Relay(outbox, broker)
+        consumer = EventConsumer(
+            broker, db, CONSUMER, [ORDER_STATUS_CHANGED], Cancellations(store, relay)
+        )
         broker.start()
         relay.start()
-        closers += [broker.close, relay.stop]
+        consumer.start()
+        closers += [broker.close, relay.stop, consumer.stop]
         pingers.append(broker)
     authorizer = None
     if config.user_addr is not None:
@@ -187,7 +201,7 @@ async def build(config: Config) -> Wiring:
         servicers=servicers,
         pingers=pingers,
         faults=switches,
-        closers=closers,  # run last to first: the sweeper, the channel, relay, broker, store
+        closers=closers,  # run last to first: sweeper, channel, consumer, relay, broker, store
         authorizer=authorizer,
     )
 

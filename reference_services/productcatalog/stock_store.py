@@ -308,32 +308,37 @@ class StockStore:
         back on hand (a cancelled order). Releasing twice, an expired reservation or an
         order never reserved changes nothing more; the last is recorded released with no
         lines, so that a Reserve of it arriving late holds nothing."""
-        now = time.time_ns()
         async with self.db.transaction() as tx:
-            found = await self._reservation(tx, order_id, now)
-            if found is None:
-                inserted = await tx.execute(
-                    f"INSERT INTO {self.reservations} (order_id, state, expires_ns, updated_ns)"
-                    " VALUES (%s, %s, %s, %s) ON CONFLICT (order_id) DO NOTHING RETURNING order_id",
-                    (order_id, RELEASED, now, now),
-                )
-                if inserted:
-                    return Reservation(order_id, (), RELEASED, now)
-                found = await self._reservation(tx, order_id, now)  # a racing Reserve's
-                assert found is not None
-            products = [p for p, _ in found.lines]
-            await self._take_turns(tx, products)
-            if found.state == COMMITTED:
-                if await self._move(tx, order_id, COMMITTED, RELEASED, now):
-                    for product_id, quantity in found.lines:
-                        await tx.execute(
-                            f"UPDATE {self.stock} SET on_hand = on_hand + %s WHERE product_id = %s",
-                            (quantity, product_id),
-                        )
-            elif found.state in (HELD, EXPIRED):
-                await self._move(tx, order_id, HELD, RELEASED, now)
-            await self._settle(tx, products, now)
-            return Reservation(order_id, found.lines, RELEASED, found.expires_ns)
+            return await self.release_in(tx, order_id)
+
+    async def release_in(self, tx: Transaction, order_id: str) -> Reservation:
+        """`release` in the caller's transaction ``tx`` of this store's database (an event
+        consumer's, whose processed mark commits with it)."""
+        now = time.time_ns()
+        found = await self._reservation(tx, order_id, now)
+        if found is None:
+            inserted = await tx.execute(
+                f"INSERT INTO {self.reservations} (order_id, state, expires_ns, updated_ns)"
+                " VALUES (%s, %s, %s, %s) ON CONFLICT (order_id) DO NOTHING RETURNING order_id",
+                (order_id, RELEASED, now, now),
+            )
+            if inserted:
+                return Reservation(order_id, (), RELEASED, now)
+            found = await self._reservation(tx, order_id, now)  # a racing Reserve's
+            assert found is not None
+        products = [p for p, _ in found.lines]
+        await self._take_turns(tx, products)
+        if found.state == COMMITTED:
+            if await self._move(tx, order_id, COMMITTED, RELEASED, now):
+                for product_id, quantity in found.lines:
+                    await tx.execute(
+                        f"UPDATE {self.stock} SET on_hand = on_hand + %s WHERE product_id = %s",
+                        (quantity, product_id),
+                    )
+        elif found.state in (HELD, EXPIRED):
+            await self._move(tx, order_id, HELD, RELEASED, now)
+        await self._settle(tx, products, now)
+        return Reservation(order_id, found.lines, RELEASED, found.expires_ns)
 
     async def set_stock(self, product_id: str, on_hand: int) -> Level:
         """Set a stocked product's stock on hand; its new level."""

@@ -21,7 +21,16 @@ from nats.js import api
 from reference_services.common.auth import bearer
 from reference_services.common.config import ConfigError
 from reference_services.common.database import Postgres, SQLite
-from reference_services.common.events import INVENTORY_LOW_STOCK, Broker, Outbox, Stream
+from reference_services.common.events import (
+    ID_HEADER,
+    INVENTORY_LOW_STOCK,
+    ORDER_STATUS_CHANGED,
+    TYPE_HEADER,
+    VERSION_HEADER,
+    Broker,
+    Outbox,
+    Stream,
+)
 from reference_services.common.rpc import quote
 from reference_services.common.runtime import GrpcService
 from reference_services.productcatalog import service as productcatalog
@@ -369,6 +378,53 @@ async def test_low_stock_is_published_once_per_crossing(tmp_path: Path, nats_url
             assert [(e.product_id, e.available) for e in events] == [(MUG, 9), (MUG, 6)]
             reply = await shop.admin.get("/healthz")
             assert reply.json()["status"] == {"inventory-store": "OK", "nats": "OK"}
+    finally:
+        await stream.delete(await broker.jetstream())
+        await broker.close()
+
+
+async def publish_status(broker: Broker, order_id: str, status: ev.OrderStatus) -> None:
+    """Publish an OrderStatusChanged as the checkout's relay would."""
+    js = await broker.jetstream()
+    change = ev.OrderStatusChanged(
+        order_id=order_id, from_status=ev.ORDER_STATUS_SHIPPED, to_status=status
+    )
+    headers = {ID_HEADER: str(uuid.uuid4()), TYPE_HEADER: "boutique.v1.OrderStatusChanged"}
+    await js.publish(
+        broker.stream.subject(ORDER_STATUS_CHANGED),
+        change.SerializeToString(),
+        stream=broker.stream.name,
+        headers={**headers, VERSION_HEADER: "1"},
+    )
+
+
+async def test_cancelled_and_failed_orders_get_their_stock_back_from_events(
+    tmp_path: Path, nats_url: str
+) -> None:
+    stream = Stream(unique("INV").upper())
+    broker = Broker(nats_url, stream)
+    try:
+        async with running(tmp_path, NO_SUPPLIER, nats_url=nats_url, stream=stream.name) as shop:
+            cancelled, failed, shipped = new_order(), new_order(), new_order()
+            await shop.reserve(cancelled, mug=5)
+            await shop.stub.Commit(ipb.CommitRequest(order_id=cancelled))
+            await shop.reserve(failed, mug=7)
+            await shop.reserve(shipped, mug=3)
+            level = await shop.level(MUG)
+            assert (level.on_hand, level.reserved) == (45, 10)
+            await publish_status(broker, cancelled, ev.ORDER_STATUS_CANCELLED)
+            await publish_status(broker, failed, ev.ORDER_STATUS_FAILED)
+            await publish_status(broker, shipped, ev.ORDER_STATUS_IN_TRANSIT)
+            await publish_status(broker, cancelled, ev.ORDER_STATUS_CANCELLED)  # again
+
+            async def back() -> bool:
+                level = await shop.level(MUG)
+                return (level.on_hand, level.reserved) == (50, 3)
+
+            await wait_for(back)
+            await asyncio.sleep(0.3)  # the repeated cancellation restocks nothing more
+            level = await shop.level(MUG)
+            assert (level.on_hand, level.reserved) == (50, 3)
     finally:
         await stream.delete(await broker.jetstream())
         await broker.close()
