@@ -24,6 +24,16 @@ BACKOFF = (0.5, 2.0, 5.0, 15.0)
 """Seconds before the 2nd, 3rd... delivery after a failure (the last one repeats)."""
 
 
+def event_id_of(headers: dict[str, str] | None) -> str:
+    """A message's event id: its ``Nats-Msg-Id``, or the ``event-id`` a replayed dead
+    letter carries (its message id is the replay's)."""
+    return (
+        messaging.header(headers, EVENT_ID_HEADER)
+        or messaging.header(headers, contract.ID_HEADER.lower())
+        or ""
+    )
+
+
 class Undecodable(Exception):
     """A message that is no event of the contract."""
 
@@ -182,7 +192,7 @@ class EventConsumer:
     async def handle(self, msg: Msg) -> None:
         """Handle one message (in its consume scope): see the class."""
         headers = dict(msg.headers or {})
-        event_id = messaging.header(headers, contract.ID_HEADER.lower()) or ""
+        event_id = event_id_of(headers)
         attempt = msg.metadata.num_delivered
         try:
             event = self.decode(msg, headers, event_id, attempt)
@@ -234,13 +244,15 @@ class EventConsumer:
     async def dead_letter(self, msg: Msg, reason: str) -> None:
         """Publish the message, as it came, to this consumer's dead-letter subject; term it."""
         js = await self.broker.jetstream()
-        event_id = messaging.header(msg.headers, contract.ID_HEADER.lower()) or ""
+        message_id = messaging.header(msg.headers, contract.ID_HEADER.lower()) or ""
         headers = {k: v for k, v in (msg.headers or {}).items() if k.lower() != "nats-msg-id"}
-        headers[EVENT_ID_HEADER] = event_id[:256]
+        headers[EVENT_ID_HEADER] = event_id_of(msg.headers)[:256]
         headers[DEAD_REASON_HEADER] = reason[:500]
         headers[DEAD_SUBJECT_HEADER] = msg.subject
-        if event_id:  # a second dead letter of the event (a crash before term) is dropped
-            headers[contract.ID_HEADER] = f"dead.{self.name}.{event_id[:256]}"
+        # a second dead letter of the message (a crash before term) is dropped; a replayed
+        # one has a message id of its own (see replay), so failing again is a new letter
+        if message_id:
+            headers[contract.ID_HEADER] = f"dead.{self.name}.{message_id[:256]}"
         await js.publish(
             self.broker.stream.dead_letters(self.name),
             msg.data,
