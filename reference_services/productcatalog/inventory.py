@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
-from opentelemetry import trace
+from opentelemetry import metrics, trace
 
 from clue import log
 from reference_services.common import fields
@@ -54,6 +54,12 @@ RULES = {f"/{SERVICE}/SetStock": Rule("orders:write", role=ADMIN)}
 EXHAUSTED_SWITCH = "stock_exhausted"
 MAX_ON_HAND = 1_000_000
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+METER = metrics.get_meter("reference_services.productcatalog")
+RESERVATIONS = METER.create_counter(
+    "boutique.inventory.reservations",
+    unit="{reservation}",
+    description="Reserve calls by outcome: held, insufficient (too little stock), ended",
+)
 STATES = {
     HELD: ipb.RESERVATION_STATE_HELD,
     COMMITTED: ipb.RESERVATION_STATE_COMMITTED,
@@ -207,14 +213,18 @@ class Inventory(ipb_grpc.InventoryServiceServicer):
         try:
             reservation = await self.store.reserve(order, wanted, ttl_ns, self._exhausted())
         except TooLittle as exc:
+            RESERVATIONS.add(1, {"outcome": "insufficient"})
+            span.set_attribute("app.product.id", exc.product_id)
             raise failed_precondition(
                 f"product {quote(exc.product_id)} has {exc.available} available,"
                 f" {exc.wanted} wanted"
             ) from None
         except Ended as exc:
+            RESERVATIONS.add(1, {"outcome": "ended"})
             raise _ended(exc) from None
         except StoreUnavailable as exc:
             raise unavailable(f"inventory store: {exc}") from None
+        RESERVATIONS.add(1, {"outcome": "held"})
         self._wake()
         return to_proto(reservation)
 

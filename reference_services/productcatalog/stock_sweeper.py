@@ -14,6 +14,8 @@ import asyncio
 import contextlib
 import time
 
+from opentelemetry import metrics
+
 from clue import log
 from reference_services.common.events import Relay
 from reference_services.productcatalog.stock_store import StockStore
@@ -22,6 +24,11 @@ KEEP_ENDED_S = 7 * 24 * 3600.0
 """How long a committed, released or expired reservation is kept (a cancelled order
 restocks through its committed reservation: far longer than the cancel window)."""
 FORGET_EVERY_S = 600.0
+RESTOCKS = metrics.get_meter("reference_services.productcatalog").create_counter(
+    "boutique.inventory.restocks",
+    unit="{restock}",
+    description="Products the simulated supplier restocked, by product_id",
+)
 
 
 def sweep_interval(ttl_s: float, restock_s: float) -> float:
@@ -54,6 +61,7 @@ class StockSweeper:
         expired = await self.store.expire()
         restocked = await self.store.restock(int(self.restock_s * 1e9)) if self.restock_s else []
         for product_id in restocked:
+            RESTOCKS.add(1, {"product_id": product_id})
             log.info("supplier restocked a low product", product_id=product_id)
         if (expired or restocked) and self.relay is not None:
             self.relay.wake()  # a product may have crossed the low level

@@ -49,7 +49,7 @@ from reference_services.productcatalog.stock_store import (
 from reference_services.protos.boutique.v1 import events_pb2 as ev
 from reference_services.protos.boutique.v1 import inventory_pb2 as ipb
 from reference_services.protos.boutique.v1 import inventory_pb2_grpc as ipb_grpc
-from tests.boutique.conftest import rpc_error, serving, stub_for, unique
+from tests.boutique.conftest import Telemetry, rpc_error, serving, stub_for, unique
 from tests.boutique.tokens import issuing
 
 SUNGLASSES = "OLJCESPC7Z"
@@ -163,7 +163,7 @@ async def test_reserve_commit_and_release_an_order(shop: Running) -> None:
 
 
 async def test_too_little_stock_fails_naming_the_product_and_holds_nothing(
-    shop: Running,
+    otel: Telemetry, shop: Running
 ) -> None:
     error = await rpc_error(shop.reserve(new_order(), sunglasses=2, mug=51))
     assert error.code() is Code.FAILED_PRECONDITION
@@ -172,6 +172,8 @@ async def test_too_little_stock_fails_naming_the_product_and_holds_nothing(
     await shop.reserve(new_order(), mug=50)
     error = await rpc_error(shop.reserve(new_order(), mug=1))
     assert error.details() == f"product {MUG!r} has 0 available, 1 wanted"
+    counted = {a["outcome"]: p.value for a, p in otel.points("boutique.inventory.reservations")}
+    assert counted == {"insufficient": 2, "held": 1}
 
 
 async def test_bad_input_is_refused_naming_the_field_and_changes_nothing(
@@ -430,7 +432,9 @@ async def test_cancelled_and_failed_orders_get_their_stock_back_from_events(
         await broker.close()
 
 
-async def test_the_supplier_restocks_a_product_low_for_a_while(tmp_path: Path) -> None:
+async def test_the_supplier_restocks_a_product_low_for_a_while(
+    otel: Telemetry, tmp_path: Path
+) -> None:
     settings = StockSettings(initial=20, ttl_s=60.0, low=10, restock_s=0.2)
     async with running(tmp_path, settings) as shop:
         order = new_order()
@@ -445,6 +449,8 @@ async def test_the_supplier_restocks_a_product_low_for_a_while(tmp_path: Path) -
         await wait_for(restocked)
         assert time.monotonic() - started >= 0.15
         assert (await shop.level(SUNGLASSES)).on_hand == 20  # never low: untouched
+    restocks = otel.points("boutique.inventory.restocks")
+    assert [(a, p.value) for a, p in restocks] == [({"product_id": MUG}, 1)]
 
 
 async def test_stock_exhausted_switch_over_http(shop: Running) -> None:
