@@ -257,7 +257,7 @@ class Saga:
                     await self.log.write(
                         tx, plan.order_id, kind=PLACE, step=RESERVE, carrier=carrier
                     )
-        self._crash_point(CREATE)
+            self._crash_point(CREATE)
         return await self._forward(plan, RESERVE)
 
     async def _forward(self, plan: Plan, step: str) -> pb.OrderResult:
@@ -268,26 +268,31 @@ class Saga:
         transaction_id = ""
         try:
             if step == RESERVE:
-                await self._reserve(plan)
-                await self._write(order_id, step=CHARGE)
-                self._crash_point(RESERVE)
+                with self._span(RESERVE, order_id):
+                    await self._reserve(plan)
+                    await self._write(order_id, step=CHARGE)
+                    self._crash_point(RESERVE)
                 step = CHARGE
             if step == CHARGE:
                 if plan.card is None:
                     raise ValueError("a saga resumed without its card cannot charge")
-                transaction_id = await self._charge(plan, plan.card)
-                await self._write(
-                    order_id,
-                    step=SHIP,
-                    move=(PAID, "payment charged"),
-                    transaction_id=transaction_id,
-                )
-                self._crash_point(CHARGE)
+                with self._span(CHARGE, order_id):
+                    transaction_id = await self._charge(plan, plan.card)
+                    await self._write(
+                        order_id,
+                        step=SHIP,
+                        move=(PAID, "payment charged"),
+                        transaction_id=transaction_id,
+                    )
+                    self._crash_point(CHARGE)
                 step = SHIP
             if step == SHIP:
-                result.shipping_tracking_id = await self._ship(plan)
-                await self._write(order_id, step=COMPLETE, tracking_id=result.shipping_tracking_id)
-                self._crash_point(SHIP)
+                with self._span(SHIP, order_id):
+                    result.shipping_tracking_id = await self._ship(plan)
+                    await self._write(
+                        order_id, step=COMPLETE, tracking_id=result.shipping_tracking_id
+                    )
+                    self._crash_point(SHIP)
         except StepFailed as failure:
             log.warn("order failed, compensating", order_id=order_id, reason=failure.reason)
             try:
@@ -297,7 +302,6 @@ class Saga:
             raise
         placed = Plan(result, plan.user_id, plan.email, plan.total)
         await self._complete(placed, transaction_id)
-        self._crash_point(COMPLETE)
         return result
 
     async def _reserve(self, plan: Plan) -> None:
@@ -306,20 +310,16 @@ class Saga:
             for i in plan.result.items
         ]
         request = ipb.ReserveRequest(order_id=plan.order_id, items=lines)
-        with self._span(RESERVE, plan.order_id):
-            await self._call(
-                RESERVE, self.partners.inventory.Reserve(request, timeout=self.timeout)
-            )
+        await self._call(RESERVE, self.partners.inventory.Reserve(request, timeout=self.timeout))
 
     async def _charge(self, plan: Plan, card: pb.CreditCardInfo) -> str:
         request = lpb.ChargeOrderRequest(
             order_id=plan.order_id, user_id=plan.user_id, amount=plan.total, credit_card=card
         )
-        with self._span(CHARGE, plan.order_id):
-            payment = await self._call(
-                CHARGE, self.partners.ledger.ChargeOrder(request, timeout=self.timeout)
-            )
-            trace.get_current_span().set_attribute("app.payment.id", payment.id)
+        payment = await self._call(
+            CHARGE, self.partners.ledger.ChargeOrder(request, timeout=self.timeout)
+        )
+        trace.get_current_span().set_attribute("app.payment.id", payment.id)
         return payment.transaction_id
 
     async def _ship(self, plan: Plan) -> str:
@@ -327,16 +327,13 @@ class Saga:
         request = pb.ShipOrderRequest(
             address=result.shipping_address, items=[i.item for i in result.items]
         )
-        with self._span(SHIP, plan.order_id):
-            shipped = await self._call(
-                SHIP,
-                self.partners.shipping.ShipOrder(
-                    request,
-                    timeout=self.timeout,
-                    metadata=((ORDER_ID_METADATA, plan.order_id),),
-                ),
-            )
-            trace.get_current_span().set_attribute("app.order.tracking_id", shipped.tracking_id)
+        shipped = await self._call(
+            SHIP,
+            self.partners.shipping.ShipOrder(
+                request, timeout=self.timeout, metadata=((ORDER_ID_METADATA, plan.order_id),)
+            ),
+        )
+        trace.get_current_span().set_attribute("app.order.tracking_id", shipped.tracking_id)
         return shipped.tracking_id
 
     async def _complete(self, plan: Plan, transaction_id: str) -> None:
@@ -368,6 +365,7 @@ class Saga:
                 await self._write(
                     order_id, step=COMPLETE, state=DONE, move=(PLACED, "placed"), placed=plan
                 )
+                self._crash_point(COMPLETE)
             else:
                 await self.store.record(
                     plan.result,
@@ -384,8 +382,9 @@ class Saga:
         """Undo what the steps up to ``reached`` did (its own call may have taken effect
         before it failed), then mark the order FAILED with ``reason``."""
         order_id = plan.order_id
-        await self._write(order_id, step=reached, state=COMPENSATING, reason=reason)
         with self._span("compensate", order_id):
+            trace.get_current_span().set_attribute("app.saga.reason", reason)
+            await self._write(order_id, step=reached, state=COMPENSATING, reason=reason)
             index = STEPS.index(reached)
             if index >= STEPS.index(SHIP):
                 await self._void(order_id, required=False)
@@ -448,11 +447,12 @@ class Saga:
 
     async def _cancel(self, order: PlacedOrder, reason: str) -> PlacedOrder:
         carrier = dict(messaging.inject({}))
-        async with self.store.db.transaction() as tx:
-            await self.log.write(
-                tx, order.order_id, kind=CANCEL, step=VOID, reason=reason, carrier=carrier
-            )
-        await self._cancel_from(order.order_id, VOID, reason)
+        with self._span("cancel", order.order_id):
+            async with self.store.db.transaction() as tx:
+                await self.log.write(
+                    tx, order.order_id, kind=CANCEL, step=VOID, reason=reason, carrier=carrier
+                )
+            await self._cancel_from(order.order_id, VOID, reason)
         cancelled = await self.store.get(order.order_id)
         assert cancelled is not None
         return cancelled

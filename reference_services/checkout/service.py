@@ -317,10 +317,11 @@ async def build(config: Config, orders: OrderStore | None = None) -> Wiring:
         durable=config.durable,
     )
     recovery = Recovery(saga, config.timing)
-    courier = ShipmentEvents(store, outbox, relay).consumer(broker)
+    couriers = ShipmentEvents(store, outbox, relay).consumers(broker)
     broker.start()
     relay.start()
-    courier.start()
+    for consumer in couriers:
+        consumer.start()
     recovery.start()
     servicers: list[tuple[AddServicer, object]] = [
         (pb_grpc.add_CheckoutServiceServicer_to_server, Checkout(downstream, saga))
@@ -337,7 +338,7 @@ async def build(config: Config, orders: OrderStore | None = None) -> Wiring:
         store.close,
         broker.close,
         relay.stop,
-        courier.stop,
+        *(consumer.stop for consumer in couriers),
         recovery.stop,
     ]
     return Wiring(

@@ -1,6 +1,6 @@
 """The courier's events move orders on: picked up -> IN_TRANSIT, delivered -> DELIVERED.
 
-A durable consumer of ``boutique.shipment.picked_up`` and ``.delivered`` in the
+Durable consumers of ``boutique.shipment.picked_up`` and ``.delivered`` in the
 order database: each event is handled once (its id marked processed in the
 transaction of the move), in the trace the courier's event carries, and the
 move's ``boutique.order.status_changed`` event goes out through the outbox.
@@ -26,7 +26,8 @@ from reference_services.common.events import (
 )
 from reference_services.protos.boutique.v1 import events_pb2 as ev
 
-CONSUMER = "checkout-shipments"
+CONSUMERS = {SHIPMENT_PICKED_UP: "checkout-pickups", SHIPMENT_DELIVERED: "checkout-deliveries"}
+"""One durable consumer per subject (several subjects in one need NATS 2.10)."""
 IN_TRANSIT, DELIVERED = "IN_TRANSIT", "DELIVERED"
 #: event subject -> the moves it makes from each status (a delivery seen first moves twice)
 MOVES: dict[str, dict[str, tuple[str, ...]]] = {
@@ -55,11 +56,12 @@ class ShipmentEvents:
         self.outbox = outbox
         self.relay = relay
 
-    def consumer(self, broker: Broker) -> EventConsumer:
-        """The durable consumer handling them, marking them in the order database."""
-        return EventConsumer(
-            broker, self.store.db, CONSUMER, [SHIPMENT_PICKED_UP, SHIPMENT_DELIVERED], self.handle
-        )
+    def consumers(self, broker: Broker) -> list[EventConsumer]:
+        """The durable consumers handling them, marking them in the order database."""
+        return [
+            EventConsumer(broker, self.store.db, name, [subject], self.handle)
+            for subject, name in CONSUMERS.items()
+        ]
 
     async def handle(self, event: Event, tx: Transaction) -> None:
         """Move the event's order, in ``tx``."""

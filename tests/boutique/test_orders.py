@@ -23,7 +23,13 @@ from opentelemetry import trace
 
 from reference_services.cart import service as cart
 from reference_services.checkout import service as checkout
-from reference_services.checkout.orders import MIGRATIONS, Forbidden, OrderStore, PlacedOrder
+from reference_services.checkout.orders import (
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    Forbidden,
+    OrderStore,
+    PlacedOrder,
+)
 from reference_services.common.auth import bearer
 from reference_services.common.database import Database, Postgres, SQLite
 from reference_services.common.events import Broker, Stream
@@ -123,19 +129,22 @@ async def shop(
             services[name] = await stack.enter_async_context(serving(name, wiring))
             return services[name]
 
+        stream = unique("ORDERS").upper()
         catalog = await start("productcatalog", await productcatalog.build(productcatalog.Config()))
         await start("currency", await currency.build())
         await start(
             "cart",
             await cart.build(cart.Config(f"sqlite:///{tmp_path / 'cart.db'}", catalog.address)),
         )
-        await start("shipping", await shipping.build())
-        await start("payment", await payment.build())
+        shipments = shipping.Config(f"sqlite:///{tmp_path / 'shipping.db'}", nats_url, stream)
+        await start("shipping", await shipping.build(shipments))
+        ledger = payment.Config(f"sqlite:///{tmp_path / 'payment.db'}", nats_url, stream)
+        await start("payment", await payment.build(ledger))
         accounts = user.Config(
             f"sqlite:///{tmp_path / 'user.db'}", tmp_path / "keys", frozenset({ADMIN_EMAIL})
         )
         await start("user", await user.build(accounts))
-        broker = Broker(nats_url, Stream(unique("ORDERS").upper()))
+        broker = Broker(nats_url, Stream(stream))
 
         async def forget_stream() -> None:
             await broker.stream.delete(await broker.jetstream())
@@ -198,12 +207,13 @@ async def test_customers_read_their_own_orders_newest_first_a_page_at_a_time(
         assert order.shipping_address == ADDRESS
         assert order.tracking_id == result.shipping_tracking_id
         assert order.status == ev.ORDER_STATUS_SHIPPED
-        (entry,) = order.history
-        assert (entry.from_status, entry.to_status, entry.reason) == (
-            ev.ORDER_STATUS_UNSPECIFIED,
-            ev.ORDER_STATUS_SHIPPED,
-            "placed",
-        )
+        # the checkout saga's moves: created, charged, labelled
+        assert [(c.from_status, c.to_status, c.reason) for c in order.history] == [
+            (ev.ORDER_STATUS_UNSPECIFIED, ev.ORDER_STATUS_PENDING, "checkout started"),
+            (ev.ORDER_STATUS_PENDING, ev.ORDER_STATUS_PAID, "payment charged"),
+            (ev.ORDER_STATUS_PAID, ev.ORDER_STATUS_SHIPPED, "placed"),
+        ]
+        entry = order.history[0]
         assert entry.at == order.placed_at
         assert abs(rfc3339_ns(entry.at) - time.time_ns()) < 60 * 10**9
 
@@ -234,7 +244,7 @@ async def test_the_admin_moves_an_order_along_its_lifecycle_with_history_and_eve
             )
         trace_id = format(span.get_span_context().trace_id, "032x")
         assert moved.status == ev.ORDER_STATUS_IN_TRANSIT
-        placed_entry, change = moved.history
+        *_, placed_entry, change = moved.history
         assert (change.from_status, change.to_status, change.reason) == (
             ev.ORDER_STATUS_SHIPPED,
             ev.ORDER_STATUS_IN_TRANSIT,
@@ -274,21 +284,25 @@ async def test_the_admin_moves_an_order_along_its_lifecycle_with_history_and_eve
             metadata=admin.auth,
         )
         assert [c.to_status for c in done.history] == [
+            ev.ORDER_STATUS_PENDING,
+            ev.ORDER_STATUS_PAID,
             ev.ORDER_STATUS_SHIPPED,
             ev.ORDER_STATUS_IN_TRANSIT,
             ev.ORDER_STATUS_DELIVERED,
         ]
 
     deadline = time.monotonic() + DEADLINE
-    while len(messages := await stream_messages(shop.broker, "order.status_changed")) < 2:
+    while len(messages := await stream_messages(shop.broker, "order.status_changed")) < 4:
         assert time.monotonic() < deadline, "the status_changed events were not published"
         await asyncio.sleep(0.05)
     events = [ev.OrderStatusChanged.FromString(m.data) for m in messages]
     assert [(e.order_id, e.from_status, e.to_status, e.reason) for e in events] == [
+        (placed.order_id, ev.ORDER_STATUS_PENDING, ev.ORDER_STATUS_PAID, "payment charged"),
+        (placed.order_id, ev.ORDER_STATUS_PAID, ev.ORDER_STATUS_SHIPPED, "placed"),
         (placed.order_id, ev.ORDER_STATUS_SHIPPED, ev.ORDER_STATUS_IN_TRANSIT, "picked up"),
         (placed.order_id, ev.ORDER_STATUS_IN_TRANSIT, ev.ORDER_STATUS_DELIVERED, ""),
     ]
-    assert trace_id in (messages[0].headers or {})["traceparent"]
+    assert trace_id in (messages[2].headers or {})["traceparent"]
 
 
 async def test_refusals_and_bad_inputs_have_their_codes_and_change_nothing(
@@ -406,7 +420,7 @@ async def test_the_first_boutique_s_orders_are_migrated_with_their_status(db: Da
     )
     try:
         assert await store.migrate() == 0
-        assert await OrderStore(db, prefix).migrate() == 2  # already there: nothing done
+        assert await OrderStore(db, prefix).migrate() == SCHEMA_VERSION  # nothing done
         old = await store.get("old-1")
         assert old is not None and old.result == result
         assert old.status == "SHIPPED"
@@ -416,8 +430,7 @@ async def test_the_first_boutique_s_orders_are_migrated_with_their_status(db: Da
         page, following = await store.page("session-1", 10)
         assert [o.order_id for o in page] == ["old-1"] and following is None
     finally:
-        for table in (store.table, store.history_table, store.schema_table):
-            await db.execute(f"DROP TABLE IF EXISTS {table}")
+        await store.drop()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
