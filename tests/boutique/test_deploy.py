@@ -9,6 +9,7 @@ OpenAPI schemas it ships). Compose file: the compose-spec JSON schema that
 from __future__ import annotations
 
 import copy
+import functools
 import importlib.resources
 import json
 import re
@@ -24,19 +25,29 @@ from reference_services.launcher import ADDRESS_VARIABLES, SERVICES
 
 DEPLOY = Path(__file__).resolve().parents[2] / "reference_services" / "deploy"
 K8S_VERSION = "1.33.0"
+LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's when there
 
 
+@functools.cache
 def manifests() -> list[tuple[str, dict[str, Any]]]:
+    """Every Kubernetes document (parsed once: copy one before changing it)."""
     found = []
     for path in sorted((DEPLOY / "kubernetes").glob("*.yaml")):
-        for doc in yaml.safe_load_all(path.read_text()):
+        for doc in yaml.load_all(path.read_text(), Loader=LOADER):
             if doc:
                 found.append((path.name, doc))
     return found
 
 
+@functools.cache
+def _compose() -> dict[str, Any]:
+    parsed: dict[str, Any] = yaml.load((DEPLOY / "docker-compose.yaml").read_text(), LOADER)
+    return parsed
+
+
 def compose() -> dict[str, Any]:
-    return yaml.safe_load((DEPLOY / "docker-compose.yaml").read_text())
+    """The compose file, a copy of its one parse."""
+    return copy.deepcopy(_compose())
 
 
 def compose_schema() -> dict[str, Any]:
@@ -49,6 +60,16 @@ def k8s(kind: str, name: str) -> dict[str, Any]:
         if doc["kind"] == kind and doc["metadata"]["name"] == name:
             return doc
     raise AssertionError(f"no {kind} {name}")
+
+
+def env_of(container: dict[str, Any]) -> dict[str, Any]:
+    """A container's environment: each value, or where it comes from (``valueFrom``)."""
+    return {e["name"]: e["value"] if "value" in e else e["valueFrom"] for e in container["env"]}
+
+
+def container_of(name: str) -> dict[str, Any]:
+    (container,) = k8s("Deployment", name)["spec"]["template"]["spec"]["containers"]
+    return container
 
 
 def _id(value: object) -> str:
@@ -85,7 +106,7 @@ def test_each_service_has_a_hardened_deployment_with_probes(name: str) -> None:
     assert {"cpu", "memory"} <= container["resources"]["requests"].keys()
     assert {"cpu", "memory"} <= container["resources"]["limits"].keys()
     port = container["ports"][0]["containerPort"]
-    env = {e["name"]: e["value"] for e in container["env"]}
+    env = env_of(container)
     assert env["PORT"] == str(port)
     for probe in ("readinessProbe", "livenessProbe"):
         if name == "frontend":
@@ -107,7 +128,7 @@ def test_each_service_has_a_hardened_deployment_with_probes(name: str) -> None:
 @pytest.mark.parametrize("name", list(SERVICES))
 def test_kubernetes_addresses_point_at_the_callee_services(name: str) -> None:
     container = k8s("Deployment", name)["spec"]["template"]["spec"]["containers"][0]
-    env = {e["name"]: e["value"] for e in container["env"]}
+    env = env_of(container)
     for dep in SERVICES[name]:
         host, port = env[ADDRESS_VARIABLES[dep]].split(":")
         callee = k8s("Service", host)
@@ -214,14 +235,14 @@ def test_the_event_broker_is_one_nats_in_compose_and_three_jetstream_nodes_in_ku
         assert services[name]["environment"]["NATS_URL"] == "nats://nats:4222"
         assert services[name]["depends_on"]["nats"]["condition"] == "service_healthy"
         container = k8s("Deployment", name)["spec"]["template"]["spec"]["containers"][0]
-        env = {e["name"]: e["value"] for e in container["env"]}
+        env = env_of(container)
         assert env["NATS_URL"] == f"nats://nats:{client_port}"
 
 
 def test_the_user_signing_keys_are_a_secret_mounted_read_only_and_never_committed() -> None:
     pod = k8s("Deployment", "user")["spec"]["template"]["spec"]
     (container,) = pod["containers"]
-    env = {e["name"]: e["value"] for e in container["env"]}
+    env = env_of(container)
     (mount,) = [m for m in container["volumeMounts"] if m["name"] == "signing-keys"]
     assert mount == {
         "name": "signing-keys",
@@ -241,3 +262,212 @@ def test_the_user_signing_keys_are_a_secret_mounted_read_only_and_never_committe
     user = compose()["services"]["user"]
     assert user["volumes"] == ["user-data:/data"]
     assert "USER_SIGNING_KEYS_DIR" not in user["environment"]  # default: /data/user-keys
+
+
+# --- the stores, the courier, who reaches what, autoscaling (issues 15 and 16) ----------
+
+STORES = {
+    # service: (the variable it reads, its SQLite file in compose)
+    "checkout": ("ORDER_STORE", "orders.db"),
+    "productcatalog": ("PRODUCTCATALOG_DATABASE_URL", "inventory.db"),
+    "payment": ("PAYMENT_DATABASE_URL", "payment.db"),
+    "shipping": ("SHIPPING_DATABASE_URL", "shipping.db"),
+    "user": ("USER_DATABASE_URL", "user.db"),
+    "notification": ("NOTIFICATION_DATABASE_URL", "notification.db"),
+}
+SOURCES = DEPLOY.parent
+ADMIN_PORT = 9090
+MONITORING = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+COLLECTOR = {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "otel-collector"}}}
+
+
+def reads(service: str, variable: str) -> bool:
+    """Whether ``service``'s code reads ``variable`` as its store's URL."""
+    code = "".join(p.read_text() for p in (SOURCES / service).glob("*.py"))
+    return re.search(rf'store_url\(\s*"{variable}"', code) is not None
+
+
+def pod_names(rule_from: list[dict[str, Any]]) -> set[str]:
+    """The ``app.kubernetes.io/name`` of the pods a rule's ``from`` admits."""
+    names: set[str] = set()
+    for peer in rule_from:
+        selector = peer["podSelector"]
+        if "matchLabels" in selector:
+            names.add(selector["matchLabels"]["app.kubernetes.io/name"])
+        for expression in selector.get("matchExpressions", []):
+            assert (expression["key"], expression["operator"]) == ("app.kubernetes.io/name", "In")
+            names |= set(expression["values"])
+    return names
+
+
+def policy_of(pod: str) -> dict[str, Any]:
+    (found,) = [
+        doc
+        for _, doc in manifests()
+        if doc["kind"] == "NetworkPolicy"
+        and doc["spec"]["podSelector"].get("matchLabels", {}).get("app.kubernetes.io/name") == pod
+    ]
+    return found
+
+
+def ingress_by_port(pod: str) -> dict[int, list[dict[str, Any]] | None]:
+    """Each port ``pod`` admits connections on, and from whom (None: anyone)."""
+    policy = policy_of(pod)
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    found: dict[int, list[dict[str, Any]] | None] = {}
+    for rule in policy["spec"]["ingress"]:
+        for port in rule["ports"]:
+            assert port["protocol"] == "TCP" and port["port"] not in found
+            found[port["port"]] = rule.get("from")
+    return found
+
+
+@pytest.mark.parametrize("service", list(STORES))
+def test_every_store_is_its_services_own_postgresql_in_kubernetes(service: str) -> None:
+    variable, _ = STORES[service]
+    assert reads(service, variable), f"{service} does not read {variable}"
+    secret = f"{service}-db"
+    assert env_of(container_of(service))[variable] == {
+        "secretKeyRef": {"name": secret, "key": "url"}
+    }
+    database = k8s("StatefulSet", secret)
+    (postgres,) = database["spec"]["template"]["spec"]["containers"]
+    assert postgres["image"].startswith("postgres:")
+    env = env_of(postgres)
+    assert env["POSTGRES_PASSWORD"] == {"secretKeyRef": {"name": secret, "key": "password"}}
+    assert env["POSTGRES_USER"] == env["POSTGRES_DB"] == service
+    assert postgres["securityContext"]["readOnlyRootFilesystem"] is True
+    (claim,) = database["spec"]["volumeClaimTemplates"]
+    assert {"name": claim["metadata"]["name"], "mountPath": "/var/lib/postgresql/data"} in (
+        postgres["volumeMounts"]
+    )
+    labels = database["spec"]["template"]["metadata"]["labels"]
+    assert k8s("Service", secret)["spec"]["selector"] == {"app.kubernetes.io/name": secret}
+    assert labels["app.kubernetes.io/name"] == secret
+    # the database admits its service's pods only, on PostgreSQL's port only
+    (source,) = ingress_by_port(secret)[5432] or []
+    assert source == {"podSelector": {"matchLabels": {"app.kubernetes.io/name": service}}}
+    assert list(ingress_by_port(secret)) == [5432]
+    # no password is in the files: the Secret is the operator's (the manifest says how)
+    assert (
+        "kubectl create secret generic $s-db"
+        in (DEPLOY / "kubernetes" / "databases.yaml").read_text()
+    )
+    assert "Secret" not in {doc["kind"] for _, doc in manifests()}
+
+
+@pytest.mark.parametrize("service", list(STORES))
+def test_every_store_is_in_its_services_own_volume_in_compose(service: str) -> None:
+    variable, file = STORES[service]
+    services = compose()["services"]
+    assert services[service]["environment"][variable] == f"sqlite:////data/{file}"
+    volume = f"{service}-data"
+    assert services[service]["volumes"] == [f"{volume}:/data"]
+    assert volume in compose()["volumes"]
+    others = [n for n, s in services.items() if n != service and volume in str(s.get("volumes"))]
+    assert others == []
+
+
+def test_the_courier_delays_are_set_in_compose_and_kubernetes() -> None:
+    code = (SOURCES / "shipping" / "service.py").read_text()
+    kubernetes = env_of(container_of("shipping"))
+    composed = compose()["services"]["shipping"]["environment"]
+    for variable, seconds in (("SHIPPING_PICKUP_DELAY_S", 30), ("SHIPPING_DELIVERY_DELAY_S", 60)):
+        assert f'"{variable}"' in code
+        assert float(kubernetes[variable]) == float(composed[variable]) == seconds
+
+
+def test_every_event_producer_and_consumer_reaches_nats() -> None:
+    for name in ("productcatalog", "payment", "shipping", "checkout", "user", "notification"):
+        assert env_of(container_of(name))["NATS_URL"] == "nats://nats:4222"
+        service = compose()["services"][name]
+        assert service["environment"]["NATS_URL"] == "nats://nats:4222"
+        assert service["depends_on"]["nats"]["condition"] == "service_healthy"
+
+
+def test_every_pod_refuses_connections_but_from_those_its_policy_names() -> None:
+    (deny,) = [
+        doc
+        for _, doc in manifests()
+        if doc["kind"] == "NetworkPolicy" and doc["metadata"]["name"] == "default-deny-ingress"
+    ]
+    assert deny["spec"] == {"podSelector": {}, "policyTypes": ["Ingress"]}
+    workloads = [
+        doc["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/name"]
+        for _, doc in manifests()
+        if doc["kind"] in ("Deployment", "StatefulSet")
+    ]
+    for pod in workloads:
+        assert policy_of(pod), pod
+
+
+@pytest.mark.parametrize("name", list(SERVICES))
+def test_a_service_admits_only_its_callers_and_its_admin_port_only_monitoring(name: str) -> None:
+    callers = {
+        caller
+        for caller in SERVICES
+        if caller != name and ADDRESS_VARIABLES.get(name, "-") in env_of(container_of(caller))
+    }
+    assert {c for c in SERVICES if name in SERVICES[c]} <= callers  # who the launcher wires
+    port = container_of(name)["ports"][0]["containerPort"]
+    ports = ingress_by_port(name)
+    assert set(ports) == {port, ADMIN_PORT}
+    assert int(k8s("ConfigMap", "boutique")["data"]["ADMIN_PORT"]) == ADMIN_PORT
+    if name == "frontend":
+        assert ports[port] is None  # the shop is for everyone
+    else:
+        assert pod_names(ports[port] or []) == callers
+    assert ports[ADMIN_PORT] == [MONITORING, COLLECTOR]
+
+
+def test_nats_and_the_collector_admit_only_their_clients() -> None:
+    nats = ingress_by_port("nats")
+    producers = {n for n in SERVICES if "NATS_URL" in env_of(container_of(n))}
+    assert pod_names(nats[4222] or []) == producers
+    assert pod_names(nats[6222] or []) == {"nats"}
+    assert nats[8222] == [MONITORING]
+    collector = ingress_by_port("otel-collector")
+    boutique = [{"podSelector": {"matchLabels": {"app.kubernetes.io/part-of": "boutique"}}}]
+    assert collector[4317] == collector[4318] == boutique
+    assert collector[8889] == [MONITORING]
+
+
+AUTOSCALED = {"frontend", "productcatalog", "currency", "recommendation", "ad", "email"}
+
+
+def test_the_stateless_services_scale_on_cpu_and_the_others_do_not() -> None:
+    scalers = {
+        doc["metadata"]["name"]: doc
+        for _, doc in manifests()
+        if doc["kind"] == "HorizontalPodAutoscaler"
+    }
+    assert set(scalers) == AUTOSCALED
+    for name, scaler in scalers.items():
+        spec = scaler["spec"]
+        assert spec["scaleTargetRef"] == {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "name": name,
+        }
+        assert 1 <= spec["minReplicas"] < spec["maxReplicas"]
+        (metric,) = spec["metrics"]
+        assert metric["resource"]["name"] == "cpu"
+        assert "cpu" in container_of(name)["resources"]["requests"]  # utilisation needs it
+        assert "replicas" not in k8s("Deployment", name)["spec"]  # an apply keeps its count
+        # replicas share whatever they keep: a store of theirs is a database, never the pod's
+        env = env_of(container_of(name))
+        stores = [v for v in env if v.endswith(("_DATABASE_URL", "_STORE"))]
+        assert all("secretKeyRef" in env[v] for v in stores), name
+    for name in set(SERVICES) - AUTOSCALED:
+        assert k8s("Deployment", name)["spec"]["replicas"] == 1
+
+
+def test_the_validator_rejects_a_broken_policy_and_autoscaler() -> None:
+    policy = copy.deepcopy(policy_of("payment"))
+    policy["spec"]["ingress"][0]["ports"][0]["port"] = [50051]
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(policy, K8S_VERSION, strict=True)
+    scaler = copy.deepcopy(k8s("HorizontalPodAutoscaler", "frontend"))
+    scaler["spec"]["targetCPUUtilizationPercentage"] = 70  # autoscaling/v1's, not v2's
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(scaler, K8S_VERSION, strict=True)
