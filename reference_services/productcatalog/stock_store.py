@@ -362,13 +362,20 @@ class StockStore:
                 (EXPIRED, now, HELD, now),
             )
             orders = [str(row[0]) for row in rows]
-            if orders:
-                marks = ", ".join(["%s"] * len(orders))
-                products = await tx.execute(
-                    f"SELECT DISTINCT product_id FROM {self.lines} WHERE order_id IN ({marks})",
-                    orders,
-                )
-                await self._settle(tx, sorted(str(row[0]) for row in products), now)
+            if not orders:
+                return orders
+            marks = ", ".join(["%s"] * len(orders))
+            found = await tx.execute(
+                f"SELECT DISTINCT product_id FROM {self.lines} WHERE order_id IN ({marks})",
+                orders,
+            )
+        # the low flags in a transaction of their own that locks the stock rows first, as
+        # every other change does: never a reservation row, then stock rows (a deadlock
+        # with a Commit racing the expiry, on PostgreSQL)
+        products = sorted(str(row[0]) for row in found)
+        async with self.db.transaction() as tx:
+            await self._take_turns(tx, products)
+            await self._settle(tx, products, time.time_ns())
         return orders
 
     async def restock(self, low_for_ns: int) -> list[str]:
@@ -376,14 +383,23 @@ class StockStore:
         to the initial stock on hand; the product ids."""
         now = time.time_ns()
         async with self.db.transaction() as tx:
-            rows = await tx.execute(
-                f"UPDATE {self.stock} SET on_hand = %s, turn = turn + 1"
-                " WHERE low = 1 AND low_since_ns <= %s AND on_hand < %s RETURNING product_id",
-                (self.thresholds.initial, now - low_for_ns, self.thresholds.initial),
+            due = await tx.execute(
+                f"SELECT product_id FROM {self.stock}"
+                " WHERE low = 1 AND low_since_ns <= %s AND on_hand < %s",
+                (now - low_for_ns, self.thresholds.initial),
             )
-            products = sorted(str(row[0]) for row in rows)
-            await self._settle(tx, products, now)
-        return products
+            products = sorted(str(row[0]) for row in due)
+            await self._take_turns(tx, products)  # in id order, like every change
+            restocked = []
+            for product_id in products:  # asked again with the row locked: it may have moved
+                rows = await tx.execute(
+                    f"UPDATE {self.stock} SET on_hand = %s"
+                    " WHERE product_id = %s AND low = 1 AND on_hand < %s RETURNING product_id",
+                    (self.thresholds.initial, product_id, self.thresholds.initial),
+                )
+                restocked += [str(row[0]) for row in rows]
+            await self._settle(tx, restocked, now)
+        return restocked
 
     async def forget(self, ended_before_ns: int) -> int:
         """Delete the reservations that stopped holding stock before ``ended_before_ns``

@@ -581,7 +581,10 @@ async def test_store_keeps_stock_and_reservations_across_restarts(stores: StoreF
     assert await again.restock(0) == []  # the flag was cleared when LOAF came back
     held = new_order()
     await again.reserve(held, {MUG: 1}, ttl_ns=60 * 10**9)
-    assert await again.forget(time.time_ns() + 1) == 1  # the ended one, not the held one
+    gone = new_order()
+    await again.reserve(gone, {MUG: 1}, ttl_ns=1)
+    assert await again.expire() == [gone]
+    assert await again.forget(time.time_ns() + 1) == 2  # the ended ones, not the held one
     assert await again.reservation(order) is None
     assert (await again.levels([MUG]))[MUG].reserved == 1
     await again.ping()
