@@ -605,3 +605,21 @@ async def test_store_races_between_two_connections_never_oversell(
     assert sum(1 for r in results if not isinstance(r, BaseException)) == 10
     assert all(isinstance(r, TooLittle) for r in results if isinstance(r, BaseException))
     assert (await first.levels([MUG]))[MUG].reserved == 10
+
+
+def test_catalog_config_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("PRODUCTCATALOG_DATABASE_URL", raising=False)
+    monkeypatch.delenv("USER_SERVICE_ADDR", raising=False)
+    config = productcatalog.Config.from_env()
+    assert config.database_url == f"sqlite:///{tmp_path / 'inventory.db'}"
+    assert config.user_addr is None and config.nats_url
+    monkeypatch.setenv("USER_SERVICE_ADDR", "user:5080")
+    assert productcatalog.Config.from_env().user_addr == "user:5080"
+    for name, bad in (("USER_SERVICE_ADDR", "user"), ("PRODUCTCATALOG_DATABASE_URL", "mysql://x")):
+        monkeypatch.setenv(name, bad)
+        with pytest.raises(ConfigError, match=name):
+            productcatalog.Config.from_env()
+        monkeypatch.delenv(name)
