@@ -1,29 +1,42 @@
-"""The checkout saga through the real doors, every service its own process (the
-launcher's boutique, with its NATS and trace viewer): an order placed, one refused
-for want of stock (nothing charged), one whose shipping fails (refunded, released,
-FAILED with the reason), and the checkout SIGKILLed after each saga step in turn
-(``crash_after``), restarted, and every invariant checked through the services'
-own RPCs within the recovery interval."""
+"""The checkout saga through the real doors: the checkout a process of its own
+(``python -m reference_services.checkout``), the services it calls on real gRPC
+servers with their stores, a real NATS. An order placed; one refused for want of
+stock (nothing charged); one whose shipping fails (refunded, released, FAILED with
+the reason, every compensation a span of the order's trace); and the checkout
+SIGKILLed after each saga step in turn (``crash_after``), restarted, and every
+invariant checked through the services' own RPCs within the recovery interval."""
 
 from __future__ import annotations
 
 import asyncio
-import shutil
-import tempfile
+import os
+import signal
+import subprocess
+import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 import grpc.aio
 import httpx
 import pytest
+import pytest_asyncio
 
+from reference_services.cart import service as cart
+from reference_services.checkout import service as checkout
 from reference_services.checkout.saga import STEPS
 from reference_services.common.auth import bearer
-from reference_services.launcher import Boutique
+from reference_services.common.events import Broker, Stream
+from reference_services.common.runtime import GrpcService
+from reference_services.currency import service as currency
+from reference_services.launcher import Process, is_healthy
+from reference_services.payment import service as payment
+from reference_services.productcatalog import service as productcatalog
 from reference_services.protos import hipstershop_pb2 as pb
 from reference_services.protos import hipstershop_pb2_grpc as pb_grpc
 from reference_services.protos.boutique.v1 import events_pb2 as ev
@@ -35,12 +48,23 @@ from reference_services.protos.boutique.v1 import order_pb2 as opb
 from reference_services.protos.boutique.v1 import order_pb2_grpc as opb_grpc
 from reference_services.protos.boutique.v1 import user_pb2 as upb
 from reference_services.protos.boutique.v1 import user_pb2_grpc as upb_grpc
+from reference_services.shipping import service as shipping
+from reference_services.user import service as user
+from tests.boutique.conftest import Telemetry, serving, unique
 from tests.boutique.test_checkout import order_request
+from tests.conftest import free_port
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.timeout(180),
+    pytest.mark.asyncio(loop_scope="module"),
+]
 
+ROOT = Path(__file__).resolve().parents[2]
 RECOVERY_INTERVAL = 2.0
 """CHECKOUT_RECOVERY_INTERVAL_S of the test's checkout (10 by default)."""
+LEASE = 1.0
+"""CHECKOUT_SAGA_LEASE_S: a checkout silent that long is taken for dead (3 by default)."""
 PASSWORD = "correct horse battery"
 MUG = "6E92ZMYYFZ"
 SETTLED = {
@@ -52,22 +76,125 @@ SETTLED = {
 SHIPPED_OR_LATER = {ev.ORDER_STATUS_SHIPPED, ev.ORDER_STATUS_IN_TRANSIT, ev.ORDER_STATUS_DELIVERED}
 
 
-def saga_env(interval: float = RECOVERY_INTERVAL) -> dict[str, dict[str, str]]:
-    """Service settings of a boutique whose checkout recovers quickly."""
-    return {
-        "checkout": {"CHECKOUT_RECOVERY_INTERVAL_S": str(interval), "CHECKOUT_SAGA_LEASE_S": "1"},
-        "shipping": {"SHIPPING_PICKUP_DELAY_S": "600", "SHIPPING_DELIVERY_DELAY_S": "600"},
-    }
+class CheckoutProcess:
+    """The checkout as a child process, killed by its own switch and restarted."""
+
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        self.env = env
+        self.log = log
+        self.process: subprocess.Popen[bytes] | None = None
+        self.probe = Process("checkout", int(env["PORT"]), int(env["ADMIN_PORT"]), str(log))
+
+    @property
+    def address(self) -> str:
+        return self.probe.address
+
+    async def start(self) -> None:
+        with self.log.open("ab") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "reference_services.checkout"],
+                cwd=ROOT,
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + 60
+        while not await asyncio.to_thread(is_healthy, self.probe):
+            assert self.process.poll() is None, self.log.read_text()[-3000:]
+            assert time.monotonic() < deadline, "checkout not healthy in 60 s"
+            await asyncio.sleep(0.05)
+
+    async def died(self) -> int:
+        assert self.process is not None
+        return await asyncio.to_thread(self.process.wait, 10)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            self.process.wait(timeout=15)
 
 
-@pytest.fixture(scope="module")
-def boutique() -> Iterator[Boutique]:
-    data = Path(tempfile.mkdtemp(prefix="saga-"))
-    try:
-        with Boutique(data, base_port=0, collector=True, service_env=saga_env()) as running:
-            yield running
-    finally:
-        shutil.rmtree(data, ignore_errors=True)
+@dataclass
+class Rig:
+    """The checkout's partners in this process, the checkout a child process."""
+
+    services: dict[str, GrpcService]
+    checkout: CheckoutProcess
+    config: checkout.Config
+    """The settings an in-process checkout over the same partners would take."""
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def rig(tmp_path_factory: pytest.TempPathFactory, nats_url: str) -> AsyncIterator[Rig]:
+    data = tmp_path_factory.mktemp("saga")
+    stream = unique("SAGA").upper()
+    async with AsyncExitStack() as stack:
+        services: dict[str, GrpcService] = {}
+
+        async def start(name: str, wiring: Any) -> GrpcService:
+            services[name] = await stack.enter_async_context(serving(name, wiring))
+            return services[name]
+
+        def db(name: str) -> str:
+            return f"sqlite:///{data / name}"
+
+        inventory = productcatalog.Config(
+            database_url=db("inventory.db"), nats_url=nats_url, stream=stream
+        )
+        catalog = await start("productcatalog", await productcatalog.build(inventory))
+        await start("currency", await currency.build())
+        await start("cart", await cart.build(cart.Config(db("cart.db"), catalog.address)))
+        courier = shipping.Config(
+            db("shipping.db"), nats_url, stream, pickup_delay=600, delivery_delay=600
+        )
+        await start("shipping", await shipping.build(courier))
+        await start(
+            "payment", await payment.build(payment.Config(db("payment.db"), nats_url, stream))
+        )
+        await start("user", await user.build(user.Config(db("user.db"), data / "keys")))
+        config = checkout.Config(
+            cart_addr=services["cart"].address,
+            catalog_addr=catalog.address,
+            currency_addr=services["currency"].address,
+            shipping_addr=services["shipping"].address,
+            payment_addr=services["payment"].address,
+            order_store=db("orders.db"),
+            nats_url=nats_url,
+            stream=stream,
+            user_addr=services["user"].address,
+        )
+        env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+        env.update(
+            HOST="127.0.0.1",
+            PORT=str(free_port()),
+            ADMIN_PORT=str(free_port()),
+            CART_SERVICE_ADDR=config.cart_addr,
+            PRODUCT_CATALOG_SERVICE_ADDR=config.catalog_addr,
+            CURRENCY_SERVICE_ADDR=config.currency_addr,
+            SHIPPING_SERVICE_ADDR=config.shipping_addr,
+            PAYMENT_SERVICE_ADDR=config.payment_addr,
+            USER_SERVICE_ADDR=config.user_addr or "",
+            ORDER_STORE=config.order_store,
+            NATS_URL=nats_url,
+            EVENTS_STREAM=stream,
+            CHECKOUT_RECOVERY_INTERVAL_S=str(RECOVERY_INTERVAL),
+            CHECKOUT_SAGA_LEASE_S=str(LEASE),
+            OTEL_TRACES_EXPORTER="none",
+            OTEL_METRICS_EXPORTER="none",
+            OTEL_LOGS_EXPORTER="none",
+        )
+        process = CheckoutProcess(env, data / "checkout.log")
+        stack.callback(process.stop)
+        broker = Broker(nats_url, Stream(stream))
+
+        async def forget_stream() -> None:
+            await broker.stream.delete(await broker.jetstream())
+            await broker.close()
+
+        stack.push_async_callback(forget_stream)
+        await process.start()
+        yield Rig(services, process, config)
 
 
 @dataclass
@@ -80,11 +207,14 @@ class Customer:
 class Doors:
     """Stubs of the boutique's processes, over channels of the running test's loop."""
 
-    boutique: Boutique
+    rig: Rig
     channels: list[grpc.aio.Channel]
 
     def _channel(self, name: str) -> grpc.aio.Channel:
-        channel = grpc.aio.insecure_channel(self.boutique.processes[name].address)
+        address = (
+            self.rig.checkout.address if name == "checkout" else self.rig.services[name].address
+        )
+        channel = grpc.aio.insecure_channel(address)
         self.channels.append(channel)
         return channel
 
@@ -148,9 +278,9 @@ class Doors:
         return list(reply.payments)
 
 
-@pytest.fixture
-async def doors(boutique: Boutique) -> AsyncIterator[Doors]:
-    opened = Doors(boutique, [])
+@pytest_asyncio.fixture(loop_scope="module")
+async def doors(rig: Rig) -> AsyncIterator[Doors]:
+    opened = Doors(rig, [])
     try:
         yield opened
     finally:
@@ -158,9 +288,13 @@ async def doors(boutique: Boutique) -> AsyncIterator[Doors]:
             await channel.close()
 
 
-def set_faults(boutique: Boutique, service: str, **switches: str) -> None:
-    url = f"{boutique.processes[service].admin_url}/faults"
-    response = httpx.post(url, params=switches, timeout=5)
+async def set_faults(rig: Rig, service: str, **switches: str) -> None:
+    """Set fault switches on a service's admin port, as an operator does."""
+    admin = (
+        rig.checkout.probe.admin_url if service == "checkout" else rig.services[service].admin.url
+    )
+    async with httpx.AsyncClient(timeout=5) as client:
+        response = await client.post(f"{admin}/faults", params=switches)
     assert response.status_code == 200, response.text
 
 
@@ -200,17 +334,17 @@ async def test_an_order_is_reserved_charged_shipped_and_committed(doors: Doors) 
 
 
 async def test_too_little_stock_is_failed_precondition_and_nothing_is_charged(
-    boutique: Boutique, doors: Doors
+    rig: Rig, doors: Doors
 ) -> None:
     who = await doors.customer()
     before = await doors.stock(MUG)
-    set_faults(boutique, "productcatalog", stock_exhausted=MUG)
+    await set_faults(rig, "productcatalog", stock_exhausted=MUG)
     try:
         await doors.fill(who, {MUG: 1})
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await doors.checkout.PlaceOrder(order_request(who.user_id), timeout=30)
     finally:
-        set_faults(boutique, "productcatalog", stock_exhausted="")
+        await set_faults(rig, "productcatalog", stock_exhausted="")
     assert caught.value.code() is grpc.StatusCode.FAILED_PRECONDITION
     assert caught.value.details().startswith("reserve stock: ")
     order = await doors.only_order(who)
@@ -223,16 +357,21 @@ async def test_too_little_stock_is_failed_precondition_and_nothing_is_charged(
 
 
 async def test_a_failed_shipment_is_refunded_released_and_failed_with_its_reason(
-    boutique: Boutique, doors: Doors
+    rig: Rig, doors: Doors, otel: Telemetry
 ) -> None:
-    who = await doors.customer()
-    before = await doors.stock(MUG)
-    set_faults(boutique, "shipping", failure_rate="1")
-    try:
-        with pytest.raises(grpc.aio.AioRpcError) as caught:
-            await doors.place(who, {MUG: 1})
-    finally:
-        set_faults(boutique, "shipping", failure_rate="0")
+    # a checkout in this process over the same partners and store: its spans are captured
+    async with serving("checkout", await checkout.build(rig.config)) as local:
+        channel = grpc.aio.insecure_channel(local.address)
+        doors.channels.append(channel)
+        doors.checkout = pb_grpc.CheckoutServiceStub(channel)
+        who = await doors.customer()
+        before = await doors.stock(MUG)
+        await set_faults(rig, "shipping", failure_rate="1")
+        try:
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await doors.place(who, {MUG: 1})
+        finally:
+            await set_faults(rig, "shipping", failure_rate="0")
     assert caught.value.code() is grpc.StatusCode.UNAVAILABLE
     assert caught.value.details().startswith("ship order: ")
     order = await doors.only_order(who)
@@ -249,34 +388,39 @@ async def test_a_failed_shipment_is_refunded_released_and_failed_with_its_reason
     assert payment.refund_reason == caught.value.details()
     after = await doors.stock(MUG)
     assert (after.on_hand, after.reserved) == (before.on_hand, before.reserved)
-    # the compensation is in the order's trace, as the viewer shows it
-    trace_id = order.history[-1].trace_id
-    viewer = boutique.processes["collector"].admin_url
-    deadline = time.monotonic() + 15
-    names: set[str] = set()
-    while not {"saga ship", "saga compensate", "saga refund", "saga release"} <= names:
-        assert time.monotonic() < deadline, f"spans seen: {sorted(names)}"
-        await asyncio.sleep(0.2)
-        async with httpx.AsyncClient(timeout=5) as client:
-            reply = await client.get(f"{viewer}/api/traces/{trace_id}")
-        if reply.status_code == 200:
-            names = {span["name"] for span in reply.json()["spans"]}
+    # each step and compensation is a span of the order's trace, the calls their children
+    spans = otel.finished()
+    trace_id = int(order.history[-1].trace_id, 16)
+    in_trace = [s for s in spans if s.context.trace_id == trace_id]  # type: ignore[union-attr]
+    by_id = {s.context.span_id: s for s in in_trace}  # type: ignore[union-attr]
+    names = {s.name for s in in_trace}
+    assert {"saga reserve", "saga charge", "saga ship", "saga compensate"} <= names
+    for step, call in {
+        "saga void": "boutique.v1.ShipmentService/GetOrderShipment",
+        "saga refund": "boutique.v1.PaymentLedger/Refund",
+        "saga release": "boutique.v1.InventoryService/Release",
+    }.items():
+        (span,) = [s for s in in_trace if s.name == step]
+        assert span.parent is not None
+        assert by_id[span.parent.span_id].name == "saga compensate"
+        assert call in {
+            s.name for s in in_trace if s.parent and s.parent.span_id == span.context.span_id
+        }  # type: ignore[union-attr]
 
 
 @pytest.mark.parametrize("step", STEPS)
 async def test_a_checkout_killed_after_each_step_settles_every_order_on_restart(
-    boutique: Boutique, doors: Doors, step: str
+    rig: Rig, doors: Doors, step: str
 ) -> None:
     who = await doors.customer()
     before = await doors.stock(MUG)
-    set_faults(boutique, "checkout", crash_after=step)
+    await set_faults(rig, "checkout", crash_after=step)
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await doors.place(who, {MUG: 3})
     assert caught.value.code() is grpc.StatusCode.UNAVAILABLE  # the process is gone
-    child = boutique.child("checkout")
-    assert child is not None
-    assert await asyncio.to_thread(child.wait, 10) == -9  # SIGKILL
-    await asyncio.to_thread(boutique.start_service, "checkout")
+    assert await rig.checkout.died() == -signal.SIGKILL
+    spawned = time.monotonic()
+    await rig.checkout.start()
     restarted = time.monotonic()
 
     order = await doors.only_order(who)
@@ -297,5 +441,8 @@ async def test_a_checkout_killed_after_each_step_settles_every_order_on_restart(
         assert payment is None or payment.status == lpb.PAYMENT_STATUS_REFUNDED
         assert (after.on_hand, after.reserved) == (before.on_hand, before.reserved)
         assert order.history[-1].reason == "checkout interrupted before the payment was recorded"
-    print(f"crash_after={step}: settled {took:.2f} s after the restart")
+    print(
+        f"crash_after={step}: settled {took:.2f} s after the restarted checkout was healthy,"
+        f" {time.monotonic() - spawned:.2f} s after it was started"
+    )
     assert took < RECOVERY_INTERVAL + 2.0
