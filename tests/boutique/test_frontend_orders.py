@@ -10,24 +10,34 @@ Chromium follows an order from its confirmation to its timeline and its trace.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import shutil
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import grpc
 import httpx
 import pytest
+import uvicorn
 
+from reference_services.common.runtime import Wiring
+from reference_services.frontend.app import create_app
+from reference_services.frontend.clients import Addresses, Clients
 from reference_services.launcher import Boutique
+from reference_services.productcatalog.catalog import DATA_FILE, Catalog
+from reference_services.productcatalog.service import ProductCatalog, faults
+from reference_services.protos import hipstershop_pb2_grpc as pb_grpc
 from reference_services.protos.boutique.v1 import events_pb2 as ev
 from reference_services.protos.boutique.v1 import inventory_pb2 as ipb
 from reference_services.protos.boutique.v1 import inventory_pb2_grpc as ipb_grpc
 from reference_services.protos.boutique.v1 import order_pb2 as opb
 from reference_services.protos.boutique.v1 import order_pb2_grpc as opb_grpc
+from tests.boutique.conftest import serving
 from tests.boutique.shop import MUG, ORDER_FORM, SUNGLASSES, WATCH
 from tests.browser import chromium, screenshot_dir
 
@@ -43,6 +53,9 @@ def boutique() -> Iterator[Boutique]:
     data = Path(tempfile.mkdtemp(prefix="shop-orders-"))
     env = {
         "OTEL_BSP_SCHEDULE_DELAY": "100",  # the spans reach the viewer at once
+        # every trace kept: the adaptive default keeps 2 new traces a second, and a step
+        # whose trace it left out links to the viewer's "not found"
+        "OTEL_TRACES_SAMPLER": "parentbased_always_on",
         "USER_ADMIN_EMAILS": ADMIN,
         "USER_REGISTRATIONS_PER_HOUR": "1000",
         "SHIPPING_PICKUP_DELAY_S": "600",  # orders stay SHIPPED unless a test moves them
@@ -320,6 +333,13 @@ def test_cancelling_goes_back_to_the_order_cancelled(visitor: httpx.Client) -> N
     assert 'id="cancel-form"' not in page
     again = visitor.post(f"/orders/{order_id}/cancel", data={"csrf_token": token})
     assert again.status_code == 303  # cancelling a cancelled order changes nothing
+    # the customer is told, on the account page, with a link back to the order
+    told = f'data-template="order_cancelled" data-order-id="{order_id}"'
+    deadline = time.monotonic() + 20
+    while told not in (account := visitor.get("/account").text):
+        assert time.monotonic() < deadline, "no cancellation notice in the account's history"
+        time.sleep(0.2)
+    assert f'<a href="/orders/{order_id}">' in account
 
 
 # --- stock -----------------------------------------------------------------------------
@@ -353,6 +373,57 @@ def test_low_stock_says_how_many_are_left_and_none_is_sold_out(
         set_stock(boutique, admin, MUG, 1000)
         set_stock(boutique, admin, SUNGLASSES, 1000)
     assert 'id="stock"' not in visitor.get(f"/product/{MUG}").text
+
+
+@asynccontextmanager
+async def shop_over(addresses: Addresses) -> AsyncIterator[str]:
+    """A web shop in this process over ``addresses``, served by uvicorn: its base URL."""
+    clients = Clients(addresses)
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(clients), host="127.0.0.1", port=0, log_config=None)
+    )
+    serving_task = asyncio.create_task(server.serve())
+    try:
+        while not server.started:
+            assert not serving_task.done(), serving_task.result()
+            await asyncio.sleep(0.01)
+        yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        await serving_task
+        await clients.close()
+
+
+async def test_without_an_inventory_the_pages_show_no_stock_line(boutique: Boutique) -> None:
+    """A catalog of the first boutique (no InventoryService: GetStock is UNIMPLEMENTED, as
+    during a rolling deploy): home and product pages render, without a stock line."""
+    upstream = Wiring(
+        servicers=[
+            (
+                pb_grpc.add_ProductCatalogServiceServicer_to_server,
+                ProductCatalog(Catalog.from_file(), faults(), DATA_FILE),
+            )
+        ]
+    )
+    address = {name: boutique.processes[name].address for name in boutique.processes}
+    async with serving("productcatalog", upstream) as catalog:
+        addresses = Addresses(
+            productcatalog=catalog.address,
+            currency=address["currency"],
+            cart=address["cart"],
+            recommendation=address["recommendation"],
+            shipping=address["shipping"],
+            checkout=address["checkout"],
+            ad=address["ad"],
+        )
+        async with shop_over(addresses) as url, httpx.AsyncClient(base_url=url) as client:
+            home = await client.get("/")
+            assert home.status_code == 200
+            assert len(re.findall(r'class="card" href="/product/', home.text)) == 9
+            assert 'class="stock' not in home.text
+            product = await client.get(f"/product/{MUG}")
+            assert product.status_code == 200 and 'id="stock"' not in product.text
+            assert re.search(r'id="add-to-cart">Add to cart<', product.text)
 
 
 # --- a real browser --------------------------------------------------------------------
