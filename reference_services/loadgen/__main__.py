@@ -1,7 +1,9 @@
-"""``python -m reference_services.loadgen --users N --duration S --host URL``.
+"""``python -m reference_services.loadgen --users N --duration S --host URL [--mix M]``.
 
 Runs Locust headless for a bounded time and prints, per page, the request
 rate, failures and p50/p95/p99 latency (``--json PATH`` also writes them).
+The mix is the upstream-style anonymous visitors, visitors with accounts, or
+both, half and half.
 """
 
 from __future__ import annotations
@@ -21,12 +23,22 @@ from urllib.parse import urlsplit  # noqa: E402
 
 import gevent  # noqa: E402
 import requests  # noqa: E402
+from locust import User  # noqa: E402
 from locust.env import Environment  # noqa: E402
 from locust.stats import StatsEntry  # noqa: E402
 
+from reference_services.loadgen.accounts import AccountVisitor  # noqa: E402
 from reference_services.loadgen.visitor import Visitor  # noqa: E402
 
-PAGES = ("home", "product", "cart", "add to cart", "set currency", "checkout")
+PAGES = (
+    *("home", "sign up page", "sign up", "account", "log out", "log in page", "log in"),
+    *("product", "cart", "add to cart", "set currency", "checkout", "orders", "order", "cancel"),
+)
+MIXES: dict[str, list[type[User]]] = {
+    "upstream": [Visitor],
+    "accounts": [AccountVisitor],
+    "both": [Visitor, AccountVisitor],
+}
 
 
 def _positive(kind: type[int] | type[float]) -> Any:
@@ -79,6 +91,12 @@ def parser() -> argparse.ArgumentParser:
         "--host", type=_shop_url, required=True, help="the shop, e.g. http://127.0.0.1:18018"
     )
     p.add_argument("--spawn-rate", type=_positive(float), default=10.0, help="visitors/second")
+    p.add_argument(
+        "--mix",
+        choices=sorted(MIXES),
+        default="upstream",
+        help="anonymous visitors as upstream's, visitors with accounts, or both",
+    )
     p.add_argument("--json", type=Path, help="also write the summary as JSON here")
     return p
 
@@ -97,9 +115,11 @@ def summarise(entry: StatsEntry, seconds: float) -> dict[str, float]:
     }
 
 
-def run(users: int, duration: float, host: str, spawn_rate: float) -> dict[str, Any]:
-    """Load the shop and return the summary: per page and ``total``."""
-    env = Environment(user_classes=[Visitor], host=host.rstrip("/"))
+def run(
+    users: int, duration: float, host: str, spawn_rate: float, mix: str = "upstream"
+) -> dict[str, Any]:
+    """Load the shop with ``mix``'s visitors and return the summary: per page and ``total``."""
+    env = Environment(user_classes=MIXES[mix], host=host.rstrip("/"))
     runner = env.create_local_runner()
     started = time.monotonic()
     runner.start(users, spawn_rate=spawn_rate)
@@ -113,6 +133,7 @@ def run(users: int, duration: float, host: str, spawn_rate: float) -> dict[str, 
     errors = {f"{e.method} {e.name}: {e.error}": e.occurrences for e in env.stats.errors.values()}
     return {
         "users": users,
+        "mix": mix,
         "seconds": round(seconds, 2),
         "pages": pages,
         "total": summarise(env.stats.total, seconds),
@@ -123,7 +144,7 @@ def run(users: int, duration: float, host: str, spawn_rate: float) -> dict[str, 
 def render(summary: dict[str, Any]) -> str:
     """The printed table."""
     lines = [
-        f"{summary['users']} visitors for {summary['seconds']} s",
+        f"{summary['users']} visitors ({summary['mix']} mix) for {summary['seconds']} s",
         f"{'page':<14}{'requests':>9}{'fails':>7}{'rps':>8}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}",
     ]
     rows = [(name, summary["pages"][name]) for name in PAGES if name in summary["pages"]]
@@ -151,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     if problem is not None:
         print(f"loadgen: {problem}", file=sys.stderr)
         return 2
-    summary = run(args.users, args.duration, args.host, args.spawn_rate)
+    summary = run(args.users, args.duration, args.host, args.spawn_rate, args.mix)
     print(render(summary), flush=True)
     if args.json:
         args.json.write_text(json.dumps(summary, indent=2))

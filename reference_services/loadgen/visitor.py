@@ -31,6 +31,23 @@ def visa_number() -> str:
     return "".join(map(str, digits)) + str((10 - total % 10) % 10)
 
 
+def checkout_form(email: str) -> dict[str, str]:
+    """The checkout form: a fixed address, a fresh Visa number expiring next year."""
+    next_year = datetime.date.today().year + 1
+    return {
+        "email": email,
+        "street_address": "1600 Amphitheatre Parkway",
+        "zip_code": "94043",
+        "city": "Mountain View",
+        "state": "CA",
+        "country": "United States",
+        "credit_card_number": visa_number(),
+        "credit_card_expiration_month": str(random.randint(1, 12)),
+        "credit_card_expiration_year": str(next_year),
+        "credit_card_cvv": str(random.randint(100, 999)),
+    }
+
+
 class Visitor(HttpUser):
     """Browse (10), view the cart (3), set the currency (2), add to cart (2), home (1),
     check out (1). Request names are the page names of the summary."""
@@ -69,19 +86,7 @@ class Visitor(HttpUser):
     @task(1)
     def checkout(self) -> None:
         self.add_to_cart()
-        next_year = datetime.date.today().year + 1
-        form = {
-            "email": "someone@example.com",
-            "street_address": "1600 Amphitheatre Parkway",
-            "zip_code": "94043",
-            "city": "Mountain View",
-            "state": "CA",
-            "country": "United States",
-            "credit_card_number": visa_number(),
-            "credit_card_expiration_month": str(random.randint(1, 12)),
-            "credit_card_expiration_year": str(next_year),
-            "credit_card_cvv": str(random.randint(100, 999)),
-        }
+        form = checkout_form("someone@example.com")
         self.client.post("/cart/checkout", data=form, name="checkout")
 
     def _post_redirect(self, path: str, data: dict[str, object], name: str) -> None:

@@ -1,9 +1,11 @@
 """The load generator for real: ``python -m reference_services.loadgen`` against the shop.
 
-The nine services and the web shop run in this process on loopback (the
-conftest fixtures); the load generator is a child process, so the event loop
-keeps serving while it runs. A few visitors for a few seconds are enough to
-go through every kind of page of the visitor mix.
+The upstream-style mix runs against the services and the web shop in this
+process on loopback (the conftest fixtures); the accounts mix against the
+launched boutique (every service a process, as ``make demo``: accounts,
+orders and cancellation need them all). The load generator is a child
+process, so the event loop keeps serving while it runs. A few visitors for a
+few seconds are enough to go through every kind of page of a mix.
 """
 
 from __future__ import annotations
@@ -11,18 +13,27 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import shutil
 import sys
+import tempfile
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
+from reference_services.launcher import Boutique as Launched
 from tests.boutique.conftest import Boutique
 
 pytestmark = pytest.mark.timeout(120)
 ROOT = Path(__file__).resolve().parents[2]
 # the page names of the summary (not imported: the loadgen module monkey-patches with gevent)
 PAGES = ("home", "product", "cart", "add to cart", "set currency", "checkout")
+ACCOUNT_PAGES = (
+    *("home", "sign up page", "sign up", "account", "product", "add to cart", "checkout"),
+    *("orders", "order", "cancel", "log out", "log in page", "log in"),
+)
 
 
 async def loadgen(*args: str) -> tuple[int, str, str]:
@@ -60,7 +71,7 @@ async def test_a_short_run_prints_rates_and_latencies_and_writes_json(
         assert 0 < page["p50_ms"] <= page["p95_ms"] <= page["p99_ms"], name
 
     lines = out.splitlines()
-    assert lines[0].startswith(f"6 visitors for {summary['seconds']} s")
+    assert lines[0].startswith(f"6 visitors (upstream mix) for {summary['seconds']} s")
     header = "page requests fails rps p50 ms p95 ms p99 ms"
     assert lines[1].split() == header.split()
     rows = {line[:14].strip(): line[14:].split() for line in lines[2:] if line[:1] != " "}
@@ -119,3 +130,109 @@ async def test_a_shop_that_is_not_there_is_a_clear_error_before_any_load() -> No
     code, out, err = await loadgen("--host", "http://127.0.0.1:1", "--duration", "30")
     assert code == 2 and out == ""
     assert err.startswith("loadgen: cannot reach http://127.0.0.1:1/_healthz"), err
+
+
+# --- the accounts mix, against the launched boutique -------------------------------------
+
+REGISTRATIONS_PER_HOUR = 2
+
+
+@pytest.fixture(scope="module")
+def launched() -> Iterator[Launched]:
+    """Every service a process; the user service takes two registrations an hour from
+    one address (each visitor of the accounts mix has its own)."""
+    data = Path(tempfile.mkdtemp(prefix="loadgen-accounts-"))
+    limit = {"USER_REGISTRATIONS_PER_HOUR": str(REGISTRATIONS_PER_HOUR)}
+    try:
+        with Launched(data, base_port=0, collector=False, service_env={"user": limit}) as shop:
+            yield shop
+    finally:
+        shutil.rmtree(data, ignore_errors=True)
+
+
+# one visitor of the accounts mix through each of its steps in turn, then what it saw
+ONE_VISITOR = """
+from gevent import monkey
+
+monkey.patch_all()
+import json, sys
+from locust.env import Environment
+from reference_services.loadgen.accounts import AccountVisitor
+
+AccountVisitor.host = sys.argv[1]
+env = Environment(user_classes=[AccountVisitor], host=sys.argv[1])
+env.create_local_runner()
+visitor = AccountVisitor(env)
+visitor.on_start()
+for step in ("add_to_cart", "checkout", "list_orders", "view_order", "cancel", "log_in_again"):
+    getattr(visitor, step)()
+(order_id, _), = visitor.orders
+page = visitor.client.get(f"/orders/{order_id}", name="order").text
+print(json.dumps({
+    "pages": {name: [e.num_requests, e.num_failures] for (name, _), e in env.stats.entries.items()},
+    "errors": [f"{e.name}: {e.error}" for e in env.stats.errors.values()],
+    "cancelled": sorted(visitor.cancelled) == [order_id],
+    "status": page.split('id="order-status">', 1)[1].split("<", 1)[0],
+}))
+"""
+
+
+@pytest.mark.e2e
+async def test_an_account_visitor_signs_up_orders_follows_and_cancels(launched: Launched) -> None:
+    child = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-c", ONE_VISITOR, launched.shop_url),
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(child.communicate(), timeout=90)
+    assert child.returncode == 0, err.decode()[-3000:]
+    seen = json.loads(out.decode().splitlines()[-1])
+    assert seen["errors"] == []
+    assert set(seen["pages"]) == set(ACCOUNT_PAGES)
+    assert all(failures == 0 for _, failures in seen["pages"].values())
+    # the cancel went through: refunded and restocked is the order service's business
+    assert seen["cancelled"] and seen["status"] == "Cancelled"
+
+
+@pytest.mark.e2e
+async def test_both_mixes_run_side_by_side_without_a_failure(
+    launched: Launched, tmp_path: Path
+) -> None:
+    report = tmp_path / "summary.json"
+    code, out, err = await loadgen(
+        *("--mix", "both", "--users", "6", "--spawn-rate", "6", "--duration", "8"),
+        *("--host", launched.shop_url, "--json", str(report)),
+    )
+    assert code == 0, out + err
+    summary = json.loads(report.read_text())
+    assert summary["mix"] == "both" and summary["errors"] == {}
+    assert summary["total"]["failures"] == 0
+    pages = summary["pages"]
+    # three anonymous visitors and three with accounts, each starting on its first pages
+    assert pages["home"]["requests"] >= 6 and pages["sign up"]["requests"] == 3
+    assert set(pages) <= set(PAGES) | set(ACCOUNT_PAGES) | {"set currency"}
+    assert out.splitlines()[0].startswith("6 visitors (both mix) for ")
+
+
+@pytest.mark.e2e
+def test_the_shop_limits_sign_ups_per_visitor_address(launched: Launched) -> None:
+    address = f"198.51.100.{uuid.uuid4().int % 250 + 1}"
+    with httpx.Client(
+        base_url=launched.shop_url, headers={"X-Forwarded-For": address}, timeout=20
+    ) as visitor:
+        statuses = []
+        for i in range(REGISTRATIONS_PER_HOUR + 1):
+            form = {"email": f"limit-{i}-{uuid.uuid4().hex[:8]}@example.com", "name": "Ana"}
+            response = visitor.post("/signup", data={**form, "password": "a long password"})
+            statuses.append(response.status_code)
+            visitor.cookies.clear()  # signed in: sign up again as someone new
+        assert statuses == [302] * REGISTRATIONS_PER_HOUR + [429]
+        assert "too many registrations from this address: try again in" in response.text
+        # another address is not held back
+        other = {"X-Forwarded-For": "203.0.113.77"}
+        form = {"email": f"other-{uuid.uuid4().hex[:8]}@example.com", "name": "Bea"}
+        response = visitor.post(
+            "/signup", data={**form, "password": "a long password"}, headers=other
+        )
+        assert response.status_code == 302
