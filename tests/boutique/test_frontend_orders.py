@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import re
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -26,6 +28,7 @@ import pytest
 import uvicorn
 
 from reference_services.common.runtime import Wiring
+from reference_services.frontend.__main__ import ADDRESS_VARIABLES
 from reference_services.frontend.app import create_app
 from reference_services.frontend.clients import Addresses, Clients
 from reference_services.launcher import Boutique
@@ -148,6 +151,33 @@ def status_of(page: str) -> str:
     found = re.search(r'id="order-status">([^<]*)<', page)
     assert found is not None, "no status on the order page"
     return found.group(1)
+
+
+# --- configuration -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("url", ["ftp://viewer.example", "http://viewer.example:99999/"])
+def test_a_bad_viewer_url_stops_the_shop_with_one_line(url: str) -> None:
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "PORT": "1",
+        "ADMIN_PORT": "2",
+        "VIEWER_URL": url,
+        **{variable: "127.0.0.1:9" for variable in ADDRESS_VARIABLES.values()},
+    }
+    started = subprocess.run(
+        [sys.executable, "-m", "reference_services.frontend"],
+        cwd=Path(__file__).resolve().parents[2],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert started.returncode == 2
+    assert started.stderr == (
+        f"frontend: VIEWER_URL={url!r} is not an http(s) URL like http://host:port\n"
+    )
 
 
 # --- signed in only ----------------------------------------------------------------------
