@@ -215,6 +215,14 @@ class _PostgresTransaction:
         return await _run(self.conn, sql, params)
 
 
+def table_prefix(prefix: str) -> str:
+    """``prefix`` if a store's table names may begin with it: empty, or letters, digits
+    and underscores (it goes into SQL unquoted); ValueError otherwise."""
+    if prefix and not prefix.replace("_", "").isalnum():
+        raise ValueError(f"table prefix {prefix!r} must be letters, digits and underscores")
+    return prefix
+
+
 class SQLTable:
     """A store kept in one SQL table, created on first use from ``schema``.
 

@@ -22,6 +22,7 @@ from clue import log
 from reference_services.common import fields, money
 from reference_services.common.database import StoreUnavailable
 from reference_services.common.events import Relay
+from reference_services.common.pages import page_size, page_token
 from reference_services.common.rpc import (
     RpcFailure,
     failed_precondition,
@@ -31,14 +32,13 @@ from reference_services.common.rpc import (
     rpc,
     unavailable,
 )
+from reference_services.common.timestamps import rfc3339_ms, rfc3339_ms_or_empty
 from reference_services.payment.ledger_store import (
     CHARGED,
     REFUNDED,
     VOIDED,
-    Cursor,
     LedgerStore,
     Payment,
-    rfc3339,
 )
 from reference_services.payment.processor import Processor
 from reference_services.protos import hipstershop_pb2 as pb
@@ -49,10 +49,6 @@ METER = metrics.get_meter("reference_services.payment")
 REFUNDS = METER.create_counter(
     "boutique.payment.refunds", unit="{refund}", description="Payments refunded, by currency"
 )
-DEFAULT_PAGE_SIZE = 20
-MAX_PAGE_SIZE = 100
-MAX_PAGE_TOKEN = 256
-"""Characters of a page token (the ones this service writes are far shorter)."""
 MAX_REASON = 256
 #: stored status -> its wire value
 STATUSES = {CHARGED: lpb.PAYMENT_STATUS_CHARGED, REFUNDED: lpb.PAYMENT_STATUS_REFUNDED}
@@ -60,7 +56,6 @@ STATUSES = {CHARGED: lpb.PAYMENT_STATUS_CHARGED, REFUNDED: lpb.PAYMENT_STATUS_RE
 
 def to_proto(payment: Payment) -> lpb.Payment:
     """A recorded payment on the wire."""
-    refunded = payment.refunded_at_ns
     return lpb.Payment(
         id=payment.id,
         order_id=payment.order_id,
@@ -68,32 +63,10 @@ def to_proto(payment: Payment) -> lpb.Payment:
         amount=payment.amount,
         status=STATUSES[payment.status],
         transaction_id=payment.transaction_id,
-        charged_at=rfc3339(payment.charged_at_ns),
-        refunded_at="" if refunded is None else rfc3339(refunded),
+        charged_at=rfc3339_ms(payment.charged_at_ns),
+        refunded_at=rfc3339_ms_or_empty(payment.refunded_at_ns),
         refund_reason=payment.refund_reason,
     )
-
-
-def page_size(value: int) -> int:
-    """The page size asked for: 0 is the default, else 1..`MAX_PAGE_SIZE`."""
-    if not 0 <= value <= MAX_PAGE_SIZE:
-        raise invalid_argument(f"page_size {value} is outside 0..{MAX_PAGE_SIZE}")
-    return value or DEFAULT_PAGE_SIZE
-
-
-def page_token(value: str) -> Cursor | None:
-    """Where the page starts: None for the first page."""
-    if not value:
-        return None
-    if len(value) > MAX_PAGE_TOKEN:
-        raise invalid_argument(
-            f"page_token is {len(value)} characters long, more than {MAX_PAGE_TOKEN}"
-        )
-    try:
-        return Cursor.parse(value)
-    except ValueError:
-        message = f"page_token {quote(value)} is not a token this service gave"
-        raise invalid_argument(message) from None
 
 
 def same_charge(payment: Payment, user_id: str, amount: pb.Money) -> Payment:

@@ -19,14 +19,13 @@ is also the payment service's health pinger for its database.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import datetime as dt
 import uuid
 from dataclasses import dataclass
 
-from reference_services.common.database import Database, Transaction
+from reference_services.common.database import Database, Transaction, table_prefix
 from reference_services.common.events import PAYMENT_COMPLETED, PAYMENT_REFUNDED, Outbox
+from reference_services.common.migrations import apply_migrations
+from reference_services.common.pages import Cursor
 from reference_services.protos import hipstershop_pb2 as pb
 from reference_services.protos.boutique.v1 import events_pb2 as ev
 
@@ -52,13 +51,6 @@ VOIDED = "VOIDED"
 (the saga gave the order up while its ChargeOrder was on its way) from going through."""
 
 
-def rfc3339(at_ns: int) -> str:
-    """``at_ns`` in RFC 3339, UTC, to the millisecond."""
-    seconds, nanos = divmod(at_ns, 1_000_000_000)
-    at = dt.datetime.fromtimestamp(seconds, dt.UTC).replace(microsecond=nanos // 1000)
-    return at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 @dataclass(frozen=True)
 class Payment:
     """One order's payment as recorded."""
@@ -75,31 +67,6 @@ class Payment:
     charged_at_ns: int
     refunded_at_ns: int | None = None
     refund_reason: str = ""
-
-
-@dataclass(frozen=True)
-class Cursor:
-    """Where a page of a user's payments ends: the last payment's time and id."""
-
-    charged_at_ns: int
-    id: str
-
-    def token(self) -> str:
-        """The opaque page token standing for this cursor."""
-        raw = f"{self.charged_at_ns}:{self.id}".encode()
-        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-    @classmethod
-    def parse(cls, token: str) -> Cursor:
-        """The cursor a `token` stands for; ValueError if it is not one."""
-        try:
-            raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
-        except (binascii.Error, UnicodeDecodeError, ValueError):
-            raise ValueError("not a page token") from None
-        at, sep, id_ = raw.partition(":")
-        if not sep or not at.isdigit() or not id_:
-            raise ValueError("not a page token")
-        return cls(int(at), id_)
 
 
 _COLUMNS = (
@@ -133,8 +100,7 @@ class LedgerStore:
     name = "payment-store"
 
     def __init__(self, db: Database, outbox: Outbox, prefix: str = "") -> None:
-        if prefix and not prefix.replace("_", "").isalnum():
-            raise ValueError(f"table prefix {prefix!r} must be letters, digits and underscores")
+        prefix = table_prefix(prefix)
         self.db = db
         self.outbox = outbox
         self.table = f"{prefix}payments"
@@ -142,25 +108,8 @@ class LedgerStore:
 
     async def migrate(self) -> int:
         """Bring the schema to `SCHEMA_VERSION` and make the outbox; the version it was at."""
-        await self.db.execute(
-            f"CREATE TABLE IF NOT EXISTS {self.schema_table} (id INTEGER PRIMARY KEY,"
-            " version INTEGER NOT NULL)"
-        )
-        rows = await self.db.execute(f"SELECT version FROM {self.schema_table} WHERE id = 1")
-        before = int(rows[0][0]) if rows else 0
-        if before > SCHEMA_VERSION:
-            raise RuntimeError(
-                f"{self.db.where} holds payment schema {before}, newer than this"
-                f" service's {SCHEMA_VERSION}"
-            )
-        for version in range(before + 1, SCHEMA_VERSION + 1):
-            for statement in MIGRATIONS[version]:
-                await self.db.execute(statement.format(p=self.table))
-            await self.db.execute(
-                f"INSERT INTO {self.schema_table} (id, version) VALUES (1, %s)"
-                " ON CONFLICT (id) DO UPDATE SET version = excluded.version",
-                (version,),
-            )
+        tables = {"p": self.table}
+        before = await apply_migrations(self.db, self.schema_table, MIGRATIONS, tables, "payment")
         await self.outbox.setup()
         return before
 
@@ -259,7 +208,7 @@ class LedgerStore:
         where, params = "user_id = %s AND status <> %s", list[object]([user_id, VOIDED])
         if after is not None:
             where += " AND (charged_at_ns < %s OR (charged_at_ns = %s AND id < %s))"
-            params += [after.charged_at_ns, after.charged_at_ns, after.id]
+            params += [after.at_ns, after.at_ns, after.id]
         rows = await self.db.execute(
             f"SELECT {_COLUMNS} FROM {self.table} WHERE {where}"
             " ORDER BY charged_at_ns DESC, id DESC LIMIT %s",

@@ -26,6 +26,7 @@ from reference_services.common.events import (
     Outbox,
     Stream,
 )
+from reference_services.common.pages import Cursor
 from reference_services.common.rpc import quote
 from reference_services.common.runtime import GrpcService
 from reference_services.payment import service as payment
@@ -34,7 +35,6 @@ from reference_services.payment.ledger_store import (
     REFUNDED,
     SCHEMA_VERSION,
     VOIDED,
-    Cursor,
     LedgerStore,
     Payment,
 )
