@@ -11,11 +11,11 @@ health pinger for its database.
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass
 
-from reference_services.common.database import Database
+from reference_services.common.database import Database, table_prefix
 from reference_services.common.events import SHIPMENT_DELIVERED, SHIPMENT_PICKED_UP, Outbox
+from reference_services.common.migrations import apply_migrations
 from reference_services.protos.boutique.v1 import events_pb2 as ev
 
 LABEL_CREATED = "LABEL_CREATED"
@@ -37,15 +37,6 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
     ),
 }
 SCHEMA_VERSION = max(MIGRATIONS)
-
-
-def rfc3339(ns: int | None) -> str:
-    """A time in ns since the epoch in RFC 3339, UTC, to the millisecond ("" for None)."""
-    if ns is None:
-        return ""
-    seconds, nanos = divmod(ns, 1_000_000_000)
-    at = dt.datetime.fromtimestamp(seconds, dt.UTC).replace(microsecond=nanos // 1000)
-    return at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @dataclass(frozen=True)
@@ -102,34 +93,15 @@ class ShipmentStore:
     name = "shipment-store"
 
     def __init__(self, db: Database, prefix: str = "") -> None:
-        if prefix and not prefix.replace("_", "").isalnum():
-            raise ValueError(f"table prefix {prefix!r} must be letters, digits and underscores")
+        prefix = table_prefix(prefix)
         self.db = db
         self.table = f"{prefix}shipments"
         self.schema_table = f"{prefix}shipment_schema"
 
     async def migrate(self) -> int:
         """Bring the schema to `SCHEMA_VERSION`; the version it was at before."""
-        await self.db.execute(
-            f"CREATE TABLE IF NOT EXISTS {self.schema_table} (id INTEGER PRIMARY KEY,"
-            " version INTEGER NOT NULL)"
-        )
-        rows = await self.db.execute(f"SELECT version FROM {self.schema_table} WHERE id = 1")
-        before = int(rows[0][0]) if rows else 0
-        if before > SCHEMA_VERSION:
-            raise RuntimeError(
-                f"{self.db.where} holds shipment schema {before}, newer than this"
-                f" service's {SCHEMA_VERSION}"
-            )
-        for version in range(before + 1, SCHEMA_VERSION + 1):
-            for statement in MIGRATIONS[version]:
-                await self.db.execute(statement.format(s=self.table))
-            await self.db.execute(
-                f"INSERT INTO {self.schema_table} (id, version) VALUES (1, %s)"
-                " ON CONFLICT (id) DO UPDATE SET version = excluded.version",
-                (version,),
-            )
-        return before
+        tables = {"s": self.table}
+        return await apply_migrations(self.db, self.schema_table, MIGRATIONS, tables, "shipment")
 
     async def create(
         self, order_id: str, tracking_id: str, now_ns: int, pickup_ns: int, trace_context: str

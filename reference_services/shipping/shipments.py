@@ -19,6 +19,7 @@ from reference_services.common.rpc import (
     rpc,
     unavailable,
 )
+from reference_services.common.timestamps import rfc3339_ms, rfc3339_ms_or_empty
 from reference_services.protos.boutique.v1 import shipment_pb2 as spb
 from reference_services.protos.boutique.v1 import shipment_pb2_grpc as spb_grpc
 from reference_services.shipping.courier import Courier, trace_context
@@ -30,7 +31,6 @@ from reference_services.shipping.shipment_store import (
     PickedUp,
     Shipment,
     ShipmentStore,
-    rfc3339,
 )
 
 ORDER_ID_METADATA = "boutique-order-id"
@@ -64,10 +64,10 @@ def to_proto(shipment: Shipment) -> spb.Shipment:
         tracking_id=shipment.tracking_id,
         order_id=shipment.order_id,
         status=STATUS[shipment.status],
-        created_at=rfc3339(shipment.created_at_ns),
-        picked_up_at=rfc3339(shipment.picked_up_at_ns),
-        delivered_at=rfc3339(shipment.delivered_at_ns),
-        voided_at=rfc3339(shipment.voided_at_ns),
+        created_at=rfc3339_ms(shipment.created_at_ns),
+        picked_up_at=rfc3339_ms_or_empty(shipment.picked_up_at_ns),
+        delivered_at=rfc3339_ms_or_empty(shipment.delivered_at_ns),
+        voided_at=rfc3339_ms_or_empty(shipment.voided_at_ns),
     )
 
 
@@ -144,7 +144,7 @@ class Shipments(spb_grpc.ShipmentServiceServicer):
             late = exc.shipment
             raise failed_precondition(
                 f"shipment {quote(tracking_id)} is {late.status.lower().replace('_', ' ')}"
-                f" (picked up at {rfc3339(late.picked_up_at_ns)}): too late to void"
+                f" (picked up at {rfc3339_ms_or_empty(late.picked_up_at_ns)}): too late to void"
             ) from None
         if shipment is None:
             raise not_found(f"no shipment with tracking_id {quote(tracking_id)}")
