@@ -11,8 +11,9 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from reference_services.common.database import Database
+from reference_services.common.database import Database, table_prefix
 from reference_services.common.events import USER_REGISTERED, Outbox
+from reference_services.common.migrations import apply_migrations
 from reference_services.protos.boutique.v1 import events_pb2 as ev
 
 #: version -> the statements that bring the schema from the previous version to it.
@@ -64,34 +65,15 @@ class UserStore:
     name = "user-store"
 
     def __init__(self, db: Database, prefix: str = "") -> None:
-        if prefix and not prefix.replace("_", "").isalnum():
-            raise ValueError(f"table prefix {prefix!r} must be letters, digits and underscores")
+        prefix = table_prefix(prefix)
         self.db = db
         self.table = f"{prefix}users"
         self.schema_table = f"{prefix}user_schema"
 
     async def migrate(self) -> int:
         """Bring the schema to `SCHEMA_VERSION`; the version it was at before."""
-        await self.db.execute(
-            f"CREATE TABLE IF NOT EXISTS {self.schema_table} (id INTEGER PRIMARY KEY,"
-            " version INTEGER NOT NULL)"
-        )
-        rows = await self.db.execute(f"SELECT version FROM {self.schema_table} WHERE id = 1")
-        before = int(rows[0][0]) if rows else 0
-        if before > SCHEMA_VERSION:
-            raise RuntimeError(
-                f"{self.db.where} holds user schema {before}, newer than this"
-                f" service's {SCHEMA_VERSION}"
-            )
-        for version in range(before + 1, SCHEMA_VERSION + 1):
-            for statement in MIGRATIONS[version]:
-                await self.db.execute(statement.format(t=self.table))
-            await self.db.execute(
-                f"INSERT INTO {self.schema_table} (id, version) VALUES (1, %s)"
-                " ON CONFLICT (id) DO UPDATE SET version = excluded.version",
-                (version,),
-            )
-        return before
+        tables = {"t": self.table}
+        return await apply_migrations(self.db, self.schema_table, MIGRATIONS, tables, "user")
 
     async def create(
         self, user: User, email_key: str, password_hash: str, outbox: Outbox | None = None
