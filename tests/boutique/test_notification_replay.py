@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from clue import log
+from reference_services.common.events import ORDER_PLACED
 from reference_services.common.events.replay import dead_letters
 from reference_services.notification import confirmations, replay
 from reference_services.protos.boutique.v1 import notification_pb2 as npb
@@ -85,6 +86,10 @@ async def test_a_dead_letter_replayed_after_the_fix_is_sent_once(rig: Rig, lines
     assert "NotificationFailed: failure_rate fault: confirmation not sent" in out
     assert out.splitlines()[-1] == "would replay 1 of 1"
     assert await letters(rig) == [event_id]
+    code, out, _ = await command(
+        rig.producer.url, rig.producer.stream.name, "--event-id", "x", "--dry-run"
+    )
+    assert (code, out.splitlines()[-1]) == (0, "would replay 0 of 0")
 
     # replayed while the cause is still there: it fails again and is a dead letter again
     code, out, _ = await command(rig.producer.url, rig.producer.stream.name, "--consumer", CONSUMER)
@@ -107,6 +112,16 @@ async def test_a_dead_letter_replayed_after_the_fix_is_sent_once(rig: Rig, lines
     assert (sent.id, sent.order_id) == (event_id, "o-replay")
     assert len(emails(lines, "o-replay")) == 1
     assert await letters(rig) == []
+
+    # a message with no event id goes to the dead letters at once, and is never replayed
+    js = await rig.producer.jetstream()
+    await js.publish(rig.producer.stream.subject(ORDER_PLACED), b"junk")
+    await eventually(lambda: letters(rig), lambda found: found == [""])
+    code, out, _ = await command(rig.producer.url, rig.producer.stream.name, "--consumer", CONSUMER)
+    assert code == 1
+    assert "cannot replay" in out and "(it has no event id)" in out
+    assert out.splitlines()[-1] == "replayed 0 of 1"
+    assert await letters(rig) == [""]
 
 
 async def test_a_bad_argument_or_stream_is_named_and_changes_nothing(nats_url: str) -> None:
