@@ -1,6 +1,6 @@
 """Client interceptors: a CLIENT span, the trace context and the current request id in
 the metadata, a duration metric and a log entry per outgoing call (a warning when it
-fails)."""
+fails); on a streaming call, an event a message on its span."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode, TracerProvider
 
 from clue import log
 from clue._request_id import CALLER_ID, HEADER
+from clue.grpc._messages import Counted, Received, Tally, counted, counts
 from clue.grpc._metrics import Durations
 from clue.grpc._rpc import RpcInfo, error_code, rpc_info
 
@@ -54,13 +55,15 @@ class _Observer:
 
 
 class _Call:
-    __slots__ = ("durations", "info", "span", "started")
+    __slots__ = ("durations", "info", "received", "sent", "span", "started")
 
     def __init__(self, durations: Durations, info: RpcInfo, span: trace.Span, started: float):
         self.durations = durations
         self.info = info
         self.span = span
         self.started = started
+        self.sent: Tally | None = None  # the directions that are streams
+        self.received: Received | None = None
 
     def finish(self, code: grpc.StatusCode, details: str | None, cancelled: bool = False) -> None:
         """End the observation; ``cancelled``: grpc says the call was cancelled (mostly by
@@ -68,6 +71,9 @@ class _Call:
         self.durations.record(self.info, code, self.started)
         duration_ms = round((time.perf_counter() - self.started) * 1000.0, 3)
         ok = code is grpc.StatusCode.OK or (cancelled and code is grpc.StatusCode.CANCELLED)
+        if self.sent is not None or self.received is not None:
+            sent = None if self.sent is None else self.sent.count
+            counts(self.span, sent, None if self.received is None else self.received.count)
         if self.span.is_recording():
             self.span.set_attribute("rpc.grpc.status_code", code.value[0])
             if not ok:
@@ -107,17 +113,32 @@ class _AioClientInterceptor:
         )
         return call, new
 
-    async def _streaming(self, continuation: Any, client_call_details: Any, request: Any) -> Any:
+    async def _streaming(
+        self,
+        continuation: Any,
+        client_call_details: Any,
+        request: Any,
+        requests: bool,
+        responses: bool,
+    ) -> Any:
+        """A call with a stream of requests, of responses, or both."""
         call, details = self._details(client_call_details)
+        if requests:
+            call.sent = Tally(call.span, sent=True)
+            request = counted(request, call.sent)
         try:
             rpc = await continuation(details, request)
         except BaseException as exc:  # CancelledError: the caller cancelled the call
             call.finish(error_code(exc), _details_of(exc), isinstance(exc, asyncio.CancelledError))
             raise
-        task = asyncio.ensure_future(_finish_when_done(call, rpc))
+        received = call.received = Received(call.span) if responses else None
+        task = asyncio.ensure_future(_finish_when_done(call, rpc, received))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
-        return rpc
+        if received is None:
+            return rpc
+        # grpc.aio takes an iterator for the call: the call it made keeps its other methods
+        return _AsyncResponses(aiter(rpc), received)
 
 
 class _AioUnaryUnary(_AioClientInterceptor, grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[type-arg]
@@ -139,21 +160,25 @@ class _AioUnaryStream(_AioClientInterceptor, grpc.aio.UnaryStreamClientIntercept
     async def intercept_unary_stream(
         self, continuation: Any, client_call_details: Any, request: Any
     ) -> Any:
-        return await self._streaming(continuation, client_call_details, request)
+        return await self._streaming(continuation, client_call_details, request, False, True)
 
 
 class _AioStreamUnary(_AioClientInterceptor, grpc.aio.StreamUnaryClientInterceptor):  # type: ignore[type-arg]
     async def intercept_stream_unary(
         self, continuation: Any, client_call_details: Any, request_iterator: Any
     ) -> Any:
-        return await self._streaming(continuation, client_call_details, request_iterator)
+        return await self._streaming(
+            continuation, client_call_details, request_iterator, True, False
+        )
 
 
 class _AioStreamStream(_AioClientInterceptor, grpc.aio.StreamStreamClientInterceptor):  # type: ignore[type-arg]
     async def intercept_stream_stream(
         self, continuation: Any, client_call_details: Any, request_iterator: Any
     ) -> Any:
-        return await self._streaming(continuation, client_call_details, request_iterator)
+        return await self._streaming(
+            continuation, client_call_details, request_iterator, True, True
+        )
 
 
 def async_client_interceptors(
@@ -166,14 +191,33 @@ def async_client_interceptors(
     return [kind(observer, pending) for kind in kinds]
 
 
-async def _finish_when_done(call: _Call, rpc: Any) -> None:
+class _AsyncResponses:
+    """The responses of a ``grpc.aio`` streaming call, each recorded as it is read."""
+
+    __slots__ = ("_messages", "_received")
+
+    def __init__(self, messages: Any, received: Received) -> None:
+        self._messages = messages
+        self._received = received
+
+    def __aiter__(self) -> _AsyncResponses:
+        return self
+
+    async def __anext__(self) -> Any:
+        return await self._received.aread(self._messages.__anext__)
+
+
+async def _finish_when_done(call: _Call, rpc: Any, received: Received | None) -> None:
     try:
         code = await rpc.code()
         details = await rpc.details()
     except asyncio.CancelledError:
         call.finish(grpc.StatusCode.CANCELLED, "cancelled")
         raise
-    call.finish(code, details, cancelled=rpc.cancelled())
+    if received is None:
+        call.finish(code, details, cancelled=rpc.cancelled())
+    else:  # after the read that takes the last message, if one is under way
+        received.end(lambda: call.finish(code, details, cancelled=rpc.cancelled()))
 
 
 def _details_of(exc: BaseException) -> str:
@@ -215,8 +259,19 @@ class ClientInterceptor(
     ) -> None:
         self._observer = _Observer(tracer_provider, meter_provider)
 
-    def _call(self, continuation: Callable[..., Any], details: Any, request: Any) -> Any:
+    def _call(
+        self,
+        continuation: Callable[..., Any],
+        details: Any,
+        request: Any,
+        requests: bool = False,
+        responses: bool = False,
+    ) -> Any:
+        """One call; ``requests``, ``responses``: which of them are streams."""
         call, metadata = self._observer.start(details.method, details.metadata)
+        if requests:
+            call.sent = Tally(call.span, sent=True)
+            request = Counted(iter(request), call.sent)
         new = _SyncCallDetails(
             details.method,
             details.timeout,
@@ -230,8 +285,13 @@ class ClientInterceptor(
         except BaseException as exc:
             call.finish(error_code(exc), _details_of(exc))
             raise
-        outcome.add_done_callback(lambda done: _finish_sync(call, done))
-        return outcome
+        if not responses:
+            outcome.add_done_callback(lambda done: _finish_sync(call, done))
+            return outcome
+        received = call.received = Received(call.span)
+        # after the read that takes the last message, if one is under way
+        outcome.add_done_callback(lambda done: received.end(lambda: _finish_sync(call, done)))
+        return _Responses(outcome, received)
 
     def intercept_unary_unary(
         self, continuation: Any, client_call_details: Any, request: Any
@@ -241,17 +301,39 @@ class ClientInterceptor(
     def intercept_unary_stream(
         self, continuation: Any, client_call_details: Any, request: Any
     ) -> Any:
-        return self._call(continuation, client_call_details, request)
+        return self._call(continuation, client_call_details, request, responses=True)
 
     def intercept_stream_unary(
         self, continuation: Any, client_call_details: Any, request_iterator: Any
     ) -> Any:
-        return self._call(continuation, client_call_details, request_iterator)
+        return self._call(continuation, client_call_details, request_iterator, requests=True)
 
     def intercept_stream_stream(
         self, continuation: Any, client_call_details: Any, request_iterator: Any
     ) -> Any:
-        return self._call(continuation, client_call_details, request_iterator)
+        return self._call(
+            continuation, client_call_details, request_iterator, requests=True, responses=True
+        )
+
+
+class _Responses:
+    """A ``grpc`` streaming call, its responses recorded as they are read (every other
+    attribute is the call's own: ``code()``, ``cancel()``...)."""
+
+    __slots__ = ("_call", "_received")
+
+    def __init__(self, call: Any, received: Received) -> None:
+        self._call = call
+        self._received = received
+
+    def __iter__(self) -> _Responses:
+        return self
+
+    def __next__(self) -> Any:
+        return self._received.read(self._call.__next__)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._call, name)
 
 
 def _finish_sync(call: _Call, done: Any) -> None:

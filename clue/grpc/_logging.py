@@ -66,7 +66,8 @@ class RequestLog:
 
 
 class Payloads:
-    """When debug logs are on, log single request and response messages as JSON."""
+    """When debug logs are on (at the call's start), log its request and response
+    messages as JSON: each message of a stream, with its number in the stream."""
 
     def enter(self, info: RpcInfo, context: Any, metadata: Metadata, request: Any) -> bool:
         if not log.debug_enabled():
@@ -85,3 +86,11 @@ class Payloads:
     ) -> None:
         if state and response is not None:
             log.debug("response payload", payload=message_payload(response))
+
+    def message(self, state: bool, sent: bool, number: int, message: Any) -> None:
+        if state:
+            text = "response payload" if sent else "request payload"
+            log.debug(text, message_id=number, payload=message_payload(message))
+
+    def counted(self, state: bool, sent: int | None, received: int | None) -> None:
+        """Nothing: the counts are the span's."""

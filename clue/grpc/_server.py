@@ -8,7 +8,9 @@ ends with (computed once for all layers). One interceptor runs an ordered
 tuple of layers (entered in order, exited in reverse), for ``grpc.server`` and
 ``grpc.aio.server`` alike; wrapped handlers are cached per method. A streaming
 call's layers and handler steps all run in a context of the call's own, so its
-context variables are reset where they were set, whoever closes the stream.
+context variables are reset where they were set, whoever closes the stream. A layer
+that is a ``Watcher`` also sees each message of a stream (those the handler reads
+from its request iterator, those it yields) and their counts at the end.
 """
 
 from __future__ import annotations
@@ -17,17 +19,19 @@ import contextvars
 import inspect
 import types
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterable, Iterator
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import grpc
 import grpc.aio
 
+from clue.grpc._messages import AsyncCounted, Counted
 from clue.grpc._rpc import Metadata, RpcInfo, rpc_info, server_code, sync_stream_code
 
 if TYPE_CHECKING:
     Handler = grpc.RpcMethodHandler[Any, Any]
     GenericHandler = grpc.GenericRpcHandler[Any, Any]
 Behavior = Callable[[Any, Any], Any]
+Entered = list[tuple["Layer", Any]]
 
 
 class Layer(Protocol):
@@ -48,6 +52,43 @@ class Layer(Protocol):
 
 
 Layers = tuple[Layer, ...]
+
+
+@runtime_checkable
+class Watcher(Protocol):
+    """A layer that also sees each message of a streaming call."""
+
+    def message(self, state: Any, sent: bool, number: int, message: Any) -> None:
+        """Message ``number`` (from 1) of the ``sent`` or received direction."""
+
+    def counted(self, state: Any, sent: int | None, received: int | None) -> None:
+        """The messages of each direction that is a stream (None: a single message), before
+        the call's ``exit``."""
+
+
+class _Stream:
+    """The messages of one streaming call, to the entered layers that watch them."""
+
+    __slots__ = ("_watching", "received", "sent")
+
+    def __init__(self, entered: Entered, requests: bool, responses: bool) -> None:
+        self._watching = [(layer, state) for layer, state in entered if isinstance(layer, Watcher)]
+        self.sent = 0 if responses else None
+        self.received = 0 if requests else None
+
+    def on_sent(self, message: Any) -> None:
+        self.sent = number = (self.sent or 0) + 1
+        for layer, state in self._watching:
+            layer.message(state, True, number, message)
+
+    def on_received(self, message: Any) -> None:
+        self.received = number = (self.received or 0) + 1
+        for layer, state in self._watching:
+            layer.message(state, False, number, message)
+
+    def counted(self) -> None:
+        for layer, state in self._watching:
+            layer.counted(state, self.sent, self.received)
 
 
 class _Cache:
@@ -191,9 +232,6 @@ def _behavior(handler: Handler) -> Behavior:
     return behavior
 
 
-Entered = list[tuple[Layer, Any]]
-
-
 def _enter(layers: Layers, info: RpcInfo, context: Any, request: Any) -> Entered:
     """Enter every layer in order; if one fails, exit those already entered and re-raise."""
     entered: Entered = []
@@ -213,9 +251,16 @@ def _exit(
     response: Any,
     exc: BaseException | None,
     code_of: Callable[[Any, BaseException | None], grpc.StatusCode] = server_code,
+    stream: _Stream | None = None,
 ) -> None:
-    """Exit the entered layers in reverse order, all of them even if one raises."""
+    """Exit the entered layers in reverse order, all of them even if one raises (a stream's
+    counts first)."""
     failure: BaseException | None = None
+    if stream is not None:
+        try:
+            stream.counted()
+        except BaseException as error:
+            failure = error
     code = code_of(context, exc)
     for layer, state in reversed(entered):
         try:
@@ -247,12 +292,16 @@ def _wrap_aio(layers: Layers, info: RpcInfo, handler: Handler) -> Handler:
 
         async def unary(request: Any, context: Any) -> Any:
             entered = _enter(layers, info, context, request if single_request else None)
+            stream = None
+            if not single_request:
+                stream = _Stream(entered, requests=True, responses=False)
+                request = AsyncCounted(request, stream.on_received)
             try:
                 response = await unary_inner(request, context)
             except BaseException as exc:
-                _exit(entered, context, None, exc)
+                _exit(entered, context, None, exc, stream=stream)
                 raise
-            _exit(entered, context, response, None)
+            _exit(entered, context, response, None, stream=stream)
             return response
 
         return _rebuild(handler, unary)
@@ -264,12 +313,17 @@ def _wrap_aio(layers: Layers, info: RpcInfo, handler: Handler) -> Handler:
         # from another task (opentelemetry-python #2606).
         scope = contextvars.copy_context()
         entered = scope.run(_enter, layers, info, context, request if single_request else None)
+        stream = _Stream(entered, requests=not single_request, responses=True)
+        if not single_request:
+            request = AsyncCounted(request, stream.on_received)
+        sent = stream.on_sent
         try:
             result = scope.run(inner, request, context)
             if inspect.isawaitable(result):  # handler writes with context.write()
                 await _in_context(result, scope)
             elif isinstance(result, Iterator):
                 while (message := scope.run(next, result, _END)) is not _END:
+                    scope.run(sent, message)
                     try:
                         yield message
                     except GeneratorExit:
@@ -285,6 +339,7 @@ def _wrap_aio(layers: Layers, info: RpcInfo, handler: Handler) -> Handler:
                         message = done.value
                     except StopAsyncIteration:
                         break
+                    scope.run(sent, message)
                     try:
                         yield message
                     except GeneratorExit:
@@ -293,9 +348,9 @@ def _wrap_aio(layers: Layers, info: RpcInfo, handler: Handler) -> Handler:
                             await _in_context(aclose(), scope)
                         raise
         except BaseException as exc:
-            scope.run(_exit, entered, context, None, exc)
+            scope.run(_exit, entered, context, None, exc, server_code, stream)
             raise
-        scope.run(_exit, entered, context, None, None)
+        scope.run(_exit, entered, context, None, None, server_code, stream)
 
     return _rebuild(handler, stream)
 
@@ -310,12 +365,16 @@ def _wrap_sync(layers: Layers, info: RpcInfo, handler: Handler) -> Handler:
 
         def unary(request: Any, context: Any) -> Any:
             entered = _enter(layers, info, context, request if single_request else None)
+            stream = None
+            if not single_request:
+                stream = _Stream(entered, requests=True, responses=False)
+                request = Counted(request, stream.on_received)
             try:
                 response = inner(request, context)
             except BaseException as exc:
-                _exit(entered, context, None, exc, code_of)
+                _exit(entered, context, None, exc, code_of, stream)
                 raise
-            _exit(entered, context, response, None, code_of)
+            _exit(entered, context, response, None, code_of, stream)
             return response
 
         return _rebuild(handler, unary)
@@ -325,18 +384,23 @@ def _wrap_sync(layers: Layers, info: RpcInfo, handler: Handler) -> Handler:
         # closed by the garbage collector in another thread still resets its variables.
         scope = contextvars.copy_context()
         entered = scope.run(_enter, layers, info, context, request if single_request else None)
+        stream = _Stream(entered, requests=not single_request, responses=True)
+        if not single_request:
+            request = Counted(request, stream.on_received)
+        sent = stream.on_sent
         try:
             messages = iter(scope.run(inner, request, context))
             while (message := scope.run(next, messages, _END)) is not _END:
+                scope.run(sent, message)
                 try:
                     yield message
                 except GeneratorExit:
                     _close(messages, scope)
                     raise
         except BaseException as exc:
-            scope.run(_exit, entered, context, None, exc, code_of)
+            scope.run(_exit, entered, context, None, exc, code_of, stream)
             raise
-        scope.run(_exit, entered, context, None, None, code_of)
+        scope.run(_exit, entered, context, None, None, code_of, stream)
 
     return _rebuild(handler, stream)
 

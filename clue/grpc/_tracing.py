@@ -13,6 +13,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
 from clue._status import is_grpc_error
+from clue.grpc import _messages
 from clue.grpc._rpc import Metadata, RpcInfo, is_expected
 
 
@@ -57,6 +58,18 @@ class ServerTracing:
             span.set_attributes(_peer_attributes(context.peer()))
         token = otel_context.attach(trace.set_span_in_context(span, parent))
         return span, token
+
+    def message(
+        self, state: tuple[trace.Span, object], sent: bool, number: int, message: Any
+    ) -> None:
+        """An ``rpc.message`` event for a message of a stream (among the first)."""
+        _messages.record(state[0], sent, number, message)
+
+    def counted(
+        self, state: tuple[trace.Span, object], sent: int | None, received: int | None
+    ) -> None:
+        """A stream's counts of messages, on its span."""
+        _messages.counts(state[0], sent, received)
 
     def exit(
         self,
