@@ -7,7 +7,6 @@ saga retrying a step does no harm; SetStock needs an admin's token. The fault sw
 
 from __future__ import annotations
 
-import datetime as dt
 import math
 import re
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from reference_services.common.rpc import (
     rpc,
     unavailable,
 )
+from reference_services.common.timestamps import rfc3339_ms
 from reference_services.productcatalog.catalog import Catalog
 from reference_services.productcatalog.stock_store import (
     COMMITTED,
@@ -119,20 +119,13 @@ def order_id(value: str) -> str:
     return value
 
 
-def rfc3339_ns(at_ns: int) -> str:
-    """A time in ns since the epoch in RFC 3339, UTC, to the millisecond."""
-    seconds, nanos = divmod(at_ns, 1_000_000_000)
-    at = dt.datetime.fromtimestamp(seconds, dt.UTC).replace(microsecond=nanos // 1000)
-    return at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 def to_proto(reservation: Reservation) -> ipb.Reservation:
     """The wire form of a reservation (its expiry only while it is held)."""
     return ipb.Reservation(
         order_id=reservation.order_id,
         items=[ipb.ReservationLine(product_id=p, quantity=q) for p, q in reservation.lines],
         state=STATES[reservation.state],
-        expires_at=rfc3339_ns(reservation.expires_ns) if reservation.state == HELD else "",
+        expires_at=rfc3339_ms(reservation.expires_ns) if reservation.state == HELD else "",
     )
 
 

@@ -23,8 +23,9 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from reference_services.common.database import Database, Transaction
+from reference_services.common.database import Database, Transaction, table_prefix
 from reference_services.common.events import INVENTORY_LOW_STOCK, Outbox
+from reference_services.common.migrations import apply_migrations
 from reference_services.protos.boutique.v1 import events_pb2 as ev
 
 #: version -> the statements that bring the schema from the previous version to it:
@@ -123,8 +124,7 @@ class StockStore:
         outbox: Outbox | None = None,
         prefix: str = "",
     ) -> None:
-        if prefix and not prefix.replace("_", "").isalnum():
-            raise ValueError(f"table prefix {prefix!r} must be letters, digits and underscores")
+        prefix = table_prefix(prefix)
         self.db = db
         self.thresholds = thresholds
         self.outbox = outbox
@@ -135,27 +135,8 @@ class StockStore:
 
     async def migrate(self) -> int:
         """Bring the schema to `SCHEMA_VERSION`; the version it was at before."""
-        await self.db.execute(
-            f"CREATE TABLE IF NOT EXISTS {self.schema_table} (id INTEGER PRIMARY KEY,"
-            " version INTEGER NOT NULL)"
-        )
-        rows = await self.db.execute(f"SELECT version FROM {self.schema_table} WHERE id = 1")
-        before = int(rows[0][0]) if rows else 0
-        if before > SCHEMA_VERSION:
-            raise RuntimeError(
-                f"{self.db.where} holds inventory schema {before}, newer than this"
-                f" service's {SCHEMA_VERSION}"
-            )
-        for version in range(before + 1, SCHEMA_VERSION + 1):
-            for statement in MIGRATIONS[version]:
-                await self.db.execute(
-                    statement.format(s=self.stock, r=self.reservations, l=self.lines)
-                )
-            await self.db.execute(
-                f"INSERT INTO {self.schema_table} (id, version) VALUES (1, %s)"
-                " ON CONFLICT (id) DO UPDATE SET version = excluded.version",
-                (version,),
-            )
+        tables = {"s": self.stock, "r": self.reservations, "l": self.lines}
+        before = await apply_migrations(self.db, self.schema_table, MIGRATIONS, tables, "inventory")
         if self.outbox is not None:
             await self.outbox.setup()
         return before
