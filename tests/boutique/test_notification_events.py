@@ -145,6 +145,7 @@ async def forget(database: str, rig: Rig) -> None:
     db = Postgres(database)
     try:
         await db.execute("DELETE FROM notifications WHERE user_id = %s", (rig.user,))
+        await db.execute("DELETE FROM order_recipients WHERE user_id = %s", (rig.user,))
         for event_id in rig.events:
             await db.execute("DELETE FROM processed_events WHERE event_id = %s", (event_id,))
     finally:
