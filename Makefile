@@ -33,7 +33,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy --strict clue reference_services
 
 pytest: $(STAMP)
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q --durations=25
 
 ## make test: the project's test command (virtualenv, install, ruff, mypy --strict, pytest)
 test: lint typecheck pytest
