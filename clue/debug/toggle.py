@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 import time
@@ -104,3 +105,17 @@ def _expire() -> None:
         _timer = _expires = None
         log.set_debug(False)
     log.print("debug logs turned off: ttl expired")
+
+
+def _after_fork_in_child() -> None:
+    """A forked child (a pre-fork server's worker) renews the lock, which another thread
+    of the parent may have held at the fork, and the ttl's timer, a thread it lacks: its
+    debug logs turn off when the parent's do."""
+    global _lock, _timer, _expires
+    _lock = threading.Lock()
+    expires, _timer, _expires = _expires, None, None
+    if expires is not None:
+        enable(max(expires - time.monotonic(), 0.001))
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -16,7 +16,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
 
-from clue import log
+from clue import log, telemetry
 from clue.health.pinger import Pinger
 
 _tracer = trace.get_tracer("clue.health")
@@ -65,6 +65,15 @@ class Checker:
         self._makes_awaitables = [False] * len(pingers)
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
+        telemetry.in_child(self._after_fork)
+
+    def _after_fork(self) -> None:
+        """A forked child has none of the parent's threads: the lock they may have held,
+        the loop of `check` and the threads of hung sync pings are made anew (the parent's
+        loop is the parent's to close)."""
+        self._lock = threading.Lock()
+        self._loop = None
+        self._threads = [None] * len(self.pingers)
 
     def check(self, deadline: float | None = None) -> Report:
         """`acheck`, blocking: for a thread without an event loop (a ``grpc.server``

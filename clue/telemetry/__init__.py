@@ -17,6 +17,7 @@ from clue.telemetry.sampler import AdaptiveSampler
 from clue.telemetry.bootstrap import METER_PROVIDER as METER_PROVIDER
 from clue.telemetry.bootstrap import TRACER_PROVIDER as TRACER_PROVIDER
 from clue.telemetry.bootstrap import flush_at_stop as flush_at_stop
+from clue.telemetry.forked import in_child as in_child
 from clue.telemetry.histograms import REGISTRY as REGISTRY
 from clue.telemetry.histograms import bind as bind
 from clue.telemetry.siblings import ask_others as ask_others

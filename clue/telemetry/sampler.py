@@ -23,6 +23,8 @@ from opentelemetry.trace import Link, SpanKind, get_current_span
 from opentelemetry.trace.span import TraceState
 from opentelemetry.util.types import Attributes
 
+from clue.telemetry.forked import in_child
+
 MIN_PROBABILITY = 1e-4
 _TRACE_ID_LIMIT = (1 << 64) - 1
 _DROP = SamplingResult(Decision.DROP, None, None)
@@ -43,6 +45,10 @@ class _RateTargetingSampler(Sampler):
         self._probability = 1.0
         self._bound = _TRACE_ID_LIMIT + 1
         self._decided = threading.local()
+        in_child(self._renew_lock)
+
+    def _renew_lock(self) -> None:
+        self._lock = threading.Lock()  # a thread of the parent may have held it at the fork
 
     @property
     def probability(self) -> float:
