@@ -3,7 +3,8 @@
 ``clue.httpx.AsyncClient`` and ``clue.httpx.Client`` are ``httpx`` clients whose
 transport is wrapped twice: by the official OpenTelemetry HTTPX instrumentation
 (CLIENT span, ``traceparent`` header, ``http.client.request.duration``) and by
-a logging layer writing one entry per call: ``http call`` (info, buffered in a
+clue's own layer, which names the current request id in ``x-request-id`` and writes
+one entry per call: ``http call`` (info, buffered in a
 request scope) or ``http call failed`` (warn) for statuses of 400 and more and
 for transport errors, with the response's body when ``log_body_on_error`` is on
 (at most ``MAX_ERROR_BODY`` bytes read, textual bodies only, JSON masked)::
@@ -29,6 +30,7 @@ from opentelemetry.trace import TracerProvider
 
 from clue import log
 from clue._payload import body_payload
+from clue._request_id import HEADER
 
 __all__ = ["MAX_ERROR_BODY", "AsyncClient", "AsyncTransport", "Client", "Transport"]
 
@@ -54,6 +56,14 @@ def _log_call(
         log.warn("http call failed", status=status, **fields, **(body or {}))
     else:
         log.info("http call", status=status, **fields)
+
+
+def _send_request_id(request: httpx.Request) -> None:
+    """Name the current scope's request id in the call's ``x-request-id`` (unless the call
+    names one), so the callee logs under its caller's id."""
+    request_id = log.outgoing_request_id()
+    if request_id is not None and HEADER not in request.headers:
+        request.headers[HEADER] = request_id
 
 
 def _body_fields(response: httpx.Response, head: bytes, whole: bool) -> dict[str, Any]:
@@ -159,6 +169,7 @@ class Transport(httpx.BaseTransport):
         )
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
+        _send_request_id(request)
         started = time.perf_counter()
         try:
             response: httpx.Response = self._inner.handle_request(request)
@@ -192,6 +203,7 @@ class AsyncTransport(httpx.AsyncBaseTransport):
         )
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        _send_request_id(request)
         started = time.perf_counter()
         try:
             response: httpx.Response = await self._inner.handle_async_request(request)

@@ -9,6 +9,7 @@ import pytest
 from opentelemetry.trace import SpanKind, StatusCode
 
 import clue.httpx
+from clue import log
 from tests.conftest import Lines, free_port
 from tests.test_asgi import Telemetry, serve
 
@@ -65,3 +66,27 @@ async def test_sync_client(lines: Lines) -> None:
     kinds = sorted(s.kind.name for s in telemetry.finished())
     assert kinds == ["CLIENT", "SERVER"]
     assert lines.entries("http call")[0]["status"] == 200
+
+
+async def test_the_request_id_travels_to_the_server(lines: Lines) -> None:
+    telemetry = Telemetry()
+    async with serve(telemetry) as server:
+        base = str(server.base_url)
+        async with clue.httpx.AsyncClient(base_url=base) as client:
+            with log.request_scope(request_id="shop-42"):
+                assert (await client.get("/items/1")).status_code == 200
+                named = {"x-request-id": "named-by-the-call"}
+                assert (await client.get("/items/2", headers=named)).status_code == 200
+            with log.request_scope(request_id="not one a server takes on"):
+                assert (await client.get("/items/3")).status_code == 200
+
+        def call() -> int:
+            with clue.httpx.Client(base_url=base) as c, log.request_scope(request_id="sync-7"):
+                return c.get("/items/4").status_code
+
+        assert await asyncio.to_thread(call) == 200
+    ids = {e["path"]: e["request_id"] for e in lines.entries("request")}
+    assert ids["/items/1"] == "shop-42"
+    assert ids["/items/2"] == "named-by-the-call"
+    assert ids["/items/3"] != "not one a server takes on" and len(ids["/items/3"]) == 16
+    assert ids["/items/4"] == "sync-7"

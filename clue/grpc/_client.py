@@ -16,7 +16,7 @@ from opentelemetry.metrics import MeterProvider
 from opentelemetry.trace import SpanKind, Status, StatusCode, TracerProvider
 
 from clue import log
-from clue._request_id import CALLER_ID, HEADER
+from clue._request_id import HEADER
 from clue.grpc._messages import Counted, Received, Tally, counted, counts
 from clue.grpc._metrics import Durations
 from clue.grpc._rpc import RpcInfo, error_code, rpc_info
@@ -43,13 +43,8 @@ class _Observer:
         carrier: dict[str, str] = {}
         propagate.inject(carrier, context=trace.set_span_in_context(span))
         sent = [*(tuple(item) for item in metadata or ()), *carrier.items()]
-        # the scope's id, when the server would take it on (else it mints its own)
-        request_id = log.CURRENT.get()[0].get("request_id")
-        if (
-            isinstance(request_id, str)
-            and CALLER_ID.fullmatch(request_id)
-            and not any(item[0] == HEADER for item in sent)
-        ):
+        request_id = log.outgoing_request_id()
+        if request_id is not None and not any(item[0] == HEADER for item in sent):
             sent.append((HEADER, request_id))
         return _Call(self._durations, info, span, time.perf_counter()), sent
 

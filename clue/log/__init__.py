@@ -28,6 +28,7 @@ from clue.log.pipeline import set_write_delay as set_write_delay
 from clue.log.pipeline import write_entry as write_entry
 from clue.log.sanitize import clean_value as clean_value
 from clue.log.scopes import CURRENT as CURRENT
+from clue.log.scopes import outgoing_request_id as outgoing_request_id
 from clue.log.state import DEFAULT_WRITE_DELAY as DEFAULT_WRITE_DELAY
 from clue.log.state import STATE as STATE
 from clue.log.state import WARN as WARN

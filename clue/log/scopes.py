@@ -11,6 +11,7 @@ from typing import Any
 from opentelemetry.context import Context
 
 from clue._otel_internals import is_sampled, span_context_in
+from clue._request_id import CALLER_ID
 from clue.log import pipeline
 from clue.log.state import ERROR, INFO, STATE, WARN, Entry
 
@@ -18,6 +19,16 @@ Current = tuple[dict[str, Any], "RequestScope | None"]
 CURRENT: ContextVar[Current] = ContextVar("clue.log", default=({}, None))
 """The fields of every entry logged here, and the request scope they are logged in (one
 variable: a request scope sets both at once, a log call reads both at once)."""
+
+
+def outgoing_request_id() -> str | None:
+    """The current scope's request id for an outgoing call's ``x-request-id``, so the callee
+    logs under its caller's id; None when there is none, or one a server would not take on
+    (it would mint its own anyway)."""
+    request_id = CURRENT.get()[0].get("request_id")
+    if isinstance(request_id, str) and CALLER_ID.fullmatch(request_id):
+        return request_id
+    return None
 
 
 class Fields:
