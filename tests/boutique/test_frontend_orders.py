@@ -11,6 +11,8 @@ Chromium follows an order from its confirmation to its timeline and its trace.
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import re
 import shutil
 import subprocess
@@ -34,6 +36,7 @@ from reference_services.frontend.clients import Addresses, Clients
 from reference_services.launcher import Boutique
 from reference_services.productcatalog.catalog import DATA_FILE, Catalog
 from reference_services.productcatalog.service import ProductCatalog, faults
+from reference_services.protos import hipstershop_pb2 as pb
 from reference_services.protos import hipstershop_pb2_grpc as pb_grpc
 from reference_services.protos.boutique.v1 import events_pb2 as ev
 from reference_services.protos.boutique.v1 import inventory_pb2 as ipb
@@ -225,6 +228,50 @@ def test_the_list_shows_the_users_orders_newest_first_with_their_status(
     with new_visitor_like(visitor) as other:
         sign_up(other)
         assert 'id="no-orders"' in other.get("/orders").text
+
+
+def test_the_list_pages_through_older_orders(boutique: Boutique, visitor: httpx.Client) -> None:
+    sign_up(visitor)
+    claims = visitor.cookies[TOKEN].split(".")[1]
+    user_id = json.loads(base64.urlsafe_b64decode(claims + "=" * (-len(claims) % 4)))["sub"]
+    address = ORDER_FORM["street_address"]
+    card = pb.CreditCardInfo(
+        credit_card_number=ORDER_FORM["credit_card_number"].replace("-", ""),
+        credit_card_cvv=int(ORDER_FORM["credit_card_cvv"]),
+        credit_card_expiration_year=int(ORDER_FORM["credit_card_expiration_year"]),
+        credit_card_expiration_month=1,
+    )
+    placed = []
+    cart = boutique.processes["cart"].address
+    checkout = boutique.processes["checkout"].address
+    # 21 orders of the user, placed as the shop places them (their cart, their user id)
+    with grpc.insecure_channel(cart) as carts, grpc.insecure_channel(checkout) as orders:
+        for _ in range(21):
+            pb_grpc.CartServiceStub(carts).AddItem(
+                pb.AddItemRequest(user_id=user_id, item=pb.CartItem(product_id=MUG, quantity=1)),
+                timeout=30,
+            )
+            reply = pb_grpc.CheckoutServiceStub(orders).PlaceOrder(
+                pb.PlaceOrderRequest(
+                    user_id=user_id,
+                    user_currency="USD",
+                    email="someone@example.com",
+                    address=pb.Address(
+                        street_address=address, city="Mountain View", country="US", zip_code=1
+                    ),
+                    credit_card=card,
+                ),
+                timeout=30,
+            )
+            placed.append(reply.order.order_id)
+    first = visitor.get("/orders").text
+    newest = re.findall(r'<tr data-order-id="([^"]+)">', first)
+    assert newest == placed[::-1][:20]
+    older = re.search(r'href="(/orders\?page=[^"]+)" id="next-page"', first)
+    assert older is not None
+    second = visitor.get(older.group(1).replace("&amp;", "&")).text
+    assert re.findall(r'<tr data-order-id="([^"]+)">', second) == [placed[0]]
+    assert 'id="next-page"' not in second and 'id="first-page"' in second
 
 
 def new_visitor_like(visitor: httpx.Client) -> httpx.Client:
