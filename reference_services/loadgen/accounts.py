@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from locust import HttpUser, between, task
 from locust.clients import ResponseContextManager
 
-from reference_services.loadgen.visitor import PRODUCTS, checkout_form
+from reference_services.loadgen.visitor import PRODUCTS, checkout_form, retry_like_a_browser
 
 PASSWORD = "loadgen password 1"
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -43,6 +43,7 @@ class AccountVisitor(HttpUser):
     wait_time = between(1, 3)
 
     def on_start(self) -> None:
+        retry_like_a_browser(self.client)
         self.client.headers["X-Forwarded-For"] = next_address()
         self.email = f"loadgen-{uuid.uuid4().hex[:16]}@example.com"
         self.csrf = ""

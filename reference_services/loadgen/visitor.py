@@ -6,6 +6,8 @@ import datetime
 import random
 
 from locust import HttpUser, between, task
+from locust.clients import HttpSession
+from urllib3.util.retry import Retry
 
 PRODUCTS = (
     "OLJCESPC7Z",
@@ -29,6 +31,15 @@ def visa_number() -> str:
         doubled = digit * 2 if i % 2 == 0 else digit
         total += doubled - 9 if doubled > 9 else doubled
     return "".join(map(str, digits)) + str((10 - total % 10) % 10)
+
+
+def retry_like_a_browser(client: HttpSession) -> None:
+    """Send a GET again, once, when the connection it went out on closes without an
+    answer, as browsers do: the shop may close an idle keep-alive connection just as
+    it is reused. Never a POST (it may have been done), never an answer (a 5xx counts)."""
+    once = Retry(total=1, connect=1, read=1, status=0, other=0, redirect=False)
+    for adapter in client.adapters.values():
+        adapter.max_retries = once  # type: ignore[attr-defined]
 
 
 def checkout_form(email: str) -> dict[str, str]:
@@ -55,6 +66,7 @@ class Visitor(HttpUser):
     wait_time = between(1, 3)
 
     def on_start(self) -> None:
+        retry_like_a_browser(self.client)
         self.home()
 
     @task(1)

@@ -236,3 +236,53 @@ def test_the_shop_limits_sign_ups_per_visitor_address(launched: Launched) -> Non
             "/signup", data={**form, "password": "a long password"}, headers=other
         )
         assert response.status_code == 302
+
+
+# a visitor's GET and POST, each on a connection the server closes without an answer
+DROPPED = """
+from gevent import monkey
+
+monkey.patch_all()
+import json, sys
+from locust.env import Environment
+from reference_services.loadgen.visitor import Visitor, retry_like_a_browser
+
+Visitor.host = sys.argv[1]
+env = Environment(user_classes=[Visitor], host=sys.argv[1])
+env.create_local_runner()
+visitor = Visitor(env)
+retry_like_a_browser(visitor.client)
+visitor.client.get("/", name="home")
+visitor.client.post("/cart", data={"product_id": "OLJCESPC7Z"}, name="add to cart")
+entries = env.stats.entries.items()
+print(json.dumps({name: [e.num_requests, e.num_failures] for (name, _), e in entries}))
+"""
+
+
+async def test_a_dropped_connection_is_retried_once_for_a_get_never_for_a_post() -> None:
+    requests_seen: list[str] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        requests_seen.append(head.split(b" ", 2)[0].decode())
+        if len(requests_seen) in (1, 3):  # the first GET's and the POST's connections
+            writer.close()  # closed without an answer, as a keep-alive timeout does
+            return
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with server:
+        child = await asyncio.create_subprocess_exec(
+            *(sys.executable, "-c", DROPPED, f"http://127.0.0.1:{port}"),
+            cwd=ROOT,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(child.communicate(), timeout=60)
+    assert child.returncode == 0, err.decode()[-3000:]
+    seen = json.loads(out.decode().splitlines()[-1])
+    assert seen == {"home": [1, 0], "add to cart": [1, 1]}
+    assert requests_seen == ["GET", "GET", "POST"]
