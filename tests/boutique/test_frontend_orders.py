@@ -540,7 +540,9 @@ def test_a_real_browser_follows_an_order_to_its_timeline_and_its_trace(
         assert driver.find_element(By.ID, "order-status").text == "Shipped"
         steps = driver.find_elements(By.CSS_SELECTOR, "#timeline li.step")
         assert steps[-1].find_element(By.CSS_SELECTOR, ".to").text == "Shipped"
-        assert not steps[0].find_elements(By.CSS_SELECTOR, ".from")  # where the order began
+        first = steps[0].find_element(By.CSS_SELECTOR, ".move").text
+        assert "→" not in first  # where the order began: no status before it
+        assert all("→" in step.find_element(By.CSS_SELECTOR, ".move").text for step in steps[1:])
         for step in steps:
             shown = step.find_element(By.TAG_NAME, "time").text
             assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", shown), shown
