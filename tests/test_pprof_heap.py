@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 import tracemalloc
@@ -10,9 +11,11 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from clue.debug.pprof.heap import HeapProfile, HeapRecorder
 from tests.test_pprof_support import decode, flat, pprof_app, serve
 
 KEPT: list[object] = []
+WAIT = 30  # seconds: a generous bound on waits that take milliseconds on an idle machine
 
 
 class Order:
@@ -33,12 +36,33 @@ def base_url() -> Iterator[str]:
 
 
 @pytest.fixture
-def allocation_during_window() -> Iterator[None]:
-    """Allocates shortly after the heap window opened, in another thread."""
-    timer = threading.Timer(0.3, allocate_orders)
-    timer.start()
+def allocation_during_window(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Allocates in another thread once the server's heap window is open, and keeps the window
+    open until that is done: on a busy machine a timer may fire before the window opens, and
+    10,000 traced allocations may take longer than the window (over a second under load)."""
+    opened, allocated = threading.Event(), threading.Event()
+    start, stop = HeapRecorder.start, HeapRecorder.stop
+
+    def start_and_signal(recorder: HeapRecorder) -> None:
+        start(recorder)
+        opened.set()
+
+    def stop_once_allocated(recorder: HeapRecorder) -> HeapProfile:
+        allocated.wait(WAIT)
+        return stop(recorder)
+
+    def allocate_in_window() -> None:
+        if opened.wait(WAIT):
+            allocate_orders()
+        allocated.set()
+
+    monkeypatch.setattr(HeapRecorder, "start", start_and_signal)
+    monkeypatch.setattr(HeapRecorder, "stop", stop_once_allocated)
+    allocator = threading.Thread(target=allocate_in_window, name="allocator")
+    allocator.start()
     yield
-    timer.join()
+    allocator.join(WAIT)
+    assert opened.is_set(), "the heap window never opened"
     KEPT.clear()
 
 
@@ -73,7 +97,10 @@ def test_heap_text_table(base_url: str, allocation_during_window: None) -> None:
     )
     assert response.status_code == 200, response.text
     text = response.text
-    assert text.startswith("Heap profile: allocations made during the last 1.")
+    heading = r"Heap profile: allocations made during the last (\d+\.\d) s and still alive\n"
+    window = re.match(heading, text)
+    assert window is not None, text
+    assert float(window[1]) >= 1.0  # seconds=1, held open longer while the allocation runs
     assert "(started for this profile, 2 frames)" in text
     rows = text.split("function (file:line)\n", 1)[1].splitlines()
     assert 1 <= len(rows) <= 5

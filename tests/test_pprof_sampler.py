@@ -48,6 +48,16 @@ def spin_for(seconds: float) -> None:
     timer.join()
 
 
+def spin_until(done: Callable[[], bool], deadline: float = 30.0) -> None:
+    """``spin_hot_loop`` in this thread, 50 ms at a time, until ``done()`` (at most
+    ``deadline`` seconds): a busy machine gives the process less CPU, so fewer SIGPROF ticks
+    per second of wall-clock time."""
+    give_up = time.monotonic() + deadline
+    while not done():
+        assert time.monotonic() < give_up, f"still not done after {deadline} s of spinning"
+        spin_for(0.05)
+
+
 def in_thread(call: Callable[[], T]) -> T:
     """``call()`` run in a new thread (not the main one); its result or its exception."""
     outcome: list[T] = []
@@ -88,7 +98,7 @@ def test_signal_mode_samples_a_busy_main_thread_without_a_thread() -> None:
     assert signal.getitimer(signal.ITIMER_PROF)[1] == pytest.approx(0.01)  # every 10 ms of CPU
     assert not sampler_threads()
     cpu_start = time.thread_time()
-    spin_for(1.0)
+    spin_until(lambda: time.thread_time() - cpu_start >= 0.5)  # CPU, whatever the load
     cpu = time.thread_time() - cpu_start
     profile = sampler.stop()
 
@@ -115,7 +125,9 @@ def test_signal_mode_samples_a_busy_worker_while_the_main_thread_waits() -> None
         sampler = CPUSampler(mode="signal")
         sampler.start()
         worker_start = time.process_time()
-        for _ in range(50):  # an event loop waking up for its timers
+        give_up = time.monotonic() + 30  # the worker's CPU, hence the ticks, depends on the load
+        while sampler._ticks < 20:  # an event loop waking up for its timers
+            assert time.monotonic() < give_up, sampler._ticks
             time.sleep(0.02)
         profile = sampler.stop()
         used = time.process_time() - worker_start
@@ -229,7 +241,8 @@ def test_a_failing_tick_never_reaches_the_interrupted_code() -> None:
         raise KeyError("boom")
 
     sampler._tick = broken  # type: ignore[method-assign]
-    spin_for(0.3)  # interrupted some 30 times, unharmed
+    spin_until(lambda: sampler._failure is not None)  # interrupted, unharmed
+    spin_for(0.1)  # and again, after the first failure
     with pytest.raises(RuntimeError, match="tick of the CPU sampler failed") as failed:
         sampler.stop()
     assert isinstance(failed.value.__cause__, KeyError)
@@ -250,7 +263,7 @@ def test_a_sigprof_during_a_tick_does_not_nest_ticks() -> None:
         depth[0] -= 1
 
     sampler._tick = tick_meeting_a_signal  # type: ignore[method-assign]
-    spin_for(0.2)
+    spin_until(lambda: sampler._ticks >= 5)  # ticks come per 10 ms of CPU the machine gives us
     profile = sampler.stop()
     assert profile.ticks >= 5 and depth == [0, 1]
 
