@@ -13,21 +13,20 @@ import asyncio
 import functools
 import re
 import time
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from opentelemetry import context as otel_context
-from opentelemetry import metrics, propagate, trace
-from opentelemetry.metrics import MeterProvider
-from opentelemetry.trace import SpanKind, Status, StatusCode, TracerProvider
-from opentelemetry.util.types import AttributeValue
+from opentelemetry import propagate, trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from clue import log
+from clue._http_server import DEFAULT_SKIP_PATHS as DEFAULT_SKIP_PATHS
+from clue._http_server import ServerMiddleware
 from clue._payload import body_payload
 from clue._request_id import HEADER, request_id_or_new
-from clue._status import is_http_error
 from clue.log import report_unhandled
-from clue.telemetry import bind, flush_at_stop
+from clue.telemetry import flush_at_stop
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -35,22 +34,10 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-#: Paths ClueMiddleware passes through untouched by default: probes, scrapes, static
-#: assets. An entry ending in ``/`` is a prefix.
-DEFAULT_SKIP_PATHS = (
-    "/healthz",
-    "/livez",
-    "/readyz",
-    "/metrics",
-    "/static/",
-    "/favicon.ico",
-)
 REQUEST_ID_HEADER = HEADER.encode()
-# Buckets in seconds recommended by the HTTP semantic conventions.
-_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
 
 
-class ClueMiddleware:
+class ClueMiddleware(ServerMiddleware[ASGIApp]):
     """Observe every HTTP request of an ASGI app.
 
     Per request: a SERVER span continuing the caller's trace (``traceparent``)
@@ -70,37 +57,8 @@ class ClueMiddleware:
     their own.
     """
 
-    def __init__(
-        self,
-        app: ASGIApp,
-        *,
-        log_requests: bool = True,
-        skip_paths: Iterable[str] = DEFAULT_SKIP_PATHS,
-        log_payloads: bool = True,
-        tracer_provider: TracerProvider | None = None,
-        meter_provider: MeterProvider | None = None,
-        is_error: Callable[[int], bool] = is_http_error,
-    ) -> None:
-        if not callable(is_error):
-            raise ValueError("is_error must be a callable of an HTTP status")
-        self.app = app
-        self._log_requests = log_requests
-        self._is_error = is_error
-        skip = tuple(skip_paths)
-        self._skip = frozenset(path for path in skip if not path.endswith("/"))
-        self._skip_under = tuple(path for path in skip if path.endswith("/"))
-        self._log_payloads = log_payloads
-        self._tracer = trace.get_tracer("clue.asgi", tracer_provider=tracer_provider)
-        meter = metrics.get_meter("clue.asgi", meter_provider=meter_provider)
-        self._duration = meter.create_histogram(
-            "http.server.request.duration",
-            unit="s",
-            description="Duration of HTTP server requests",
-            explicit_bucket_boundaries_advisory=_BUCKETS,
-        )
-        self._records: dict[tuple[str, str | None, int, str], Callable[[float], None]] = {}
-        self._propagator: Any = None
-        self._fields: frozenset[bytes] = frozenset()
+    SCOPE = "clue.asgi"
+    _fields: frozenset[bytes]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -111,10 +69,6 @@ class ClueMiddleware:
             return
         await _Request(self, scope).run(receive, send)
 
-    def skips(self, path: str) -> bool:
-        """Whether requests for ``path`` are passed through unobserved (``skip_paths``)."""
-        return path in self._skip or path.startswith(self._skip_under)
-
     def propagation_fields(self) -> frozenset[bytes]:
         """Header names the global propagator reads, as ASGI header names."""
         propagator = propagate.get_global_textmap()
@@ -122,22 +76,6 @@ class ClueMiddleware:
             self._fields = frozenset(f.lower().encode("latin-1") for f in propagator.fields)
             self._propagator = propagator
         return self._fields
-
-    def record(self, method: str, route: str | None, status: int, scheme: str, s: float) -> None:
-        key = (method, route, status, scheme)
-        record = self._records.get(key)
-        if record is None:
-            attributes: dict[str, AttributeValue] = {
-                "http.request.method": method,
-                "http.response.status_code": status,
-                "url.scheme": scheme,
-            }
-            if route:
-                attributes["http.route"] = route
-            record = bind(self._duration, attributes)
-            if len(self._records) < 10_000:
-                self._records[key] = record
-        record(s)
 
 
 class _Request:

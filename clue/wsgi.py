@@ -20,18 +20,14 @@ from types import TracebackType
 from typing import Any, BinaryIO
 
 from opentelemetry import context as otel_context
-from opentelemetry import metrics, propagate, trace
-from opentelemetry.metrics import MeterProvider
-from opentelemetry.trace import SpanKind, Status, StatusCode, TracerProvider
-from opentelemetry.util.types import AttributeValue
+from opentelemetry import propagate, trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from clue import log
+from clue._http_server import ServerMiddleware
 from clue._payload import body_payload
 from clue._request_id import request_id_or_new
-from clue._status import is_http_error
-from clue.asgi import DEFAULT_SKIP_PATHS
 from clue.log import report_unhandled
-from clue.telemetry import bind
 
 Environ = dict[str, Any]
 ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
@@ -43,13 +39,11 @@ WSGIApp = Callable[[Environ, StartResponse], Iterable[bytes]]
 #: ``clue.django.ClueMiddleware`` sets it; a Flask app sets it from ``request.url_rule``
 #: in a ``before_request`` function (docs/integrations.md).
 ROUTE_KEY = "clue.route"
-# Buckets in seconds recommended by the HTTP semantic conventions.
-_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
 _MAX_KEPT = 64 * 1024
 _ERROR_BODY = b"Internal Server Error\n"
 
 
-class ClueMiddleware:
+class ClueMiddleware(ServerMiddleware[WSGIApp]):
     """Observe every HTTP request of a WSGI app, as ``clue.asgi.ClueMiddleware`` does.
 
     Per request: a SERVER span continuing the caller's trace (``traceparent``)
@@ -70,37 +64,8 @@ class ClueMiddleware:
     untouched; an entry ending in ``/`` covers every path under it.
     """
 
-    def __init__(
-        self,
-        app: WSGIApp,
-        *,
-        log_requests: bool = True,
-        skip_paths: Iterable[str] = DEFAULT_SKIP_PATHS,
-        log_payloads: bool = True,
-        tracer_provider: TracerProvider | None = None,
-        meter_provider: MeterProvider | None = None,
-        is_error: Callable[[int], bool] = is_http_error,
-    ) -> None:
-        if not callable(is_error):
-            raise ValueError("is_error must be a callable of an HTTP status")
-        self.app = app
-        self._log_requests = log_requests
-        self._is_error = is_error
-        skip = tuple(skip_paths)
-        self._skip = frozenset(path for path in skip if not path.endswith("/"))
-        self._skip_under = tuple(path for path in skip if path.endswith("/"))
-        self._log_payloads = log_payloads
-        self._tracer = trace.get_tracer("clue.wsgi", tracer_provider=tracer_provider)
-        meter = metrics.get_meter("clue.wsgi", meter_provider=meter_provider)
-        self._duration = meter.create_histogram(
-            "http.server.request.duration",
-            unit="s",
-            description="Duration of HTTP server requests",
-            explicit_bucket_boundaries_advisory=_BUCKETS,
-        )
-        self._records: dict[tuple[str, str | None, int, str], Callable[[float], None]] = {}
-        self._propagator: Any = None
-        self._fields: tuple[tuple[str, str], ...] = ()
+    SCOPE = "clue.wsgi"
+    _fields: tuple[tuple[str, str], ...]
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         if self.skips(environ.get("PATH_INFO", "")):
@@ -109,10 +74,6 @@ class ClueMiddleware:
         # body and for close(): its span and log scope last until the server closes it.
         context = copy_context()
         return context.run(_Request(self, environ).start, start_response, context)
-
-    def skips(self, path: str) -> bool:
-        """Whether requests for ``path`` are passed through unobserved (``skip_paths``)."""
-        return path in self._skip or path.startswith(self._skip_under)
 
     def propagation_fields(self) -> tuple[tuple[str, str], ...]:
         """(environ key, header name) of each header the global propagator reads."""
@@ -123,22 +84,6 @@ class ClueMiddleware:
             )
             self._propagator = propagator
         return self._fields
-
-    def record(self, method: str, route: str | None, status: int, scheme: str, s: float) -> None:
-        key = (method, route, status, scheme)
-        record = self._records.get(key)
-        if record is None:
-            attributes: dict[str, AttributeValue] = {
-                "http.request.method": method,
-                "http.response.status_code": status,
-                "url.scheme": scheme,
-            }
-            if route:
-                attributes["http.route"] = route
-            record = bind(self._duration, attributes)
-            if len(self._records) < 10_000:
-                self._records[key] = record
-        record(s)
 
 
 class _Request:
