@@ -108,6 +108,11 @@ class Server:
             await started
         return self
 
+    def channel(self, telemetry: Telemetry) -> grpc.aio.Channel:
+        """A ``grpc.aio`` channel to it, with clue's client interceptors."""
+        interceptors = clue.grpc.async_client_interceptors(**telemetry.providers())
+        return grpc.aio.insecure_channel(f"127.0.0.1:{self.port}", interceptors=interceptors)
+
     async def __aexit__(self, *_: object) -> None:
         stopped = self.server.stop(None)
         if self.aio:
@@ -209,12 +214,8 @@ def assert_stream_spans(telemetry: Telemetry) -> None:
 @KINDS
 async def test_aio_client_streams_carry_an_event_a_message(kind: str) -> None:
     telemetry = Telemetry()
-    async with Server(kind, telemetry) as server:
-        interceptors = clue.grpc.async_client_interceptors(**telemetry.providers())
-        async with grpc.aio.insecure_channel(
-            f"127.0.0.1:{server.port}", interceptors=interceptors
-        ) as channel:
-            assert await three_calls(channel) == EXPECTED
+    async with Server(kind, telemetry) as server, server.channel(telemetry) as channel:
+        assert await three_calls(channel) == EXPECTED
     assert_stream_spans(telemetry)
 
 
@@ -239,10 +240,7 @@ async def test_a_streamed_call_keeps_the_methods_of_a_call() -> None:
     """What clue hands back for a streaming call still reads, and tells its code."""
     telemetry = Telemetry()
     async with Server("aio-instrument", telemetry) as server:
-        interceptors = clue.grpc.async_client_interceptors(**telemetry.providers())
-        async with grpc.aio.insecure_channel(
-            f"127.0.0.1:{server.port}", interceptors=interceptors
-        ) as channel:
+        async with server.channel(telemetry) as channel:
             call = method(channel, "Spell", "unary_stream")(S(value="ab"))
             assert (await call.read()).value == "a"
             assert [r.value async for r in call] == ["b"]
@@ -289,14 +287,10 @@ async def test_streamed_payloads_are_logged_only_under_debug(lines: Lines, kind:
 
 async def test_a_long_stream_records_its_first_messages_and_counts_them_all() -> None:
     telemetry = Telemetry()
-    async with Server("aio-instrument", telemetry) as server:
-        interceptors = clue.grpc.async_client_interceptors(**telemetry.providers())
-        async with grpc.aio.insecure_channel(
-            f"127.0.0.1:{server.port}", interceptors=interceptors
-        ) as channel:
-            call = method(channel, "Spell", "unary_stream")(S(value="x" * 100))
-            assert len([r async for r in call]) == 100
-    server, client = by_method(telemetry, SpanKind.SERVER), by_method(telemetry, SpanKind.CLIENT)
-    for span, counted in ((server["Spell"], (100, None)), (client["Spell"], (None, 100))):
+    async with Server("aio-instrument", telemetry) as server, server.channel(telemetry) as ch:
+        call = method(ch, "Spell", "unary_stream")(S(value="x" * 100))
+        assert len([r async for r in call]) == 100
+    served, called = by_method(telemetry, SpanKind.SERVER), by_method(telemetry, SpanKind.CLIENT)
+    for span, counted in ((served["Spell"], (100, None)), (called["Spell"], (None, 100))):
         assert [number for _, number, _ in messages(span)] == list(range(1, 65))
         assert counts(span) == counted
