@@ -452,6 +452,19 @@ def test_low_stock_says_how_many_are_left_and_none_is_sold_out(
     assert 'id="stock"' not in visitor.get(f"/product/{MUG}").text
 
 
+def test_the_stock_exhausted_switch_shows_the_product_sold_out(
+    boutique: Boutique, visitor: httpx.Client
+) -> None:
+    faults = f"{boutique.processes['productcatalog'].admin_url}/faults"
+    assert httpx.post(faults, params={"stock_exhausted": WATCH}).status_code == 200
+    try:
+        assert stock_line(visitor.get("/").text, WATCH) == "sold out"
+        assert 'id="add-to-cart" disabled>' in visitor.get(f"/product/{WATCH}").text
+    finally:
+        assert httpx.post(faults, params={"stock_exhausted": ""}).status_code == 200
+    assert stock_line(visitor.get("/").text, WATCH) == ""
+
+
 @asynccontextmanager
 async def shop_over(addresses: Addresses) -> AsyncIterator[str]:
     """A web shop in this process over ``addresses``, served by uvicorn: its base URL."""
