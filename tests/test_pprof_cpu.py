@@ -67,14 +67,18 @@ def test_pprof_profile_puts_the_hot_function_on_top(
         for c in comments
     ]
     (found,) = [m for m in own if m]
-    assert int(found.group(1)) >= 20 and 0 < float(found.group(2)) < 500  # what sampling cost
+    ticks = int(found.group(1))
+    # Wall-clock ticks: up to 100 in the second, fewer when a busy machine starves the sampler
+    # (a late tick is skipped, never made up for by a burst).
+    assert 5 <= ticks <= profile.duration_nanos / 1e7 + 2
+    assert 0 < float(found.group(2)) < 500  # what sampling cost
     # uvicorn serves from a thread here, so mode=auto could not take SIGPROF
 
     cpu = flat(profile, "cpu")
     samples = flat(profile, "samples")
     assert max(cpu, key=lambda name: cpu[name]) == HOT
     assert max(samples, key=lambda name: samples[name]) == HOT
-    assert samples[HOT] >= 20  # ~100 ticks in a second, shared with the rest of the suite
+    assert ticks / 2 <= samples[HOT] <= ticks  # the hot thread, once a tick, busy on most
 
     hot = next(f for f in profile.function if strings[f.name] == HOT)
     assert strings[hot.filename].endswith("test_pprof_support.py")
