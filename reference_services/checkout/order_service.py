@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import grpc
+import grpc.aio
 from opentelemetry import trace
 
 from clue import log
@@ -211,5 +213,7 @@ class Orders(opb_grpc.OrderServiceServicer):
             raise failed_precondition(f"order {quoted} cannot be cancelled: {exc}") from None
         except StoreUnavailable as exc:
             raise unavailable(f"order store: {exc}") from None
+        except grpc.aio.AioRpcError as exc:  # its state is written: recovery finishes it
+            raise unavailable(f"cancel order: {exc.details()}; it is retried") from None
         log.info("order cancelled", order_id=order.order_id, reason=reason)
         return to_proto(cancelled)
