@@ -117,6 +117,6 @@ def test_every_metric_on_the_page_exists() -> None:
 
 def test_every_image_is_committed() -> None:
     images = re.findall(r"\]\((images/[^)]+)\)", TEXT)
-    assert len(images) == 13
+    assert len(images) >= 16  # the tour's screenshots, order pages included
     for image in images:
         assert (ROOT / "docs" / image).is_file(), image
