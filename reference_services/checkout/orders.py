@@ -331,20 +331,16 @@ class OrderStore:
         order_id: str,
         *,
         transaction_id: str | None = None,
-        tracking_id: str | None = None,
+        result: pb.OrderResult | None = None,
     ) -> None:
-        """Record in ``tx`` the card transaction or the tracking id an order got."""
+        """Record in ``tx`` the card transaction an order got, or its result as it is now
+        (with the tracking id of its label)."""
         if transaction_id is not None:
             await tx.execute(
                 f"UPDATE {self.table} SET transaction_id = %s WHERE order_id = %s",
                 (transaction_id, order_id),
             )
-        if tracking_id is not None:
-            rows = await tx.execute(
-                f"SELECT result_json FROM {self.table} WHERE order_id = %s", (order_id,)
-            )
-            result = json_format.Parse(str(rows[0][0]), pb.OrderResult())
-            result.shipping_tracking_id = tracking_id
+        if result is not None:
             await tx.execute(
                 f"UPDATE {self.table} SET result_json = %s WHERE order_id = %s",
                 (json_format.MessageToJson(result, indent=None), order_id),
@@ -391,12 +387,14 @@ class OrderStore:
         )
         if not moved:
             raise Forbidden(f"its status changed while it was becoming {to}: read it again")
-        seqs = await tx.execute(
-            f"SELECT COALESCE(MAX(seq), 0) FROM {self.history_table} WHERE order_id = %s",
-            (order_id,),
-        )
         change = Change(current, to, time.time_ns(), reason, trace_id)
-        await self._add_change(tx, order_id, int(seqs[0][0]) + 1, change)
+        # the next entry's number read in the same statement (one call less per move)
+        await tx.execute(
+            f"INSERT INTO {self.history_table} (order_id, seq, from_status, to_status, at_ns,"
+            " reason, trace_id) SELECT %s, COALESCE(MAX(seq), 0) + 1, %s, %s, %s, %s, %s"
+            f" FROM {self.history_table} WHERE order_id = %s",
+            (order_id, current, to, change.at_ns, reason, trace_id, order_id),
+        )
         if outbox is not None:
             event = ev.OrderStatusChanged(
                 order_id=order_id,

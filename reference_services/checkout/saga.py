@@ -209,18 +209,17 @@ class Saga:
         reason: str = "",
         move: tuple[str, str] | None = None,
         transaction_id: str | None = None,
-        tracking_id: str | None = None,
+        result: pb.OrderResult | None = None,
         placed: Plan | None = None,
     ) -> None:
         """Commit the saga's next step with what the last one caused: a status move (to,
-        reason) with its event, the order's payment or tracking id, its OrderPlaced
-        event."""
+        reason) with its event, the order's payment or result (its tracking id), its
+        OrderPlaced event. The relay is woken when the saga ends (its events go out
+        together; one of a step before waits that long, or the relay's poll)."""
         if not self.durable:
             return
         async with self.store.db.transaction() as tx:
-            await self.store.settle(
-                tx, order_id, transaction_id=transaction_id, tracking_id=tracking_id
-            )
+            await self.store.settle(tx, order_id, transaction_id=transaction_id, result=result)
             if move is not None:
                 await self.store.move(tx, order_id, move[0], move[1], trace_id(), self.outbox)
             if placed is not None:
@@ -229,7 +228,7 @@ class Saga:
                 )
                 await self.outbox.add(tx, ORDER_PLACED, event)
             await self.log.write(tx, order_id, kind=kind, step=step, state=state, reason=reason)
-        if move is not None or placed is not None:
+        if state == DONE:
             self.relay.wake()
 
     # -- placing an order ---------------------------------------------------------------
@@ -289,9 +288,7 @@ class Saga:
             if step == SHIP:
                 with self._span(SHIP, order_id):
                     result.shipping_tracking_id = await self._ship(plan)
-                    await self._write(
-                        order_id, step=COMPLETE, tracking_id=result.shipping_tracking_id
-                    )
+                    await self._write(order_id, step=COMPLETE, result=result)
                     self._crash_point(SHIP)
         except StepFailed as failure:
             log.warn("order failed, compensating", order_id=order_id, reason=failure.reason)
