@@ -265,6 +265,7 @@ class Saga:
         result = pb.OrderResult()
         result.CopyFrom(plan.result)
         transaction_id = ""
+        outer = trace.get_current_span()  # PlaceOrder's (or recovery's): the milestones
         try:
             if step == RESERVE:
                 with self._span(RESERVE, order_id):
@@ -277,6 +278,7 @@ class Saga:
                     raise ValueError("a saga resumed without its card cannot charge")
                 with self._span(CHARGE, order_id):
                     transaction_id = await self._charge(plan, plan.card)
+                    outer.add_event("charged", {"transaction_id": transaction_id})
                     await self._write(
                         order_id,
                         step=SHIP,
@@ -288,6 +290,7 @@ class Saga:
             if step == SHIP:
                 with self._span(SHIP, order_id):
                     result.shipping_tracking_id = await self._ship(plan)
+                    outer.add_event("shipped", {"tracking_id": result.shipping_tracking_id})
                     await self._write(order_id, step=COMPLETE, result=result)
                     self._crash_point(SHIP)
         except StepFailed as failure:

@@ -123,7 +123,7 @@ async def test_place_order_charges_ships_records_and_empties_the_cart(
     assert attrs["app.order.items"] == 4
     assert attrs["app.order.currency"] == "EUR"
     assert abs(float(attrs["app.order.amount"]) - expected_total / 1e9) < 1e-6  # type: ignore[arg-type]
-    assert [e.name for e in root.events] == ["prepared"]
+    assert [e.name for e in root.events] == ["prepared", "charged", "shipped"]
     trace_id = root.context.trace_id  # type: ignore[union-attr]
 
     def children_of(parent: ReadableSpan) -> list[ReadableSpan]:

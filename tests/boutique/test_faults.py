@@ -107,8 +107,8 @@ async def test_payment_failure_rate(
     # the visitor: an error page naming the step (no internals), the cart kept
     assert failed.status_code == 503
     assert "placing the order" in failed.text and "UNAVAILABLE" not in failed.text
-    # the trace: Charge failed under PlaceOrder, under the checkout page
-    (charge,) = servers(otel, "Charge")
+    # the trace: the ledger's ChargeOrder failed under PlaceOrder, under the checkout page
+    (charge,) = servers(otel, "ChargeOrder")
     assert charge.status.status_code is StatusCode.ERROR
     trace = same_trace(otel, charge)
     (place_order,) = [
@@ -268,7 +268,11 @@ async def test_notification_failure_rate_dead_letters_the_confirmation(
     # (a relay that timed out waiting for the broker's ack publishes again: the broker
     # drops the copy by its event id, the trace shows both publishes)
     publishes = [s for s in trace if s.name == f"publish {stream.subject(ORDER_PLACED)}"]
-    assert {s.parent.span_id for s in publishes if s.parent} == {place_order.context.span_id}
+    # published from the saga's last step, under PlaceOrder
+    (complete,) = [s for s in trace if s.name == "saga complete"]
+    assert complete.parent is not None
+    assert complete.parent.span_id == place_order.context.span_id
+    assert {s.parent.span_id for s in publishes if s.parent} == {complete.context.span_id}
     (dead_letter,) = [s for s in trace if s.name == f"publish {stream.dead_letters(CONSUMER)}"]
     published = {s.context.span_id for s in publishes}
     for child in [*deliveries(), dead_letter]:  # the dead letter keeps the event's headers
@@ -299,9 +303,10 @@ async def test_checkout_relay_paused_holds_the_events(
     await switch(boutique, "checkout", relay_paused="on")
     await visitor.post("/cart", data={"product_id": WATCH, "quantity": "1"})
     order = order_id(await visitor.post("/cart/checkout", data=ORDER_FORM))
-    assert await outbox.count_pending() == 1
-    await asyncio.sleep(1.5)  # longer than the relay's poll: it held the event
-    assert await outbox.count_pending() == 1
+    # the order's events: status_changed to PAID and to SHIPPED, order.placed
+    assert await outbox.count_pending() == 3
+    await asyncio.sleep(1.5)  # longer than the relay's poll: it held the events
+    assert await outbox.count_pending() == 3
     assert emailed(lines, order) == 0
     await switch(boutique, "checkout", relay_paused="off")
     await until(lambda: emailed(lines, order) == 1)
