@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 import httpx
 import pytest
@@ -85,12 +86,17 @@ async def test_the_shop_serves_within_a_second_of_a_service_it_calls(
 
 
 async def test_checkout_serves_within_a_second_of_a_service_it_calls(
-    boutique: Boutique, visitor: httpx.AsyncClient
+    boutique: Boutique, visitor: httpx.AsyncClient, tmp_path: Path, nats_url: str
 ) -> None:
     async def place_order() -> httpx.Response:
         await visitor.post("/cart", data={"product_id": MUG, "quantity": "1"})
         return await visitor.post("/cart/checkout", data=ORDER_FORM)
 
+    async def ledger() -> Wiring:  # the payment service back with its ledger, as it was
+        assert boutique.stream is not None
+        store = f"sqlite:///{tmp_path / 'payment.db'}"
+        return await payment.build(payment.Config(store, nats_url, boutique.stream.name))
+
     assert (await place_order()).status_code == 200
-    took = await outage_and_return(boutique, "payment", payment.build, place_order)
+    took = await outage_and_return(boutique, "payment", ledger, place_order)
     assert took < BACK_WITHIN, f"checkout worked again {took:.2f} s after payment was back"
