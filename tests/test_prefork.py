@@ -128,7 +128,7 @@ def start(
     with (directory / "server.log").open("wb") as output:
         process = subprocess.Popen(command, env=env, stdout=output, stderr=output, cwd=directory)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 90  # each worker imports clue: seconds on a busy machine
     workers: set[str] = set()
     while len(workers) < 3:
         assert process.poll() is None, (directory / "server.log").read_text()
