@@ -62,9 +62,15 @@ raises `Forbidden` when the courier already has the parcel."""
 
 
 def trace_id() -> str:
-    """The trace id of the current span, 32 hex digits; empty when untraced."""
-    context = trace.get_current_span().get_span_context()
-    return format(context.trace_id, "032x") if context.is_valid else ""
+    """The trace id of the current span, 32 hex digits; empty when untraced.
+
+    A span the sampler dropped counts as untraced: its trace never reaches the
+    viewer, so a stored id would only be a link to "not found".
+    """
+    span = trace.get_current_span()
+    context = span.get_span_context()
+    kept = context.is_valid and span.is_recording() and context.trace_flags.sampled
+    return format(context.trace_id, "032x") if kept else ""
 
 
 def page_size(value: int) -> int:

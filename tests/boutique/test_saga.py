@@ -333,6 +333,28 @@ async def test_an_order_is_reserved_charged_shipped_and_committed(doors: Doors) 
     assert not cart.items
 
 
+@pytest.mark.parametrize("sampled", [True, False], ids=["sampled", "unsampled"])
+async def test_history_keeps_the_trace_id_only_of_a_sampled_trace(
+    doors: Doors, sampled: bool
+) -> None:
+    """A trace the sampler dropped never reaches the viewer: its id is not stored,
+    so the shop shows no link to a trace it cannot find (order.proto: "empty if untraced")."""
+    who = await doors.customer()
+    await doors.fill(who, {MUG: 1})
+    trace = uuid.uuid4().hex
+    parent = f"00-{trace}-{uuid.uuid4().hex[:16]}-{'01' if sampled else '00'}"
+    reply = await doors.checkout.PlaceOrder(
+        order_request(who.user_id), metadata=(("traceparent", parent),), timeout=30
+    )
+    order = await doors.order(who, reply.order.order_id)
+    assert [c.to_status for c in order.history] == [
+        ev.ORDER_STATUS_PENDING,
+        ev.ORDER_STATUS_PAID,
+        ev.ORDER_STATUS_SHIPPED,
+    ]
+    assert [c.trace_id for c in order.history] == [trace if sampled else ""] * 3
+
+
 async def test_too_little_stock_is_failed_precondition_and_nothing_is_charged(
     rig: Rig, doors: Doors
 ) -> None:
