@@ -62,6 +62,11 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         # the checkout processes alive, each beating while it runs sagas
         "CREATE TABLE IF NOT EXISTS {w} (owner TEXT PRIMARY KEY, beat_ns BIGINT NOT NULL)",
     ),
+    4: (
+        # recovery looks sagas up by their owner (SagaLog.orphans: this process's own,
+        # or those of an owner whose lease ran out), unfinished ones, oldest first
+        "CREATE INDEX IF NOT EXISTS {s}_by_owner ON {s} (owner, state, updated_ns)",
+    ),
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 

@@ -15,7 +15,9 @@ from reference_services.cart.store import (
     SQLCartStore,
     open_cart_store,
 )
+from reference_services.checkout import orders
 from reference_services.checkout.orders import OrderStore
+from reference_services.checkout.saga_log import PLACE, SagaLog
 from reference_services.common.database import (
     Postgres,
     SQLite,
@@ -185,6 +187,42 @@ async def test_order_store_records_durably(
         cleaner = make()
         await cleaner.drop()
         await cleaner.close()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+async def test_a_version_3_order_database_gets_the_saga_owner_index_and_keeps_its_sagas(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db: SQLite | Postgres
+    if backend == "sqlite":
+        db = SQLite(tmp_path / "orders.db")
+    else:
+        db = Postgres(request.getfixturevalue("postgres_url"))
+    store = OrderStore(db, prefix=unique("v3") + "_")
+    index = f"{store.saga_table}_by_owner"
+    if backend == "sqlite":
+        indexes = f"SELECT name FROM sqlite_master WHERE type = 'index' AND name = '{index}'"
+    else:
+        indexes = f"SELECT indexname FROM pg_indexes WHERE indexname = '{index}'"
+    try:
+        with monkeypatch.context() as patch:  # the database as the checkout of version 3 left it
+            patch.setattr(orders, "SCHEMA_VERSION", 3)
+            assert await store.migrate() == 0
+        dead = SagaLog(store, "checkout-gone")
+        async with db.transaction() as tx:
+            await dead.write(tx, "o-1", kind=PLACE, step="charge", carrier={})
+        assert not await db.execute(indexes)
+
+        assert await OrderStore(db, store.table.removesuffix("orders")).migrate() == 3
+        assert await db.execute(indexes) == [(index,)]
+        version = await db.execute(f"SELECT version FROM {store.schema_table}")
+        assert version == [(orders.SCHEMA_VERSION,)] and orders.SCHEMA_VERSION == 4
+        # recovery's lookup still finds the saga a dead owner left (its lease long over)
+        (orphan,) = await SagaLog(store, "checkout-alive").orphans(settled_for=0, lease=0)
+        assert (orphan.order_id, orphan.owner, orphan.step) == ("o-1", "checkout-gone", "charge")
+    finally:
+        await store.drop()
+        await store.close()
 
 
 async def test_order_store_down_is_store_unavailable() -> None:
