@@ -21,6 +21,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from reference_services.checkout.recovery import Timing
 from reference_services.launcher import ADDRESS_VARIABLES, SERVICES
 
 DEPLOY = Path(__file__).resolve().parents[2] / "reference_services" / "deploy"
@@ -375,6 +376,19 @@ def test_the_courier_delays_are_set_in_compose_and_kubernetes() -> None:
     for variable, seconds in (("SHIPPING_PICKUP_DELAY_S", 30), ("SHIPPING_DELIVERY_DELAY_S", 60)):
         assert f'"{variable}"' in code
         assert float(kubernetes[variable]) == float(composed[variable]) == seconds
+
+
+def test_the_checkout_saga_s_recovery_timing_is_set_in_compose_and_kubernetes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    code = (SOURCES / "checkout" / "recovery.py").read_text()
+    kubernetes = env_of(container_of("checkout"))
+    composed = compose()["services"]["checkout"]["environment"]
+    for variable in ("CHECKOUT_RECOVERY_INTERVAL_S", "CHECKOUT_SAGA_LEASE_S"):
+        assert f'"{variable}"' in code
+        assert kubernetes[variable] == composed[variable], variable
+        monkeypatch.setenv(variable, composed[variable])
+    assert Timing.from_env() == Timing(interval=10.0, lease=3.0)  # accepted, read as set
 
 
 def test_every_event_producer_and_consumer_reaches_nats() -> None:
