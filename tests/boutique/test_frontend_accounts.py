@@ -35,7 +35,10 @@ TOKEN = "shop_token"
 def boutique() -> Iterator[Boutique]:
     data = Path(tempfile.mkdtemp(prefix="shop-accounts-"))
     try:
-        with Boutique(data, base_port=0, collector=False) as running:
+        # this module signs up more visitors than one address may register in an hour
+        # (the limit has its own tests: test_user.py, test_loadgen.py)
+        unlimited = {"user": {"USER_REGISTRATIONS_PER_HOUR": "0"}}
+        with Boutique(data, base_port=0, collector=False, service_env=unlimited) as running:
             yield running
     finally:
         shutil.rmtree(data, ignore_errors=True)
