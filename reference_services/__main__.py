@@ -1,10 +1,12 @@
-"""``python -m reference_services up|status|down|demo``: run the boutique locally.
+"""``python -m reference_services up|status|down|demo|events``: run the boutique locally.
 
 - ``demo``: start everything in the foreground, print the addresses, stop it all
   on Ctrl-C or SIGTERM (what ``make demo`` runs);
 - ``up``: start everything in the background;
 - ``status``: show each process of a running ``up`` or ``demo``, healthy or not;
-- ``down``: stop what ``up`` or ``demo`` started.
+- ``down``: stop what ``up`` or ``demo`` started;
+- ``events list-dead-letters|replay-dead-letters``: the consumers' dead letters
+  (see `reference_services.dead_letters`).
 
 Both record the running boutique in ``state.json`` under the data dir.
 """
@@ -46,7 +48,7 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m reference_services", description=__doc__.split("\n")[0]
     )
-    p.add_argument("command", choices=["up", "status", "down", "demo"])
+    p.add_argument("command", choices=["up", "status", "down", "demo", "events"])
     p.add_argument(
         "--data-dir", type=Path, default=DEFAULT_DATA_DIR, help="logs, SQLite files, state"
     )
@@ -198,6 +200,11 @@ def down(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["events"]:  # its own command line, read by the module
+        from reference_services.dead_letters import main as events
+
+        return events(argv[1:])
     args = parser().parse_args(argv)
     command = {"up": up, "status": status, "down": down, "demo": demo}[args.command]
     return command(args)

@@ -60,13 +60,13 @@ class DeadLetter:
 
 
 async def dead_letters(
-    js: clue.nats.InstrumentedJetStream, stream: Stream, consumer: str
+    js: clue.nats.InstrumentedJetStream, stream: Stream, consumer: str, limit: int | None = None
 ) -> list[DeadLetter]:
-    """``consumer``'s dead letters still in ``stream``, oldest first."""
+    """``consumer``'s dead letters still in ``stream``, oldest first (the first ``limit``)."""
     subject = stream.dead_letters(consumer)
     found: list[DeadLetter] = []
     seq = 1
-    while True:
+    while limit is None or len(found) < limit:
         try:
             raw = await js.get_msg(stream.name, seq, subject=subject, next=True)
         except NotFoundError:
@@ -85,6 +85,7 @@ async def dead_letters(
             )
         )
         seq = found[-1].seq + 1
+    return found
 
 
 async def replay(js: clue.nats.InstrumentedJetStream, stream: Stream, letter: DeadLetter) -> bool:
