@@ -201,10 +201,11 @@ class Users(upb_grpc.UserServiceServicer):
         self.keys = keys
         self.config = config
         self.passwords = passwords or Passwords()
-        self.lockout = lockout or Lockout()
+        self.lockout = lockout or Lockout(store)
+        """Failed logins per e-mail and per client, counted in the store every replica shares."""
         per_hour = config.registrations_per_hour
-        self.registrations = registrations or (RateLimit(per_hour) if per_hour else None)
-        """Registrations per client address (none: unlimited)."""
+        self.registrations = registrations or (RateLimit(store, per_hour) if per_hour else None)
+        """Registrations per client address, in the store too (none: unlimited)."""
         self.relay = relay
         """Publishes each registration's event, written with the account (none: no events)."""
         # the lock of each e-mail being logged in with; gone once no attempt holds it
@@ -217,7 +218,10 @@ class Users(upb_grpc.UserServiceServicer):
         the limit also bounds probing which e-mails are taken)."""
         if self.registrations:
             client = client_address(context, self.config.trusted_proxies)
-            wait = self.registrations.take(client)
+            try:
+                wait = await self.registrations.take(client)
+            except StoreUnavailable as exc:
+                raise unavailable(f"user store: {exc}") from None
             if wait:
                 log.warn("registration refused", reason="rate_limited", client=client)
                 raise RpcFailure(
@@ -250,35 +254,33 @@ class Users(upb_grpc.UserServiceServicer):
         email, key = email_address(request.email)
         secret = password(request.password, minimum=1)
         client = client_address(context, self.config.trusted_proxies)
-        # one attempt at a time per e-mail: concurrent guesses cannot outrun its lockout
+        # one attempt at a time per e-mail in this replica: concurrent guesses cannot
+        # outrun its lockout (across replicas, each may have one more being checked)
         turn = self._turns.setdefault(key, asyncio.Lock())
         async with turn:
-            return await self._authenticate(email, key, secret, client)
+            try:
+                return await self._authenticate(email, key, secret, client)
+            except StoreUnavailable as exc:
+                raise unavailable(f"user store: {exc}") from None
 
     async def _authenticate(self, email: str, key: str, secret: str, client: str) -> upb.Token:
         """Authenticate, with the e-mail's turn held."""
-        locked = max(
-            self.lockout.locked_for(f"email:{key}"), self.lockout.locked_for(f"peer:{client}")
-        )
+        locked = await self.lockout.locked_for(f"email:{key}", f"peer:{client}")
         if locked:
             self._failed("locked_out", email, client)
             raise RpcFailure(
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
                 f"too many failed logins: try again in {math.ceil(locked)} s",
             )
-        try:
-            found = await self.store.credentials(key)
-        except StoreUnavailable as exc:
-            raise unavailable(f"user store: {exc}") from None
+        found = await self.store.credentials(key)
         matched = await self.passwords.check(found[1] if found else None, secret)
         if found is None or not matched:
-            self.lockout.fail(f"email:{key}")
-            self.lockout.fail(f"peer:{client}")
             self._failed("wrong_password" if found else "unknown_email", email, client)
+            await self.lockout.fail(f"email:{key}", f"peer:{client}")
             raise RpcFailure(grpc.StatusCode.UNAUTHENTICATED, "wrong e-mail or password")
         user, encoded = found
         trace.get_current_span().set_attribute("app.user.id", user.id)
-        self.lockout.forget(f"email:{key}")
+        await self.lockout.forget(f"email:{key}")
         if self.passwords.outdated(encoded):
             await self._rehash(user, secret)
         return self._token(user)

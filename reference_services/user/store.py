@@ -1,4 +1,6 @@
-"""The user service's own database: accounts and their password hashes (SQLite or PostgreSQL).
+"""The user service's own database (SQLite or PostgreSQL): accounts and their password
+hashes, and the counters every replica shares: failed logins (lockout.py) and
+registrations per client (ratelimit.py).
 
 The schema is versioned: `UserStore.migrate` (run at start) applies the steps of
 `MIGRATIONS` past the version recorded in ``user_schema``. Every step may be run
@@ -18,13 +20,25 @@ from reference_services.protos.boutique.v1 import events_pb2 as ev
 
 #: version -> the statements that bring the schema from the previous version to it.
 #: ``{t}`` is the users table's name. ``email_key`` is the address lower-cased whole:
-#: what makes it unique and what a login looks up.
+#: what makes it unique and what a login looks up. Version 2 adds ``{g}``, the failed
+#: logins and lockout of each key (lockout.py), and ``{b}``, the registration bucket of
+#: each client (ratelimit.py); times in Unix milliseconds, ``expires_ms``/``tat_ms`` indexed
+#: for sweeping the rows that no longer mean anything.
 MIGRATIONS: dict[int, tuple[str, ...]] = {
     1: (
         "CREATE TABLE IF NOT EXISTS {t} ("
         " id TEXT PRIMARY KEY, email TEXT NOT NULL, email_key TEXT NOT NULL UNIQUE,"
         " name TEXT NOT NULL, password_hash TEXT NOT NULL, role TEXT NOT NULL,"
         " created_at_ns BIGINT NOT NULL)",
+    ),
+    2: (
+        "CREATE TABLE IF NOT EXISTS {g} ("
+        " key TEXT PRIMARY KEY, failures TEXT NOT NULL, locked_until_ms BIGINT NOT NULL,"
+        " expires_ms BIGINT NOT NULL)",
+        "CREATE INDEX IF NOT EXISTS {g}_expires ON {g} (expires_ms)",
+        "CREATE TABLE IF NOT EXISTS {b} ("
+        " key TEXT PRIMARY KEY, tat_ms BIGINT NOT NULL, granted INTEGER NOT NULL)",
+        "CREATE INDEX IF NOT EXISTS {b}_tat ON {b} (tat_ms)",
     ),
 }
 SCHEMA_VERSION = max(MIGRATIONS)
@@ -59,8 +73,10 @@ def _user(row: tuple[object, ...]) -> User:
 
 
 class UserStore:
-    """Accounts in the table ``<prefix>users`` of ``db``, its schema version in
-    ``<prefix>user_schema`` (tests sharing a database give each store a prefix)."""
+    """Accounts in the table ``<prefix>users`` of ``db``, login guards in
+    ``<prefix>login_guards``, registration buckets in ``<prefix>registration_buckets``,
+    the schema version in ``<prefix>user_schema`` (tests sharing a database give each
+    store a prefix)."""
 
     name = "user-store"
 
@@ -68,11 +84,13 @@ class UserStore:
         prefix = table_prefix(prefix)
         self.db = db
         self.table = f"{prefix}users"
+        self.guards = f"{prefix}login_guards"
+        self.buckets = f"{prefix}registration_buckets"
         self.schema_table = f"{prefix}user_schema"
 
     async def migrate(self) -> int:
         """Bring the schema to `SCHEMA_VERSION`; the version it was at before."""
-        tables = {"t": self.table}
+        tables = {"t": self.table, "g": self.guards, "b": self.buckets}
         return await apply_migrations(self.db, self.schema_table, MIGRATIONS, tables, "user")
 
     async def create(
@@ -141,6 +159,7 @@ class UserStore:
         await self.db.close()
 
     async def drop(self) -> None:
-        """Drop both tables (for tests that made their own)."""
-        await self.db.execute(f"DROP TABLE IF EXISTS {self.table}")
+        """Drop its tables (for tests that made their own)."""
+        for table in (self.table, self.guards, self.buckets):
+            await self.db.execute(f"DROP TABLE IF EXISTS {table}")
         await self.db.execute(f"DROP TABLE IF EXISTS {self.schema_table}")

@@ -29,6 +29,7 @@ from reference_services.common.auth import Authorizer, bearer, public_keys
 from reference_services.common.config import ConfigError
 from reference_services.common.database import Postgres, SQLite
 from reference_services.common.events import Broker, Stream
+from reference_services.common.migrations import apply_migrations
 from reference_services.common.runtime import GrpcService, Wiring
 from reference_services.protos.boutique.v1 import events_pb2 as ev
 from reference_services.protos.boutique.v1 import user_pb2 as upb
@@ -38,7 +39,7 @@ from reference_services.user.keys import KeyFileError, KeyRing
 from reference_services.user.lockout import Lockout
 from reference_services.user.ratelimit import RateLimit
 from reference_services.user.service import ENTRY, RULES, Config, Users, build, masked
-from reference_services.user.store import SCHEMA_VERSION, UserStore
+from reference_services.user.store import MIGRATIONS, SCHEMA_VERSION, User, UserStore
 from tests.boutique.conftest import Telemetry, rpc_error, serving, stub_for, unique
 from tests.boutique.test_runtime import service_env, start, stop, wait_ready
 from tests.conftest import free_port
@@ -86,7 +87,7 @@ async def running(store: UserStore, tmp_path: Path) -> AsyncIterator[Running]:
     clock = Clock()
     keys = KeyRing.load(tmp_path / "keys")
     config = Config("unused://", tmp_path / "keys", frozenset({"admin@example.com"}))
-    users = Users(store, keys, config, lockout=Lockout(clock=clock))
+    users = Users(store, keys, config, lockout=Lockout(store, clock=clock))
     wiring = Wiring(
         servicers=[(upb_grpc.add_UserServiceServicer_to_server, users)],
         pingers=[store],
@@ -319,14 +320,27 @@ async def test_failures_a_minute_apart_do_not_add_up(running: Running) -> None:
     assert (await login(running.stub, "ana@example.com")).token
 
 
-def test_lockout_remembers_a_bounded_number_of_keys() -> None:
+async def test_lockout_rows_are_swept_once_they_mean_nothing(store: UserStore) -> None:
     clock = Clock()
-    lockout = Lockout(limit=2, max_keys=3, clock=clock)
-    for key in ("a", "b", "c", "d"):
-        assert not lockout.fail(key)
-    assert lockout.fail("d")
-    assert lockout.locked_for("d") == 60
-    assert not lockout.fail("a")  # "a" was forgotten: its earlier failure no longer counts
+    lockout = Lockout(store, limit=2, clock=clock)
+    assert not await lockout.fail("a", "b")
+    assert await lockout.fail("a")
+    assert await lockout.locked_for("a", "b") == 60
+    clock.now += 60  # a's lockout and b's failure are over: the next count sweeps them
+    assert not await lockout.fail("c")
+    assert await lockout.locked_for("a") == 0
+    assert await store.db.execute(f"SELECT key FROM {store.guards}") == [("c",)]
+
+
+async def test_a_version_1_store_migrates_with_its_accounts(tmp_path: Path) -> None:
+    store = UserStore(SQLite(tmp_path / "user.db"))
+    tables = {"t": store.table}
+    await apply_migrations(store.db, store.schema_table, {1: MIGRATIONS[1]}, tables, "user")
+    await store.create(User("u1", "ana@example.com", "Ana", "customer", 1), "ana@example.com", "h")
+    assert await store.migrate() == 1
+    assert await store.credentials("ana@example.com") is not None
+    assert await RateLimit(store, 1).take("203.0.113.9") == 0
+    await store.close()
 
 
 async def test_a_trusted_proxy_names_the_client(store: UserStore, tmp_path: Path) -> None:
@@ -335,7 +349,7 @@ async def test_a_trusted_proxy_names_the_client(store: UserStore, tmp_path: Path
     keys = KeyRing.load(tmp_path / "keys")
     proxies = (ipaddress.ip_network("127.0.0.0/8"),)
     config = Config("unused://", tmp_path / "keys", trusted_proxies=proxies)
-    users = Users(store, keys, config, lockout=Lockout(clock=Clock()))
+    users = Users(store, keys, config, lockout=Lockout(store, clock=Clock()))
     wiring = Wiring(servicers=[(upb_grpc.add_UserServiceServicer_to_server, users)])
     async with (
         serving("user", wiring) as service,
@@ -685,7 +699,7 @@ async def test_registrations_are_limited_per_address(store: UserStore, tmp_path:
     keys = KeyRing.load(tmp_path / "keys")
     proxies = (ipaddress.ip_network("127.0.0.0/8"),)
     config = Config("unused://", tmp_path / "keys", trusted_proxies=proxies)
-    users = Users(store, keys, config, registrations=RateLimit(3, clock=clock))
+    users = Users(store, keys, config, registrations=RateLimit(store, 3, clock=clock))
     wiring = Wiring(servicers=[(upb_grpc.add_UserServiceServicer_to_server, users)])
     crowd = (("x-forwarded-for", "203.0.113.9"),)
 
@@ -723,17 +737,16 @@ async def test_registrations_are_limited_per_address(store: UserStore, tmp_path:
         )
 
 
-def test_a_rate_limit_refills_to_its_burst_and_remembers_a_bounded_number_of_keys() -> None:
+async def test_a_rate_limit_refills_to_its_burst_and_sweeps_full_buckets(store: UserStore) -> None:
     clock = Clock()
-    limit = RateLimit(2, period=60, max_keys=2, clock=clock)
-    assert [limit.take("a") for _ in range(3)] == [0, 0, 30]
-    clock.now += 3600  # a long quiet time refills the bucket only to its burst
-    assert [limit.take("a") for _ in range(3)] == [0, 0, 30]
-    limit.take("b")
-    limit.take("c")  # "a" is forgotten: a full bucket again
-    assert limit.take("a") == 0
+    limit = RateLimit(store, 2, period=60, clock=clock)
+    assert [await limit.take("a") for _ in range(3)] == [0, 0, 30]
+    assert await limit.take("b") == 0
+    clock.now += 3600  # a long quiet time refills the buckets only to their burst
+    assert [await limit.take("a") for _ in range(3)] == [0, 0, 30]
+    assert await store.db.execute(f"SELECT key FROM {store.buckets}") == [("a",)]  # b: full
     with pytest.raises(ValueError, match="burst >= 1"):
-        RateLimit(0)
+        RateLimit(store, 0)
 
 
 def test_the_registration_limit_is_read_from_the_environment(
