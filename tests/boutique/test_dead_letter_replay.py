@@ -188,6 +188,15 @@ async def test_pickups_before_shipping_are_listed_then_replayed_and_handled(
     assert order is not None
     assert [c.to_status for c in order.history].count("IN_TRANSIT") == 1  # moved once
 
+    # a dead-letter subject of a consumer the command does not know is counted, not read
+    js = await checkout.broker.jetstream()
+    await js.publish(checkout.broker.stream.dead_letters("elsewhere"), b"x")
+    code, out, _ = await command(nats_url, checkout.stream, "list-dead-letters")
+    assert (code, out.splitlines()[-2:]) == (
+        0,
+        ["'elsewhere': 1 dead letter(s) of a consumer not known here", "1 dead letter(s)"],
+    )
+
 
 async def test_unknown_consumers_and_streams_are_refused_and_nothing_is_made(
     nats_url: str,
