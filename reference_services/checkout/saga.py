@@ -353,8 +353,16 @@ class Saga:
                 ):
                     log.warn("stock not committed yet; recovery retries", order_id=order_id)
                     return
-                # the reservation expired or was released: the parcel is labelled and paid
-                log.error("stock of a shipped order not committed", reason=exc.details())
+                # the reservation's stock is gone (expired and sold, or released): the
+                # parcel is labelled and paid, so the order goes on, the gap in plain view
+                log.error(
+                    "stock of a shipped order not committed",
+                    order_id=order_id,
+                    reason=exc.details(),
+                )
+                trace.get_current_span().set_status(
+                    trace.StatusCode.ERROR, f"stock not committed: {exc.details()}"
+                )
             try:
                 await self.partners.cart.EmptyCart(
                     pb.EmptyCartRequest(user_id=plan.user_id), timeout=self.timeout

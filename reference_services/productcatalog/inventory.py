@@ -60,6 +60,12 @@ RESERVATIONS = METER.create_counter(
     unit="{reservation}",
     description="Reserve calls by outcome: held, insufficient (too little stock), ended",
 )
+OVERSOLD = METER.create_counter(
+    "boutique.inventory.oversold",
+    unit="{commit}",
+    description="Commits refused because the reservation expired and its stock was gone,"
+    " by product_id (an order paid for without its stock)",
+)
 STATES = {
     HELD: ipb.RESERVATION_STATE_HELD,
     COMMITTED: ipb.RESERVATION_STATE_COMMITTED,
@@ -223,14 +229,31 @@ class Inventory(ipb_grpc.InventoryServiceServicer):
 
     @rpc
     async def Commit(self, request: ipb.CommitRequest, context: Any) -> ipb.Reservation:
-        """Take the held stock for good (FAILED_PRECONDITION once released or expired,
-        NOT_FOUND without a reservation); committing twice answers the same."""
+        """Take the reserved stock for good, an expired reservation's too while it is
+        available (FAILED_PRECONDITION, counted oversold, when it is not, or once
+        released; NOT_FOUND without a reservation); committing twice answers the same."""
         order = order_id(request.order_id)
-        trace.get_current_span().set_attribute("app.order.id", order)
+        span = trace.get_current_span()
+        span.set_attribute("app.order.id", order)
         try:
-            reservation = await self.store.commit(order)
+            reservation = await self.store.commit(order, self._exhausted())
         except NoReservation:
             raise not_found(f"no reservation for order {quote(order)}") from None
+        except TooLittle as exc:
+            # the order is paid and shipped by now: someone must find it stock by hand
+            OVERSOLD.add(1, {"product_id": exc.product_id})
+            span.set_attribute("app.product.id", exc.product_id)
+            log.error(
+                "reservation expired and its stock is gone: order oversold",
+                order_id=order,
+                product_id=exc.product_id,
+                available=exc.available,
+                wanted=exc.wanted,
+            )
+            raise failed_precondition(
+                f"the reservation of order {quote(order)} expired and product"
+                f" {quote(exc.product_id)} has {exc.available} available, {exc.wanted} wanted"
+            ) from None
         except Ended as exc:
             raise _ended(exc) from None
         except StoreUnavailable as exc:

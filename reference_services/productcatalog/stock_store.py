@@ -233,12 +233,9 @@ class StockStore:
         now: int,
     ) -> Reservation:
         products = sorted(wanted)
-        levels = await self._levels(tx, products, now)
-        for product_id in products:
-            level = levels.get(product_id)
-            available = 0 if level is None or product_id == exhausted else level.available
-            if wanted[product_id] > available:
-                raise TooLittle(product_id, available, wanted[product_id])
+        short = await self._too_little(tx, wanted, exhausted, now)
+        if short is not None:
+            raise short
         inserted = await tx.execute(
             f"INSERT INTO {self.reservations} (order_id, state, expires_ns, updated_ns)"
             " VALUES (%s, %s, %s, %s) ON CONFLICT (order_id) DO NOTHING RETURNING order_id",
@@ -256,18 +253,46 @@ class StockStore:
         await self._settle(tx, products, now)
         return Reservation(order_id, tuple((p, wanted[p]) for p in products), HELD, expires_ns)
 
-    async def commit(self, order_id: str) -> Reservation:
-        """Take the held stock for good (on hand goes down by the lines); committing twice
-        answers the committed reservation. NoReservation, or Ended (marked expired if it
-        just expired), when there is nothing held to commit."""
+    async def _too_little(
+        self, tx: Transaction, wanted: Mapping[str, int], exhausted: str, now: int
+    ) -> TooLittle | None:
+        """The first product (by id) with less available than ``wanted`` of it, if any."""
+        products = sorted(wanted)
+        levels = await self._levels(tx, products, now)
+        for product_id in products:
+            level = levels.get(product_id)
+            available = 0 if level is None or product_id == exhausted else level.available
+            if wanted[product_id] > available:
+                return TooLittle(product_id, available, wanted[product_id])
+        return None
+
+    async def commit(self, order_id: str, exhausted: str = "") -> Reservation:
+        """Take the reserved stock for good (on hand goes down by the lines); committing
+        twice answers the committed reservation. An expired reservation takes its stock
+        again when every line is still available, all or nothing (an order paid and
+        shipped after its hold ran out); when one is not, TooLittle, and nothing is
+        taken (``exhausted`` names a product taken to have none). NoReservation, or
+        Ended once released, when there is nothing to commit."""
         now = time.time_ns()
+        short: TooLittle | None = None
         async with self.db.transaction() as tx:
             found = await self._reservation(tx, order_id, now)
+            if found is not None and found.state in (HELD, EXPIRED):
+                # lock the stock rows first, as Reserve does, then read it again: a racing
+                # Commit or Release of the order may have gone first
+                await self._take_turns(tx, [p for p, _ in found.lines])
+                found = await self._reservation(tx, order_id, now)
             if found is None:
                 raise NoReservation(order_id)
-            if found.state == HELD:
-                await self._take_turns(tx, [p for p, _ in found.lines])
-                if await self._move(tx, order_id, HELD, COMMITTED, now, live_at=now):
+            if found.state == EXPIRED:
+                short = await self._too_little(tx, dict(found.lines), exhausted, now)
+                if short is not None:
+                    await self._move(tx, order_id, HELD, EXPIRED, now)
+            if found.state in (HELD, EXPIRED) and short is None:
+                # an expired one is stored held or, once swept, expired
+                if await self._move(tx, order_id, HELD, COMMITTED, now) or await self._move(
+                    tx, order_id, EXPIRED, COMMITTED, now
+                ):
                     for product_id, quantity in found.lines:
                         await tx.execute(
                             f"UPDATE {self.stock} SET on_hand = CASE WHEN on_hand > %s"
@@ -276,10 +301,11 @@ class StockStore:
                         )
                     await self._settle(tx, [p for p, _ in found.lines], now)
                     return Reservation(order_id, found.lines, COMMITTED, found.expires_ns)
-                found = await self._reservation(tx, order_id, now)
-                assert found is not None
-            if found.state == EXPIRED:
-                await self._move(tx, order_id, HELD, EXPIRED, now)
+                found = await self._reservation(tx, order_id, now)  # forgotten meanwhile
+                if found is None:
+                    raise NoReservation(order_id)
+        if short is not None:
+            raise short
         if found.state in ENDED:
             raise Ended(found)
         return found
@@ -317,7 +343,11 @@ class StockStore:
                         (quantity, product_id),
                     )
         elif found.state in (HELD, EXPIRED):
-            await self._move(tx, order_id, HELD, RELEASED, now)
+            # an expired one is stored held or, once swept, expired: released either way,
+            # so that a late Commit cannot take its stock again
+            await self._move(tx, order_id, HELD, RELEASED, now) or await self._move(
+                tx, order_id, EXPIRED, RELEASED, now
+            )
         await self._settle(tx, products, now)
         return Reservation(order_id, found.lines, RELEASED, found.expires_ns)
 

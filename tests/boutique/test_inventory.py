@@ -18,6 +18,7 @@ import nats.errors
 import pytest
 from nats.js import api
 
+from clue.testing import capture_logs
 from reference_services.common.auth import bearer
 from reference_services.common.config import ConfigError
 from reference_services.common.database import Postgres, SQLite
@@ -301,14 +302,74 @@ async def test_a_reservation_never_committed_expires(tmp_path: Path) -> None:
         await asyncio.sleep(0.35)
         level = await inventory.level(MUG)
         assert (level.on_hand, level.reserved, level.available) == (45, 0, 45)
-        error = await rpc_error(inventory.stub.Commit(ipb.CommitRequest(order_id=order)))
-        assert error.code() is Code.FAILED_PRECONDITION
-        assert error.details() == f"the reservation of order {quote(order)} was expired"
         error = await rpc_error(inventory.reserve(order, mug=1))
         assert error.code() is Code.FAILED_PRECONDITION
+        assert error.details() == f"the reservation of order {quote(order)} was expired"
         released = await inventory.stub.Release(ipb.ReleaseRequest(order_id=order))
         assert released.state == ipb.RESERVATION_STATE_RELEASED
         assert (await inventory.level(MUG)).on_hand == 45  # nothing was taken to give back
+        error = await rpc_error(inventory.stub.Commit(ipb.CommitRequest(order_id=order)))
+        assert error.code() is Code.FAILED_PRECONDITION  # released stays released
+        assert error.details() == f"the reservation of order {quote(order)} was released"
+
+
+async def test_an_expired_reservation_commits_while_its_stock_is_still_there(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, otel: Telemetry
+) -> None:
+    """A checkout down longer than the hold: Commit takes the stock again, all or nothing,
+    and refuses (counted, logged) only an order whose stock is gone meanwhile."""
+    monkeypatch.setenv("INVENTORY_RESERVATION_TTL_S", "0.2")
+    monkeypatch.setenv("INVENTORY_INITIAL_STOCK", "50")
+    monkeypatch.setenv("INVENTORY_RESTOCK_S", "0")
+    async with running(tmp_path, StockSettings.from_env()) as inventory:
+        late, oversold, exhausted = new_order(), new_order(), new_order()
+        await inventory.reserve(late, mug=30)
+        await inventory.reserve(oversold, sunglasses=2, loaf=10)
+        await inventory.reserve(exhausted, sunglasses=1)
+        await asyncio.sleep(0.25)  # all three expired (the sweeper may have marked them)
+        assert (await inventory.level(MUG)).reserved == 0
+
+        def commit(order: str) -> Any:
+            return inventory.stub.Commit(ipb.CommitRequest(order_id=order))
+
+        committed = await commit(late)
+        assert committed.state == ipb.RESERVATION_STATE_COMMITTED
+        level = await inventory.level(MUG)
+        assert (level.on_hand, level.reserved, level.available) == (20, 0, 20)
+        assert await commit(late) == committed  # idempotent, taken once
+
+        # the loaf sold meanwhile to another order: nothing taken, the sunglasses neither
+        await inventory.reserve(new_order(), loaf=45)
+        with capture_logs() as logs:
+            error = await rpc_error(commit(oversold))
+        assert error.code() is Code.FAILED_PRECONDITION
+        assert error.details() == (
+            f"the reservation of order {quote(oversold)} expired and product"
+            f" {LOAF!r} has 5 available, 10 wanted"
+        )
+        (entry,) = logs.where(level="error")
+        assert (entry["order_id"], entry["product_id"]) == (oversold, LOAF)
+        assert (await inventory.level(SUNGLASSES)).on_hand == 50
+        level = await inventory.level(LOAF)
+        assert (level.on_hand, level.reserved) == (50, 45)
+        error = await rpc_error(inventory.reserve(oversold, loaf=1))
+        assert error.details() == f"the reservation of order {quote(oversold)} was expired"
+
+        # the fault switch's product has none available: refused the same way
+        await inventory.admin.post("/faults", params={"stock_exhausted": SUNGLASSES})
+        error = await rpc_error(commit(exhausted))
+        assert error.code() is Code.FAILED_PRECONDITION and SUNGLASSES in error.details()
+        await inventory.admin.post("/faults", params={"stock_exhausted": ""})
+        assert (await commit(exhausted)).state == ipb.RESERVATION_STATE_COMMITTED
+        assert (await inventory.level(SUNGLASSES)).on_hand == 49
+
+        # a released reservation stays refused, stock or not
+        await inventory.stub.Release(ipb.ReleaseRequest(order_id=late))
+        assert (await inventory.level(MUG)).on_hand == 50
+        error = await rpc_error(commit(late))
+        assert error.details() == f"the reservation of order {quote(late)} was released"
+    counted = [(a, p.value) for a, p in otel.points("boutique.inventory.oversold")]
+    assert counted == [({"product_id": LOAF}, 1), ({"product_id": SUNGLASSES}, 1)]
 
 
 async def test_expiry_does_not_wait_for_the_sweeper(tmp_path: Path) -> None:

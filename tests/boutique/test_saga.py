@@ -17,7 +17,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +26,12 @@ import grpc.aio
 import httpx
 import pytest
 import pytest_asyncio
+from opentelemetry.trace import StatusCode
 
+from clue.testing import capture_logs
 from reference_services.cart import service as cart
 from reference_services.checkout import service as checkout
+from reference_services.checkout.recovery import Timing
 from reference_services.checkout.saga import STEPS
 from reference_services.common.auth import bearer
 from reference_services.common.events import Broker, Stream
@@ -468,3 +471,46 @@ async def test_a_checkout_killed_after_each_step_settles_every_order_on_restart(
         f" {time.monotonic() - spawned:.2f} s after it was started"
     )
     assert took < RECOVERY_INTERVAL + 2.0
+
+
+async def test_a_paid_order_whose_stock_is_gone_still_ships_with_the_gap_in_view(
+    rig: Rig, doors: Doors, otel: Telemetry
+) -> None:
+    """The checkout dies once the parcel is labelled; while it is down the order's
+    reservation stops holding (released here; expired and sold in real life), so its
+    Commit is refused. The order is paid and labelled: recovery still ships it, and the
+    refusal is in plain view, an error log naming the order and the step's span an error."""
+    who = await doors.customer()
+    before = await doors.stock(MUG)
+    await set_faults(rig, "checkout", crash_after="ship")
+    try:
+        with pytest.raises(grpc.aio.AioRpcError):
+            await doors.place(who, {MUG: 1})
+        assert await rig.checkout.died() == -signal.SIGKILL
+        (charged,) = await doors.payments(who)  # the OrderService went down with it
+        await doors.inventory.Release(ipb.ReleaseRequest(order_id=charged.order_id))
+        # recovery in this process (its spans and log captured) finishes the saga
+        config = replace(rig.config, timing=Timing(interval=0.2, lease=LEASE))
+        with capture_logs() as logs:
+            async with serving("checkout", await checkout.build(config)) as local:
+                channel = grpc.aio.insecure_channel(local.address)
+                doors.channels.append(channel)
+                doors.orders = opb_grpc.OrderServiceStub(channel)
+                order = await settled(doors, who, charged.order_id, LEASE + 5.0)
+    finally:
+        await rig.checkout.start()
+    assert order.status == ev.ORDER_STATUS_SHIPPED and order.tracking_id
+    payment = await doors.payment(order.id)
+    assert payment is not None and payment.status == lpb.PAYMENT_STATUS_CHARGED
+    after = await doors.stock(MUG)
+    assert (after.on_hand, after.reserved) == (before.on_hand, before.reserved)  # not taken
+    (entry,) = logs.where(msg="stock of a shipped order not committed")
+    assert entry["level"] == "error" and entry["order_id"] == order.id
+    assert "released" in entry["reason"]
+    (span,) = [
+        s
+        for s in otel.finished()
+        if s.name == "saga complete" and (s.attributes or {}).get("app.order.id") == order.id
+    ]
+    assert span.status.status_code is StatusCode.ERROR
+    assert "released" in (span.status.description or "")

@@ -82,8 +82,10 @@ class InventoryServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Commit(self, request, context):
-        """Take the reserved stock for good; FAILED_PRECONDITION when the reservation
-        was released or expired; NOT_FOUND when there is none.
+        """Take the reserved stock for good. An expired reservation takes its stock
+        again while every line is still available (all or nothing);
+        FAILED_PRECONDITION when one is not, or once released; NOT_FOUND when
+        there is none.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

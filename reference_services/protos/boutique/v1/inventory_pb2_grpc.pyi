@@ -47,8 +47,10 @@ class InventoryServiceStub:
     order answers the first reservation.
     """
     Commit: _grpc.UnaryUnaryMultiCallable[_inventory_pb2.CommitRequest, _inventory_pb2.Reservation]
-    """Take the reserved stock for good; FAILED_PRECONDITION when the reservation
-    was released or expired; NOT_FOUND when there is none.
+    """Take the reserved stock for good. An expired reservation takes its stock
+    again while every line is still available (all or nothing);
+    FAILED_PRECONDITION when one is not, or once released; NOT_FOUND when
+    there is none.
     """
     Release: _grpc.UnaryUnaryMultiCallable[_inventory_pb2.ReleaseRequest, _inventory_pb2.Reservation]
     """Give a reservation's stock back (a committed one too: a cancelled order is
@@ -70,8 +72,10 @@ class InventoryServiceAsyncStub(InventoryServiceStub):
     order answers the first reservation.
     """
     Commit: _aio.UnaryUnaryMultiCallable[_inventory_pb2.CommitRequest, _inventory_pb2.Reservation]  # type: ignore[assignment]
-    """Take the reserved stock for good; FAILED_PRECONDITION when the reservation
-    was released or expired; NOT_FOUND when there is none.
+    """Take the reserved stock for good. An expired reservation takes its stock
+    again while every line is still available (all or nothing);
+    FAILED_PRECONDITION when one is not, or once released; NOT_FOUND when
+    there is none.
     """
     Release: _aio.UnaryUnaryMultiCallable[_inventory_pb2.ReleaseRequest, _inventory_pb2.Reservation]  # type: ignore[assignment]
     """Give a reservation's stock back (a committed one too: a cancelled order is
@@ -108,8 +112,10 @@ class InventoryServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _inventory_pb2.CommitRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_inventory_pb2.Reservation, _abc.Awaitable[_inventory_pb2.Reservation]]:
-        """Take the reserved stock for good; FAILED_PRECONDITION when the reservation
-        was released or expired; NOT_FOUND when there is none.
+        """Take the reserved stock for good. An expired reservation takes its stock
+        again while every line is still available (all or nothing);
+        FAILED_PRECONDITION when one is not, or once released; NOT_FOUND when
+        there is none.
         """
 
     @_abc_1.abstractmethod
