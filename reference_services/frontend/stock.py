@@ -1,8 +1,10 @@
 """What the shop says about stock: "only N left" when little is left, "sold out" at none.
 
-The levels come from the catalog process's ``InventoryService.GetStock``. They
-are a page extra, like the ads: when the inventory cannot be read (down, slow,
-or a product it does not know) the page is shown without a stock line.
+The levels come from the catalog process's ``InventoryService.GetStock``, with the
+threshold below which a product is low (the catalog's ``INVENTORY_LOW_STOCK``, so
+the shop and the inventory's LowStock events agree). They are a page extra, like
+the ads: when the inventory cannot be read (down, slow, or a product it does not
+know) the page is shown without a stock line.
 """
 
 from __future__ import annotations
@@ -14,17 +16,16 @@ from reference_services.frontend.calls import optional
 from reference_services.protos.boutique.v1 import inventory_pb2 as ipb
 from reference_services.protos.boutique.v1 import inventory_pb2_grpc as ipb_grpc
 
-#: Below this many available, a product says how many are left.
-LOW_STOCK = 10
 #: Deadline (seconds) of the stock read: a slow inventory must not hold a page up.
 STOCK_TIMEOUT = 2.0
 
 
 @dataclass(frozen=True)
 class Stock:
-    """How many of a product a new order can take."""
+    """How many of a product a new order can take, and below how many it is low."""
 
     available: int
+    low_stock: int
 
     @property
     def sold_out(self) -> bool:
@@ -33,7 +34,7 @@ class Stock:
     @property
     def low(self) -> bool:
         """Few enough to say how many are left (and not none)."""
-        return 0 < self.available < LOW_STOCK
+        return 0 < self.available < self.low_stock
 
     @property
     def label(self) -> str:
@@ -57,4 +58,4 @@ async def stock_of(
     )
     if reply is None:
         return {}
-    return {level.product_id: Stock(level.available) for level in reply.levels}
+    return {level.product_id: Stock(level.available, level.low_stock) for level in reply.levels}

@@ -173,6 +173,7 @@ class Inventory(ipb_grpc.InventoryServiceServicer):
             on_hand=level.on_hand,
             reserved=level.reserved,
             available=available,
+            low_stock=self.settings.low,
         )
 
     def _wake(self) -> None:

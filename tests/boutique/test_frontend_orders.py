@@ -51,6 +51,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 PASSWORD = "correct horse battery"
 ADMIN = "orders-admin@example.com"
 TOKEN = "shop_token"
+LOW_STOCK = 20
+"""The catalog's INVENTORY_LOW_STOCK (10 by default)."""
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
@@ -66,6 +68,7 @@ def boutique() -> Iterator[Boutique]:
         "USER_REGISTRATIONS_PER_HOUR": "1000",
         "SHIPPING_PICKUP_DELAY_S": "600",  # orders stay SHIPPED unless a test moves them
         "INVENTORY_RESTOCK_S": "0",  # the stock a test sets stays set
+        "INVENTORY_LOW_STOCK": str(LOW_STOCK),  # the shop's "only N left" follows it
     }
     try:
         with Boutique(data, base_port=0, collector=True, env=env) as running:
@@ -450,6 +453,20 @@ def test_low_stock_says_how_many_are_left_and_none_is_sold_out(
         set_stock(boutique, admin, MUG, 1000)
         set_stock(boutique, admin, SUNGLASSES, 1000)
     assert 'id="stock"' not in visitor.get(f"/product/{MUG}").text
+
+
+def test_the_shop_says_how_many_are_left_below_the_catalogs_low_stock(
+    boutique: Boutique, admin: str, visitor: httpx.Client
+) -> None:
+    set_stock(boutique, admin, MUG, LOW_STOCK - 1)
+    set_stock(boutique, admin, SUNGLASSES, LOW_STOCK)
+    try:
+        home = visitor.get("/").text
+        assert stock_line(home, MUG) == f"only {LOW_STOCK - 1} left"  # above the default 10
+        assert stock_line(home, SUNGLASSES) == ""  # at the level: not low
+    finally:
+        set_stock(boutique, admin, MUG, 1000)
+        set_stock(boutique, admin, SUNGLASSES, 1000)
 
 
 def test_the_stock_exhausted_switch_shows_the_product_sold_out(

@@ -120,7 +120,8 @@ async def shop(tmp_path: Path) -> AsyncIterator[Running]:
 
 
 async def test_reserve_commit_and_release_an_order(shop: Running) -> None:
-    assert (await shop.level(SUNGLASSES)).available == 50
+    level = await shop.level(SUNGLASSES)
+    assert (level.available, level.low_stock) == (50, NO_SUPPLIER.low)
     order = new_order()
     held = await shop.reserve(order, sunglasses=3, mug=2)
     assert held.state == HELD_STATE and held.order_id == order

@@ -24,33 +24,33 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n5reference_services/protos/boutique/v1/inventory.proto\x12\x0b\x62outique.v1\"&\n\x0fGetStockRequest\x12\x13\n\x0bproduct_ids\x18\x01 \x03(\t\"V\n\nStockLevel\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\x0f\n\x07on_hand\x18\x02 \x01(\x05\x12\x10\n\x08reserved\x18\x03 \x01(\x05\x12\x11\n\tavailable\x18\x04 \x01(\x05\";\n\x10GetStockResponse\x12\'\n\x06levels\x18\x01 \x03(\x0b\x32\x17.boutique.v1.StockLevel\"7\n\x0fReservationLine\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\x10\n\x08quantity\x18\x02 \x01(\x05\"O\n\x0eReserveRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12+\n\x05items\x18\x02 \x03(\x0b\x32\x1c.boutique.v1.ReservationLine\"\x8e\x01\n\x0bReservation\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12+\n\x05items\x18\x02 \x03(\x0b\x32\x1c.boutique.v1.ReservationLine\x12,\n\x05state\x18\x03 \x01(\x0e\x32\x1d.boutique.v1.ReservationState\x12\x12\n\nexpires_at\x18\x04 \x01(\t\"!\n\rCommitRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\"\"\n\x0eReleaseRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\"6\n\x0fSetStockRequest\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\x0f\n\x07on_hand\x18\x02 \x01(\x05*\xb1\x01\n\x10ReservationState\x12!\n\x1dRESERVATION_STATE_UNSPECIFIED\x10\x00\x12\x1a\n\x16RESERVATION_STATE_HELD\x10\x01\x12\x1f\n\x1bRESERVATION_STATE_COMMITTED\x10\x02\x12\x1e\n\x1aRESERVATION_STATE_RELEASED\x10\x03\x12\x1d\n\x19RESERVATION_STATE_EXPIRED\x10\x04\x32\xe2\x02\n\x10InventoryService\x12G\n\x08GetStock\x12\x1c.boutique.v1.GetStockRequest\x1a\x1d.boutique.v1.GetStockResponse\x12@\n\x07Reserve\x12\x1b.boutique.v1.ReserveRequest\x1a\x18.boutique.v1.Reservation\x12>\n\x06\x43ommit\x12\x1a.boutique.v1.CommitRequest\x1a\x18.boutique.v1.Reservation\x12@\n\x07Release\x12\x1b.boutique.v1.ReleaseRequest\x1a\x18.boutique.v1.Reservation\x12\x41\n\x08SetStock\x12\x1c.boutique.v1.SetStockRequest\x1a\x17.boutique.v1.StockLevelb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n5reference_services/protos/boutique/v1/inventory.proto\x12\x0b\x62outique.v1\"&\n\x0fGetStockRequest\x12\x13\n\x0bproduct_ids\x18\x01 \x03(\t\"i\n\nStockLevel\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\x0f\n\x07on_hand\x18\x02 \x01(\x05\x12\x10\n\x08reserved\x18\x03 \x01(\x05\x12\x11\n\tavailable\x18\x04 \x01(\x05\x12\x11\n\tlow_stock\x18\x05 \x01(\x05\";\n\x10GetStockResponse\x12\'\n\x06levels\x18\x01 \x03(\x0b\x32\x17.boutique.v1.StockLevel\"7\n\x0fReservationLine\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\x10\n\x08quantity\x18\x02 \x01(\x05\"O\n\x0eReserveRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12+\n\x05items\x18\x02 \x03(\x0b\x32\x1c.boutique.v1.ReservationLine\"\x8e\x01\n\x0bReservation\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12+\n\x05items\x18\x02 \x03(\x0b\x32\x1c.boutique.v1.ReservationLine\x12,\n\x05state\x18\x03 \x01(\x0e\x32\x1d.boutique.v1.ReservationState\x12\x12\n\nexpires_at\x18\x04 \x01(\t\"!\n\rCommitRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\"\"\n\x0eReleaseRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\"6\n\x0fSetStockRequest\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\x0f\n\x07on_hand\x18\x02 \x01(\x05*\xb1\x01\n\x10ReservationState\x12!\n\x1dRESERVATION_STATE_UNSPECIFIED\x10\x00\x12\x1a\n\x16RESERVATION_STATE_HELD\x10\x01\x12\x1f\n\x1bRESERVATION_STATE_COMMITTED\x10\x02\x12\x1e\n\x1aRESERVATION_STATE_RELEASED\x10\x03\x12\x1d\n\x19RESERVATION_STATE_EXPIRED\x10\x04\x32\xe2\x02\n\x10InventoryService\x12G\n\x08GetStock\x12\x1c.boutique.v1.GetStockRequest\x1a\x1d.boutique.v1.GetStockResponse\x12@\n\x07Reserve\x12\x1b.boutique.v1.ReserveRequest\x1a\x18.boutique.v1.Reservation\x12>\n\x06\x43ommit\x12\x1a.boutique.v1.CommitRequest\x1a\x18.boutique.v1.Reservation\x12@\n\x07Release\x12\x1b.boutique.v1.ReleaseRequest\x1a\x18.boutique.v1.Reservation\x12\x41\n\x08SetStock\x12\x1c.boutique.v1.SetStockRequest\x1a\x17.boutique.v1.StockLevelb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'reference_services.protos.boutique.v1.inventory_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_RESERVATIONSTATE']._serialized_start=670
-  _globals['_RESERVATIONSTATE']._serialized_end=847
+  _globals['_RESERVATIONSTATE']._serialized_start=689
+  _globals['_RESERVATIONSTATE']._serialized_end=866
   _globals['_GETSTOCKREQUEST']._serialized_start=70
   _globals['_GETSTOCKREQUEST']._serialized_end=108
   _globals['_STOCKLEVEL']._serialized_start=110
-  _globals['_STOCKLEVEL']._serialized_end=196
-  _globals['_GETSTOCKRESPONSE']._serialized_start=198
-  _globals['_GETSTOCKRESPONSE']._serialized_end=257
-  _globals['_RESERVATIONLINE']._serialized_start=259
-  _globals['_RESERVATIONLINE']._serialized_end=314
-  _globals['_RESERVEREQUEST']._serialized_start=316
-  _globals['_RESERVEREQUEST']._serialized_end=395
-  _globals['_RESERVATION']._serialized_start=398
-  _globals['_RESERVATION']._serialized_end=540
-  _globals['_COMMITREQUEST']._serialized_start=542
-  _globals['_COMMITREQUEST']._serialized_end=575
-  _globals['_RELEASEREQUEST']._serialized_start=577
-  _globals['_RELEASEREQUEST']._serialized_end=611
-  _globals['_SETSTOCKREQUEST']._serialized_start=613
-  _globals['_SETSTOCKREQUEST']._serialized_end=667
-  _globals['_INVENTORYSERVICE']._serialized_start=850
-  _globals['_INVENTORYSERVICE']._serialized_end=1204
+  _globals['_STOCKLEVEL']._serialized_end=215
+  _globals['_GETSTOCKRESPONSE']._serialized_start=217
+  _globals['_GETSTOCKRESPONSE']._serialized_end=276
+  _globals['_RESERVATIONLINE']._serialized_start=278
+  _globals['_RESERVATIONLINE']._serialized_end=333
+  _globals['_RESERVEREQUEST']._serialized_start=335
+  _globals['_RESERVEREQUEST']._serialized_end=414
+  _globals['_RESERVATION']._serialized_start=417
+  _globals['_RESERVATION']._serialized_end=559
+  _globals['_COMMITREQUEST']._serialized_start=561
+  _globals['_COMMITREQUEST']._serialized_end=594
+  _globals['_RELEASEREQUEST']._serialized_start=596
+  _globals['_RELEASEREQUEST']._serialized_end=630
+  _globals['_SETSTOCKREQUEST']._serialized_start=632
+  _globals['_SETSTOCKREQUEST']._serialized_end=686
+  _globals['_INVENTORYSERVICE']._serialized_start=869
+  _globals['_INVENTORYSERVICE']._serialized_end=1223
 # @@protoc_insertion_point(module_scope)

@@ -27,16 +27,18 @@ class GetStockRequest(_message.Message):
     def __init__(self, product_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class StockLevel(_message.Message):
-    __slots__ = ("product_id", "on_hand", "reserved", "available")
+    __slots__ = ("product_id", "on_hand", "reserved", "available", "low_stock")
     PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
     ON_HAND_FIELD_NUMBER: _ClassVar[int]
     RESERVED_FIELD_NUMBER: _ClassVar[int]
     AVAILABLE_FIELD_NUMBER: _ClassVar[int]
+    LOW_STOCK_FIELD_NUMBER: _ClassVar[int]
     product_id: str
     on_hand: int
     reserved: int
     available: int
-    def __init__(self, product_id: _Optional[str] = ..., on_hand: _Optional[int] = ..., reserved: _Optional[int] = ..., available: _Optional[int] = ...) -> None: ...
+    low_stock: int
+    def __init__(self, product_id: _Optional[str] = ..., on_hand: _Optional[int] = ..., reserved: _Optional[int] = ..., available: _Optional[int] = ..., low_stock: _Optional[int] = ...) -> None: ...
 
 class GetStockResponse(_message.Message):
     __slots__ = ("levels",)
