@@ -226,7 +226,7 @@ class Shop:
                 for item in cart.items
             )
         )
-        quote, prices, recommended = await asyncio.gather(
+        quote, prices, recommended, stock = await asyncio.gather(
             call(
                 "quoting shipping",
                 self.clients.shipping.GetQuote,
@@ -234,6 +234,8 @@ class Shop:
             ),
             asyncio.gather(*(self._convert(p.price_usd, currency) for p in products)),
             self._recommended(request, [item.product_id for item in cart.items]),
+            # sold-out and short lines shown before the checkout refuses them
+            stock_of(self.clients.inventory, [item.product_id for item in cart.items]),
         )
         shipping = await self._convert(quote.cost_usd, currency)
         lines = [
@@ -252,6 +254,7 @@ class Shop:
             shipping=shipping,
             total=total,
             recommended=recommended,
+            stock=stock,
         )
 
     async def add_to_cart(self, request: Request) -> Response:

@@ -43,6 +43,16 @@ class Stock:
             return "sold out"
         return f"only {self.available} left" if self.low else ""
 
+    def short_of(self, quantity: int) -> bool:
+        """Whether fewer are available than a cart line of ``quantity`` asks for."""
+        return self.available < quantity
+
+    def label_for(self, quantity: int) -> str:
+        """A cart line's: `label`, and ``only 3 left`` too when the line asks for more."""
+        if self.short_of(quantity) and not self.sold_out:
+            return f"only {self.available} left"
+        return self.label
+
 
 async def stock_of(
     inventory: ipb_grpc.InventoryServiceAsyncStub, product_ids: Sequence[str]

@@ -482,6 +482,45 @@ def test_the_stock_exhausted_switch_shows_the_product_sold_out(
     assert stock_line(visitor.get("/").text, WATCH) == ""
 
 
+def cart_stock(page: str) -> dict[str, str]:
+    """product id -> the stock line of its cart line (empty: none), with its classes."""
+    rows = re.findall(r'<tr data-product-id="([^"]+)">(.*?)</tr>', page, re.DOTALL)
+    assert rows, "no cart lines"
+    lines = {}
+    for product, row in rows:
+        found = re.search(r'<p class="(stock[^"]*)"[^>]*>([^<]+)<', row)
+        lines[product] = f"{found.group(1)}: {found.group(2)}" if found else ""
+    return lines
+
+
+def test_the_cart_marks_lines_sold_out_or_short_of_stock_before_the_checkout_refuses(
+    boutique: Boutique, admin: str, visitor: httpx.Client
+) -> None:
+    token = sign_up(visitor)
+    for product, quantity in ((MUG, 1), (WATCH, 1), *((SUNGLASSES, 10),) * 3):
+        added = visitor.post(
+            "/cart", data={"product_id": product, "quantity": str(quantity), "csrf_token": token}
+        )
+        assert added.status_code == 302, added.text
+    faults = f"{boutique.processes['productcatalog'].admin_url}/faults"
+    set_stock(boutique, admin, SUNGLASSES, LOW_STOCK + 5)  # not low, but short of 30
+    assert httpx.post(faults, params={"stock_exhausted": MUG}).status_code == 200
+    try:
+        cart = visitor.get("/cart")
+        assert cart.status_code == 200
+        assert cart_stock(cart.text) == {
+            MUG: "stock sold-out: Sold out",
+            WATCH: "",  # plenty: nothing said
+            SUNGLASSES: f"stock short: Only {LOW_STOCK + 5} left",
+        }
+        refused = visitor.post("/cart/checkout", data={**ORDER_FORM, "csrf_token": token})
+        assert refused.status_code == 409
+    finally:
+        assert httpx.post(faults, params={"stock_exhausted": ""}).status_code == 200
+        set_stock(boutique, admin, SUNGLASSES, 1000)
+    assert cart_stock(visitor.get("/cart").text) == {MUG: "", WATCH: "", SUNGLASSES: ""}
+
+
 @asynccontextmanager
 async def shop_over(addresses: Addresses) -> AsyncIterator[str]:
     """A web shop in this process over ``addresses``, served by uvicorn: its base URL."""
@@ -503,7 +542,7 @@ async def shop_over(addresses: Addresses) -> AsyncIterator[str]:
 
 async def test_without_an_inventory_the_pages_show_no_stock_line(boutique: Boutique) -> None:
     """A catalog of the first boutique (no InventoryService: GetStock is UNIMPLEMENTED, as
-    during a rolling deploy): home and product pages render, without a stock line."""
+    during a rolling deploy): home, product and cart pages render, without a stock line."""
     upstream = Wiring(
         servicers=[
             (
@@ -531,6 +570,11 @@ async def test_without_an_inventory_the_pages_show_no_stock_line(boutique: Bouti
             product = await client.get(f"/product/{MUG}")
             assert product.status_code == 200 and 'id="stock"' not in product.text
             assert re.search(r'id="add-to-cart">Add to cart<', product.text)
+            form = {"product_id": MUG, "quantity": "1"}  # anonymous: no CSRF token
+            assert (await client.post("/cart", data=form)).status_code == 302
+            cart = await client.get("/cart")
+            assert cart.status_code == 200 and 'data-product-id="6E92ZMYYFZ"' in cart.text
+            assert 'class="stock' not in cart.text
 
 
 # --- a real browser --------------------------------------------------------------------
