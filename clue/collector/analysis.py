@@ -1,4 +1,5 @@
-"""Analyses of stored traces: the critical path of one, and two of them compared.
+"""Analyses of stored traces: the critical path of one, its flame graph's rows, and
+two of them compared.
 
 Both work on the trace dicts :func:`clue.collector.queries.trace` returns (spans in
 tree order, each with its ``depth``), so the JSON API and the pages agree.
@@ -6,6 +7,7 @@ tree order, each with its ``depth``), so the JSON API and the pages agree.
 
 from __future__ import annotations
 
+import heapq
 from typing import Any
 
 Json = dict[str, Any]
@@ -59,6 +61,71 @@ def critical_path(trace: Json) -> Json:
 
 def _end(span: Json) -> int:
     return int(span["start_ns"] + span["duration_ns"])
+
+
+def flame_rows(trace: Json) -> int:
+    """Give each span its ``flame_row`` (0 at the top); return how many rows there are.
+
+    A span's children go below it in lanes. In order of when their subtrees start,
+    each child takes, with its whole subtree, the first lane whose subtrees have all
+    ended by then, so that sequential siblings share a row and siblings running in
+    parallel get one each. A lane is as tall as its tallest subtree; lanes follow one
+    another. The roots (the trace's root and any orphan) are laid out the same way.
+    Times are half-open ``[start, end)``, a span taking at least 1 ns: no two spans
+    on a row overlap, and with nothing in parallel a span's row is its depth.
+    """
+    spans: list[Json] = trace["spans"]
+    parent = [-1] * len(spans)
+    children: list[list[int]] = [[] for _ in spans]
+    roots: list[int] = []
+    ancestors: list[int] = []  # of the span at hand, one per depth: spans come in tree order
+    for i, s in enumerate(spans):
+        del ancestors[s.get("depth", 0) :]
+        if ancestors:
+            parent[i] = ancestors[-1]
+            children[parent[i]].append(i)
+        else:
+            roots.append(i)
+        ancestors.append(i)
+    # each subtree's time and height, children before parents
+    first = [int(s["start_ns"]) for s in spans]
+    last = [max(_end(s), s["start_ns"] + 1) for s in spans]
+    height = [1] * len(spans)
+    below = [0] * len(spans)  # a span's row under the first row below its parent
+    for i in reversed(range(len(spans))):
+        height[i] += _lanes(children[i], first, last, height, below)
+        for c in children[i]:
+            first[i], last[i] = min(first[i], first[c]), max(last[i], last[c])
+    rows = _lanes(roots, first, last, height, below)
+    for i, s in enumerate(spans):  # parents before children
+        s["flame_row"] = below[i] + (spans[parent[i]]["flame_row"] + 1 if parent[i] >= 0 else 0)
+    return rows
+
+
+def _lanes(
+    group: list[int], first: list[int], last: list[int], height: list[int], below: list[int]
+) -> int:
+    """Put the subtrees in *group* (siblings) in lanes, setting each one's ``below``;
+    return the rows the lanes take."""
+    free: list[int] = []  # lanes whose subtrees have ended, lowest first
+    busy: list[tuple[int, int]] = []  # (when the lane's last subtree ends, lane)
+    lane_of: dict[int, int] = {}
+    tall: list[int] = []  # each lane's height
+    for c in sorted(group, key=lambda c: (first[c], c)):
+        while busy and busy[0][0] <= first[c]:
+            heapq.heappush(free, heapq.heappop(busy)[1])
+        lane = heapq.heappop(free) if free else len(tall)
+        if lane == len(tall):
+            tall.append(0)
+        tall[lane] = max(tall[lane], height[c])
+        heapq.heappush(busy, (last[c], lane))
+        lane_of[c] = lane
+    tops = [0]
+    for h in tall:
+        tops.append(tops[-1] + h)
+    for c, lane in lane_of.items():
+        below[c] = tops[lane]
+    return tops[-1]
 
 
 def compare(a: Json, b: Json) -> Json:

@@ -72,12 +72,13 @@ def log_search(store: Store, p: Params) -> list[dict[str, Any]]:
 
 
 def get_trace(store: Store, raw_id: str, name: str = "trace_id") -> dict[str, Any]:
-    """One trace with its critical path, or :class:`NotFound`."""
+    """One trace with its critical path and flame graph rows, or :class:`NotFound`."""
     found = queries.trace(store, parse_trace_id(raw_id, name))
     if found is None:
         shown = "" if name == "trace_id" else f"{name}="
         raise NotFound(f"trace {shown}{raw_id} not found (never received, or evicted by retention)")
     found["critical_path"] = analysis.critical_path(found)
+    found["flame_rows"] = analysis.flame_rows(found)
     return found
 
 

@@ -194,7 +194,8 @@
   filter?.addEventListener("reset", () => setTimeout(applyFilter));
   filter?.addEventListener("submit", (event) => event.preventDefault());
 
-  // The flame graph: a rect per span, x and width in proportion to time, a row per depth.
+  // The flame graph: a rect per span, x and width in proportion to time, on the row the
+  // API gives it (flame_row: spans running in parallel under one parent get a row each).
   const SVG = "http://www.w3.org/2000/svg";
   function svg(tag, attrs) {
     const node = document.createElementNS(SVG, tag);
@@ -204,8 +205,8 @@
   function drawFlame(t) {
     const width = flame.clientWidth - 8 || 800;
     const total = t.duration_ns || 1;
-    const depth = Math.max(...t.spans.map((s) => s.depth));
-    const root = svg("svg", { id: "flame-graph", width: width, height: (depth + 1) * 20, viewBox: "0 0 " + width + " " + (depth + 1) * 20 });
+    const height = t.flame_rows * 20;
+    const root = svg("svg", { id: "flame-graph", width: width, height: height, viewBox: "0 0 " + width + " " + height });
     const colors = new Map(Array.from(rowOf.values(), (r) => [r.dataset.spanId, r.querySelector(".bar")?.style.backgroundColor]));
     t.spans.forEach((s) => {
       const x = ((s.start_ns - t.start_ns) / total) * width;
@@ -213,7 +214,7 @@
       const g = svg("g", { "data-span-id": s.span_id });
       flameOf.set(s.span_id, g);
       const rect = svg("rect", {
-        x: x.toFixed(2), y: s.depth * 20, width: Math.max(w, 0.5).toFixed(2), height: 18,
+        x: x.toFixed(2), y: s.flame_row * 20, width: Math.max(w, 0.5).toFixed(2), height: 18,
         fill: colors.get(s.span_id) || "#888", "data-span-id": s.span_id, tabindex: 0,
         class: (s.critical_ns ? "critical" : "") + (s.span_id === selected ? " selected" : ""),
       });
@@ -222,7 +223,7 @@
       rect.append(title);
       g.append(rect);
       if (w > 40) {
-        const text = svg("text", { x: (x + 4).toFixed(2), y: s.depth * 20 + 13 });
+        const text = svg("text", { x: (x + 4).toFixed(2), y: s.flame_row * 20 + 13 });
         text.textContent = s.name.slice(0, Math.floor(w / 7));
         g.append(text);
       }
