@@ -1,6 +1,7 @@
 """The trace page's analyses in a real headless Chromium, over traces sent by OTLP/HTTP
 with known timings: the critical path, the flame graph kept in step with the
-waterfall, the span filter, collapsing subtrees, and two traces compared."""
+waterfall (parallel spans on rows of their own), the span filter, collapsing
+subtrees, and two traces compared."""
 
 from __future__ import annotations
 
@@ -34,6 +35,18 @@ RUN = [
 ]
 # critical time (ms) of each span of RUN, by the rule in docs/collector.md
 CRITICAL = [17, 20, 15, 45, 0, 3]
+# each span's flame graph row: cache warm runs beside build report (two rows tall)
+FLAME_ROWS = [0, 1, 1, 2, 3, 1]
+# a fan-out: three gRPC calls at once, then one more after them
+FAN_OUT = [
+    ("POST /checkout", "frontend", None, 0, 100, False, {}),
+    ("GetCart", "cart", 0, 10, 60, False, {"rpc.system": "grpc"}),
+    ("HGET", "redis", 1, 15, 40, False, {}),
+    ("GetQuote", "shipping", 0, 11, 50, False, {"rpc.system": "grpc"}),
+    ("Charge", "payment", 0, 12, 70, False, {"rpc.system": "grpc"}),
+    ("SendConfirmation", "email", 0, 75, 90, False, {"rpc.system": "grpc"}),
+]
+FAN_OUT_ROWS = [0, 1, 2, 3, 4, 1]
 # the same operation again: the query slower, no cache warm-up, an audit span added
 RUN_B = [
     ("GET /report", "web", None, 0, 130, False, {}),
@@ -105,6 +118,8 @@ def test_critical_path_in_the_json(collector: CollectorProcess, runs: tuple) -> 
     assert path["duration_ns"] == 100 * MS
     assert set(path["span_ids"]) == {ids[i] for i, ms in enumerate(CRITICAL) if ms}
     assert sum(s["critical_ns"] for s in trace["spans"]) == 100 * MS
+    assert [by_id[i]["flame_row"] for i in ids] == FLAME_ROWS
+    assert trace["flame_rows"] == 4
 
 
 def test_critical_path_flame_graph_and_selection(
@@ -146,6 +161,47 @@ def test_critical_path_flame_graph_and_selection(
     browser.find_element(By.ID, "view-waterfall").click()
     selected = browser.find_elements(By.CSS_SELECTOR, "#waterfall .span-row.selected")
     assert [r.get_attribute("data-span-id") for r in selected] == [ids[4]]
+
+
+def test_parallel_spans_each_visible_and_selectable_in_the_flame_graph(
+    collector: CollectorProcess, browser: WebDriver
+) -> None:
+    trace_id, ids = send(collector, FAN_OUT)
+    trace = collector.api(f"/api/traces/{trace_id}")
+    by_id = {s["span_id"]: s for s in trace["spans"]}
+    assert [by_id[i]["flame_row"] for i in ids] == FAN_OUT_ROWS
+    assert trace["flame_rows"] == 5
+
+    browser.get(f"{collector.ui}/trace/{trace_id}")
+    browser.find_element(By.ID, "view-flame").click()
+    rects = rows_when(browser, "#flame rect", lambda found: len(found) == len(FAN_OUT))
+    boxes = {r.get_attribute("data-span-id"): r.rect for r in rects}
+    parallel = [ids[1], ids[3], ids[4]]  # GetCart, GetQuote, Charge
+    assert len({boxes[i]["y"] for i in parallel}) == 3  # a row each
+    assert boxes[ids[5]]["y"] == boxes[ids[1]]["y"]  # SendConfirmation back on the first
+    # on screen: what is at the middle of each span's box is that span's box
+    on_top = browser.execute_script(
+        """return Array.from(document.querySelectorAll("#flame rect"), (r) => {
+             const b = r.getBoundingClientRect();
+             const hit = document.elementFromPoint(b.x + b.width / 2, b.y + b.height / 2);
+             return [r.dataset.spanId, hit && hit.closest("rect")?.dataset.spanId];
+           });"""
+    )
+    assert all(mine == hit for mine, hit in on_top) and len(on_top) == len(FAN_OUT)
+    browser.save_screenshot(str(screenshot_dir() / "collector-flame-parallel.png"))
+    by_id_rect = {r.get_attribute("data-span-id"): r for r in rects}
+    names = {ids[i]: f"{FAN_OUT[i][1]}: {FAN_OUT[i][0]}" for i in range(len(FAN_OUT))}
+    for span_id in parallel:
+        by_id_rect[span_id].click()  # a real click: fails if another element covers it
+        wait(browser).until(
+            ec.text_to_be_present_in_element((By.ID, "detail-title"), names[span_id])
+        )
+        assert "selected" in by_id_rect[span_id].get_attribute("class")
+        selected = browser.find_elements(By.CSS_SELECTOR, "#waterfall .span-row.selected")
+        assert [r.get_attribute("data-span-id") for r in selected] == [span_id]
+    browser.find_element(By.ID, "view-waterfall").click()
+    row = browser.find_element(By.CSS_SELECTOR, "#waterfall .span-row.selected")
+    assert row.is_displayed() and row.get_attribute("data-span-id") == ids[4]
 
 
 def test_filter_dims_and_collapse_hides(
@@ -218,7 +274,11 @@ def test_compare_two_runs(
     assert diffs["cache warm"] == ("a", None) and diffs["audit"] == ("b", None)
 
     browser.get(collector.ui + "/")
-    picks = rows_when(browser, "#results input.pick", lambda found: len(found) == 2)
+    picks = rows_when(  # other tests of this module send traces of their own
+        browser,
+        "#results input.pick",
+        lambda found: {a, b} <= {p.get_attribute("value") for p in found},
+    )
     by_trace = {p.get_attribute("value"): p for p in picks}
     by_trace[a].click()
     by_trace[b].click()
