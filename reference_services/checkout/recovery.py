@@ -13,7 +13,6 @@ each (so that two replicas never resume the same one) and resumes it
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from dataclasses import dataclass
 
 from clue import log
@@ -96,5 +95,7 @@ class Recovery:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
-        with contextlib.suppress(StoreUnavailable):
+        try:
             await self.saga.log.forget_beat()
+        except StoreUnavailable as exc:  # its lease runs out instead, a little later
+            log.warn("checkout heartbeat not forgotten at stop", error=str(exc))
