@@ -7,7 +7,6 @@ saga retrying a step does no harm; SetStock needs an admin's token. The fault sw
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -18,7 +17,7 @@ from opentelemetry import metrics, trace
 from clue import log
 from reference_services.common import fields
 from reference_services.common.auth import ADMIN, Rule
-from reference_services.common.config import ConfigError, env_int, env_str
+from reference_services.common.config import env_float, env_int
 from reference_services.common.database import StoreUnavailable
 from reference_services.common.events import Relay
 from reference_services.common.faults import Choice, Faults
@@ -83,17 +82,6 @@ def exhausted_switch(product_ids: list[str]) -> Choice:
     )
 
 
-def _seconds(name: str, default: float, minimum: float, maximum: float) -> float:
-    raw = env_str(name, str(default))
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw[:40]!r} is not a number of seconds") from None
-    if not math.isfinite(value) or not minimum <= value <= maximum:
-        raise ConfigError(f"{name}={raw[:40]!r} is not between {minimum:g} and {maximum:g}")
-    return value
-
-
 @dataclass(frozen=True)
 class StockSettings:
     """The stock each product starts with, how long a reservation holds, when a product
@@ -111,9 +99,11 @@ class StockSettings:
         (default 60; 0 turns the supplier off). Seconds may have decimals."""
         return cls(
             initial=env_int("INVENTORY_INITIAL_STOCK", 1000, minimum=0, maximum=MAX_ON_HAND),
-            ttl_s=_seconds("INVENTORY_RESERVATION_TTL_S", 900.0, 0.01, 7 * 86400.0),
+            ttl_s=env_float(
+                "INVENTORY_RESERVATION_TTL_S", 900.0, minimum=0.01, maximum=7 * 86400.0
+            ),
             low=env_int("INVENTORY_LOW_STOCK", 10, minimum=0, maximum=MAX_ON_HAND),
-            restock_s=_seconds("INVENTORY_RESTOCK_S", 60.0, 0.0, 7 * 86400.0),
+            restock_s=env_float("INVENTORY_RESTOCK_S", 60.0, minimum=0.0, maximum=7 * 86400.0),
         )
 
 
