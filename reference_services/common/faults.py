@@ -22,6 +22,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
+from reference_services.common.rpc import quote
+
 Value = float | bool | str
 
 
@@ -60,9 +62,9 @@ def _number(name: str, text: str) -> float:
     try:
         number = float(text)
     except ValueError:
-        raise FaultError(f"{name}: {text!r} is not a number") from None
+        raise FaultError(f"{name}: {quote(text)} is not a number") from None
     if not math.isfinite(number):
-        raise FaultError(f"{name}: {text!r} is not a finite number")
+        raise FaultError(f"{name}: {quote(text)} is not a finite number")
     return number
 
 
@@ -79,7 +81,7 @@ class Rate(Switch):
     def parse(self, text: str) -> Value:
         number = _number(self.name, text)
         if not 0.0 <= number <= 1.0:
-            raise FaultError(f"{self.name}: {text!r} is not between 0 and 1")
+            raise FaultError(f"{self.name}: {quote(text)} is not between 0 and 1")
         return number
 
     @property
@@ -100,7 +102,7 @@ class Millis(Switch):
     def parse(self, text: str) -> Value:
         number = _number(self.name, text)
         if not 0.0 <= number <= 60_000.0:
-            raise FaultError(f"{self.name}: {text!r} is not between 0 and 60000 milliseconds")
+            raise FaultError(f"{self.name}: {quote(text)} is not between 0 and 60000 milliseconds")
         return number
 
     @property
@@ -125,7 +127,7 @@ class Flag(Switch):
         try:
             return _ON[text.strip().lower()]
         except KeyError:
-            raise FaultError(f"{self.name}: {text!r} is not on or off") from None
+            raise FaultError(f"{self.name}: {quote(text)} is not on or off") from None
 
     @property
     def accepts(self) -> str:
@@ -146,7 +148,7 @@ class Choice(Switch):
     def parse(self, text: str) -> Value:
         word = text.strip()
         if word and word not in self.choices:
-            raise FaultError(f"{self.name}: {word[:32]!r} is not one of {self.accepts}")
+            raise FaultError(f"{self.name}: {quote(word)} is not one of {self.accepts}")
         return word
 
     @property
@@ -188,7 +190,7 @@ class Faults:
             switch = self.switches.get(name)
             if switch is None:
                 known = ", ".join(sorted(self.switches)) or "none"
-                raise FaultError(f"unknown fault switch {name!r} (known: {known})")
+                raise FaultError(f"unknown fault switch {quote(name)} (known: {known})")
             parsed[name] = switch.parse(text)
         for name, value in parsed.items():
             self.switches[name].value = value
