@@ -39,7 +39,7 @@ def parser() -> argparse.ArgumentParser:
     return made
 
 
-async def main_async(argv: Sequence[str], out: TextIO) -> int:
+async def async_main(argv: Sequence[str], out: TextIO) -> int:
     """Parse ``argv`` (after ``events``), connect, run; the exit code."""
     args = parser().parse_args(list(argv))
     return await async_run(args.command, args, CONSUMERS, out)

@@ -36,7 +36,7 @@ def parser() -> argparse.ArgumentParser:
     return made
 
 
-async def main_async(argv: Sequence[str], out: TextIO) -> int:
+async def async_main(argv: Sequence[str], out: TextIO) -> int:
     """Parse ``argv`` (after the command), connect, run; the exit code."""
     return await async_run(COMMAND, parser().parse_args(list(argv)), CONSUMERS, out)
 

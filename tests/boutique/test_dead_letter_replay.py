@@ -3,7 +3,7 @@ list-dead-letters|replay-dead-letters``) on a real NATS JetStream, for checkout'
 consumer of the courier's pickups: a pickup seen before its order was shipped is
 dead-lettered, listed, and once the order is shipped, replayed and handled.
 
-The command runs as a process once, its ``main_async`` in the test's process the
+The command runs as a process once, its ``async_main`` in the test's process the
 other times (a process starts slowly)."""
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ async def command(nats_url: str, stream: str, *args: str) -> tuple[int, str, str
         env.setenv("NATS_URL", nats_url)
         env.setenv("EVENTS_STREAM", stream)
         try:
-            code = await command_module.main_async(args, out)
+            code = await command_module.async_main(args, out)
         except SystemExit as exit:  # argparse's, for a bad argument
             code = int(exit.code or 0)
     return code, out.getvalue(), err.getvalue()

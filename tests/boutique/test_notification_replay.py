@@ -1,6 +1,6 @@
 """Replaying dead letters on a real NATS JetStream, through the operator's command
 (``python -m reference_services.notification replay-dead-letters``: a real process once,
-its ``main_async`` in the test's process the other times, as a process starts slowly)."""
+its ``async_main`` in the test's process the other times, as a process starts slowly)."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ async def command(nats_url: str, stream: str, *args: str) -> tuple[int, str, str
         env.setenv("NATS_URL", nats_url)
         env.setenv("EVENTS_STREAM", stream)
         try:
-            code = await replay.main_async(args, out)
+            code = await replay.async_main(args, out)
         except SystemExit as exit:  # argparse's, for a bad argument
             code = int(exit.code or 0)
     return code, out.getvalue(), err.getvalue()
