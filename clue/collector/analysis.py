@@ -93,9 +93,11 @@ def flame_rows(trace: Json) -> int:
     height = [1] * len(spans)
     below = [0] * len(spans)  # a span's row under the first row below its parent
     for i in reversed(range(len(spans))):
-        height[i] += _lanes(children[i], first, last, height, below)
-        for c in children[i]:
-            first[i], last[i] = min(first[i], first[c]), max(last[i], last[c])
+        group = children[i]
+        if group:  # most spans are leaves
+            height[i] += _lanes(group, first, last, height, below)
+            first[i] = min(first[i], *(first[c] for c in group))
+            last[i] = max(last[i], *(last[c] for c in group))
     rows = _lanes(roots, first, last, height, below)
     for i, s in enumerate(spans):  # parents before children
         s["flame_row"] = below[i] + (spans[parent[i]]["flame_row"] + 1 if parent[i] >= 0 else 0)
