@@ -237,7 +237,10 @@ def _tree_order(spans: list[Json]) -> list[Json]:
         span["depth"] = depth
         ordered.append(span)
         stack += [(child, depth + 1) for child in reversed(children.get(span["span_id"], []))]
-    ordered += [s for s in spans if s["span_id"] not in seen]  # cycles: shown flat at the end
+    for span in spans:  # parents naming each other: the cycle shown flat at the end
+        if span["span_id"] not in seen:
+            span["depth"] = 0
+            ordered.append(span)
     return ordered
 
 
