@@ -27,6 +27,7 @@ from google.protobuf import json_format
 
 from reference_services.common.database import Database, Transaction
 from reference_services.common.events import ORDER_PLACED, ORDER_STATUS_CHANGED, Outbox
+from reference_services.common.pages import cursor_time
 from reference_services.protos import hipstershop_pb2 as pb
 from reference_services.protos.boutique.v1 import events_pb2 as ev
 
@@ -147,9 +148,9 @@ class Cursor:
         except (binascii.Error, UnicodeDecodeError, ValueError):
             raise ValueError("not a page token") from None
         at, sep, order_id = raw.partition(":")
-        if not sep or not at.isdigit() or not order_id:
+        if not sep or not order_id:
             raise ValueError("not a page token")
-        return cls(int(at), order_id)
+        return cls(cursor_time(at), order_id)
 
 
 def order_placed(

@@ -19,6 +19,16 @@ DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 100
 MAX_PAGE_TOKEN = 256
 """The longest page token taken (those given out are far shorter)."""
+MAX_AT_NS = 2**63 - 1
+"""The latest time a cursor holds: the stores keep it in a signed 64-bit integer."""
+
+
+def cursor_time(text: str) -> int:
+    """The ``<ns>`` of a token: ASCII digits up to `MAX_AT_NS`; ValueError otherwise
+    (a larger number would reach the database and fail there, not as a bad token)."""
+    if not (text.isascii() and text.isdigit()) or int(text) > MAX_AT_NS:
+        raise ValueError("not a page token")
+    return int(text)
 
 
 @dataclass(frozen=True)
@@ -41,9 +51,9 @@ class Cursor:
         except (binascii.Error, UnicodeDecodeError, ValueError):
             raise ValueError("not a page token") from None
         at, sep, id_ = raw.partition(":")
-        if not sep or not at.isdigit() or not id_:
+        if not sep or not id_:
             raise ValueError("not a page token")
-        return cls(int(at), id_)
+        return cls(cursor_time(at), id_)
 
 
 def page_size(value: int) -> int:

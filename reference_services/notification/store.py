@@ -14,6 +14,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 from reference_services.common.database import Database, Transaction
+from reference_services.common.pages import cursor_time
 
 #: version -> the statements that bring the schema from the previous version to it.
 #: ``{n}`` is the notifications table's name, ``{r}`` the order recipients', ``{p}`` the
@@ -85,9 +86,9 @@ class Cursor:
         except (binascii.Error, UnicodeDecodeError, ValueError):
             raise ValueError("not a page token") from None
         at, sep, id_ = raw.partition(":")
-        if not sep or not at.isdigit() or not id_:
+        if not sep or not id_:
             raise ValueError("not a page token")
-        return cls(int(at), id_)
+        return cls(cursor_time(at), id_)
 
 
 _COLUMNS = "id, channel, template, subject, status, sent_at_ns, order_id, user_id, email"
