@@ -11,6 +11,7 @@ One boutique serves the whole module.
 
 from __future__ import annotations
 
+import base64
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
@@ -31,6 +32,8 @@ from reference_services.protos.boutique.v1 import inventory_pb2 as ipb
 from reference_services.protos.boutique.v1 import inventory_pb2_grpc as ipb_grpc
 from reference_services.protos.boutique.v1 import ledger_pb2 as lpb
 from reference_services.protos.boutique.v1 import ledger_pb2_grpc as lpb_grpc
+from reference_services.protos.boutique.v1 import notification_pb2 as npb
+from reference_services.protos.boutique.v1 import notification_pb2_grpc as npb_grpc
 from reference_services.protos.boutique.v1 import order_pb2 as opb
 from reference_services.protos.boutique.v1 import order_pb2_grpc as opb_grpc
 from reference_services.protos.boutique.v1 import shipment_pb2 as spb
@@ -45,6 +48,10 @@ INT32_MAX = 2**31 - 1
 INT64_MAX = 2**63 - 1
 BUYER = "bounds-buyer"
 STRANGER = "bounds-stranger"
+PAST_INT64_TOKEN = base64.urlsafe_b64encode(f"{2**64}:x".encode()).decode()
+"""A well-formed page token whose time no database integer holds."""
+UNICODE_DIGITS_TOKEN = base64.urlsafe_b64encode("\u0661\u0662:x".encode()).decode()
+"""A page token whose time is written in Arabic-Indic digits."""
 SHIP = pb.ShipOrderRequest(address=ADDRESS, items=[pb.CartItem(product_id=MUG, quantity=1)])
 
 
@@ -58,6 +65,7 @@ class Rig:
     shipments: spb_grpc.ShipmentServiceStub
     shipping: pb_grpc.ShippingServiceStub
     orders: opb_grpc.OrderServiceStub
+    notifications: npb_grpc.NotificationServiceStub
     order_id: str
 
     def token(self, sub: str, role: str = "customer") -> Any:
@@ -103,6 +111,7 @@ async def rig(tmp_path_factory: pytest.TempPathFactory, nats_url: str) -> AsyncI
             shipments=await stub("shipping", spb_grpc.ShipmentServiceStub),
             shipping=await stub("shipping", pb_grpc.ShippingServiceStub),
             orders=await stub("checkout", opb_grpc.OrderServiceStub),
+            notifications=await stub("notification", npb_grpc.NotificationServiceStub),
             order_id=placed.order.order_id,
         )
 
@@ -212,6 +221,12 @@ INVALID: dict[str, tuple[str, Case]] = {
             lpb.ListPaymentsRequest(user_id=BUYER, page_token="Zm9vYmFy")
         ),
     ),
+    "ListPayments token past int64": (
+        "page_token",
+        lambda r: r.ledger.ListPayments(
+            lpb.ListPaymentsRequest(user_id=BUYER, page_token=PAST_INT64_TOKEN)
+        ),
+    ),
     "ListPayments huge token": (
         "page_token",
         lambda r: r.ledger.ListPayments(lpb.ListPaymentsRequest(user_id=BUYER, page_token=HUGE)),
@@ -272,6 +287,25 @@ INVALID: dict[str, tuple[str, Case]] = {
         "page_token",
         lambda r: r.orders.ListOrders(
             opb.ListOrdersRequest(page_token="Zm9vYmFy"), metadata=r.token(BUYER)
+        ),
+    ),
+    "ListOrders token past int64": (
+        "page_token",
+        lambda r: r.orders.ListOrders(
+            opb.ListOrdersRequest(page_token=PAST_INT64_TOKEN), metadata=r.token(BUYER)
+        ),
+    ),
+    "ListOrders token of Unicode digits": (
+        "page_token",
+        lambda r: r.orders.ListOrders(
+            opb.ListOrdersRequest(page_token=UNICODE_DIGITS_TOKEN), metadata=r.token(BUYER)
+        ),
+    ),
+    "GetNotificationHistory token past int64": (
+        "page_token",
+        lambda r: r.notifications.GetNotificationHistory(
+            npb.GetNotificationHistoryRequest(user_id=BUYER, page_token=PAST_INT64_TOKEN),
+            metadata=r.token(BUYER),
         ),
     ),
     "ListOrders huge token": (
