@@ -82,8 +82,8 @@ class Accounts:
         errors: dict[str, str] | None = None,
         **extra: Any,
     ) -> Response:
-        frame = await self.shop._frame(request)
-        return self.shop._page(
+        frame = await self.shop.frame(request)
+        return self.shop.render(
             request,
             template,
             frame,
@@ -221,7 +221,7 @@ class Accounts:
         user: upb.User | None = frame["user"]
         if user is None:
             raise ShopError(503, "Account unavailable", "Your account cannot be read right now.")
-        return self.shop._page(request, "account.html", frame, history=history, errors={})
+        return self.shop.render(request, "account.html", frame, history=history, errors={})
 
     async def _history(
         self, request: Request, visitor: Visitor
@@ -229,9 +229,9 @@ class Accounts:
         """The page frame, and the visitor's notifications or why they are not shown."""
         stub = self.shop.clients.notification
         if stub is None:
-            return await self.shop._frame(request), "Notification history is not available here."
+            return await self.shop.frame(request), "Notification history is not available here."
         frame, history = await asyncio.gather(
-            self.shop._frame(request),
+            self.shop.frame(request),
             optional(
                 "reading the notification history",
                 stub.GetNotificationHistory,

@@ -87,7 +87,7 @@ class Shop:
         )
         return result
 
-    async def _frame(self, request: Request) -> dict[str, Any]:
+    async def frame(self, request: Request) -> dict[str, Any]:
         """What every page shows: session, request id, currencies, cart badge."""
         supported, cart, user = await asyncio.gather(
             call("listing currencies", self.clients.currency.GetSupportedCurrencies, pb.Empty()),
@@ -130,7 +130,7 @@ class Shop:
             "reading the account", self.clients.user.GetUser, upb.GetUserRequest(), visitor.metadata
         )
 
-    def _page(
+    def render(
         self,
         request: Request,
         template: str,
@@ -138,11 +138,13 @@ class Shop:
         status: int = 200,
         **extra: Any,
     ) -> Response:
+        """The page ``template`` over ``frame`` (see `frame`) and the page's ``extra``."""
         return self.templates.TemplateResponse(
             request, template, {**frame, **extra}, status_code=status
         )
 
-    async def _products(self, ids: Sequence[str]) -> list[pb.Product]:
+    async def products(self, ids: Sequence[str]) -> list[pb.Product]:
+        """The products of ``ids`` the catalog can read now (the others left out)."""
         found = await asyncio.gather(
             *(
                 optional(
@@ -164,13 +166,13 @@ class Shop:
             ),
         )
         ids = list(reply.product_ids)[:MAX_RECOMMENDATIONS] if reply else []
-        return await self._products(ids)
+        return await self.products(ids)
 
     # --- pages -------------------------------------------------------------------------
 
     async def home(self, request: Request) -> Response:
         frame, products = await asyncio.gather(
-            self._frame(request),
+            self.frame(request),
             call("listing products", self.clients.catalog.ListProducts, pb.Empty()),
         )
         prices, stock = await asyncio.gather(
@@ -180,7 +182,7 @@ class Shop:
             stock_of(self.clients.inventory, [p.id for p in products.products]),
         )
         items = list(zip(products.products, prices, strict=True))
-        return self._page(request, "home.html", frame, products=items, stock=stock)
+        return self.render(request, "home.html", frame, products=items, stock=stock)
 
     async def product(self, request: Request) -> Response:
         wanted = product_id(request.path_params["id"])
@@ -190,7 +192,7 @@ class Shop:
             pb.GetProductRequest(id=wanted),
         )
         frame, price, recommended, ads, stock = await asyncio.gather(
-            self._frame(request),
+            self.frame(request),
             self._convert(product.price_usd, request.state.currency),
             self._recommended(request, [wanted]),
             optional(
@@ -201,7 +203,7 @@ class Shop:
             stock_of(self.clients.inventory, [product.id]),
         )
         ad = ads.ads[0] if ads and ads.ads else None
-        return self._page(
+        return self.render(
             request,
             "product.html",
             frame,
@@ -213,7 +215,7 @@ class Shop:
         )
 
     async def cart(self, request: Request) -> Response:
-        frame = await self._frame(request)
+        frame = await self.frame(request)
         currency: str = frame["currency"]
         cart: pb.Cart = frame["cart"]
         products = await asyncio.gather(
@@ -245,7 +247,7 @@ class Shop:
         total = money.total(currency, [shipping, *(line for _, _, line in lines)])
         this_year = datetime.date.today().year
         metrics.cart_viewed()
-        return self._page(
+        return self.render(
             request,
             "cart.html",
             frame,
@@ -339,10 +341,10 @@ class Shop:
         log.info("order placed", order_id=order.order_id, items=len(order.items))
         metrics.converted(state.currency)
         frame, products = await asyncio.gather(
-            self._frame(request), self._products([line.item.product_id for line in order.items])
+            self.frame(request), self.products([line.item.product_id for line in order.items])
         )
         names = {product.id: product.name for product in products}
-        return self._page(request, "order.html", frame, order=order, paid=paid, names=names)
+        return self.render(request, "order.html", frame, order=order, paid=paid, names=names)
 
     async def logout(self, request: Request) -> Response:
         response = RedirectResponse("/", status_code=302)
@@ -434,7 +436,7 @@ class Shop:
             "currencies": money.SHOP_CURRENCIES,
             "cart_size": None,
         }
-        return self._page(request, "error.html", frame, error.status, error=error)
+        return self.render(request, "error.html", frame, error.status, error=error)
 
     async def not_found(self, request: Request, exc: Exception) -> Response:
         status = exc.status_code if isinstance(exc, HTTPException) else 404

@@ -114,7 +114,7 @@ class OrderPages:
             return to_login("/orders")
         try:
             frame, listed = await asyncio.gather(
-                self.shop._frame(request),
+                self.shop.frame(request),
                 call(
                     "listing your orders",
                     self.shop.clients.orders.ListOrders,
@@ -126,7 +126,7 @@ class OrderPages:
             if error.status == 422:  # the order service's INVALID_ARGUMENT: the token
                 raise FormError({"page": "is not a page of the order list"}) from None
             raise
-        return self.shop._page(
+        return self.shop.render(
             request,
             "orders.html",
             frame,
@@ -143,9 +143,9 @@ class OrderPages:
         visitor = visitor_of(request)
         if visitor is None:
             return to_login(f"/orders/{wanted}")
-        frame, order = await asyncio.gather(self.shop._frame(request), self._order(visitor, wanted))
-        products = await self.shop._products(list(dict.fromkeys(i.product_id for i in order.items)))
-        return self.shop._page(
+        frame, order = await asyncio.gather(self.shop.frame(request), self._order(visitor, wanted))
+        products = await self.shop.products(list(dict.fromkeys(i.product_id for i in order.items)))
+        return self.shop.render(
             request,
             "order_status.html",
             frame,
