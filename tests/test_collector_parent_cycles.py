@@ -34,7 +34,7 @@ def test_a_parent_cycle_is_shown_flat_and_compared(collector: CollectorProcess) 
     trace = collector.api(f"/api/traces/{trace_id}")
     depths = {s["span_id"]: s["depth"] for s in trace["spans"]}
     assert depths == {ids[0]: 0, ids[1]: 0, ids[2]: 0}
-    assert [s["span_id"] for s in trace["spans"]][0] == ids[0]
+    assert trace["spans"][0]["span_id"] == ids[0]  # the root first
     page = httpx.get(f"{collector.ui}/trace/{trace_id}", timeout=10)
     assert page.status_code == 200 and "GET /" in page.text
     compared = collector.api("/api/compare", a=trace_id, b=trace_id)
