@@ -14,6 +14,7 @@ argument, an unreachable broker or a stream that does not exist.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TextIO
@@ -32,6 +33,9 @@ CONNECT_TIMEOUT = 5
 SHOWN = 20
 """Dead letters ``list-dead-letters`` shows per consumer unless ``--limit`` says."""
 MAX_SHOWN = 1000
+MAX_EVENT_ID = 128
+"""The longest ``--event-id`` taken (the services' ids are 36-character UUIDs)."""
+_VISIBLE = re.compile(r"[!-~]+")
 REASON_CHARS = 200
 """A dead letter's reason is shown cut to this many characters (one line each)."""
 
@@ -49,9 +53,20 @@ def consumer_type(known: Sequence[str]) -> Callable[[str], str]:
 
 def limit(value: str) -> int:
     """A ``--limit``: 1 to `MAX_SHOWN`."""
-    if not value.isdigit() or not 1 <= int(value) <= MAX_SHOWN:
+    # the length first: int() of thousands of digits raises, and argparse quotes it whole
+    digits = value.isascii() and value.isdigit() and len(value) <= len(str(MAX_SHOWN))
+    if not digits or not 1 <= int(value) <= MAX_SHOWN:
         raise argparse.ArgumentTypeError(f"{quote(value)} is not a number from 1 to {MAX_SHOWN}")
     return int(value)
+
+
+def event_id(value: str) -> str:
+    """An ``--event-id``: 1 to `MAX_EVENT_ID` visible ASCII characters (a bad one quoted short)."""
+    if not 1 <= len(value) <= MAX_EVENT_ID or not _VISIBLE.fullmatch(value):
+        raise argparse.ArgumentTypeError(
+            f"{quote(value)} is not an event id (1 to {MAX_EVENT_ID} visible ASCII characters)"
+        )
+    return value
 
 
 def add_options(made: argparse.ArgumentParser, command: str, known: Sequence[str]) -> None:
@@ -75,6 +90,7 @@ def add_options(made: argparse.ArgumentParser, command: str, known: Sequence[str
         "--event-id",
         action="append",
         default=[],
+        type=event_id,
         metavar="ID",
         help="only the dead letters of this event (repeatable)",
     )
