@@ -23,6 +23,7 @@ import httpx
 import pytest
 import pytest_asyncio
 
+from reference_services import dead_letters
 from reference_services.checkout import service as checkout_service
 from reference_services.common.auth import bearer
 from reference_services.protos import hipstershop_pb2 as pb
@@ -41,7 +42,9 @@ from reference_services.protos.boutique.v1 import shipment_pb2_grpc as spb_grpc
 from tests.boutique.conftest import Boutique, boutique_running, rpc_error, serving, stub_for
 from tests.boutique.test_input_bounds import ADDRESS, CARD, MUG, SHORT_MESSAGE, place_order, usd
 
-pytestmark = [pytest.mark.timeout(120), pytest.mark.asyncio(loop_scope="module")]
+pytestmark = pytest.mark.timeout(120)
+IN_MODULE_LOOP = pytest.mark.asyncio(loop_scope="module")
+"""The async tests share the loop of the module's boutique."""
 
 HUGE = "x" * (1024 * 1024)
 INT32_MAX = 2**31 - 1
@@ -343,6 +346,7 @@ async def order_unchanged(rig: Rig) -> None:
     assert not payment.refund_reason
 
 
+@IN_MODULE_LOOP
 @pytest.mark.parametrize("case", INVALID)
 async def test_bad_argument_is_refused_naming_the_field(rig: Rig, case: str) -> None:
     field, call = INVALID[case]
@@ -354,6 +358,7 @@ async def test_bad_argument_is_refused_naming_the_field(rig: Rig, case: str) -> 
     await order_unchanged(rig)
 
 
+@IN_MODULE_LOOP
 async def test_another_users_order_is_not_found_and_stays_placed(rig: Rig) -> None:
     request = opb.CancelOrderRequest(order_id=rig.order_id, reason="not mine")
     cancel = await rpc_error(rig.orders.CancelOrder(request, metadata=rig.token(STRANGER)))
@@ -366,6 +371,7 @@ async def test_another_users_order_is_not_found_and_stays_placed(rig: Rig) -> No
     await order_unchanged(rig)
 
 
+@IN_MODULE_LOOP
 async def test_unknown_ids_are_not_found(rig: Rig) -> None:
     calls = {
         "GetStock": rig.inventory.GetStock(ipb.GetStockRequest(product_ids=["NOPE"])),
@@ -393,6 +399,7 @@ BAD_SWITCHES = {
 }
 
 
+@IN_MODULE_LOOP
 @pytest.mark.parametrize("case", BAD_SWITCHES)
 async def test_bad_fault_switch_is_a_short_400_and_changes_nothing(rig: Rig, case: str) -> None:
     service, name, value = BAD_SWITCHES[case]
@@ -406,3 +413,26 @@ async def test_bad_fault_switch_is_a_short_400_and_changes_nothing(rig: Rig, cas
     assert name[:32] in error, error[:300]
     assert len(error) <= 2 * SHORT_MESSAGE, (case, len(error))
     assert after == before
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["replay-dead-letters", "--event-id", "e" * 5000],
+        ["replay-dead-letters", "--event-id", "a\x1bb"],
+        ["replay-dead-letters", "--event-id", ""],
+        ["list-dead-letters", "--limit", "9" * 5000],
+        ["list-dead-letters", "--consumer", "../../x"],
+    ],
+)
+def test_bad_dead_letter_argument_exits_2_before_connecting(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:  # no NATS_URL: it never gets that far
+        dead_letters.main(argv)
+    assert exited.value.code == 2
+    captured = capsys.readouterr()
+    error = captured.err.splitlines()[-1]
+    assert argv[1] in error, error[:300]
+    assert len(error) <= 2 * SHORT_MESSAGE + 100, len(error)  # the usage names the options
+    assert not captured.out
