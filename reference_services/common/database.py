@@ -216,10 +216,11 @@ class _PostgresTransaction:
 
 
 def table_prefix(prefix: str) -> str:
-    """``prefix`` if a store's table names may begin with it: empty, or letters, digits
+    """``prefix`` if a store's table names may begin with it: empty, or ASCII letters, digits
     and underscores (it goes into SQL unquoted); ValueError otherwise."""
-    if prefix and not prefix.replace("_", "").isalnum():
-        raise ValueError(f"table prefix {prefix!r} must be letters, digits and underscores")
+    # ASCII only: str.isalnum also takes other scripts' letters and digits such as "²"
+    if prefix and not (prefix.isascii() and prefix.replace("_", "").isalnum()):
+        raise ValueError(f"table prefix {prefix!r} must be ASCII letters, digits and underscores")
     return prefix
 
 
@@ -235,7 +236,7 @@ class SQLTable:
 
     def __init__(self, db: Database, table: str) -> None:
         if not table.replace("_", "").isalnum():
-            raise ValueError(f"table name {table!r} must be letters, digits and underscores")
+            raise ValueError(f"table name {table!r} must be ASCII letters, digits and underscores")
         self.db = db
         self.table = table
         self._ready = False
