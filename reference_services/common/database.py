@@ -235,7 +235,7 @@ class SQLTable:
     schema: str
 
     def __init__(self, db: Database, table: str) -> None:
-        if not table.replace("_", "").isalnum():
+        if not (table.isascii() and table.replace("_", "").isalnum()):
             raise ValueError(f"table name {table!r} must be ASCII letters, digits and underscores")
         self.db = db
         self.table = table
