@@ -4,10 +4,11 @@ the paths they skip, their tracer, and the ``http.server.request.duration`` hist
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 from opentelemetry import metrics, trace
 from opentelemetry.metrics import MeterProvider
+from opentelemetry.propagators.textmap import TextMapPropagator
 from opentelemetry.trace import TracerProvider
 from opentelemetry.util.types import AttributeValue
 
@@ -66,7 +67,8 @@ class ServerMiddleware(Generic[App]):
             explicit_bucket_boundaries_advisory=_BUCKETS,
         )
         self._records: dict[tuple[str, str | None, int, str], Callable[[float], None]] = {}
-        self._propagator: Any = None  # the global one its header names were read from
+        # the global propagator its header names were read from
+        self._propagator: TextMapPropagator | None = None
 
     def skips(self, path: str) -> bool:
         """Whether requests for ``path`` are passed through unobserved (``skip_paths``)."""
