@@ -207,6 +207,7 @@ async def ask_others(directory: Path, command: str) -> list[bytes]:
     done, pending = await asyncio.wait(asked, timeout=_ASK_TIMEOUT)
     for late in pending:
         late.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)  # their sockets closed first
     answers: dict[int, bytes] = {}
     for future in done:
         found = None if future.exception() else future.result()
