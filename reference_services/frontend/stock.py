@@ -29,6 +29,7 @@ class Stock:
 
     @property
     def sold_out(self) -> bool:
+        """None left for a new order."""
         return self.available <= 0
 
     @property
