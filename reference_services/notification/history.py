@@ -13,15 +13,11 @@ import grpc
 from reference_services.common import fields
 from reference_services.common.auth import Principal, Rule, caller, methods
 from reference_services.common.database import StoreUnavailable
-from reference_services.common.rpc import RpcFailure, invalid_argument, quote, rpc, unavailable
-from reference_services.notification.store import Cursor, Notification, NotificationStore
+from reference_services.common.pages import page_size, page_token
+from reference_services.common.rpc import RpcFailure, invalid_argument, rpc, unavailable
+from reference_services.notification.store import Notification, NotificationStore
 from reference_services.protos.boutique.v1 import notification_pb2 as npb
 from reference_services.protos.boutique.v1 import notification_pb2_grpc as npb_grpc
-
-DEFAULT_PAGE_SIZE = 20
-MAX_PAGE_SIZE = 100
-MAX_PAGE_TOKEN = 256
-"""Characters of a page token (the ones this service writes are far shorter)."""
 
 SERVICE = "boutique.v1.NotificationService"
 RULES = methods(SERVICE, ("GetNotificationHistory",), Rule("profile"))
@@ -52,28 +48,6 @@ def allowed(who: Principal, by: str, value: str) -> None:
         raise RpcFailure(
             grpc.StatusCode.PERMISSION_DENIED, "a customer reads only their own history"
         )
-
-
-def page_size(value: int) -> int:
-    """The page size asked for: 0 is the default, else 1..`MAX_PAGE_SIZE`."""
-    if not 0 <= value <= MAX_PAGE_SIZE:
-        raise invalid_argument(f"page_size {value} is outside 0..{MAX_PAGE_SIZE}")
-    return value or DEFAULT_PAGE_SIZE
-
-
-def page_token(value: str) -> Cursor | None:
-    """Where the page starts: None for the first page."""
-    if not value:
-        return None
-    if len(value) > MAX_PAGE_TOKEN:
-        raise invalid_argument(
-            f"page_token is {len(value)} characters long, more than {MAX_PAGE_TOKEN}"
-        )
-    try:
-        return Cursor.parse(value)
-    except ValueError:
-        message = f"page_token {quote(value)} is not a token this service gave"
-        raise invalid_argument(message) from None
 
 
 def to_proto(n: Notification) -> npb.Notification:

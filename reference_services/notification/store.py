@@ -8,13 +8,12 @@ The store is also the service's health pinger for its database.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import datetime as dt
 from dataclasses import dataclass
 
-from reference_services.common.database import Database, Transaction
-from reference_services.common.pages import cursor_time
+from reference_services.common.database import Database, Transaction, table_prefix
+from reference_services.common.migrations import apply_migrations
+from reference_services.common.pages import Cursor
+from reference_services.common.timestamps import rfc3339_ms
 
 #: version -> the statements that bring the schema from the previous version to it.
 #: ``{n}`` is the notifications table's name, ``{r}`` the order recipients', ``{p}`` the
@@ -61,34 +60,7 @@ class Notification:
     @property
     def sent_at(self) -> str:
         """``sent_at_ns`` in RFC 3339, UTC, to the millisecond."""
-        seconds, nanos = divmod(self.sent_at_ns, 1_000_000_000)
-        at = dt.datetime.fromtimestamp(seconds, dt.UTC).replace(microsecond=nanos // 1000)
-        return at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-@dataclass(frozen=True)
-class Cursor:
-    """Where a page of history ends: the last notification's time and id."""
-
-    sent_at_ns: int
-    id: str
-
-    def token(self) -> str:
-        """The opaque page token standing for this cursor."""
-        raw = f"{self.sent_at_ns}:{self.id}".encode()
-        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-    @classmethod
-    def parse(cls, token: str) -> Cursor:
-        """The cursor a `token` stands for; ValueError if it is not one."""
-        try:
-            raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
-        except (binascii.Error, UnicodeDecodeError, ValueError):
-            raise ValueError("not a page token") from None
-        at, sep, id_ = raw.partition(":")
-        if not sep or not id_:
-            raise ValueError("not a page token")
-        return cls(cursor_time(at), id_)
+        return rfc3339_ms(self.sent_at_ns)
 
 
 _COLUMNS = "id, channel, template, subject, status, sent_at_ns, order_id, user_id, email"
@@ -101,8 +73,7 @@ class NotificationStore:
     name = "notification-store"
 
     def __init__(self, db: Database, prefix: str = "") -> None:
-        if prefix and not prefix.replace("_", "").isalnum():
-            raise ValueError(f"table prefix {prefix!r} must be letters, digits and underscores")
+        prefix = table_prefix(prefix)
         self.db = db
         self.table = f"{prefix}notifications"
         self.schema_table = f"{prefix}notification_schema"
@@ -111,28 +82,10 @@ class NotificationStore:
 
     async def migrate(self) -> int:
         """Bring the schema to `SCHEMA_VERSION`; the version it was at before."""
-        await self.db.execute(
-            f"CREATE TABLE IF NOT EXISTS {self.schema_table} (id INTEGER PRIMARY KEY,"
-            " version INTEGER NOT NULL)"
+        tables = {"n": self.table, "r": self.recipients_table, "p": self.parked_table}
+        return await apply_migrations(
+            self.db, self.schema_table, MIGRATIONS, tables, "notification"
         )
-        rows = await self.db.execute(f"SELECT version FROM {self.schema_table} WHERE id = 1")
-        before = int(rows[0][0]) if rows else 0
-        if before > SCHEMA_VERSION:
-            raise RuntimeError(
-                f"{self.db.where} holds notification schema {before}, newer than this"
-                f" service's {SCHEMA_VERSION}"
-            )
-        for version in range(before + 1, SCHEMA_VERSION + 1):
-            for statement in MIGRATIONS[version]:
-                await self.db.execute(
-                    statement.format(n=self.table, r=self.recipients_table, p=self.parked_table)
-                )
-            await self.db.execute(
-                f"INSERT INTO {self.schema_table} (id, version) VALUES (1, %s)"
-                " ON CONFLICT (id) DO UPDATE SET version = excluded.version",
-                (version,),
-            )
-        return before
 
     async def record(self, notification: Notification, tx: Transaction | None = None) -> bool:
         """Write ``notification`` (in transaction ``tx`` if given) unless one with its id is
@@ -231,7 +184,7 @@ class NotificationStore:
         where, params = f"{by} = %s", list[object]([value])
         if after is not None:
             where += " AND (sent_at_ns < %s OR (sent_at_ns = %s AND id < %s))"
-            params += [after.sent_at_ns, after.sent_at_ns, after.id]
+            params += [after.at_ns, after.at_ns, after.id]
         rows = await self.db.execute(
             f"SELECT {_COLUMNS} FROM {self.table} WHERE {where}"
             " ORDER BY sent_at_ns DESC, id DESC LIMIT %s",

@@ -11,11 +11,11 @@ import pytest
 
 from reference_services.common.auth import Authorizer
 from reference_services.common.database import Postgres, SQLite
+from reference_services.common.pages import MAX_PAGE_SIZE, Cursor
 from reference_services.common.runtime import Wiring
-from reference_services.notification.history import MAX_PAGE_SIZE, RULES, NotificationHistory
+from reference_services.notification.history import RULES, NotificationHistory
 from reference_services.notification.store import (
     SCHEMA_VERSION,
-    Cursor,
     Notification,
     NotificationStore,
 )
