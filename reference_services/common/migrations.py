@@ -23,14 +23,15 @@ async def apply_migrations(
     migrations: Migrations,
     tables: Mapping[str, str],
     schema: str,
+    *,
+    newest: int,
 ) -> int:
-    """Bring the tables of ``db`` to the newest version of ``migrations``; the version
-    they were at before (0: none of them yet).
+    """Bring the tables of ``db`` to version ``newest`` of ``migrations`` (the store's
+    ``SCHEMA_VERSION``); the version they were at before (0: none of them yet).
 
     ``{key}`` in a statement stands for the table name ``tables[key]``. RuntimeError,
-    running nothing, when the database holds a version newer than the newest known
+    running nothing, when the database holds a version newer than ``newest``
     (``schema`` names the schema in the message: ``payment``)."""
-    newest = max(migrations)
     await db.execute(
         f"CREATE TABLE IF NOT EXISTS {version_table} (id INTEGER PRIMARY KEY,"
         " version INTEGER NOT NULL)"

@@ -84,7 +84,7 @@ class NotificationStore:
         """Bring the schema to `SCHEMA_VERSION`; the version it was at before."""
         tables = {"n": self.table, "r": self.recipients_table, "p": self.parked_table}
         return await apply_migrations(
-            self.db, self.schema_table, MIGRATIONS, tables, "notification"
+            self.db, self.schema_table, MIGRATIONS, tables, "notification", newest=SCHEMA_VERSION
         )
 
     async def record(self, notification: Notification, tx: Transaction | None = None) -> bool:

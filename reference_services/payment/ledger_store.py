@@ -109,7 +109,9 @@ class LedgerStore:
     async def migrate(self) -> int:
         """Bring the schema to `SCHEMA_VERSION` and make the outbox; the version it was at."""
         tables = {"p": self.table}
-        before = await apply_migrations(self.db, self.schema_table, MIGRATIONS, tables, "payment")
+        before = await apply_migrations(
+            self.db, self.schema_table, MIGRATIONS, tables, "payment", newest=SCHEMA_VERSION
+        )
         await self.outbox.setup()
         return before
 

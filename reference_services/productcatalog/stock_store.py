@@ -136,7 +136,9 @@ class StockStore:
     async def migrate(self) -> int:
         """Bring the schema to `SCHEMA_VERSION`; the version it was at before."""
         tables = {"s": self.stock, "r": self.reservations, "l": self.lines}
-        before = await apply_migrations(self.db, self.schema_table, MIGRATIONS, tables, "inventory")
+        before = await apply_migrations(
+            self.db, self.schema_table, MIGRATIONS, tables, "inventory", newest=SCHEMA_VERSION
+        )
         if self.outbox is not None:
             await self.outbox.setup()
         return before

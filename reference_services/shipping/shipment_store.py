@@ -101,7 +101,9 @@ class ShipmentStore:
     async def migrate(self) -> int:
         """Bring the schema to `SCHEMA_VERSION`; the version it was at before."""
         tables = {"s": self.table}
-        return await apply_migrations(self.db, self.schema_table, MIGRATIONS, tables, "shipment")
+        return await apply_migrations(
+            self.db, self.schema_table, MIGRATIONS, tables, "shipment", newest=SCHEMA_VERSION
+        )
 
     async def create(
         self, order_id: str, tracking_id: str, now_ns: int, pickup_ns: int, trace_context: str

@@ -91,7 +91,9 @@ class UserStore:
     async def migrate(self) -> int:
         """Bring the schema to `SCHEMA_VERSION`; the version it was at before."""
         tables = {"t": self.table, "g": self.guards, "b": self.buckets}
-        return await apply_migrations(self.db, self.schema_table, MIGRATIONS, tables, "user")
+        return await apply_migrations(
+            self.db, self.schema_table, MIGRATIONS, tables, "user", newest=SCHEMA_VERSION
+        )
 
     async def create(
         self, user: User, email_key: str, password_hash: str, outbox: Outbox | None = None
