@@ -17,7 +17,6 @@ from opentelemetry import trace
 
 from clue import log
 from reference_services.checkout.orders import (
-    Cursor,
     Forbidden,
     OrderStore,
     PlacedOrder,
@@ -28,6 +27,7 @@ from reference_services.common import fields
 from reference_services.common.auth import ADMIN, Rule, caller, methods
 from reference_services.common.database import StoreUnavailable
 from reference_services.common.events import Outbox, Relay
+from reference_services.common.pages import page_size, page_token
 from reference_services.common.rpc import (
     failed_precondition,
     invalid_argument,
@@ -45,10 +45,6 @@ RULES = methods(SERVICE, ("GetOrder", "ListOrders"), Rule("orders:read"))
 RULES[f"/{SERVICE}/CancelOrder"] = Rule("orders:write")
 RULES[f"/{SERVICE}/UpdateOrderStatus"] = Rule("orders:write", role=ADMIN)
 
-DEFAULT_PAGE_SIZE = 20
-MAX_PAGE_SIZE = 100
-MAX_PAGE_TOKEN = 256
-"""Characters of a page token (the ones this service writes are far shorter)."""
 MAX_REASON = 256
 CANCELLED = "CANCELLED"
 CANCELLABLE = frozenset({"SHIPPED"})
@@ -71,28 +67,6 @@ def trace_id() -> str:
     context = span.get_span_context()
     kept = context.is_valid and span.is_recording() and context.trace_flags.sampled
     return format(context.trace_id, "032x") if kept else ""
-
-
-def page_size(value: int) -> int:
-    """The page size asked for: 0 is the default, else 1..`MAX_PAGE_SIZE`."""
-    if not 0 <= value <= MAX_PAGE_SIZE:
-        raise invalid_argument(f"page_size {value} is outside 0..{MAX_PAGE_SIZE}")
-    return value or DEFAULT_PAGE_SIZE
-
-
-def page_token(value: str) -> Cursor | None:
-    """Where the page starts: None for the first page."""
-    if not value:
-        return None
-    if len(value) > MAX_PAGE_TOKEN:
-        raise invalid_argument(
-            f"page_token is {len(value)} characters long, more than {MAX_PAGE_TOKEN}"
-        )
-    try:
-        return Cursor.parse(value)
-    except ValueError:
-        message = f"page_token {quote(value)} is not a token this service gave"
-        raise invalid_argument(message) from None
 
 
 def target_status(value: int) -> str:

@@ -17,17 +17,16 @@ health pinger for its database.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import datetime as dt
 import time
 from dataclasses import dataclass, replace
 
 from google.protobuf import json_format
 
-from reference_services.common.database import Database, Transaction
+from reference_services.common.database import Database, Transaction, table_prefix
 from reference_services.common.events import ORDER_PLACED, ORDER_STATUS_CHANGED, Outbox
-from reference_services.common.pages import cursor_time
+from reference_services.common.migrations import apply_migrations
+from reference_services.common.pages import Cursor
 from reference_services.protos import hipstershop_pb2 as pb
 from reference_services.protos.boutique.v1 import events_pb2 as ev
 
@@ -128,31 +127,6 @@ class PlacedOrder:
     history: tuple[Change, ...] = ()
 
 
-@dataclass(frozen=True)
-class Cursor:
-    """Where a page of a user's orders ends: the last order's time and id."""
-
-    placed_at_ns: int
-    order_id: str
-
-    def token(self) -> str:
-        """The opaque page token standing for this cursor."""
-        raw = f"{self.placed_at_ns}:{self.order_id}".encode()
-        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-    @classmethod
-    def parse(cls, token: str) -> Cursor:
-        """The cursor a `token` stands for; ValueError if it is not one."""
-        try:
-            raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
-        except (binascii.Error, UnicodeDecodeError, ValueError):
-            raise ValueError("not a page token") from None
-        at, sep, order_id = raw.partition(":")
-        if not sep or not order_id:
-            raise ValueError("not a page token")
-        return cls(cursor_time(at), order_id)
-
-
 def order_placed(
     result: pb.OrderResult, *, user_id: str, email: str, total: pb.Money
 ) -> ev.OrderPlaced:
@@ -188,8 +162,7 @@ class OrderStore:
     name = "order-store"
 
     def __init__(self, db: Database, prefix: str = "") -> None:
-        if prefix and not prefix.replace("_", "").isalnum():
-            raise ValueError(f"table prefix {prefix!r} must be letters, digits and underscores")
+        prefix = table_prefix(prefix)
         self.db = db
         self.table = f"{prefix}orders"
         self.history_table = f"{prefix}order_history"
@@ -200,30 +173,15 @@ class OrderStore:
 
     async def migrate(self) -> int:
         """Bring the schema to `SCHEMA_VERSION`; the version it was at before."""
-        await self.db.execute(
-            f"CREATE TABLE IF NOT EXISTS {self.schema_table} (id INTEGER PRIMARY KEY,"
-            " version INTEGER NOT NULL)"
+        tables = {
+            "o": self.table,
+            "h": self.history_table,
+            "s": self.saga_table,
+            "w": self.beat_table,
+        }
+        before = await apply_migrations(
+            self.db, self.schema_table, MIGRATIONS, tables, "order", newest=SCHEMA_VERSION
         )
-        rows = await self.db.execute(f"SELECT version FROM {self.schema_table} WHERE id = 1")
-        before = int(rows[0][0]) if rows else 0
-        if before > SCHEMA_VERSION:
-            raise RuntimeError(
-                f"{self.db.where} holds order schema {before}, newer than this"
-                f" service's {SCHEMA_VERSION}"
-            )
-        for version in range(before + 1, SCHEMA_VERSION + 1):
-            async with self.db.transaction() as tx:  # a step and its version, or neither
-                for statement in MIGRATIONS[version]:
-                    await tx.execute(
-                        statement.format(
-                            o=self.table, h=self.history_table, s=self.saga_table, w=self.beat_table
-                        )
-                    )
-                await tx.execute(
-                    f"INSERT INTO {self.schema_table} (id, version) VALUES (1, %s)"
-                    " ON CONFLICT (id) DO UPDATE SET version = excluded.version",
-                    (version,),
-                )
         self._migrated = True
         return before
 
@@ -428,7 +386,7 @@ class OrderStore:
         where, params = "WHERE user_id = %s", list[object]([user_id])
         if after is not None:
             where += " AND (placed_at_ns < %s OR (placed_at_ns = %s AND order_id < %s))"
-            params += [after.placed_at_ns, after.placed_at_ns, after.order_id]
+            params += [after.at_ns, after.at_ns, after.id]
         found = await self._select(
             f"{where} ORDER BY placed_at_ns DESC, order_id DESC LIMIT %s", [*params, limit + 1]
         )
