@@ -24,14 +24,17 @@ async def apply_migrations(
     tables: Mapping[str, str],
     schema: str,
     *,
-    newest: int,
+    newest: int | None = None,
 ) -> int:
     """Bring the tables of ``db`` to version ``newest`` of ``migrations`` (the store's
-    ``SCHEMA_VERSION``); the version they were at before (0: none of them yet).
+    ``SCHEMA_VERSION``; None: the last of them); the version they were at before (0:
+    none of them yet).
 
     ``{key}`` in a statement stands for the table name ``tables[key]``. RuntimeError,
     running nothing, when the database holds a version newer than ``newest``
     (``schema`` names the schema in the message: ``payment``)."""
+    if newest is None:
+        newest = max(migrations)
     await db.execute(
         f"CREATE TABLE IF NOT EXISTS {version_table} (id INTEGER PRIMARY KEY,"
         " version INTEGER NOT NULL)"
