@@ -20,7 +20,6 @@ from reference_services.checkout.orders import (
     Forbidden,
     OrderStore,
     PlacedOrder,
-    rfc3339,
     wire_status,
 )
 from reference_services.common import fields
@@ -36,6 +35,7 @@ from reference_services.common.rpc import (
     rpc,
     unavailable,
 )
+from reference_services.common.timestamps import rfc3339_ms
 from reference_services.protos.boutique.v1 import events_pb2 as ev
 from reference_services.protos.boutique.v1 import order_pb2 as opb
 from reference_services.protos.boutique.v1 import order_pb2_grpc as opb_grpc
@@ -99,13 +99,13 @@ def to_proto(order: PlacedOrder) -> opb.Order:
             opb.StatusChange(
                 from_status=wire_status(c.from_status),
                 to_status=wire_status(c.to_status),
-                at=rfc3339(c.at_ns),
+                at=rfc3339_ms(c.at_ns),
                 reason=c.reason,
                 trace_id=c.trace_id,
             )
             for c in order.history
         ],
-        placed_at=rfc3339(order.placed_at_ns),
+        placed_at=rfc3339_ms(order.placed_at_ns),
     )
 
 

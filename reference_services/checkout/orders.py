@@ -17,7 +17,6 @@ health pinger for its database.
 
 from __future__ import annotations
 
-import datetime as dt
 import time
 from dataclasses import dataclass, replace
 
@@ -89,12 +88,6 @@ TRANSITIONS: dict[str, frozenset[str]] = {
 def wire_status(name: str) -> str:
     """The wire enum name of a stored status (``SHIPPED``: ``ORDER_STATUS_SHIPPED``)."""
     return f"ORDER_STATUS_{name}"
-
-
-def rfc3339(at_ns: int) -> str:
-    """``at_ns`` in RFC 3339, UTC, to the millisecond."""
-    at = dt.datetime.fromtimestamp(at_ns / 1e9, dt.UTC)
-    return at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class Forbidden(Exception):

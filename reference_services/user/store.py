@@ -10,12 +10,12 @@ the service's health pinger for its database.
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass
 
 from reference_services.common.database import Database, table_prefix
 from reference_services.common.events import USER_REGISTERED, Outbox
 from reference_services.common.migrations import apply_migrations
+from reference_services.common.timestamps import rfc3339_ms
 from reference_services.protos.boutique.v1 import events_pb2 as ev
 
 #: version -> the statements that bring the schema from the previous version to it.
@@ -61,8 +61,7 @@ class User:
     @property
     def created_at(self) -> str:
         """``created_at_ns`` in RFC 3339, UTC, to the millisecond."""
-        at = dt.datetime.fromtimestamp(self.created_at_ns / 1e9, dt.UTC)
-        return at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        return rfc3339_ms(self.created_at_ns)
 
 
 _COLUMNS = "id, email, name, role, created_at_ns"
