@@ -179,6 +179,17 @@ class Saga:
         task.add_done_callback(lambda _: self.running.pop(order_id, None))
         return await asyncio.shield(task)
 
+    async def drain(self, timeout: float) -> int:
+        """Wait up to ``timeout`` seconds for the sagas running now to finish (forward or
+        compensated); how many are still running then (left to recovery, with a warning)."""
+        running = list(self.running.values())
+        if running:
+            await asyncio.wait(running, timeout=timeout)
+        left = sum(1 for task in running if not task.done())
+        if left:
+            log.warn("sagas still running at stop, left to recovery", sagas=left)
+        return left
+
     def _crash_point(self, step: str) -> None:
         if self.faults.choice(CRASH_SWITCH) == step:
             print(f"checkout: crash_after={step}: killing myself", file=sys.stderr, flush=True)

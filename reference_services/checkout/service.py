@@ -31,7 +31,7 @@ from reference_services.checkout.shipments import ShipmentEvents
 from reference_services.common import fields, money
 from reference_services.common.auth import Authorizer, PublishedKeys
 from reference_services.common.clients import Clients
-from reference_services.common.config import env_addr, env_str
+from reference_services.common.config import env_addr, env_float, env_str
 from reference_services.common.database import StoreUnavailable, open_database
 from reference_services.common.events import (
     PAUSE_SWITCH,
@@ -64,6 +64,9 @@ from reference_services.protos.boutique.v1 import user_pb2_grpc as upb_grpc
 T = TypeVar("T")
 CALL_TIMEOUT = 5.0
 UNSAFE_SWITCH = "CHECKOUT_UNSAFE_SKIP_SAGA_LOG"
+DRAIN_SECONDS = 10.0
+"""How long a stop waits for the sagas in flight (``CHECKOUT_DRAIN_S``)."""
+MAX_DRAIN_SECONDS = 300.0
 """Set to 1 (benchmarks only, never in use: a crash then loses money and stock) to run
 the saga without writing its state or any event."""
 
@@ -250,6 +253,8 @@ class Config:
     stream: str = "BOUTIQUE"
     user_addr: str | None = None
     timing: Timing = field(default_factory=Timing)
+    drain: float = DRAIN_SECONDS
+    """Seconds a stop waits for the PlaceOrders and sagas in flight (`Saga.drain`)."""
     durable: bool = True
     """False only for the benchmark's unsafe baseline (`UNSAFE_SWITCH`): no saga log,
     no outbox."""
@@ -258,7 +263,8 @@ class Config:
     def from_env(cls) -> Config:
         """The six ``*_SERVICE_ADDR`` (``USER_SERVICE_ADDR`` included), ``ORDER_STORE``
         (default ``$DATA_DIR/orders.db``), ``NATS_URL``, ``EVENTS_STREAM``, the saga's
-        recovery timing (`Timing.from_env`) and the benchmark's `UNSAFE_SWITCH`."""
+        recovery timing (`Timing.from_env`), ``CHECKOUT_DRAIN_S`` (default 10: how long a stop
+        waits for the sagas in flight) and the benchmark's `UNSAFE_SWITCH`."""
         return cls(
             cart_addr=env_addr("CART_SERVICE_ADDR"),
             catalog_addr=env_addr("PRODUCT_CATALOG_SERVICE_ADDR"),
@@ -270,6 +276,9 @@ class Config:
             stream=Stream.from_env().name,
             user_addr=env_addr("USER_SERVICE_ADDR"),
             timing=Timing.from_env(),
+            drain=env_float(
+                "CHECKOUT_DRAIN_S", DRAIN_SECONDS, minimum=0, maximum=MAX_DRAIN_SECONDS
+            ),
             durable=env_str(UNSAFE_SWITCH, "") != "1",
         )
 
@@ -347,6 +356,8 @@ async def build(config: Config, orders: OrderStore | None = None) -> Wiring:
         faults=switches,
         closers=stops,  # run last to first
         authorizer=authorizer,
+        grace=config.drain,
+        drain=saga.drain,
     )
 
 

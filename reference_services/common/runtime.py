@@ -58,6 +58,11 @@ class Wiring:
     closers: list[Callable[[], Awaitable[Any]]] = field(default_factory=list)
     authorizer: Authorizer | None = None
     """Checks the access token of the RPCs its rules name (reference_services/common/auth.py)."""
+    grace: float = GRACE_SECONDS
+    """Seconds a stop gives the calls in flight (and ``drain``) to finish."""
+    drain: Callable[[float], Awaitable[Any]] | None = None
+    """Waits, at most the seconds it is given, for work of the service's own that outlives
+    its call (the checkout's sagas); run alongside the server's graceful stop."""
 
 
 class GrpcService:
@@ -141,7 +146,11 @@ class GrpcService:
         if self.health is not None:
             self.health.enter_graceful_shutdown()
         if self.server is not None:
-            await self.server.stop(self.grace)
+            # the same deadline for the calls in flight and the service's own work
+            drain = self.wiring.drain
+            await asyncio.gather(
+                self.server.stop(self.grace), *([drain(self.grace)] if drain else [])
+            )
             self.server = None
         await self.admin.astop()
         for close in reversed(self.wiring.closers):
@@ -273,7 +282,9 @@ async def _serve(
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
     wiring = await build()
-    service = GrpcService(name, wiring, host=host, port=port, admin_port=admin_port)
+    service = GrpcService(
+        name, wiring, host=host, port=port, admin_port=admin_port, grace=wiring.grace
+    )
     try:
         await service.start()
     except BaseException:

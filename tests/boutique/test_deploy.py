@@ -22,6 +22,7 @@ import pytest
 import yaml
 
 from reference_services.checkout.recovery import Timing
+from reference_services.checkout.service import DRAIN_SECONDS
 from reference_services.launcher import ADDRESS_VARIABLES, SERVICES
 
 DEPLOY = Path(__file__).resolve().parents[2] / "reference_services" / "deploy"
@@ -389,6 +390,18 @@ def test_the_checkout_saga_s_recovery_timing_is_set_in_compose_and_kubernetes(
         assert kubernetes[variable] == composed[variable], variable
         monkeypatch.setenv(variable, composed[variable])
     assert Timing.from_env() == Timing(interval=10.0, lease=3.0)  # accepted, read as set
+
+
+def test_the_checkout_s_drain_ends_before_the_container_is_killed() -> None:
+    code = (SOURCES / "checkout" / "service.py").read_text()
+    assert '"CHECKOUT_DRAIN_S"' in code
+    kubernetes = float(env_of(container_of("checkout"))["CHECKOUT_DRAIN_S"])
+    composed = compose()["services"]["checkout"]
+    assert kubernetes == float(composed["environment"]["CHECKOUT_DRAIN_S"]) == DRAIN_SECONDS
+    pod = k8s("Deployment", "checkout")["spec"]["template"]["spec"]
+    # a few seconds left for the closers and the last telemetry after the drain
+    assert pod["terminationGracePeriodSeconds"] >= kubernetes + 5
+    assert float(composed["stop_grace_period"].removesuffix("s")) >= DRAIN_SECONDS + 5
 
 
 def test_every_event_producer_and_consumer_reaches_nats() -> None:

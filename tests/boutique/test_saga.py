@@ -54,6 +54,7 @@ from reference_services.protos.boutique.v1 import user_pb2_grpc as upb_grpc
 from reference_services.shipping import service as shipping
 from reference_services.user import service as user
 from tests.boutique.conftest import Telemetry, serving, unique
+from tests.boutique.shop import WATCH
 from tests.boutique.test_checkout import order_request
 from tests.conftest import free_port
 
@@ -514,3 +515,33 @@ async def test_a_paid_order_whose_stock_is_gone_still_ships_with_the_gap_in_view
     ]
     assert span.status.status_code is StatusCode.ERROR
     assert "released" in (span.status.description or "")
+
+
+async def test_a_sigterm_drains_the_order_in_flight_then_exits_0(rig: Rig, doors: Doors) -> None:
+    """A rolling update's SIGTERM: the PlaceOrder in flight, slowed past the runtime's
+    default 5 s grace by the catalog's latency switch (two lines, 3 s a lookup, each
+    within the checkout's 5 s call timeout), still answers OK with its order SHIPPED,
+    and the process exits 0 within CHECKOUT_DRAIN_S (default 10 s)."""
+    who = await doors.customer()
+    await doors.fill(who, {MUG: 1, WATCH: 1})
+    await set_faults(rig, "productcatalog", extra_latency_ms="3000")
+    try:
+        placing = asyncio.ensure_future(
+            doors.checkout.PlaceOrder(order_request(who.user_id), timeout=30)
+        )
+        await asyncio.sleep(0.5)  # the call is in the checkout, waiting on the catalog
+        assert not placing.done()
+        assert rig.checkout.process is not None
+        rig.checkout.process.send_signal(signal.SIGTERM)
+        signalled = time.monotonic()
+        reply = await placing
+        assert await rig.checkout.died() == 0
+        took = time.monotonic() - signalled
+    finally:
+        await set_faults(rig, "productcatalog", extra_latency_ms="0")
+    await rig.checkout.start()
+    order = await doors.order(who, reply.order.order_id)
+    assert order.status in SHIPPED_OR_LATER, order.history
+    assert "sagas still running at stop" not in rig.checkout.log.read_text()
+    print(f"drained and exited {took:.2f} s after SIGTERM")
+    assert took < checkout.DRAIN_SECONDS
