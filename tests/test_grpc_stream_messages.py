@@ -177,6 +177,19 @@ def by_method(telemetry: Telemetry, kind: SpanKind) -> dict[str, ReadableSpan]:
     return {s.name.rpartition("/")[2]: s for s in telemetry.finished() if s.kind is kind}
 
 
+async def all_ended(telemetry: Telemetry) -> None:
+    """Wait for both sides' spans of the three calls: a server's span ends after the last
+    message its client reads (in a worker thread for a sync server), so it can be late."""
+    deadline = asyncio.get_running_loop().time() + 10
+    wanted = {"Spell", "Join", "Echo"}
+    while not (
+        wanted <= by_method(telemetry, SpanKind.SERVER).keys()
+        and wanted <= by_method(telemetry, SpanKind.CLIENT).keys()
+    ):
+        assert asyncio.get_running_loop().time() < deadline, "a call's span never ended"
+        await asyncio.sleep(0.01)
+
+
 def assert_stream_spans(telemetry: Telemetry) -> None:
     """Each message once, on both sides, in order: the server sends what the client receives."""
     server, client = by_method(telemetry, SpanKind.SERVER), by_method(telemetry, SpanKind.CLIENT)
@@ -216,6 +229,7 @@ async def test_aio_client_streams_carry_an_event_a_message(kind: str) -> None:
     telemetry = Telemetry()
     async with Server(kind, telemetry) as server, server.channel(telemetry) as channel:
         assert await three_calls(channel) == EXPECTED
+        await all_ended(telemetry)
     assert_stream_spans(telemetry)
 
 
@@ -230,6 +244,7 @@ async def test_sync_client_streams_carry_an_event_a_message(kind: str) -> None:
         try:
             # a sync channel blocks: an aio server must keep serving meanwhile
             calls = await asyncio.to_thread(three_sync_calls, channel)
+            await all_ended(telemetry)
         finally:
             plain.close()
     assert calls == EXPECTED
