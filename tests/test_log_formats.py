@@ -101,12 +101,12 @@ def test_terminal_without_colours_when_no_color_is_set(monkeypatch: pytest.Monke
 
 
 @pytest.mark.parametrize("level", [None, ["a", "list"], 3])
-def test_terminal_writes_a_field_named_level_that_is_not_text(
+def test_terminal_keeps_a_field_named_level_beside_the_entrys_own(
     monkeypatch: pytest.MonkeyPatch, level: Any
 ) -> None:
     monkeypatch.setenv("NO_COLOR", "1")
     text = write_one("terminal", level=level)
-    assert f"[{level!s}" in text
+    assert "[info" in text and f"level_={level!s}" in text
     assert "hello world" in text and "render_error" not in text
 
 

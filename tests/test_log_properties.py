@@ -125,3 +125,16 @@ def test_json_lines_say_the_same_with_and_without_orjson(msg: str, kv: dict[str,
     for line in (fast, plain):
         assert "\n" not in line and "\u2028" not in line and "\x85" not in line
     assert json.loads(fast) == json.loads(plain)
+
+
+def test_a_field_named_like_the_entrys_own_keys_is_kept_beside_them() -> None:
+    stream = io.StringIO()
+    log.configure(outputs=[log.Output(stream, "json")], stdlib=False)
+    try:
+        with log.context(level="from the context"):
+            log.info("hello", time=3, msg=None)
+    finally:
+        reset()
+    entry = json.loads(stream.getvalue())
+    assert (entry["level"], entry["msg"]) == ("info", "hello") and entry["time"].endswith("Z")
+    assert (entry["level_"], entry["msg_"], entry["time_"]) == ("from the context", None, 3)

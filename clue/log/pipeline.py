@@ -79,6 +79,8 @@ def event_of(entry: Entry) -> dict[str, Any]:
             **entry.fields,
             **entry.kv,
         }
+        if len(event) != 3 + len(entry.fields) + len(entry.kv):  # a name met twice
+            _keep_own(event, entry)
     exc = entry.exc
     if exc is not None:
         event.update(_describe(exc, entry.with_traceback))
@@ -112,7 +114,25 @@ def _with_computed(
             event["field_error"] = f"{name}: {type(exc).__name__}: {to_text(exc)}"
     event.update(entry.fields)
     event.update(entry.kv)
+    _keep_own(event, entry)
     return event
+
+
+_OWN = ("time", "level", "msg")
+
+
+def _keep_own(event: dict[str, Any], entry: Entry) -> None:
+    """Put the entry's own time, level and message back where a field of the same name
+    replaced them, the field's value kept beside them as ``time_``, ``level_``, ``msg_``."""
+    for key in _OWN:
+        if key in entry.kv or key in entry.fields:
+            event[f"{key}_"] = event[key]
+    if "time_" in event:
+        event["time"] = STATE.format_time(entry.time_ns)
+    if "level_" in event:
+        event["level"] = LEVEL_NAMES[entry.level]
+    if "msg_" in event:
+        event["msg"] = entry.msg
 
 
 _last_ids: tuple[SpanContext | None, tuple[str, str] | None] = (None, None)

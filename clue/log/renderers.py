@@ -122,8 +122,6 @@ class TerminalRenderer:
                 event[f"{special}_"] = event.pop(special)
         if isinstance(event.get("traceback"), str):
             event["exception"] = event.pop("traceback")  # printed below the line
-        if not isinstance(event.get("level", ""), str):  # a field named level replaced it
-            event["level"] = str(event["level"])
         return str(self._console(logger, method, event))
 
 
