@@ -256,12 +256,22 @@ def assert_all_cancelled(
         assert [e.name for e in span.events if e.name != "rpc.message"] == []  # no exception
 
 
+def lost_race(entry: dict[str, Any]) -> bool:
+    """grpc core's report of a handler's write that lost the race with the client's cancel
+    (as `Problems` leaves out), written by clue's stdlib bridge."""
+    return entry.get("logger") == "grpc._cython.cygrpc" and "ExecuteBatchError" in entry["msg"]
+
+
 def assert_clean(problems: Problems, lines: Lines, capfd: pytest.CaptureFixture[str]) -> None:
     """No stdlib warning or error record, no error line of clue's (but the flapping
     dependency's), nothing on stderr about contexts, tracebacks or exceptions."""
     gc.collect()
     assert problems.records == []
-    errors = [e for e in lines.entries() if e["level"] == "error" and e["msg"] != HEALTH_CHANGES]
+    errors = [
+        e
+        for e in lines.entries()
+        if e["level"] == "error" and e["msg"] != HEALTH_CHANGES and not lost_race(e)
+    ]
     assert errors == []
     err = capfd.readouterr().err
     for marker in ("Failed to detach", "Traceback", "Exception ignored"):
